@@ -1,0 +1,248 @@
+//! Command-line types (clap derive) only; behaviour lives in `commands`.
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use std::path::PathBuf;
+
+const AFTER_HELP: &str = "\
+Exit codes:
+  0   hypothesis held
+  1   hypothesis deviated
+  2   aborted by an abort condition (everything rolled back)
+  3   steady state not met before injection (nothing injected)
+  4   rollback failed: faults may remain (run `faultline recover`)
+  64  invalid experiment or usage
+  69  a precondition is missing (tool, kernel feature, target)
+  77  insufficient privileges
+  130 interrupted (after rollback)
+
+Docs: docs/experiment-format.md, docs/safety.md";
+
+/// Hypothesis-driven chaos experiments on one Linux host, with undo that
+/// survives the runner's own death.
+#[derive(Parser, Debug)]
+#[command(name = "faultline", version, after_help = AFTER_HELP, propagate_version = true)]
+pub struct Cli {
+    /// Where undo records and locks live (default: /run/faultline as root,
+    /// else $XDG_RUNTIME_DIR/faultline).
+    #[arg(long, global = true, env = "FAULTLINE_STATE_DIR", value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
+
+    /// When to use colours (NO_COLOR is respected with `auto`).
+    #[arg(long, global = true, value_enum, default_value_t = ColorChoice::Auto)]
+    pub color: ColorChoice,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum ColorChoice {
+    Auto,
+    Always,
+    Never,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run an experiment: steady state, faults, abort conditions, rollback, report.
+    #[command(after_help = "Examples:
+  faultline run experiments/quickstart.yaml
+  faultline run exp.yaml --junit results.xml --markdown report.md --events -
+  faultline run exp.yaml --yes            # no confirmation prompt on a terminal")]
+    Run(RunArgs),
+
+    /// Check experiment files; one line per file, exit 0 only when all are valid.
+    #[command(after_help = "Examples:
+  faultline validate experiments/*.yaml
+  faultline validate --format json exp.yaml")]
+    Validate {
+        #[arg(required = true, value_name = "FILE")]
+        files: Vec<PathBuf>,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = ValidateFormat::Text)]
+        format: ValidateFormat,
+        /// Read files as Chaos Toolkit experiments (default: detected from their keys).
+        #[arg(long)]
+        chaostoolkit: bool,
+    },
+
+    /// Dry run: print every phase and the exact operations each fault would
+    /// perform, and run every preflight check. Touches nothing.
+    #[command(after_help = "Examples:
+  faultline plan experiments/network-delay.yaml
+  faultline plan --format json exp.yaml")]
+    Plan {
+        #[arg(value_name = "FILE")]
+        file: PathBuf,
+        #[arg(long, value_enum, default_value_t = PlanFormat::Text)]
+        format: PlanFormat,
+        /// Read the file as a Chaos Toolkit experiment.
+        #[arg(long)]
+        chaostoolkit: bool,
+    },
+
+    /// List faults still active on this host from any run; exit 1 when any is pending.
+    #[command(after_help = "Examples:
+  faultline status
+  faultline status --json     # for scripts
+  faultline status || faultline recover")]
+    Status {
+        /// JSON output.
+        #[arg(long)]
+        json: bool,
+    },
+
+    /// Undo every pending fault (of one run, or all); safe to run twice.
+    #[command(after_help = "Examples:
+  faultline recover              # every run's pending faults
+  faultline recover 20261127-145103-3f2a")]
+    Recover {
+        /// Only this run.
+        #[arg(value_name = "RUN_ID")]
+        run_id: Option<String>,
+    },
+
+    /// Render a report again from a run's JSON journal.
+    #[command(after_help = "Examples:
+  faultline report faultline-20261127-145103-3f2a.json
+  faultline report journal.json --format markdown -o report.md
+  faultline report journal.json --format junit > results.xml")]
+    Report {
+        #[arg(value_name = "JOURNAL")]
+        journal: PathBuf,
+        #[arg(long, value_enum, default_value_t = ReportFormat::Table)]
+        format: ReportFormat,
+        /// Write to this file instead of standard output.
+        #[arg(short, long, value_name = "FILE")]
+        output: Option<PathBuf>,
+    },
+
+    /// Print the JSON Schema of the experiment format (for editors).
+    #[command(after_help = "Example:
+  faultline schema > faultline.schema.json
+then start experiment files with
+  # yaml-language-server: $schema=./faultline.schema.json")]
+    Schema,
+
+    /// Print shell completions.
+    #[command(after_help = "Examples:
+  faultline completions bash > /etc/bash_completion.d/faultline
+  faultline completions zsh > ~/.zfunc/_faultline
+  faultline completions fish > ~/.config/fish/completions/faultline.fish")]
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+
+    /// Internal: the watchdog process a run starts (not for direct use).
+    #[command(hide = true)]
+    Watchdog {
+        #[arg(long)]
+        run_id: String,
+    },
+
+    /// Internal: a built-in stressor worker process (not for direct use).
+    #[command(hide = true)]
+    StressWorker {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct RunArgs {
+    #[arg(value_name = "FILE")]
+    pub file: PathBuf,
+
+    /// Write the run's JSON journal here (default: ./faultline-RUNID.json).
+    #[arg(long, value_name = "FILE")]
+    pub journal: Option<PathBuf>,
+    /// Do not write a journal file.
+    #[arg(long, conflicts_with = "journal")]
+    pub no_journal: bool,
+    /// Write JUnit XML here (for CI).
+    #[arg(long, value_name = "FILE")]
+    pub junit: Option<PathBuf>,
+    /// Write a Markdown report here.
+    #[arg(long, value_name = "FILE")]
+    pub markdown: Option<PathBuf>,
+    /// Stream events as JSON lines to a file, or `-` for standard output.
+    #[arg(long, value_name = "FILE|-")]
+    pub events: Option<String>,
+    /// Do not ask for confirmation before injecting on a terminal.
+    #[arg(short, long)]
+    pub yes: bool,
+    /// Only print the verdict line (and errors).
+    #[arg(short, long)]
+    pub quiet: bool,
+    /// Read the file as a Chaos Toolkit experiment (default: detected from its keys).
+    #[arg(long)]
+    pub chaostoolkit: bool,
+    /// Chaos Toolkit: when to run rollbacks (faultline's own faults are always undone).
+    #[arg(long, value_enum)]
+    pub rollback_strategy: Option<RollbackStrategy>,
+    /// Chaos Toolkit: when to check the steady-state hypothesis.
+    #[arg(long, value_enum)]
+    pub hypothesis_strategy: Option<HypothesisStrategy>,
+    /// Chaos Toolkit: seconds between checks with `--hypothesis-strategy continuously`.
+    #[arg(long, value_name = "SECONDS")]
+    pub hypothesis_frequency: Option<f64>,
+    /// Chaos Toolkit: stop at the first deviation with `continuously`.
+    #[arg(long)]
+    pub fail_fast: bool,
+    /// Chaos Toolkit: set a configuration value (`name=value`, repeatable).
+    #[arg(long = "var", value_name = "NAME=VALUE")]
+    pub vars: Vec<String>,
+    /// Chaos Toolkit: read configuration values from a JSON or YAML file.
+    #[arg(long = "var-file", value_name = "FILE")]
+    pub var_files: Vec<PathBuf>,
+    /// Write the journal in Chaos Toolkit's format instead of faultline's.
+    #[arg(long, value_enum, default_value_t = JournalFormat::Faultline)]
+    pub journal_format: JournalFormat,
+    /// Same as `faultline plan FILE`.
+    #[arg(long, alias = "dry")]
+    pub dry_run: bool,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum ValidateFormat {
+    Text,
+    Json,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum PlanFormat {
+    Text,
+    Json,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum ReportFormat {
+    Table,
+    Markdown,
+    Junit,
+    Json,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum JournalFormat {
+    Faultline,
+    Chaostoolkit,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum RollbackStrategy {
+    Default,
+    Always,
+    Never,
+    Deviated,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum HypothesisStrategy {
+    Default,
+    BeforeMethodOnly,
+    AfterMethodOnly,
+    DuringMethodOnly,
+    Continuously,
+}

@@ -1,0 +1,69 @@
+//! One function per subcommand; each returns the process exit code.
+
+pub mod plan;
+pub mod report;
+pub mod validate;
+
+use crate::cli::{Cli, ColorChoice, Command};
+use crate::exit;
+use clap::CommandFactory;
+
+/// Whether to colour output on stdout.
+pub fn use_color(choice: ColorChoice) -> bool {
+    use std::io::IsTerminal;
+    match choice {
+        ColorChoice::Always => true,
+        ColorChoice::Never => false,
+        ColorChoice::Auto => {
+            std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+                && std::io::stdout().is_terminal()
+        }
+    }
+}
+
+pub fn main(cli: Cli) -> i32 {
+    match cli.command {
+        Command::Validate {
+            files,
+            format,
+            chaostoolkit,
+        } => validate::run(&files, format, chaostoolkit),
+        Command::Plan {
+            file,
+            format,
+            chaostoolkit,
+        } => plan::run(&file, format, chaostoolkit),
+        Command::Schema => {
+            println!("{}", schema_json());
+            exit::HELD
+        }
+        Command::Completions { shell } => {
+            let mut cmd = Cli::command();
+            clap_complete::generate(shell, &mut cmd, "faultline", &mut std::io::stdout());
+            exit::HELD
+        }
+        Command::Report {
+            journal,
+            format,
+            output,
+        } => report::run(&journal, format, output.as_deref()),
+        Command::StressWorker { args } => crate::fault::stress::worker_main(&args),
+        Command::Run(_)
+        | Command::Status { .. }
+        | Command::Recover { .. }
+        | Command::Watchdog { .. } => {
+            eprintln!("faultline: this command is not yet supported by this build");
+            exit::PRECONDITION
+        }
+    }
+}
+
+/// The JSON Schema of the experiment format.
+pub fn schema_json() -> String {
+    let mut schema = schemars::schema_for!(crate::experiment::Experiment);
+    schema.schema.metadata().title = Some("faultline experiment".into());
+    schema.schema.metadata().description = Some(
+        "A hypothesis-driven chaos experiment for faultline. See docs/experiment-format.md.".into(),
+    );
+    serde_json::to_string_pretty(&schema).expect("schema serializes")
+}

@@ -1,0 +1,364 @@
+//! `faultline plan FILE`: the dry run. Prints every phase and the exact
+//! operations each fault would perform, runs every preflight check, and
+//! changes nothing on the host.
+
+use crate::cli::PlanFormat;
+use crate::exit;
+use crate::experiment::model::{Experiment, Step};
+use crate::experiment::{self, Loaded};
+use crate::fault::{self, FaultContext, PlannedOp, Protected};
+use crate::probe::{ProbeContext, ProbeRunner};
+use serde::Serialize;
+use std::path::Path;
+
+#[derive(Serialize)]
+pub struct Plan {
+    pub title: String,
+    pub file: String,
+    pub hypothesis: String,
+    pub max_duration: String,
+    pub preflight: Vec<Check>,
+    pub setup: Vec<String>,
+    pub probes: Vec<PlannedProbe>,
+    pub steps: Vec<PlannedStep>,
+    pub abort: Vec<String>,
+    pub rollbacks: Vec<String>,
+    pub after: Vec<String>,
+    /// Exit code `run` would stop with at preflight (0 when every check passes).
+    pub exit_code: i32,
+}
+
+#[derive(Serialize)]
+pub struct Check {
+    pub what: String,
+    pub ok: bool,
+    pub detail: String,
+}
+
+#[derive(Serialize)]
+pub struct PlannedProbe {
+    pub name: String,
+    pub checks: String,
+    pub before: String,
+    pub during: String,
+}
+
+#[derive(Serialize)]
+pub struct PlannedStep {
+    pub index: usize,
+    pub label: String,
+    pub kind: String,
+    pub detail: String,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub operations: Vec<PlannedOp>,
+}
+
+pub fn run(file: &Path, format: PlanFormat, chaostoolkit: bool) -> i32 {
+    let loaded = match experiment::load_any(file, chaostoolkit) {
+        Ok(l) => l,
+        Err(problems) => {
+            for p in &problems {
+                eprintln!("{p}");
+            }
+            return exit::INVALID;
+        }
+    };
+    let plan = build(&loaded);
+    match format {
+        PlanFormat::Json => println!("{}", serde_json::to_string_pretty(&plan).unwrap()),
+        PlanFormat::Text => print!("{}", render_text(&plan)),
+    }
+    plan.exit_code
+}
+
+pub fn build(loaded: &Loaded) -> Plan {
+    let exp: &Experiment = &loaded.experiment;
+    let ctx = FaultContext {
+        run_id: "plan".into(),
+        protected: Protected::for_this_process(),
+        setup_pids: Default::default(),
+        blast_radius: exp.limits.blast_radius.clone(),
+        dry_run: true,
+    };
+    let mut preflight = Vec::new();
+    let mut exit_code = exit::HELD;
+    let fail = |code: i32, exit_code: &mut i32| {
+        if *exit_code == exit::HELD {
+            *exit_code = code;
+        }
+    };
+    preflight.push(Check {
+        what: "experiment file".into(),
+        ok: true,
+        detail: "valid".into(),
+    });
+    let root = nix::unistd::geteuid().is_root();
+    preflight.push(Check {
+        what: "privileges".into(),
+        ok: true,
+        detail: if root {
+            "running as root".into()
+        } else {
+            "not root: faults that need CAP_NET_ADMIN or cgroup writes will fail preflight".into()
+        },
+    });
+
+    let pctx = ProbeContext {
+        run_id: "plan".into(),
+    };
+    let mut probes = Vec::new();
+    for p in &exp.steady_state.probes {
+        let checks = match ProbeRunner::new(p, &pctx) {
+            Ok(r) => {
+                preflight.push(Check {
+                    what: format!("probe `{}`", p.name),
+                    ok: true,
+                    detail: "can run".into(),
+                });
+                r.describe()
+            }
+            Err(e) => {
+                fail(exit::PRECONDITION, &mut exit_code);
+                preflight.push(Check {
+                    what: format!("probe `{}`", p.name),
+                    ok: false,
+                    detail: e.clone(),
+                });
+                format!("(cannot run: {e})")
+            }
+        };
+        probes.push(PlannedProbe {
+            name: p.name.clone(),
+            checks,
+            before: format!(
+                "{} samples, at least {} succeed",
+                p.before.samples, p.before.min_success
+            ),
+            during: match &p.during {
+                Some(d) => format!("at least {} succeed", d.min_success),
+                None => "reported only".into(),
+            },
+        });
+    }
+
+    let mut steps = Vec::new();
+    for (i, s) in exp.method.iter().enumerate() {
+        steps.push(plan_step(i, s, &ctx, &mut preflight, &mut exit_code));
+    }
+
+    let setup = exp
+        .setup
+        .iter()
+        .map(|s| {
+            let ready = match &s.ready {
+                Some(r) => format!("ready when its check passes (within {})", r.timeout),
+                None => "ready when it stays up for 200ms".into(),
+            };
+            format!("start `{}` as `{}`; {ready}", s.start.join(" "), s.name)
+        })
+        .collect();
+    let abort = exp.abort.iter().map(|a| a.describe()).collect();
+    let mut rollbacks =
+        vec!["undo every injected fault, newest first, from its undo records".to_string()];
+    rollbacks.extend(
+        exp.rollbacks
+            .iter()
+            .map(|r| format!("run `{}` (timeout {})", r.run.join(" "), r.timeout)),
+    );
+    let after = exp
+        .steady_state
+        .probes
+        .iter()
+        .map(|p| {
+            format!(
+                "{}: {} successes in a row within {}",
+                p.name, p.after.successes, p.after.within
+            )
+        })
+        .collect();
+    Plan {
+        title: exp.title.clone(),
+        file: loaded.file.clone(),
+        hypothesis: exp.hypothesis.clone(),
+        max_duration: exp.limits.max_duration.to_string(),
+        preflight,
+        setup,
+        probes,
+        steps,
+        abort,
+        rollbacks,
+        after,
+        exit_code,
+    }
+}
+
+fn plan_step(
+    i: usize,
+    s: &Step,
+    ctx: &FaultContext,
+    preflight: &mut Vec<Check>,
+    exit_code: &mut i32,
+) -> PlannedStep {
+    let label = s.label(i);
+    if let Some(f) = &s.fault {
+        let mut imp = fault::build(f);
+        let check = match imp.preflight(ctx) {
+            Ok(()) => Check {
+                what: format!("fault `{label}` ({})", imp.kind()),
+                ok: true,
+                detail: format!("target {}", imp.target()),
+            },
+            Err(e) => {
+                if *exit_code == exit::HELD {
+                    *exit_code = e.code;
+                }
+                Check {
+                    what: format!("fault `{label}` ({})", imp.kind()),
+                    ok: false,
+                    detail: e.message,
+                }
+            }
+        };
+        preflight.push(check);
+        let duration = s.duration.map(|d| d.to_string()).unwrap_or_default();
+        PlannedStep {
+            index: i + 1,
+            label,
+            kind: imp.kind().to_string(),
+            detail: format!(
+                "on {} for {duration}{}; verified after injection, rolled back after",
+                imp.target(),
+                if s.background {
+                    " in the background"
+                } else {
+                    ""
+                }
+            ),
+            operations: imp.plan(ctx),
+        }
+    } else if let Some(p) = s.pause {
+        PlannedStep {
+            index: i + 1,
+            label,
+            kind: "pause".into(),
+            detail: format!("wait {p} while probes sample"),
+            operations: vec![],
+        }
+    } else if let Some(c) = &s.command {
+        PlannedStep {
+            index: i + 1,
+            label,
+            kind: "command".into(),
+            detail: format!(
+                "run `{}` (timeout {}, expect exit {})",
+                c.run.join(" "),
+                c.timeout,
+                c.expect_exit
+            ),
+            operations: vec![],
+        }
+    } else {
+        PlannedStep {
+            index: i + 1,
+            label,
+            kind: "none".into(),
+            detail: String::new(),
+            operations: vec![],
+        }
+    }
+}
+
+pub fn render_text(p: &Plan) -> String {
+    use std::fmt::Write;
+    let mut o = String::new();
+    let _ = writeln!(o, "Plan: {} ({})", p.title, p.file);
+    let _ = writeln!(o, "Hypothesis: {}", p.hypothesis);
+    let _ = writeln!(
+        o,
+        "Hard limit: {} (the watchdog rolls back at the deadline, even if the runner is stuck)",
+        p.max_duration
+    );
+    let _ = writeln!(o, "\n1. preflight");
+    for c in &p.preflight {
+        let _ = writeln!(
+            o,
+            "   [{}] {}: {}",
+            if c.ok { "ok" } else { "FAIL" },
+            c.what,
+            c.detail
+        );
+    }
+    let _ = writeln!(o, "\n2. setup");
+    if p.setup.is_empty() {
+        let _ = writeln!(o, "   (nothing to start)");
+    }
+    for s in &p.setup {
+        let _ = writeln!(o, "   - {s}");
+    }
+    let _ = writeln!(
+        o,
+        "\n3. before: sample every probe; if the steady state does not hold, inject nothing (exit 3)"
+    );
+    for pr in &p.probes {
+        let _ = writeln!(o, "   - {}: {} ({})", pr.name, pr.checks, pr.before);
+    }
+    let _ = writeln!(
+        o,
+        "\n4. method (probes keep sampling; abort conditions checked on every sample)"
+    );
+    for s in &p.steps {
+        let _ = writeln!(o, "   {}) {} [{}]: {}", s.index, s.label, s.kind, s.detail);
+        for op in &s.operations {
+            match &op.command {
+                Some(cmd) => {
+                    let _ = writeln!(o, "        $ {}", shell_words(cmd));
+                }
+                None => {
+                    let _ = writeln!(o, "        - {}", op.action);
+                }
+            }
+            if let Some(u) = &op.undo {
+                let _ = writeln!(o, "          undo: {u}");
+            }
+        }
+    }
+    if p.abort.is_empty() {
+        let _ = writeln!(o, "   abort conditions: none");
+    } else {
+        let _ = writeln!(o, "   abort when:");
+        for a in &p.abort {
+            let _ = writeln!(o, "     - {a}");
+        }
+    }
+    let _ = writeln!(
+        o,
+        "\n5. rollback (always: also after an abort, an error or a signal)"
+    );
+    for r in &p.rollbacks {
+        let _ = writeln!(o, "   - {r}");
+    }
+    let _ = writeln!(o, "\n6. after: sample until the steady state holds again");
+    for a in &p.after {
+        let _ = writeln!(o, "   - {a}");
+    }
+    let _ = writeln!(o, "\n7. teardown: stop setup processes in reverse order");
+    let _ = writeln!(o, "8. report");
+    if p.exit_code == exit::HELD {
+        let _ = writeln!(o, "\nPreflight passed; nothing was changed on this host.");
+    } else {
+        let _ = writeln!(
+            o,
+            "\nPreflight FAILED: `faultline run` would stop here with exit {} ({}). Nothing was changed.",
+            p.exit_code,
+            exit::meaning(p.exit_code)
+        );
+    }
+    o
+}
+
+fn shell_words(argv: &[String]) -> String {
+    argv.iter()
+        .map(|a| crate::journal::undo::shell_quote(a))
+        .collect::<Vec<_>>()
+        .join(" ")
+}

@@ -1,0 +1,52 @@
+//! `faultline validate FILE...`
+
+use crate::cli::ValidateFormat;
+use crate::exit;
+use crate::experiment::{self, Diagnostic};
+use std::path::PathBuf;
+
+pub fn run(files: &[PathBuf], format: ValidateFormat, chaostoolkit: bool) -> i32 {
+    let mut all_ok = true;
+    let mut json = Vec::new();
+    for f in files {
+        let result = experiment::load_any(f, chaostoolkit);
+        let shown = f.display().to_string();
+        match (&result, format) {
+            (Ok(l), ValidateFormat::Text) => println!("ok       {shown}  ({})", l.experiment.title),
+            (Err(problems), ValidateFormat::Text) => {
+                all_ok = false;
+                for p in problems {
+                    eprintln!("{p}");
+                }
+                println!(
+                    "invalid  {shown}  ({} problem{})",
+                    problems.len(),
+                    if problems.len() == 1 { "" } else { "s" }
+                );
+            }
+            (r, ValidateFormat::Json) => {
+                let problems: &[Diagnostic] = match r {
+                    Ok(_) => &[],
+                    Err(p) => {
+                        all_ok = false;
+                        p
+                    }
+                };
+                json.push(serde_json::json!({
+                    "file": shown,
+                    "valid": r.is_ok(),
+                    "title": r.as_ref().ok().map(|l| l.experiment.title.clone()),
+                    "problems": problems,
+                }));
+            }
+        }
+    }
+    if format == ValidateFormat::Json {
+        println!("{}", serde_json::to_string_pretty(&json).unwrap());
+    }
+    if all_ok {
+        exit::HELD
+    } else {
+        exit::INVALID
+    }
+}

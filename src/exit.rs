@@ -1,0 +1,81 @@
+//! Exit codes, in one place. Documented in README.md and docs/.
+
+/// The hypothesis held: steady before, during (where required) and after.
+pub const HELD: i32 = 0;
+/// The hypothesis deviated: a probe missed its requirement during or after.
+pub const DEVIATED: i32 = 1;
+/// An abort condition stopped the method; everything was rolled back.
+pub const ABORTED: i32 = 2;
+/// The steady state did not hold before injection; nothing was injected.
+pub const NOT_STEADY: i32 = 3;
+/// A rollback failed: faults may remain on the host (`faultline recover`).
+pub const ROLLBACK_FAILED: i32 = 4;
+/// The experiment file or the command line is invalid (EX_USAGE / EX_DATAERR).
+pub const INVALID: i32 = 64;
+/// A precondition is missing: a tool, a kernel feature, a target (EX_UNAVAILABLE).
+pub const PRECONDITION: i32 = 69;
+/// Not enough privileges (EX_NOPERM).
+pub const PRIVILEGES: i32 = 77;
+/// Interrupted by a signal; everything was rolled back first.
+pub const INTERRUPTED: i32 = 130;
+
+/// One line on what an exit code means, for the verdict line and `--help`.
+pub fn meaning(code: i32) -> &'static str {
+    match code {
+        HELD => "hypothesis held",
+        DEVIATED => "hypothesis deviated",
+        ABORTED => "aborted by an abort condition (rolled back)",
+        NOT_STEADY => "steady state not met before injection (nothing injected)",
+        ROLLBACK_FAILED => "rollback failed: faults may remain (run `faultline recover`)",
+        INVALID => "invalid experiment or usage",
+        PRECONDITION => "a precondition is missing",
+        PRIVILEGES => "insufficient privileges",
+        INTERRUPTED => "interrupted (rolled back)",
+        c if c > 128 => "terminated by a signal (rolled back)",
+        _ => "error",
+    }
+}
+
+/// An error that carries the exit code it should end the process with.
+#[derive(Debug)]
+pub struct ExitError {
+    pub code: i32,
+    pub message: String,
+}
+
+impl ExitError {
+    pub fn new(code: i32, message: impl Into<String>) -> Self {
+        ExitError {
+            code,
+            message: message.into(),
+        }
+    }
+    pub fn invalid(message: impl Into<String>) -> Self {
+        Self::new(INVALID, message)
+    }
+    pub fn precondition(message: impl Into<String>) -> Self {
+        Self::new(PRECONDITION, message)
+    }
+    pub fn privileges(message: impl Into<String>) -> Self {
+        Self::new(PRIVILEGES, message)
+    }
+}
+
+impl std::fmt::Display for ExitError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for ExitError {}
+
+/// The exit code for any error: an `ExitError` anywhere in the chain decides,
+/// anything else is a precondition failure (the host did not let us proceed).
+pub fn code_of(err: &anyhow::Error) -> i32 {
+    for cause in err.chain() {
+        if let Some(e) = cause.downcast_ref::<ExitError>() {
+            return e.code;
+        }
+    }
+    PRECONDITION
+}

@@ -1,0 +1,452 @@
+//! All YAML handling lives here, so the YAML crate could be swapped.
+//!
+//! Two passes over the text: a cheap event pass (yaml-rust2) that rejects
+//! hostile input (too deep, too many aliases) and records where every field
+//! path starts, then serde_yaml with serde_path_to_error for the typed model.
+//! Errors from either pass carry file, field path, line and column.
+
+use super::Diagnostic;
+use serde::de::DeserializeOwned;
+use std::collections::HashMap;
+use yaml_rust2::parser::{Event, MarkedEventReceiver, Parser};
+use yaml_rust2::scanner::Marker;
+
+/// Largest experiment file accepted. Real experiments are a few KiB.
+pub const MAX_FILE_SIZE: usize = 1024 * 1024;
+/// Deepest nesting accepted (the model itself is less than 10 deep).
+pub const MAX_DEPTH: usize = 64;
+/// Most aliases (`*name`) accepted in one file.
+pub const MAX_ALIASES: usize = 64;
+
+/// Where each field path (`method[2].fault.network.loss`) starts in the file.
+#[derive(Debug, Default, Clone)]
+pub struct SpanIndex {
+    keys: HashMap<String, (usize, usize)>,
+    values: HashMap<String, (usize, usize)>,
+}
+
+impl SpanIndex {
+    /// Line and column (1-based) of the key of `path`, or of its value, or of
+    /// the nearest parent that is known.
+    pub fn locate(&self, path: &str) -> (usize, usize) {
+        let mut p = path.to_string();
+        loop {
+            if let Some(&lc) = self.keys.get(&p).or_else(|| self.values.get(&p)) {
+                return lc;
+            }
+            match parent_path(&p) {
+                Some(parent) => p = parent,
+                None => return self.values.get("").copied().unwrap_or((1, 1)),
+            }
+        }
+    }
+
+    /// Line and column of the value at `path` (falls back to `locate`).
+    pub fn locate_value(&self, path: &str) -> (usize, usize) {
+        self.values
+            .get(path)
+            .copied()
+            .unwrap_or_else(|| self.locate(path))
+    }
+}
+
+fn parent_path(p: &str) -> Option<String> {
+    if p.is_empty() {
+        return None;
+    }
+    if p.ends_with(']') {
+        if let Some(i) = p.rfind('[') {
+            return Some(p[..i].to_string());
+        }
+    }
+    match p.rfind('.') {
+        Some(i) => Some(p[..i].to_string()),
+        None => Some(String::new()),
+    }
+}
+
+fn join(parent: &str, key: &str) -> String {
+    if parent.is_empty() {
+        key.to_string()
+    } else {
+        format!("{parent}.{key}")
+    }
+}
+
+enum Frame {
+    Map { path: String, key: Option<String> },
+    Seq { path: String, index: usize },
+}
+
+struct Indexer {
+    stack: Vec<Frame>,
+    index: SpanIndex,
+    aliases: usize,
+    max_depth_seen: usize,
+    error: Option<(String, Marker)>,
+}
+
+impl Indexer {
+    /// The path of the node that starts now, and whether it is a mapping key.
+    fn next_node_path(&mut self) -> (String, bool) {
+        match self.stack.last_mut() {
+            None => (String::new(), false),
+            Some(Frame::Map { path, key }) => match key.take() {
+                None => (path.clone(), true),
+                Some(k) => (join(path, &k), false),
+            },
+            Some(Frame::Seq { path, index }) => {
+                let p = format!("{path}[{index}]");
+                *index += 1;
+                (p, false)
+            }
+        }
+    }
+
+    fn lc(m: &Marker) -> (usize, usize) {
+        (m.line(), m.col() + 1)
+    }
+}
+
+impl MarkedEventReceiver for Indexer {
+    fn on_event(&mut self, ev: Event, mark: Marker) {
+        if self.error.is_some() {
+            return;
+        }
+        match ev {
+            Event::Scalar(value, ..) => {
+                let (path, is_key) = self.next_node_path();
+                if is_key {
+                    let full = join(&path, &value);
+                    self.index.keys.entry(full).or_insert(Self::lc(&mark));
+                    if let Some(Frame::Map { key, .. }) = self.stack.last_mut() {
+                        *key = Some(value);
+                    }
+                } else {
+                    self.index.values.entry(path).or_insert(Self::lc(&mark));
+                }
+            }
+            Event::Alias(_) => {
+                self.aliases += 1;
+                if self.aliases > MAX_ALIASES {
+                    self.error = Some((
+                        format!("more than {MAX_ALIASES} aliases (`*name`); experiment files do not need that many, and this looks like a YAML bomb"),
+                        mark,
+                    ));
+                    return;
+                }
+                let (path, is_key) = self.next_node_path();
+                if is_key {
+                    // An alias used as a key: give it a placeholder name.
+                    if let Some(Frame::Map { key, .. }) = self.stack.last_mut() {
+                        *key = Some("<alias>".into());
+                    }
+                } else {
+                    self.index.values.entry(path).or_insert(Self::lc(&mark));
+                }
+            }
+            Event::MappingStart(..) | Event::SequenceStart(..) => {
+                let (path, is_key) = self.next_node_path();
+                if is_key {
+                    self.error = Some((
+                        "a mapping or list used as a key; keys must be plain names".into(),
+                        mark,
+                    ));
+                    return;
+                }
+                self.index
+                    .values
+                    .entry(path.clone())
+                    .or_insert(Self::lc(&mark));
+                if self.stack.len() >= MAX_DEPTH {
+                    self.error = Some((
+                        format!("nested more than {MAX_DEPTH} levels deep; experiment files are far flatter"),
+                        mark,
+                    ));
+                    return;
+                }
+                self.stack.push(if matches!(ev, Event::MappingStart(..)) {
+                    Frame::Map { path, key: None }
+                } else {
+                    Frame::Seq { path, index: 0 }
+                });
+                self.max_depth_seen = self.max_depth_seen.max(self.stack.len());
+            }
+            Event::MappingEnd | Event::SequenceEnd => {
+                self.stack.pop();
+            }
+            _ => {}
+        }
+    }
+}
+
+fn diag(file: &str, path: &str, (line, column): (usize, usize), message: String) -> Diagnostic {
+    Diagnostic {
+        file: file.to_string(),
+        path: path.to_string(),
+        line,
+        column,
+        message,
+    }
+}
+
+/// Checks the raw bytes of a file: size, emptiness, text.
+pub fn check_bytes<'a>(file: &str, bytes: &'a [u8]) -> Result<&'a str, Diagnostic> {
+    if bytes.len() > MAX_FILE_SIZE {
+        return Err(diag(
+            file,
+            "",
+            (1, 1),
+            format!(
+                "the file is {} bytes; experiment files are limited to {} bytes",
+                bytes.len(),
+                MAX_FILE_SIZE
+            ),
+        ));
+    }
+    if bytes.contains(&0) {
+        return Err(diag(
+            file,
+            "",
+            (1, 1),
+            "this is a binary file, not a YAML experiment".into(),
+        ));
+    }
+    let text = std::str::from_utf8(bytes).map_err(|e| {
+        let line = bytes[..e.valid_up_to()]
+            .iter()
+            .filter(|b| **b == b'\n')
+            .count()
+            + 1;
+        diag(
+            file,
+            "",
+            (line, 1),
+            "the file is not UTF-8 text; save it as UTF-8".into(),
+        )
+    })?;
+    if text.trim().is_empty()
+        || text
+            .lines()
+            .all(|l| l.trim().is_empty() || l.trim_start().starts_with('#'))
+    {
+        return Err(diag(
+            file,
+            "",
+            (1, 1),
+            "the file is empty; an experiment needs at least `title`, `hypothesis`, `steady_state` and `method`".into(),
+        ));
+    }
+    Ok(text)
+}
+
+/// Builds the span index, rejecting hostile structure.
+pub fn index(file: &str, text: &str) -> Result<SpanIndex, Diagnostic> {
+    let mut ix = Indexer {
+        stack: Vec::new(),
+        index: SpanIndex::default(),
+        aliases: 0,
+        max_depth_seen: 0,
+        error: None,
+    };
+    let mut parser = Parser::new_from_str(text);
+    if let Err(e) = parser.load(&mut ix, false) {
+        let m = e.marker();
+        return Err(diag(
+            file,
+            "",
+            (m.line(), m.col() + 1),
+            format!("not valid YAML: {}", e.info()),
+        ));
+    }
+    if let Some((msg, m)) = ix.error {
+        return Err(diag(file, "", Indexer::lc(&m), msg));
+    }
+    Ok(ix.index)
+}
+
+/// Deserializes `text` into `T`, with the field path and position of the first error.
+pub fn from_str<T: DeserializeOwned>(
+    file: &str,
+    text: &str,
+    spans: &SpanIndex,
+) -> Result<T, Diagnostic> {
+    let de = serde_yaml::Deserializer::from_str(text);
+    match serde_path_to_error::deserialize::<_, T>(de) {
+        Ok(v) => Ok(v),
+        Err(e) => {
+            let path = clean_path(&e.path().to_string());
+            let inner = e.into_inner();
+            let mut message = strip_location(&inner.to_string());
+            // serde_yaml prefixes its own copy of the path; we print ours.
+            if let Some((prefix, rest)) = message.split_once(": ") {
+                if !prefix.is_empty() && !prefix.contains(' ') && path.starts_with(prefix) {
+                    message = rest.to_string();
+                }
+            }
+            let mut at_path = path.clone();
+            if let Some((unknown, expected)) = parse_unknown(&message) {
+                let last = path.rsplit(['.', '[']).next().unwrap_or("");
+                if last != unknown {
+                    at_path = join(&path, &unknown);
+                }
+                message = unknown_message(&message, &unknown, &expected);
+            }
+            let lc = match inner.location() {
+                Some(l) if l.line() > 0 => (l.line(), l.column()),
+                _ => spans.locate(&at_path),
+            };
+            // serde_yaml places missing-field errors at the mapping; name the field.
+            if let Some(field) = message
+                .strip_prefix("missing field `")
+                .and_then(|r| r.split('`').next())
+            {
+                message = format!("missing required field `{field}`");
+            }
+            Err(diag(file, &at_path, lc, message))
+        }
+    }
+}
+
+/// serde_path_to_error prints `.` for the root and `?` for unknown segments.
+fn clean_path(p: &str) -> String {
+    if p == "." || p == "?" {
+        String::new()
+    } else {
+        p.to_string()
+    }
+}
+
+/// Removes serde_yaml's own " at line X column Y" suffix (we print our own).
+fn strip_location(m: &str) -> String {
+    match m.find(" at line ") {
+        Some(i) => m[..i].to_string(),
+        None => m.to_string(),
+    }
+}
+
+/// Parses "unknown field `x`, expected one of `a`, `b`" (and the variant form).
+fn parse_unknown(m: &str) -> Option<(String, Vec<String>)> {
+    let rest = m
+        .strip_prefix("unknown field `")
+        .or_else(|| m.strip_prefix("unknown variant `"))?;
+    let (name, tail) = rest.split_once('`')?;
+    let expected = tail
+        .split('`')
+        .enumerate()
+        .filter(|(i, _)| i % 2 == 1)
+        .map(|(_, s)| s.to_string())
+        .collect();
+    Some((name.to_string(), expected))
+}
+
+fn unknown_message(original: &str, unknown: &str, expected: &[String]) -> String {
+    let what = if original.starts_with("unknown variant") {
+        "kind"
+    } else {
+        "field"
+    };
+    let mut msg = format!("unknown {what} `{unknown}`");
+    if let Some(best) = did_you_mean(unknown, expected) {
+        msg.push_str(&format!(" (did you mean `{best}`?)"));
+    }
+    if expected.is_empty() {
+        msg.push_str("; no fields are accepted here");
+    } else {
+        msg.push_str(&format!("; accepted here: {}", expected.join(", ")));
+    }
+    msg
+}
+
+/// The closest candidate, if it is close enough to be a likely typo.
+pub fn did_you_mean<'a>(word: &str, candidates: &'a [String]) -> Option<&'a str> {
+    candidates
+        .iter()
+        .map(|c| {
+            (
+                strsim::jaro_winkler(&word.to_lowercase(), &c.to_lowercase()),
+                c,
+            )
+        })
+        .filter(|(score, _)| *score > 0.8)
+        .max_by(|a, b| a.0.total_cmp(&b.0))
+        .map(|(_, c)| c.as_str())
+}
+
+/// A YAML/JSON value from text, for formats other than faultline's own
+/// (Chaos Toolkit files), with the same hostile-input checks.
+pub fn value_from_str(file: &str, text: &str) -> Result<serde_json::Value, Diagnostic> {
+    let spans = index(file, text)?;
+    from_str(file, text, &spans)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_are_located() {
+        let text =
+            "title: x\nmethod:\n  - pause: 1s\n  - fault:\n      network:\n        loss: 1\n";
+        let ix = index("f", text).unwrap();
+        assert_eq!(ix.locate("title"), (1, 1));
+        assert_eq!(ix.locate("method[1].fault.network.loss"), (6, 9));
+        assert_eq!(ix.locate_value("method[0].pause"), (3, 12));
+        // Unknown children fall back to their parent.
+        assert_eq!(ix.locate("method[1].fault.network.nope"), (5, 7));
+    }
+
+    #[test]
+    fn deep_nesting_is_rejected() {
+        let text = "a: ".to_string() + &"[".repeat(200) + &"]".repeat(200);
+        let e = index("f", &text).unwrap_err();
+        assert!(e.message.contains("nested more than"), "{}", e.message);
+    }
+
+    #[test]
+    fn alias_bombs_are_rejected() {
+        let mut text = String::from("a: &a [x, x, x, x, x, x, x, x, x]\n");
+        for i in 0..10 {
+            let prev = if i == 0 {
+                "a".to_string()
+            } else {
+                format!("b{}", i - 1)
+            };
+            text.push_str(&format!(
+                "b{i}: &b{i} [*{prev}, *{prev}, *{prev}, *{prev}, *{prev}, *{prev}, *{prev}, *{prev}, *{prev}]\n"
+            ));
+        }
+        let e = index("f", &text).unwrap_err();
+        assert!(e.message.contains("aliases"), "{}", e.message);
+    }
+
+    #[test]
+    fn typos_get_suggestions() {
+        let c = vec!["title".to_string(), "hypothesis".to_string()];
+        assert_eq!(did_you_mean("titel", &c), Some("title"));
+        assert_eq!(did_you_mean("hypotesis", &c), Some("hypothesis"));
+        assert_eq!(did_you_mean("zzz", &c), None);
+    }
+
+    #[test]
+    fn bytes_are_checked() {
+        assert!(check_bytes("f", b"").unwrap_err().message.contains("empty"));
+        assert!(check_bytes("f", b"# only\n\n")
+            .unwrap_err()
+            .message
+            .contains("empty"));
+        assert!(check_bytes("f", b"a\0b")
+            .unwrap_err()
+            .message
+            .contains("binary"));
+        assert!(check_bytes("f", &[b'a', 0xff, 0xfe])
+            .unwrap_err()
+            .message
+            .contains("UTF-8"));
+        let big = vec![b'a'; MAX_FILE_SIZE + 1];
+        assert!(check_bytes("f", &big)
+            .unwrap_err()
+            .message
+            .contains("limited"));
+    }
+}

@@ -1,0 +1,4 @@
+//! Crash-safe undo: records synced before every injection, the watchdog that
+//! replays them when the runner dies, and `status` / `recover`.
+
+pub mod undo;

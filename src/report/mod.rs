@@ -1,0 +1,3 @@
+//! Reports: one file per output format, all rendered from a [`record::RunRecord`].
+
+pub mod record;

@@ -1,0 +1,365 @@
+//! The complete record of one run: what `--journal` writes, what every report
+//! renders, and what `faultline report JOURNAL` reads back. Its JSON form is
+//! documented in docs/journal.md; bump `SCHEMA_VERSION` on breaking changes.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+pub const SCHEMA_VERSION: u32 = 1;
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct RunRecord {
+    pub schema_version: u32,
+    pub faultline_version: String,
+    pub run_id: String,
+    pub experiment: ExperimentInfo,
+    pub host: String,
+    pub started_at: DateTime<Utc>,
+    pub ended_at: DateTime<Utc>,
+    pub outcome: Outcome,
+    /// Phases in the order they ran.
+    pub phases: Vec<PhaseSpan>,
+    pub probes: Vec<ProbeRecord>,
+    pub steps: Vec<StepRecord>,
+    pub faults: Vec<FaultRecord>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub abort: Option<AbortRecord>,
+    /// User rollback actions (after the automatic undo).
+    #[serde(default)]
+    pub rollbacks: Vec<ActionRecord>,
+    pub timings: Timings,
+    /// Undo commands a person must still run (after a failed rollback).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub manual_recovery: Vec<String>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ExperimentInfo {
+    pub title: String,
+    pub hypothesis: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    pub file: String,
+    #[serde(default)]
+    pub tags: Vec<String>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Verdict {
+    Held,
+    Deviated,
+    Aborted,
+    NotSteady,
+    RollbackFailed,
+    Invalid,
+    Precondition,
+    Privileges,
+    Interrupted,
+}
+
+impl Verdict {
+    pub fn exit_code(self) -> i32 {
+        use crate::exit;
+        match self {
+            Verdict::Held => exit::HELD,
+            Verdict::Deviated => exit::DEVIATED,
+            Verdict::Aborted => exit::ABORTED,
+            Verdict::NotSteady => exit::NOT_STEADY,
+            Verdict::RollbackFailed => exit::ROLLBACK_FAILED,
+            Verdict::Invalid => exit::INVALID,
+            Verdict::Precondition => exit::PRECONDITION,
+            Verdict::Privileges => exit::PRIVILEGES,
+            Verdict::Interrupted => exit::INTERRUPTED,
+        }
+    }
+    pub fn label(self) -> &'static str {
+        match self {
+            Verdict::Held => "HELD",
+            Verdict::Deviated => "DEVIATED",
+            Verdict::Aborted => "ABORTED",
+            Verdict::NotSteady => "NOT STEADY",
+            Verdict::RollbackFailed => "ROLLBACK FAILED",
+            Verdict::Invalid => "INVALID",
+            Verdict::Precondition => "PRECONDITION MISSING",
+            Verdict::Privileges => "INSUFFICIENT PRIVILEGES",
+            Verdict::Interrupted => "INTERRUPTED",
+        }
+    }
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Outcome {
+    pub verdict: Verdict,
+    pub exit_code: i32,
+    /// One sentence on why, e.g. "probe `api` recovered 3.2s after rollback".
+    pub reason: String,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Phase {
+    Preflight,
+    Setup,
+    Before,
+    Method,
+    Rollback,
+    After,
+    Teardown,
+}
+
+impl Phase {
+    pub fn name(self) -> &'static str {
+        match self {
+            Phase::Preflight => "preflight",
+            Phase::Setup => "setup",
+            Phase::Before => "before",
+            Phase::Method => "method",
+            Phase::Rollback => "rollback",
+            Phase::After => "after",
+            Phase::Teardown => "teardown",
+        }
+    }
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct PhaseSpan {
+    pub phase: Phase,
+    pub started_at: DateTime<Utc>,
+    pub ended_at: DateTime<Utc>,
+}
+
+/// Samples are grouped by the phase they were taken in: before, during (the
+/// method, including rollback) and after.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SamplePhase {
+    Before,
+    During,
+    After,
+}
+
+impl SamplePhase {
+    pub fn name(self) -> &'static str {
+        match self {
+            SamplePhase::Before => "before",
+            SamplePhase::During => "during",
+            SamplePhase::After => "after",
+        }
+    }
+    pub const ALL: [SamplePhase; 3] =
+        [SamplePhase::Before, SamplePhase::During, SamplePhase::After];
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ProbeRecord {
+    pub name: String,
+    /// `http`, `tcp`, `command`, `process` or `prometheus`.
+    pub kind: String,
+    /// What it checks, e.g. `GET http://127.0.0.1:8080/health`.
+    pub target: String,
+    pub before: PhaseStats,
+    pub during: PhaseStats,
+    pub after: PhaseStats,
+    /// After rollback: time from the end of rollback to recovery, if recovered.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recovered_after_ms: Option<f64>,
+    /// Every sample, in order.
+    pub samples: Vec<SampleRecord>,
+}
+
+impl ProbeRecord {
+    pub fn phase(&self, p: SamplePhase) -> &PhaseStats {
+        match p {
+            SamplePhase::Before => &self.before,
+            SamplePhase::During => &self.during,
+            SamplePhase::After => &self.after,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct PhaseStats {
+    pub samples: u32,
+    pub successes: u32,
+    /// The check ran and the system did not meet `expect`.
+    pub failures: u32,
+    /// The check could not run (timeout, connection refused, DNS...).
+    pub errors: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub latency_ms: Option<LatencyStats>,
+    /// The requirement for this phase, in words (none for an unchecked phase).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub requirement: Option<String>,
+    /// Whether the requirement was met (none when there was none or no sample).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub met: Option<bool>,
+}
+
+impl PhaseStats {
+    pub fn success_ratio(&self) -> Option<f64> {
+        (self.samples > 0).then(|| self.successes as f64 / self.samples as f64)
+    }
+}
+
+#[derive(Clone, Copy, Debug, Default, Serialize, Deserialize, PartialEq)]
+pub struct LatencyStats {
+    pub p50: f64,
+    pub p95: f64,
+    pub p99: f64,
+    pub max: f64,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SampleStatus {
+    Success,
+    Failure,
+    Error,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct SampleRecord {
+    pub phase: SamplePhase,
+    /// Milliseconds since the run started.
+    pub at_ms: f64,
+    pub latency_ms: f64,
+    pub status: SampleStatus,
+    /// Why it failed or errored; for successes a short summary (status code, value).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub detail: String,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StepStatus {
+    Completed,
+    Failed,
+    /// Cut short by an abort condition or a signal.
+    Interrupted,
+    /// Never started (an earlier step failed or the run was aborted).
+    Skipped,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct StepRecord {
+    pub index: usize,
+    pub label: String,
+    /// `fault`, `pause` or `command`.
+    pub kind: String,
+    pub status: StepStatus,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_ms: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ended_ms: Option<f64>,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub detail: String,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct FaultRecord {
+    /// Index of the method step.
+    pub step: usize,
+    pub label: String,
+    /// Fault kind, e.g. `process_pause`.
+    pub kind: String,
+    pub target: String,
+    /// The operations performed (as planned).
+    #[serde(default)]
+    pub operations: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub injected_at_ms: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub inject_ms: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verify_ms: Option<f64>,
+    /// Read-back evidence that the fault was in effect.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verified: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub inject_error: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rolled_back_at_ms: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollback_ms: Option<f64>,
+    /// True when every undo operation was applied (or was already gone).
+    pub rolled_back: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollback_error: Option<String>,
+    /// Fault-specific findings: processes hit, load achieved, OOM kills...
+    #[serde(default, skip_serializing_if = "serde_json::Value::is_null")]
+    pub observations: serde_json::Value,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct AbortRecord {
+    /// The condition, in words.
+    pub condition: String,
+    pub probe: String,
+    pub at_ms: f64,
+    /// The samples that tripped it, in words.
+    pub reason: String,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ActionRecord {
+    pub label: String,
+    pub command: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exit_code: Option<i32>,
+    pub ok: bool,
+    pub duration_ms: f64,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub detail: String,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct Timings {
+    pub total_ms: f64,
+    /// From the first injection to the first failing sample of any probe.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub time_to_detect_ms: Option<f64>,
+    /// From the first injection to the abort.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub time_to_abort_ms: Option<f64>,
+    /// From the end of rollback until every probe recovered.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub time_to_recover_ms: Option<f64>,
+    /// Time spent rolling back (automatic undo and user rollbacks).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollback_ms: Option<f64>,
+}
+
+/// p50/p95/p99/max of a set of latencies (nearest-rank).
+pub fn latency_stats(values: &[f64]) -> Option<LatencyStats> {
+    if values.is_empty() {
+        return None;
+    }
+    let mut v = values.to_vec();
+    v.sort_by(|a, b| a.total_cmp(b));
+    let pick = |q: f64| {
+        let rank = ((q / 100.0) * v.len() as f64).ceil() as usize;
+        v[rank.clamp(1, v.len()) - 1]
+    };
+    Some(LatencyStats {
+        p50: pick(50.0),
+        p95: pick(95.0),
+        p99: pick(99.0),
+        max: *v.last().unwrap(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percentiles_nearest_rank() {
+        let v: Vec<f64> = (1..=100).map(|x| x as f64).collect();
+        let s = latency_stats(&v).unwrap();
+        assert_eq!((s.p50, s.p95, s.p99, s.max), (50.0, 95.0, 99.0, 100.0));
+        let one = latency_stats(&[7.0]).unwrap();
+        assert_eq!(one.p50, 7.0);
+        assert!(latency_stats(&[]).is_none());
+    }
+}

@@ -1,0 +1,6 @@
+//! The thin layer that touches the host: /proc, signals, commands (tc, nft,
+//! ip), cgroup files. Everything else is plain logic on top of it.
+
+pub mod cgroup;
+pub mod net;
+pub mod proc;

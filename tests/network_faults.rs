@@ -3,6 +3,8 @@
 //! netem itself is tested in the kernel VM tier (tests/vm_network.rs): this
 //! machine's kernel has no sch_netem, which is tested here too.
 
+#[path = "vm/faults.rs"]
+mod faults;
 #[path = "vm/netns.rs"]
 mod netns;
 
@@ -10,74 +12,10 @@ use faultline::fault::network::{
     BandwidthSpec, BlackholeSpec, DnsSpec, NetemFault, NetworkSpec, NftFault, PacketLossSpec,
     SshPeer,
 };
-use faultline::fault::{FaultContext, FaultError, FaultImpl, UndoLog};
-use faultline::journal::undo::UndoOp;
+use faultline::fault::{FaultContext, FaultError, FaultImpl};
+use faults::Injected;
 use netns::{NsPair, A_IP, B_IP};
 use std::time::Duration;
-
-/// Undo records kept in memory, replayed like the runner does.
-#[derive(Default)]
-struct MemUndo(Vec<UndoOp>);
-
-impl UndoLog for MemUndo {
-    fn record(&mut self, _target: &str, op: UndoOp) -> anyhow::Result<()> {
-        self.0.push(op);
-        Ok(())
-    }
-}
-
-impl MemUndo {
-    fn rollback(&mut self) {
-        for op in self.0.drain(..).rev() {
-            op.apply()
-                .unwrap_or_else(|e| panic!("undo {} failed: {e}", op.manual_command()));
-        }
-    }
-}
-
-/// Rolls back on drop, so a failed assert still cleans up (the namespaces
-/// go away anyway, but the rollback path is exercised either way).
-struct Injected<'a> {
-    fault: Box<dyn FaultImpl>,
-    undo: MemUndo,
-    ctx: &'a FaultContext,
-}
-
-impl<'a> Injected<'a> {
-    fn new(mut fault: Box<dyn FaultImpl>, ctx: &'a FaultContext) -> Injected<'a> {
-        fault
-            .preflight(ctx)
-            .unwrap_or_else(|e| panic!("preflight: {e} (exit {})", e.code));
-        let mut undo = MemUndo::default();
-        let r = fault.inject(ctx, &mut undo);
-        let mut inj = Injected { fault, undo, ctx };
-        if let Err(e) = r {
-            inj.undo.rollback();
-            panic!("inject: {e}");
-        }
-        let evidence = inj
-            .fault
-            .verify(ctx)
-            .unwrap_or_else(|e| panic!("verify: {e}"));
-        assert!(!evidence.is_empty());
-        inj
-    }
-
-    fn rollback(mut self) {
-        self.undo.rollback();
-        self.fault
-            .verify_rollback(self.ctx)
-            .unwrap_or_else(|e| panic!("verify_rollback: {e}"));
-    }
-}
-
-impl Drop for Injected<'_> {
-    fn drop(&mut self) {
-        for op in self.undo.0.drain(..).rev() {
-            let _ = op.apply();
-        }
-    }
-}
 
 fn ctx() -> FaultContext {
     FaultContext {

@@ -863,7 +863,7 @@ fn exact_restore(
         }
         let got = net::qdiscs(Some(&p.name), "flprobe0")
             .ok()
-            .and_then(|qs| qs.into_iter().find(|q| is_root(q)))
+            .and_then(|qs| qs.into_iter().find(is_root))
             .and_then(|q| q.get("options").cloned());
         if got == want {
             return Ok(restore_argv(netns, dev, root, adj).expect("same kind"));
@@ -1060,12 +1060,7 @@ fn u32_matches(f: &TrafficFilter) -> Result<Vec<U32Match>, FaultError> {
                                 m(&[ipw, "src", &sr.text]);
                             }
                             if let Some(n) = p.and_then(|p| proto_number(p, v6)) {
-                                m(&[
-                                    ipw,
-                                    if v6 { "protocol" } else { "protocol" },
-                                    &n.to_string(),
-                                    "0xff",
-                                ]);
+                                m(&[ipw, "protocol", &n.to_string(), "0xff"]);
                             }
                             if let Some(dp) = dp {
                                 m(&[ipw, "dport", &dp.to_string(), "0xffff"]);
@@ -1359,15 +1354,20 @@ impl NetemFault {
                 }
             }
             None => {
-                let mut a = [
-                    "filter", "add", "dev", dev, "parent", OWNED_ROOT, "protocol", "all",
-                ]
-                .map(s)
-                .to_vec();
-                a.extend(
-                    [
+                // All IP traffic; ARP and other non-IP frames stay untouched,
+                // so neighbour resolution for the excluded session is not delayed.
+                for (proto, prio) in [("ip", "4"), ("ipv6", "5")] {
+                    let a = [
+                        "filter",
+                        "add",
+                        "dev",
+                        dev,
+                        "parent",
+                        OWNED_ROOT,
+                        "protocol",
+                        proto,
                         "prio",
-                        "4",
+                        prio,
                         "u32",
                         "match",
                         "u32",
@@ -1375,13 +1375,12 @@ impl NetemFault {
                         "0",
                         "flowid",
                         IMPAIRED_CLASS,
-                    ]
-                    .map(s),
-                );
-                let refs: Vec<&str> = a.iter().map(String::as_str).collect();
-                ops.push(
-                    Op::new("impair all other traffic", net::tc(ns, &refs)).note(owned.clone()),
-                );
+                    ];
+                    ops.push(
+                        Op::new(format!("impair all other {proto} traffic"), net::tc(ns, &a))
+                            .note(owned.clone()),
+                    );
+                }
             }
         }
         Ok(ops)

@@ -44,6 +44,17 @@ pub fn sh(argv: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// The MAC address of `dev` in `ns`.
+fn mac_of(ns: &str, dev: &str) -> String {
+    let out = sh(&["ip", "-n", ns, "-o", "link", "show", "dev", dev]);
+    let words: Vec<&str> = out.split_whitespace().collect();
+    words
+        .windows(2)
+        .find(|w| w[0] == "link/ether")
+        .map(|w| w[1].to_string())
+        .unwrap_or_else(|| panic!("no MAC address for {dev} in {ns}: {out}"))
+}
+
 /// Two namespaces joined by a veth pair; deleted on drop (also on panic).
 pub struct NsPair {
     pub a: String,
@@ -86,6 +97,28 @@ impl NsPair {
         for (ns, dev) in [(&pair.a, "va"), (&pair.b, "vb")] {
             sh(&["ip", "-n", ns, "link", "set", dev, "up"]);
             sh(&["ip", "-n", ns, "link", "set", "lo", "up"]);
+        }
+        // Static neighbours: an impairment that hits ARP must not make the
+        // measurements depend on address resolution.
+        for (ns, dev, peer_ns, peer_dev, peer_ip) in [
+            (&pair.a, "va", &pair.b, "vb", B_IP),
+            (&pair.b, "vb", &pair.a, "va", A_IP),
+        ] {
+            let mac = mac_of(peer_ns, peer_dev);
+            sh(&[
+                "ip",
+                "-n",
+                ns,
+                "neigh",
+                "replace",
+                peer_ip,
+                "lladdr",
+                &mac,
+                "dev",
+                dev,
+                "nud",
+                "permanent",
+            ]);
         }
         pair
     }

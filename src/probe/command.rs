@@ -6,13 +6,14 @@
 //! background children of a `sh -c`). stdout and stderr are kept up to
 //! `MAX_OUTPUT` bytes each; the rest is read and dropped so a chatty command
 //! neither blocks on a full pipe nor eats memory. The child inherits the
-//! runner's environment plus `env`, and gets `FAULTLINE_RUN_ID`.
+//! runner's environment plus `env`, and gets `FAULTLINE_RUN_ID`. The
+//! `*_matches` regexes are multi-line: `^`/`$` match at line boundaries, as in grep.
 
 use super::{check_latency, ProbeContext, Sample};
 use crate::experiment::model::{CommandProbe, Expect};
 use nix::sys::signal::{killpg, Signal};
 use nix::unistd::Pid;
-use regex::Regex;
+use regex::{Regex, RegexBuilder};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
@@ -71,7 +72,9 @@ impl CommandCheck {
         let re = |field: &str, v: &Option<String>| -> Result<Option<Regex>, String> {
             v.as_deref()
                 .map(|r| {
-                    Regex::new(r)
+                    RegexBuilder::new(r)
+                        .multi_line(true)
+                        .build()
                         .map_err(|e| format!("expect.{field} `{r}` is not a valid regex: {e}"))
                 })
                 .transpose()

@@ -5,11 +5,12 @@
 //! chaos probe measures the path to the service itself, and an inherited
 //! `http_proxy` would silently measure the proxy instead. Redirects are not
 //! followed, so `expect.status` sees what the service answered (write
-//! `status: 3xx` to accept a redirect).
+//! `status: 3xx` to accept a redirect). `body_matches` is a multi-line regex:
+//! `^` and `$` match at line starts and ends, as in grep.
 
 use super::{check_latency, ProbeContext, Sample, RUN_ID_HEADER};
 use crate::experiment::model::{Expect, HttpProbe, JsonExpect, StatusSet};
-use regex::Regex;
+use regex::{Regex, RegexBuilder};
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use reqwest::{Client, Method, Url};
 use std::time::{Duration, Instant};
@@ -73,7 +74,9 @@ impl HttpCheck {
 
         let body_matches = match &expect.body_matches {
             Some(re) => Some(
-                Regex::new(re)
+                RegexBuilder::new(re)
+                    .multi_line(true)
+                    .build()
                     .map_err(|e| format!("expect.body_matches `{re}` is not a valid regex: {e}"))?,
             ),
             None => None,

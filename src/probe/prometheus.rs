@@ -167,9 +167,11 @@ fn extract_value(code: u16, body: &[u8]) -> Result<f64, String> {
                 }
             }
         }
-        other => return Err(format!(
+        other => {
+            return Err(format!(
             "the query returned a {other}, expected one number (a scalar or a one-sample vector)"
-        )),
+        ))
+        }
     };
     let raw = pair
         .get(1)

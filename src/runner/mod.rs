@@ -442,7 +442,7 @@ async fn run_phases(
     });
 
     let mut steady_before = false;
-    let mut injected_anything = false;
+    let mut method_ran = false;
     let mut during_ok = true;
     if setup_ok.is_ok() && !ctx.cancelled() {
         ctx.emit.emit(Event::PhaseStarted {
@@ -454,9 +454,9 @@ async fn run_phases(
         });
         if steady_before && !ctx.cancelled() {
             maybe_test_panic("method");
-            let (ok, injected) = method(&ctx, faults).await;
+            let (ok, _injected) = method(&ctx, faults).await;
             during_ok = ok;
-            injected_anything = injected;
+            method_ran = true;
         }
     }
 
@@ -468,7 +468,7 @@ async fn run_phases(
     let rollback_start = Instant::now();
     let mut rollback_failures = std::mem::take(&mut *ctx.rollback_errors.lock().unwrap());
     rollback_failures.extend(rollback_pending(&ctx, None, "runner"));
-    if injected_anything {
+    if method_ran {
         for (i, r) in ctx.exp.rollbacks.iter().enumerate() {
             run_action(&ctx, r, &format!("rollback {}", i + 1), true).await;
         }
@@ -479,10 +479,10 @@ async fn run_phases(
     let rollback_ms = rollback_start.elapsed().as_secs_f64() * 1000.0;
     ctx.builder.lock().unwrap().rec.timings.rollback_ms = Some(rollback_ms);
 
-    // After: only when something was injected and we were not interrupted.
+    // After: whenever the method ran and we were not interrupted.
     let interrupted = matches!(ctx.stop_reason(), Some(Stop::Signal(_)));
     let mut recovered = true;
-    if injected_anything && !interrupted {
+    if method_ran && !interrupted {
         ctx.emit.emit(Event::PhaseStarted {
             phase: Phase::After,
         });

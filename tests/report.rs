@@ -147,6 +147,24 @@ fn journals_round_trip_through_json() {
 }
 
 #[test]
+fn the_documented_example_is_a_valid_journal() {
+    let doc =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/journal.md"))
+            .unwrap();
+    let start = doc
+        .find("```json\n")
+        .expect("a JSON example in docs/journal.md")
+        + 8;
+    let len = doc[start..].find("```").unwrap();
+    let rec = json::parse(&doc[start..start + len]).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(rec.outcome.verdict, Verdict::Aborted);
+    assert_eq!(
+        rec.schema_version,
+        faultline::report::record::SCHEMA_VERSION
+    );
+}
+
+#[test]
 fn fixtures_are_the_runs_they_claim() {
     assert_eq!(fixture("journal-held.json").outcome.verdict, Verdict::Held);
     let aborted = fixture("journal-aborted.json");

@@ -76,9 +76,13 @@ fn probe_cases(rec: &RunRecord, classname: &str) -> Vec<TestCase> {
                         desc.push(format!("failing samples ({}):", bad.len()));
                         for x in bad.iter().take(10) {
                             desc.push(format!(
-                                "  {} {:?} after {}: {}",
+                                "  {} {} after {}: {}",
                                 fmt_offset(x.at_ms),
-                                x.status,
+                                if x.status == SampleStatus::Error {
+                                    "error"
+                                } else {
+                                    "failed"
+                                },
                                 fmt_ms(x.latency_ms),
                                 x.detail
                             ));

@@ -49,7 +49,7 @@ pub fn main(cli: Cli) -> i32 {
             journal,
             format,
             output,
-        } => report::run(&journal, format, output.as_deref()),
+        } => report::run_with_color(&journal, format, output.as_deref(), cli.color),
         Command::StressWorker { args } => crate::fault::stress::worker_main(&args),
         Command::Status { json } => status::status(&state_dir, json),
         Command::Recover { run_id, force } => status::recover(&state_dir, run_id.as_deref(), force),

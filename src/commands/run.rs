@@ -101,9 +101,9 @@ pub fn run(args: RunArgs, state_dir: &Path, color: ColorChoice) -> i32 {
         args.quiet || args.events.as_deref() == Some("-"),
     );
     if !args.quiet && args.events.as_deref() != Some("-") {
-        print!("{}", crate::report::render_table(&finished.record, color));
+        print!("{}", crate::report::table::render(&finished.record, color));
     } else {
-        eprintln!("{}", crate::report::verdict_line(&finished.record, color));
+        eprintln!("{}", crate::report::table::verdict_line(&finished.record, color));
     }
     finished.exit_code
 }
@@ -147,12 +147,12 @@ fn write_outputs(rec: &RunRecord, outputs: Outputs, quiet_paths: bool) {
             }
         }
     };
-    write("journal", outputs.journal, crate::report::render_json(rec));
-    write("junit", outputs.junit, crate::report::render_junit(rec));
+    write("journal", outputs.journal, crate::report::json::render(rec));
+    write("junit", outputs.junit, crate::report::junit::render(rec));
     write(
         "markdown",
         outputs.markdown,
-        crate::report::render_markdown(rec),
+        crate::report::markdown::render(rec),
     );
 }
 

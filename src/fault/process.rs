@@ -185,8 +185,10 @@ struct Restart {
     new_pid: i32,
     new_name: String,
     new_start_time: u64,
-    /// From the kill to the replacement's start (start times have clock-tick resolution).
+    /// From the kill to the replacement's start, rounded down to `resolution_ms`.
     restart_ms: u64,
+    /// Start times are counted in clock ticks (usually 10 ms).
+    resolution_ms: u64,
     /// From the kill to when faultline saw the replacement.
     detected_ms: u64,
 }
@@ -346,6 +348,7 @@ impl ProcessKill {
                 new_name: p.name,
                 new_start_time: p.start_time,
                 restart_ms: start_ms.saturating_sub(h.boot_ms),
+                resolution_ms: tick_ms,
                 detected_ms: now_boot.saturating_sub(h.boot_ms),
             });
             if self.pending.is_empty() {

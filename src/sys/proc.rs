@@ -82,10 +82,13 @@ pub enum SignalOutcome {
     Gone,
 }
 
-/// Sends `sig` to `pid` only if it is still the process that started at `start_time`.
+/// Sends `sig` to `pid` only if it is still the process that started at
+/// `start_time` and has not exited (a zombie counts as gone: it can no longer
+/// act on a signal).
 pub fn signal_if_same(pid: i32, start_time: u64, sig: Signal) -> nix::Result<SignalOutcome> {
-    if !is_same(pid, start_time) {
-        return Ok(SignalOutcome::Gone);
+    match info(pid) {
+        Some(i) if i.start_time == start_time && i.state != 'Z' && i.state != 'X' => {}
+        _ => return Ok(SignalOutcome::Gone),
     }
     match kill(Pid::from_raw(pid), sig) {
         Ok(()) => Ok(SignalOutcome::Sent),

@@ -417,10 +417,53 @@ fn count_three_by_cmdline() {
         Sig::SIGKILL,
         None,
     );
+    // With a seed, the plan names exactly the processes injection then hits.
+    let planned: Vec<i32> = f
+        .plan(&ctx)
+        .iter()
+        .map(|op| {
+            op.action["SIGKILL pid ".len()..]
+                .split(' ')
+                .next()
+                .unwrap()
+                .parse()
+                .unwrap()
+        })
+        .collect();
     let mut undo = VecUndo::default();
     let (hits, survivors) = kill_and_check(f.as_mut(), &ctx, &mut undo, &before);
     assert_eq!(hits.len(), 3);
     assert_eq!(survivors.len(), 1);
+    assert_eq!(planned, hits);
+}
+
+#[test]
+fn children_of_pidfile_pauses_every_worker() {
+    let w = Workers::flat(3);
+    let before = w.bin.wait_for(3);
+    let ctx = w.ctx();
+    let dir = tempfile::tempdir().unwrap();
+    let pidfile = dir.path().join("sup.pid");
+    std::fs::write(&pidfile, w.pid().to_string()).unwrap();
+    let mut f = pause_fault(ProcessTarget {
+        children_of_pidfile: Some(pidfile.to_string_lossy().into_owned()),
+        ..Default::default()
+    });
+    assert_eq!(f.plan(&ctx).len(), 3);
+    let mut undo = VecUndo::default();
+    f.inject(&ctx, &mut undo).unwrap();
+    f.verify(&ctx).unwrap();
+    assert_eq!(undo.0.len(), 3);
+    for (p, _) in &before {
+        assert_eq!(proc::info(*p).unwrap().state, 'T', "pid {p}");
+    }
+    // The shell itself (the pid in the file) is not a child of itself.
+    assert_ne!(proc::info(w.pid()).unwrap().state, 'T');
+    assert_eq!(undo.replay(), vec![Applied::Done; 3]);
+    f.verify_rollback(&ctx).unwrap();
+    for (p, _) in &before {
+        assert_ne!(proc::info(*p).unwrap().state, 'T', "pid {p}");
+    }
 }
 
 #[test]

@@ -29,7 +29,11 @@ fn dead_header(run_id: &str) -> RunHeader {
 
 fn paused_sleeper() -> (ChildGuard, u64) {
     let s = sleeper(60);
-    nix::sys::signal::kill(nix::unistd::Pid::from_raw(s.pid()), nix::sys::signal::Signal::SIGSTOP).unwrap();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(s.pid()),
+        nix::sys::signal::Signal::SIGSTOP,
+    )
+    .unwrap();
     assert!(wait_until(Duration::from_secs(2), || proc_state(s.pid()) == Some('T')));
     let st = faultline::sys::proc::start_time(s.pid()).unwrap();
     (s, st)
@@ -42,20 +46,40 @@ fn recover_undoes_what_a_dead_run_left_and_is_idempotent() {
     let fill = sb.path().join("fill");
     std::fs::write(&fill, "x").unwrap();
     let mut j = RunJournal::create(&sb.state_dir(), dead_header("run-a")).unwrap();
-    j.record(0, "pause it", "process_pause", "pid", UndoOp::ResumeProcess { pid: proc_.pid(), start_time })
-        .unwrap();
-    j.record(1, "fill", "disk_fill", "fill", UndoOp::RemoveFile { path: fill.clone() })
-        .unwrap();
+    j.record(
+        0,
+        "pause it",
+        "process_pause",
+        "pid",
+        UndoOp::ResumeProcess {
+            pid: proc_.pid(),
+            start_time,
+        },
+    )
+    .unwrap();
+    j.record(
+        1,
+        "fill",
+        "disk_fill",
+        "fill",
+        UndoOp::RemoveFile { path: fill.clone() },
+    )
+    .unwrap();
     drop(j);
 
     let st = sb.status();
     assert_eq!(st.status.code(), Some(1), "{}", text(&st));
     let out = text(&st);
-    assert!(out.contains("run-a") && out.contains("process_pause") && out.contains("dead"), "{out}");
+    assert!(
+        out.contains("run-a") && out.contains("process_pause") && out.contains("dead"),
+        "{out}"
+    );
 
     let r = sb.cmd().arg("recover").output().unwrap();
     assert_eq!(r.status.code(), Some(0), "{}", text(&r));
-    assert!(wait_until(Duration::from_secs(2), || proc_state(proc_.pid()) != Some('T')));
+    assert!(wait_until(Duration::from_secs(2), || proc_state(
+        proc_.pid()
+    ) != Some('T')));
     assert!(!fill.exists());
     assert_eq!(sb.status().status.code(), Some(0));
 
@@ -69,12 +93,25 @@ fn a_corrupted_state_file_is_reported_and_the_rest_recovered() {
     let sb = Sandbox::new();
     let (proc_, start_time) = paused_sleeper();
     let mut j = RunJournal::create(&sb.state_dir(), dead_header("run-b")).unwrap();
-    j.record(0, "pause it", "process_pause", "pid", UndoOp::ResumeProcess { pid: proc_.pid(), start_time })
-        .unwrap();
+    j.record(
+        0,
+        "pause it",
+        "process_pause",
+        "pid",
+        UndoOp::ResumeProcess {
+            pid: proc_.pid(),
+            start_time,
+        },
+    )
+    .unwrap();
     let path = j.path().to_path_buf();
     drop(j);
-    let mut f = std::fs::OpenOptions::new().append(true).open(&path).unwrap();
-    f.write_all(b"this is not json\n{\"type\":\"undo\",\"id\":2,\"fau").unwrap();
+    let mut f = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&path)
+        .unwrap();
+    f.write_all(b"this is not json\n{\"type\":\"undo\",\"id\":2,\"fau")
+        .unwrap();
     drop(f);
 
     let st = sb.status();
@@ -84,8 +121,13 @@ fn a_corrupted_state_file_is_reported_and_the_rest_recovered() {
     let r = sb.cmd().arg("recover").output().unwrap();
     assert_eq!(r.status.code(), Some(0), "{}", text(&r));
     assert!(text(&r).contains("could not be read"), "{}", text(&r));
-    assert!(wait_until(Duration::from_secs(2), || proc_state(proc_.pid()) != Some('T')));
-    assert!(path.with_extension("jsonl.damaged").exists(), "kept for inspection");
+    assert!(wait_until(Duration::from_secs(2), || proc_state(
+        proc_.pid()
+    ) != Some('T')));
+    assert!(
+        path.with_extension("jsonl.damaged").exists(),
+        "kept for inspection"
+    );
     assert_eq!(sb.status().status.code(), Some(0));
 }
 
@@ -99,13 +141,23 @@ fn recover_leaves_a_live_run_alone_unless_forced() {
     h.runner_pid = me;
     h.runner_start_time = faultline::sys::proc::start_time(me).unwrap();
     let mut j = RunJournal::create(&sb.state_dir(), h).unwrap();
-    j.record(0, "fill", "disk_fill", "fill", UndoOp::RemoveFile { path: fill.clone() })
-        .unwrap();
+    j.record(
+        0,
+        "fill",
+        "disk_fill",
+        "fill",
+        UndoOp::RemoveFile { path: fill.clone() },
+    )
+    .unwrap();
     let r = sb.cmd().arg("recover").output().unwrap();
     assert_eq!(r.status.code(), Some(4), "{}", text(&r));
     assert!(text(&r).contains("still running"));
     assert!(fill.exists());
-    let forced = sb.cmd().args(["recover", "--force", "run-c"]).output().unwrap();
+    let forced = sb
+        .cmd()
+        .args(["recover", "--force", "run-c"])
+        .output()
+        .unwrap();
     assert_eq!(forced.status.code(), Some(0), "{}", text(&forced));
     assert!(!fill.exists());
 }
@@ -132,7 +184,11 @@ fn an_undo_that_cannot_be_applied_reports_the_manual_command_and_exits_4() {
     assert!(out.contains("boom") && out.contains("by hand"), "{out}");
     let st = sb.status();
     assert_eq!(st.status.code(), Some(1));
-    assert!(text(&st).contains("last rollback attempt failed"), "{}", text(&st));
+    assert!(
+        text(&st).contains("last rollback attempt failed"),
+        "{}",
+        text(&st)
+    );
 }
 
 #[test]

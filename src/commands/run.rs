@@ -103,7 +103,10 @@ pub fn run(args: RunArgs, state_dir: &Path, color: ColorChoice) -> i32 {
     if !args.quiet && args.events.as_deref() != Some("-") {
         print!("{}", crate::report::table::render(&finished.record, color));
     } else {
-        eprintln!("{}", crate::report::table::verdict_line(&finished.record, color));
+        eprintln!(
+            "{}",
+            crate::report::table::verdict_line(&finished.record, color)
+        );
     }
     finished.exit_code
 }

@@ -280,7 +280,10 @@ impl EventSink for LiveView {
                     t,
                     &self.paint(
                         "32",
-                        &format!("`{probe}` recovered {:.1}s after rollback", ms / 1000.0),
+                        &format!(
+                            "`{probe}` recovered {} after rollback",
+                            super::human_ms(*ms)
+                        ),
                     ),
                 ),
                 None => self.line(

@@ -572,6 +572,15 @@ async fn run_phases(
     code
 }
 
+/// `850ms`, `3.2s`.
+pub fn human_ms(ms: f64) -> String {
+    if ms < 1000.0 {
+        format!("{ms:.0}ms")
+    } else {
+        format!("{:.1}s", ms / 1000.0)
+    }
+}
+
 fn not_steady_reason(ctx: &Ctx) -> String {
     let b = ctx.builder.lock().unwrap();
     let failing: Vec<String> = b
@@ -634,7 +643,7 @@ fn held_reason(ctx: &Ctx) -> String {
         .iter()
         .filter_map(|p| {
             p.recovered_after_ms
-                .map(|ms| format!("`{}` recovered {:.1}s after rollback", p.name, ms / 1000.0))
+                .map(|ms| format!("`{}` recovered {} after rollback", p.name, human_ms(ms)))
         })
         .collect();
     if rec.is_empty() {
@@ -1275,9 +1284,11 @@ async fn run_fault(
 
 /// Runs a command action (a method step or a user rollback).
 async fn run_action(ctx: &Arc<Ctx>, a: &CommandAction, label: &str, rollback: bool) -> bool {
-    // Rollbacks run even when the run was cancelled.
+    // Rollbacks run even when the run was cancelled (the sender is kept
+    // alive so the flag never turns).
+    let never = watch::channel(false);
     let cancel = if rollback {
-        watch::channel(false).1
+        never.1.clone()
     } else {
         ctx.cancel_rx.clone()
     };

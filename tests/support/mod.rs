@@ -114,13 +114,21 @@ impl Sandbox {
         self.cmd()
             .arg("run")
             .arg(file)
-            .args(["--journal", "journal.json", "--junit", "junit.xml", "--markdown", "report.md"])
+            .args([
+                "--journal",
+                "journal.json",
+                "--junit",
+                "junit.xml",
+                "--markdown",
+                "report.md",
+            ])
             .args(extra)
             .output()
             .unwrap()
     }
     pub fn journal(&self) -> serde_json::Value {
-        let text = std::fs::read_to_string(self.path().join("journal.json")).expect("journal written");
+        let text =
+            std::fs::read_to_string(self.path().join("journal.json")).expect("journal written");
         serde_json::from_str(&text).expect("journal is JSON")
     }
     pub fn status(&self) -> Output {
@@ -149,8 +157,14 @@ impl ChildGuard {
 impl Drop for ChildGuard {
     fn drop(&mut self) {
         let pid = self.0.id() as i32;
-        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGCONT);
-        let _ = nix::sys::signal::killpg(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid),
+            nix::sys::signal::Signal::SIGCONT,
+        );
+        let _ = nix::sys::signal::killpg(
+            nix::unistd::Pid::from_raw(pid),
+            nix::sys::signal::Signal::SIGKILL,
+        );
         let _ = self.0.kill();
         let _ = self.0.wait();
     }

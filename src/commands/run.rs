@@ -70,6 +70,7 @@ pub fn run(args: RunArgs, state_dir: &Path, color: ColorChoice) -> i32 {
         state_dir: state_dir.to_path_buf(),
         run_id,
         sinks,
+        policy: runner::Policy::default(),
     };
     runner::install_panic_hook();
     let rt = match tokio::runtime::Builder::new_multi_thread()

@@ -36,6 +36,41 @@ pub struct RunOptions {
     pub state_dir: PathBuf,
     pub run_id: String,
     pub sinks: Vec<Box<dyn EventSink>>,
+    pub policy: Policy,
+}
+
+/// Which checks gate the run, and when user rollbacks run. faultline's own
+/// defaults are all `true` / `Always`; Chaos Toolkit strategies change them.
+/// Automatic undo of faults is not affected: it always happens.
+#[derive(Clone, Copy, Debug)]
+pub struct Policy {
+    /// The steady state must hold before the method (else exit 3).
+    pub check_before: bool,
+    /// Sample after rollback until recovered.
+    pub check_after: bool,
+    pub user_rollbacks: RollbackPolicy,
+}
+
+impl Default for Policy {
+    fn default() -> Self {
+        Policy {
+            check_before: true,
+            check_after: true,
+            user_rollbacks: RollbackPolicy::Always,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RollbackPolicy {
+    /// Whenever the method ran, also after an abort or a signal (faultline's default).
+    Always,
+    /// Never run user rollbacks.
+    Never,
+    /// Only when the hypothesis deviated (or the run was aborted).
+    Deviated,
+    /// Chaos Toolkit's default: unless the run was interrupted or aborted.
+    UnlessInterrupted,
 }
 
 /// Why the run stopped early, if it did.
@@ -65,6 +100,7 @@ struct Ctx {
     rollback_errors: Mutex<Vec<String>>,
     builder: Arc<Mutex<RecordBuilder>>,
     start: Instant,
+    policy: Policy,
 }
 
 impl Ctx {
@@ -380,6 +416,7 @@ pub async fn run(
         rollback_errors: Mutex::new(Vec::new()),
         builder: builder.clone(),
         start,
+        policy: opts.policy,
     });
     let signals = tokio::spawn(watch_signals(ctx.clone()));
     let deadline = tokio::spawn(watch_deadline(ctx.clone()));
@@ -400,6 +437,8 @@ fn step_kind(s: &Step) -> &'static str {
         f.kind_name()
     } else if s.pause.is_some() {
         "pause"
+    } else if s.http.is_some() {
+        "http"
     } else {
         "command"
     }
@@ -468,7 +507,17 @@ async fn run_phases(
     let rollback_start = Instant::now();
     let mut rollback_failures = std::mem::take(&mut *ctx.rollback_errors.lock().unwrap());
     rollback_failures.extend(rollback_pending(&ctx, None, "runner"));
-    if method_ran {
+    let stop = ctx.stop_reason();
+    let run_user_rollbacks = method_ran
+        && match ctx.policy.user_rollbacks {
+            RollbackPolicy::Always => true,
+            RollbackPolicy::Never => false,
+            RollbackPolicy::Deviated => !during_ok || stop.is_some(),
+            RollbackPolicy::UnlessInterrupted => {
+                !matches!(stop, Some(Stop::Signal(_)) | Some(Stop::Abort))
+            }
+        };
+    if run_user_rollbacks {
         for (i, r) in ctx.exp.rollbacks.iter().enumerate() {
             run_action(&ctx, r, &format!("rollback {}", i + 1), true).await;
         }
@@ -1070,25 +1119,15 @@ async fn execute_steps(
                 },
                 detail: String::new(),
             });
-        } else if let Some(a) = &step.command {
-            let ok = run_action(&ctx, a, &label, false).await;
-            let status = if ctx.cancelled() && !ok {
-                StepStatus::Interrupted
-            } else if ok {
-                StepStatus::Completed
-            } else {
-                StepStatus::Failed
-            };
-            ctx.emit.emit(Event::StepEnded {
-                index: i,
-                status,
-                detail: String::new(),
-            });
-            if status == StepStatus::Failed {
-                ctx.stop_with(Stop::StepFailed(
-                    exit::DEVIATED,
-                    format!("step {} `{label}` failed", i + 1),
-                ));
+        } else if step.command.is_some() || step.http.is_some() {
+            if step.background {
+                let ctx2 = ctx.clone();
+                let step = step.clone();
+                let label = label.clone();
+                background.push(tokio::spawn(async move {
+                    run_action_step(&ctx2, i, &step, &label).await;
+                }));
+            } else if !run_action_step(&ctx, i, step, &label).await {
                 break;
             }
         } else if let Some(imp) = faults[i].take() {
@@ -1119,6 +1158,92 @@ async fn execute_steps(
     for b in background {
         let _ = b.await;
     }
+}
+
+/// Runs a command or HTTP step; returns false when the method must stop.
+async fn run_action_step(ctx: &Arc<Ctx>, i: usize, step: &Step, label: &str) -> bool {
+    let (ok, ignore) = match (&step.command, &step.http) {
+        (Some(a), _) => (run_action(ctx, a, label, false).await, a.ignore_failure),
+        (None, Some(h)) => (run_http_action(ctx, h, label).await, h.ignore_failure),
+        (None, None) => (true, true),
+    };
+    let status = if ok {
+        StepStatus::Completed
+    } else if ctx.cancelled() {
+        StepStatus::Interrupted
+    } else {
+        StepStatus::Failed
+    };
+    ctx.emit.emit(Event::StepEnded {
+        index: i,
+        status,
+        detail: if status == StepStatus::Failed && ignore {
+            "failed (ignored: ignore_failure)".into()
+        } else {
+            String::new()
+        },
+    });
+    if status == StepStatus::Failed && !ignore {
+        ctx.stop_with(Stop::StepFailed(
+            exit::DEVIATED,
+            format!("step {} `{label}` failed", i + 1),
+        ));
+        return false;
+    }
+    true
+}
+
+/// Sends one HTTP request (an action step).
+async fn run_http_action(
+    ctx: &Arc<Ctx>,
+    h: &crate::experiment::model::HttpAction,
+    label: &str,
+) -> bool {
+    let t0 = Instant::now();
+    let result: Result<u16, String> = async {
+        let client = reqwest::Client::builder()
+            .timeout(h.timeout.std())
+            .no_proxy()
+            .build()
+            .map_err(|e| e.to_string())?;
+        let method = reqwest::Method::from_bytes(h.method.to_ascii_uppercase().as_bytes())
+            .map_err(|e| e.to_string())?;
+        let mut req = client
+            .request(method, &h.url)
+            .header(crate::probe::RUN_ID_HEADER, ctx.fctx.run_id.as_str());
+        for (k, v) in &h.headers {
+            req = req.header(k, v);
+        }
+        if let Some(b) = &h.body {
+            req = req.body(b.clone());
+        }
+        let mut rx = ctx.cancel_rx.clone();
+        tokio::select! {
+            r = req.send() => r.map(|r| r.status().as_u16()).map_err(|e| e.to_string()),
+            _ = rx.wait_for(|c| *c) => Err("interrupted".into()),
+        }
+    }
+    .await;
+    let (ok, code, detail) = match result {
+        Ok(code) => {
+            let ok = match &h.expect_status {
+                Some(set) => set.contains(code),
+                None => (200..300).contains(&code),
+            };
+            (ok, Some(code as i32), format!("HTTP {code}"))
+        }
+        Err(e) => (false, None, e),
+    };
+    ctx.emit.emit(Event::ActionFinished {
+        label: label.to_string(),
+        command: vec![h.method.clone(), h.url.clone()],
+        rollback: false,
+        exit_code: code,
+        ok,
+        duration_ms: t0.elapsed().as_secs_f64() * 1000.0,
+        detail,
+    });
+    ok
 }
 
 /// Inject -> verify -> hold (ticking) -> roll back, for one fault.

@@ -100,6 +100,9 @@ pub enum Command {
         /// Only this run.
         #[arg(value_name = "RUN_ID")]
         run_id: Option<String>,
+        /// Also roll back runs whose runner is still alive.
+        #[arg(long)]
+        force: bool,
     },
 
     /// Render a report again from a run's JSON journal.

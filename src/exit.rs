@@ -16,6 +16,8 @@ pub const INVALID: i32 = 64;
 pub const PRECONDITION: i32 = 69;
 /// Not enough privileges (EX_NOPERM).
 pub const PRIVILEGES: i32 = 77;
+/// An internal error (a bug in faultline); pending faults were rolled back first.
+pub const INTERNAL: i32 = 70;
 /// Interrupted by a signal; everything was rolled back first.
 pub const INTERRUPTED: i32 = 130;
 
@@ -31,6 +33,7 @@ pub fn meaning(code: i32) -> &'static str {
         PRECONDITION => "a precondition is missing",
         PRIVILEGES => "insufficient privileges",
         INTERRUPTED => "interrupted (rolled back)",
+        INTERNAL => "internal error (rolled back); please report it",
         c if c > 128 => "terminated by a signal (rolled back)",
         _ => "error",
     }

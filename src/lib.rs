@@ -15,5 +15,6 @@ pub mod fault;
 pub mod journal;
 pub mod probe;
 pub mod report;
+pub mod runner;
 pub mod sys;
 pub mod units;

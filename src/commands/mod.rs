@@ -2,6 +2,8 @@
 
 pub mod plan;
 pub mod report;
+pub mod run;
+pub mod status;
 pub mod validate;
 
 use crate::cli::{Cli, ColorChoice, Command};
@@ -22,6 +24,7 @@ pub fn use_color(choice: ColorChoice) -> bool {
 }
 
 pub fn main(cli: Cli) -> i32 {
+    let state_dir = crate::journal::store::resolve_state_dir(cli.state_dir.as_deref());
     match cli.command {
         Command::Validate {
             files,
@@ -46,15 +49,12 @@ pub fn main(cli: Cli) -> i32 {
             journal,
             format,
             output,
-        } => report::run(&journal, format, output.as_deref()),
+        } => report::run_with_color(&journal, format, output.as_deref(), cli.color),
         Command::StressWorker { args } => crate::fault::stress::worker_main(&args),
-        Command::Run(_)
-        | Command::Status { .. }
-        | Command::Recover { .. }
-        | Command::Watchdog { .. } => {
-            eprintln!("faultline: this command is not yet supported by this build");
-            exit::PRECONDITION
-        }
+        Command::Status { json } => status::status(&state_dir, json),
+        Command::Recover { run_id, force } => status::recover(&state_dir, run_id.as_deref(), force),
+        Command::Watchdog { run_id } => crate::journal::watchdog::main(&state_dir, &run_id),
+        Command::Run(args) => run::run(args, &state_dir, cli.color),
     }
 }
 

@@ -547,11 +547,15 @@ pub struct Step {
     /// Run a command (an action on the system, e.g. a load generator or a deploy).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub command: Option<CommandAction>,
+    /// Send an HTTP request (an action, e.g. an admin endpoint).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub http: Option<HttpAction>,
     /// With `fault`: how long the fault stays active.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub duration: Option<Duration>,
-    /// With `fault`: start the fault and go on to the next step at once; it is rolled
-    /// back when its duration ends or at the end of the method, whichever is first.
+    /// Start the step and go on to the next one at once. A fault is rolled back
+    /// when its duration ends or at the end of the method, whichever is first;
+    /// a command or HTTP action is waited for at the end of the method.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub background: bool,
 }
@@ -569,6 +573,12 @@ impl Step {
         }
         if let Some(c) = &self.command {
             return c.name.clone().unwrap_or_else(|| c.run.join(" "));
+        }
+        if let Some(h) = &self.http {
+            return h
+                .name
+                .clone()
+                .unwrap_or_else(|| format!("{} {}", h.method, h.url));
         }
         format!("step {}", index + 1)
     }
@@ -746,6 +756,38 @@ pub struct CommandAction {
     /// Exit code that counts as success. Default 0.
     #[serde(default)]
     pub expect_exit: i32,
+    /// A failure is recorded but does not stop the method.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub ignore_failure: bool,
+}
+
+/// An HTTP request the method sends (not a probe: it is sent once).
+#[derive(Clone, Debug, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct HttpAction {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    pub url: String,
+    /// GET (default), POST, PUT, DELETE, HEAD, PATCH, OPTIONS.
+    #[serde(default = "default_method")]
+    pub method: String,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub headers: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub body: Option<String>,
+    /// Default 30s.
+    #[serde(default = "default_http_action_timeout")]
+    pub timeout: Duration,
+    /// Status codes that count as success (default any 2xx).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expect_status: Option<StatusSet>,
+    /// A failure is recorded but does not stop the method.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub ignore_failure: bool,
+}
+
+fn default_http_action_timeout() -> Duration {
+    Duration::from_secs(30)
 }
 
 fn default_action_timeout() -> Duration {

@@ -359,6 +359,7 @@ fn check_method(c: &mut Checker, exp: &Experiment, setup_names: &[String]) {
             ("fault", s.fault.is_some()),
             ("pause", s.pause.is_some()),
             ("command", s.command.is_some()),
+            ("http", s.http.is_some()),
         ]
         .iter()
         .filter(|(_, b)| *b)
@@ -367,7 +368,7 @@ fn check_method(c: &mut Checker, exp: &Experiment, setup_names: &[String]) {
         match set.len() {
             0 => c.error(
                 &p,
-                "the step does nothing; give one of `fault`, `pause` or `command`",
+                "the step does nothing; give one of `fault`, `pause`, `command` or `http`",
             ),
             1 => {}
             _ => c.error(
@@ -396,11 +397,15 @@ fn check_method(c: &mut Checker, exp: &Experiment, setup_names: &[String]) {
             ),
             (None, None) => {}
         }
-        if s.background && s.fault.is_none() {
+        if s.background && s.pause.is_some() {
             c.error(
                 &format!("{p}.background"),
-                "`background` applies to fault steps only",
+                "a pause in the background does nothing; remove `background`",
             );
+        }
+        if let Some(h) = &s.http {
+            check_url(c, &format!("{p}.http.url"), &h.url);
+            c.nonzero(&format!("{p}.http.timeout"), h.timeout);
         }
         if let Some(f) = &s.fault {
             check_fault(

@@ -20,6 +20,14 @@ pub enum UndoOp {
     ResumeProcess { pid: i32, start_time: u64 },
     /// SIGKILL a process the run started (a stressor worker), if it is still the same.
     KillProcess { pid: i32, start_time: u64 },
+    /// Stop a process group the run started (a setup process): SIGTERM, then
+    /// SIGKILL after `grace_ms`, if its leader is still the same process.
+    StopProcessGroup {
+        pgid: i32,
+        start_time: u64,
+        #[serde(default)]
+        grace_ms: u64,
+    },
     /// Run a command (tc, nft, ip). Its failure counts as "already gone" when
     /// stderr contains one of `gone_if` (e.g. "Cannot find device").
     Command {
@@ -56,6 +64,7 @@ impl UndoOp {
         match self {
             UndoOp::ResumeProcess { pid, .. } => format!("kill -CONT {pid}"),
             UndoOp::KillProcess { pid, .. } => format!("kill -KILL {pid}"),
+            UndoOp::StopProcessGroup { pgid, .. } => format!("kill -TERM -- -{pgid}"),
             UndoOp::Command { argv, .. } => argv
                 .iter()
                 .map(|a| shell_quote(a))
@@ -93,6 +102,11 @@ impl UndoOp {
                     Err(e) => Err(format!("SIGKILL to pid {pid} failed: {e}")),
                 }
             }
+            UndoOp::StopProcessGroup {
+                pgid,
+                start_time,
+                grace_ms,
+            } => stop_group(*pgid, *start_time, *grace_ms),
             UndoOp::Command { argv, gone_if } => {
                 let Some((prog, args)) = argv.split_first() else {
                     return Err("empty command".into());
@@ -170,6 +184,32 @@ impl UndoOp {
             },
         }
     }
+}
+
+/// SIGTERM to a process group whose leader is still the recorded process,
+/// then SIGKILL to the group if the leader outlives `grace_ms`.
+fn stop_group(pgid: i32, start_time: u64, grace_ms: u64) -> Result<Applied, String> {
+    use nix::sys::signal::killpg;
+    use nix::unistd::Pid;
+    if !proc::is_same(pgid, start_time) {
+        // The leader is gone; members may remain, but the pgid may also have
+        // been reused, so only signal the group while its leader is ours.
+        return Ok(Applied::AlreadyGone);
+    }
+    match killpg(Pid::from_raw(pgid), Signal::SIGTERM) {
+        Ok(()) => {}
+        Err(nix::errno::Errno::ESRCH) => return Ok(Applied::AlreadyGone),
+        Err(e) => return Err(format!("SIGTERM to process group {pgid} failed: {e}")),
+    }
+    let deadline = std::time::Instant::now() + std::time::Duration::from_millis(grace_ms);
+    while std::time::Instant::now() < deadline {
+        if !proc::alive(pgid) {
+            return Ok(Applied::Done);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let _ = killpg(Pid::from_raw(pgid), Signal::SIGKILL);
+    Ok(Applied::Done)
 }
 
 /// Quotes a word for a POSIX shell when it needs it.

@@ -85,7 +85,10 @@ impl ProbeRunner {
                 Kind::Http(http::HttpCheck::new(h, expect, spec.timeout.std(), ctx)?),
             )
         } else if let Some(t) = &spec.tcp {
-            (ProbeKind::Tcp, Kind::Tcp(tcp::TcpCheck::new(t, expect)?))
+            (
+                ProbeKind::Tcp,
+                Kind::Tcp(tcp::TcpCheck::new(t, expect, spec.timeout.std())?),
+            )
         } else if let Some(c) = &spec.command {
             (
                 ProbeKind::Command,

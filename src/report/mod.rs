@@ -1,3 +1,8 @@
 //! Reports: one file per output format, all rendered from a [`record::RunRecord`].
 
+pub mod json;
+pub mod junit;
+pub mod markdown;
 pub mod record;
+pub mod summary;
+pub mod table;

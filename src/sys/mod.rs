@@ -2,5 +2,6 @@
 //! ip), cgroup files. Everything else is plain logic on top of it.
 
 pub mod cgroup;
+pub mod exec;
 pub mod net;
 pub mod proc;

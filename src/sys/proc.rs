@@ -5,7 +5,7 @@
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use std::fs;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// What /proc says of one process.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -82,10 +82,13 @@ pub enum SignalOutcome {
     Gone,
 }
 
-/// Sends `sig` to `pid` only if it is still the process that started at `start_time`.
+/// Sends `sig` to `pid` only if it is still the process that started at
+/// `start_time` and has not exited (a zombie counts as gone: it can no longer
+/// act on a signal).
 pub fn signal_if_same(pid: i32, start_time: u64, sig: Signal) -> nix::Result<SignalOutcome> {
-    if !is_same(pid, start_time) {
-        return Ok(SignalOutcome::Gone);
+    match info(pid) {
+        Some(i) if i.start_time == start_time && i.state != 'Z' && i.state != 'X' => {}
+        _ => return Ok(SignalOutcome::Gone),
     }
     match kill(Pid::from_raw(pid), sig) {
         Ok(()) => Ok(SignalOutcome::Sent),
@@ -97,6 +100,172 @@ pub fn signal_if_same(pid: i32, start_time: u64, sig: Signal) -> nix::Result<Sig
 /// Is the process alive and not a zombie?
 pub fn alive(pid: i32) -> bool {
     matches!(info(pid), Some(i) if i.state != 'Z' && i.state != 'X')
+}
+
+/// Every process (thread-group leader) in /proc, in pid order. Processes
+/// that exit while the list is read are left out.
+pub fn list() -> Vec<ProcInfo> {
+    let Ok(dir) = fs::read_dir(proc_root()) else {
+        return Vec::new();
+    };
+    let mut pids: Vec<i32> = dir
+        .filter_map(|e| e.ok())
+        .filter_map(|e| e.file_name().to_str().and_then(|n| n.parse().ok()))
+        .collect();
+    pids.sort_unstable();
+    pids.into_iter().filter_map(info).collect()
+}
+
+/// The user ids of a process from /proc/PID/status: real, effective, saved, filesystem.
+pub fn uids(pid: i32) -> Option<[u32; 4]> {
+    let raw = fs::read_to_string(proc_root().join(pid.to_string()).join("status")).ok()?;
+    parse_status_ids(&raw, "Uid:")
+}
+
+/// Parses a `Uid:`/`Gid:` line of /proc/PID/status.
+pub fn parse_status_ids(status: &str, key: &str) -> Option<[u32; 4]> {
+    let line = status.lines().find(|l| l.starts_with(key))?;
+    let v: Vec<u32> = line[key.len()..]
+        .split_whitespace()
+        .filter_map(|x| x.parse().ok())
+        .collect();
+    if v.len() < 4 {
+        return None;
+    }
+    Some([v[0], v[1], v[2], v[3]])
+}
+
+/// The effective capability set of this process (`CapEff` in /proc/self/status).
+pub fn own_effective_caps() -> u64 {
+    fs::read_to_string(proc_root().join("self").join("status"))
+        .ok()
+        .and_then(|s| parse_cap_eff(&s))
+        .unwrap_or(0)
+}
+
+/// Parses the `CapEff:` line of /proc/PID/status (hexadecimal).
+pub fn parse_cap_eff(status: &str) -> Option<u64> {
+    let line = status.lines().find(|l| l.starts_with("CapEff:"))?;
+    u64::from_str_radix(line["CapEff:".len()..].trim(), 16).ok()
+}
+
+/// Bit of CAP_KILL in a capability set.
+pub const CAP_KILL_BIT: u64 = 1 << 5;
+
+/// Whether this process may send (most) signals to `pid`, following the
+/// kernel's rule: CAP_KILL, or our real or effective uid equals the target's
+/// real or saved uid. `None` when the target's uids cannot be read.
+pub fn may_signal(pid: i32) -> Option<bool> {
+    let target = uids(pid)?;
+    let ruid = nix::unistd::getuid().as_raw();
+    let euid = nix::unistd::geteuid().as_raw();
+    Some(may_signal_ids(
+        ruid,
+        euid,
+        own_effective_caps() & CAP_KILL_BIT != 0,
+        target[0],
+        target[2],
+    ))
+}
+
+/// The kernel's permission rule for kill(2) (SIGCONT within a session aside).
+pub fn may_signal_ids(ruid: u32, euid: u32, cap_kill: bool, t_ruid: u32, t_suid: u32) -> bool {
+    cap_kill || ruid == t_ruid || ruid == t_suid || euid == t_ruid || euid == t_suid
+}
+
+/// Reads a pid file: one positive number, surrounding whitespace allowed.
+pub fn read_pidfile(path: &Path) -> Result<i32, String> {
+    let raw = fs::read_to_string(path)
+        .map_err(|e| format!("cannot read pid file {}: {e}", path.display()))?;
+    let first = raw.split_whitespace().next().unwrap_or("");
+    match first.parse::<i32>() {
+        Ok(p) if p > 0 => Ok(p),
+        _ => Err(format!(
+            "pid file {} does not hold a process id (it holds `{}`)",
+            path.display(),
+            raw.trim().chars().take(40).collect::<String>()
+        )),
+    }
+}
+
+/// The pids in a cgroup directory's `cgroup.procs` and in those of all its
+/// descendant cgroups (works for v1 and v2 directories).
+pub fn pids_in_cgroup_tree(dir: &Path) -> std::io::Result<Vec<i32>> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let procs = d.join("cgroup.procs");
+        match fs::read_to_string(&procs) {
+            Ok(raw) => out.extend(raw.split_whitespace().filter_map(|x| x.parse::<i32>().ok())),
+            // The top directory must be a cgroup; a sub-cgroup may vanish meanwhile.
+            Err(e) if d == dir => {
+                return Err(std::io::Error::new(
+                    e.kind(),
+                    format!("{}: {e}", procs.display()),
+                ))
+            }
+            Err(_) => continue,
+        }
+        if let Ok(rd) = fs::read_dir(&d) {
+            for e in rd.flatten() {
+                if e.file_type().map(|t| t.is_dir()).unwrap_or(false) {
+                    stack.push(e.path());
+                }
+            }
+        }
+    }
+    out.sort_unstable();
+    out.dedup();
+    Ok(out)
+}
+
+/// The cgroups of a process, one `(hierarchy-id, controllers, path)` per line
+/// of /proc/PID/cgroup (`0::/path` for cgroup v2).
+pub fn cgroups(pid: i32) -> Option<Vec<(u32, String, String)>> {
+    let raw = fs::read_to_string(proc_root().join(pid.to_string()).join("cgroup")).ok()?;
+    Some(
+        raw.lines()
+            .filter_map(|l| {
+                let mut it = l.splitn(3, ':');
+                let id = it.next()?.parse().ok()?;
+                let ctrl = it.next()?.to_string();
+                let path = it.next()?.to_string();
+                Some((id, ctrl, path))
+            })
+            .collect(),
+    )
+}
+
+/// Is systemd the init system (the test `sd_booted()` makes)?
+pub fn systemd_running() -> bool {
+    Path::new("/run/systemd/system").is_dir()
+}
+
+/// Clock ticks per second, the unit of [`ProcInfo::start_time`].
+pub fn clock_ticks_per_sec() -> u64 {
+    match nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK) {
+        Ok(Some(t)) if t > 0 => t as u64,
+        _ => 100,
+    }
+}
+
+/// A start time (clock ticks since boot) in milliseconds since boot.
+pub fn ticks_to_ms(ticks: u64) -> u64 {
+    ticks.saturating_mul(1000) / clock_ticks_per_sec()
+}
+
+/// Milliseconds since boot now (CLOCK_BOOTTIME, the clock process start times use).
+pub fn boot_time_ms() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime only writes into the timespec we pass.
+    let rc = unsafe { libc::clock_gettime(libc::CLOCK_BOOTTIME, &mut ts) };
+    if rc != 0 {
+        return 0;
+    }
+    ts.tv_sec as u64 * 1000 + ts.tv_nsec as u64 / 1_000_000
 }
 
 #[cfg(test)]
@@ -122,5 +291,50 @@ mod tests {
         assert_eq!(i.pid, me);
         assert!(is_same(me, i.start_time));
         assert!(!is_same(me, i.start_time + 1));
+    }
+
+    #[test]
+    fn parses_status_ids_and_caps() {
+        let st = "Name:\tsleep\nUid:\t1000\t1001\t1002\t1003\nGid:\t5\t5\t5\t5\nCapEff:\t0000000000000020\n";
+        assert_eq!(parse_status_ids(st, "Uid:"), Some([1000, 1001, 1002, 1003]));
+        assert_eq!(parse_cap_eff(st), Some(CAP_KILL_BIT));
+        assert!(may_signal_ids(1000, 1000, false, 1000, 1000));
+        assert!(may_signal_ids(1, 1000, false, 5, 1000));
+        assert!(!may_signal_ids(1000, 1000, false, 0, 0));
+        assert!(may_signal_ids(1000, 1000, true, 0, 0));
+    }
+
+    #[test]
+    fn lists_this_process_and_reads_pidfiles() {
+        let me = std::process::id() as i32;
+        assert!(list().iter().any(|p| p.pid == me));
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("x.pid");
+        fs::write(&f, " 4242\n").unwrap();
+        assert_eq!(read_pidfile(&f), Ok(4242));
+        fs::write(&f, "abc").unwrap();
+        assert!(read_pidfile(&f).unwrap_err().contains("abc"));
+        assert!(read_pidfile(&dir.path().join("none"))
+            .unwrap_err()
+            .contains("cannot read"));
+    }
+
+    #[test]
+    fn reads_cgroup_trees_from_a_plain_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        fs::write(dir.path().join("cgroup.procs"), "10\n11\n").unwrap();
+        fs::create_dir(dir.path().join("child")).unwrap();
+        fs::write(dir.path().join("child/cgroup.procs"), "12\n10\n").unwrap();
+        assert_eq!(pids_in_cgroup_tree(dir.path()).unwrap(), vec![10, 11, 12]);
+        assert!(pids_in_cgroup_tree(&dir.path().join("nope")).is_err());
+    }
+
+    #[test]
+    fn start_times_are_on_the_boot_clock() {
+        let me = std::process::id() as i32;
+        let started = ticks_to_ms(start_time(me).unwrap());
+        let now = boot_time_ms();
+        assert!(started <= now + 20, "started {started} now {now}");
+        assert!(cgroups(me).is_some_and(|c| !c.is_empty()));
     }
 }

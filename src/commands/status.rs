@@ -1,0 +1,202 @@
+//! `faultline status` and `faultline recover`.
+
+use crate::exit;
+use crate::journal::store::{self, Line, RunState};
+use crate::journal::undo::Applied;
+use std::path::Path;
+
+fn alive_text(st: &RunState) -> String {
+    match &st.header {
+        Some(h) => {
+            let runner = if st.runner_alive() { "alive" } else { "dead" };
+            let wd = match st.watchdog {
+                Some((p, t)) if crate::sys::proc::is_same(p, t) => format!(", watchdog {p} alive"),
+                Some((p, _)) => format!(", watchdog {p} gone"),
+                None => String::new(),
+            };
+            format!("runner {} {runner}{wd}", h.runner_pid)
+        }
+        None => "runner unknown (no header)".into(),
+    }
+}
+
+pub fn status(state_dir: &Path, json: bool) -> i32 {
+    let runs = match store::read_all(state_dir) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("faultline: {e:#}");
+            return exit::PRECONDITION;
+        }
+    };
+    let mut pending_total = 0;
+    let mut out = Vec::new();
+    for st in &runs {
+        let pending = st.pending();
+        if pending.is_empty() && st.damaged.is_empty() {
+            continue;
+        }
+        pending_total += pending.len();
+        if json {
+            out.push(serde_json::json!({
+                "run_id": st.run_id(),
+                "file": st.path,
+                "title": st.header.as_ref().map(|h| h.title.clone()),
+                "runner_pid": st.header.as_ref().map(|h| h.runner_pid),
+                "runner_alive": st.runner_alive(),
+                "pending": pending.iter().map(|r| serde_json::json!({
+                    "id": r.id, "fault": r.fault_label, "kind": r.kind, "target": r.target,
+                    "since": r.at, "undo": r.op.manual_command(),
+                    "last_error": st.last_error.get(&r.id),
+                })).collect::<Vec<_>>(),
+                "damaged_lines": st.damaged.iter().map(|(n, e)| serde_json::json!({"line": n, "error": e})).collect::<Vec<_>>(),
+            }));
+            continue;
+        }
+        println!(
+            "run {} ({}; {})",
+            st.run_id(),
+            st.header.as_ref().map(|h| h.title.as_str()).unwrap_or("?"),
+            alive_text(st)
+        );
+        for r in &pending {
+            println!(
+                "  pending  {} [{}] on {} since {}  undo: {}",
+                r.fault_label,
+                r.kind,
+                r.target,
+                r.at.format("%Y-%m-%d %H:%M:%S UTC"),
+                r.op.manual_command()
+            );
+            if let Some(e) = st.last_error.get(&r.id) {
+                println!("           last rollback attempt failed: {e}");
+            }
+        }
+        for (n, e) in &st.damaged {
+            println!("  damaged  {}:{n}: {e}", st.path.display());
+        }
+    }
+    if json {
+        println!("{}", serde_json::to_string_pretty(&out).unwrap());
+    } else if pending_total == 0 && out.is_empty() {
+        println!("nothing pending: no fault from any run is active on this host");
+    } else if pending_total > 0 {
+        println!("{pending_total} pending; run `faultline recover` to roll back");
+    }
+    if pending_total == 0 {
+        exit::HELD
+    } else {
+        1
+    }
+}
+
+pub fn recover(state_dir: &Path, run_id: Option<&str>, force: bool) -> i32 {
+    let runs = match store::read_all(state_dir) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("faultline: {e:#}");
+            return exit::PRECONDITION;
+        }
+    };
+    let mut matched = false;
+    let mut failed = Vec::new();
+    let mut done = 0;
+    for st in runs {
+        let id = st.run_id();
+        if run_id.is_some_and(|r| r != id) {
+            continue;
+        }
+        matched = true;
+        for (n, e) in &st.damaged {
+            eprintln!(
+                "warning: {}:{n} could not be read ({e}); recovering everything else in the file",
+                st.path.display()
+            );
+        }
+        let pending: Vec<_> = st.pending().into_iter().cloned().collect();
+        if st.is_live() && !force {
+            if !pending.is_empty() {
+                eprintln!(
+                    "run {id} is still running (runner pid {}); it will roll back itself. Stop it with `kill -TERM {}`, or use --force to roll back now.",
+                    st.header.as_ref().map(|h| h.runner_pid).unwrap_or(0),
+                    st.header.as_ref().map(|h| h.runner_pid).unwrap_or(0),
+                );
+                failed.push(format!("(run {id} still running)"));
+            }
+            continue;
+        }
+        let mut file = match store::open_append(&st.path) {
+            Ok(f) => f,
+            Err(e) => {
+                eprintln!("faultline: {e:#}");
+                return exit::PRIVILEGES;
+            }
+        };
+        let results = store::replay(&mut file, &pending, "recover", 3);
+        for r in &results {
+            match &r.result {
+                Ok(a) => {
+                    done += 1;
+                    println!(
+                        "{} {} [{}] on {}: {}",
+                        id,
+                        r.record.fault_label,
+                        r.record.kind,
+                        r.record.target,
+                        match a {
+                            Applied::Done => "rolled back",
+                            Applied::AlreadyGone => "already gone (nothing to do)",
+                        }
+                    );
+                }
+                Err(e) => {
+                    eprintln!(
+                        "{} {} [{}] on {}: FAILED: {e}",
+                        id, r.record.fault_label, r.record.kind, r.record.target
+                    );
+                    failed.push(r.record.op.manual_command());
+                }
+            }
+        }
+        let left = results.iter().filter(|r| r.result.is_err()).count();
+        if left == 0 {
+            let _ = store::append_line(
+                &mut file,
+                &Line::End {
+                    at: chrono::Utc::now(),
+                },
+            );
+            drop(file);
+            if st.damaged.is_empty() {
+                let _ = std::fs::remove_file(&st.path);
+            } else {
+                let kept = st.path.with_extension("jsonl.damaged");
+                let _ = std::fs::rename(&st.path, &kept);
+                eprintln!(
+                    "the damaged run file was kept as {} for inspection",
+                    kept.display()
+                );
+            }
+        }
+    }
+    if let Some(r) = run_id {
+        if !matched {
+            eprintln!(
+                "faultline: no run `{r}` in {}; `faultline status` lists runs with pending faults",
+                state_dir.display()
+            );
+            return exit::INVALID;
+        }
+    }
+    if failed.is_empty() {
+        if done == 0 {
+            println!("nothing to recover");
+        }
+        exit::HELD
+    } else {
+        eprintln!("Not everything could be rolled back. Left to do by hand:");
+        for f in &failed {
+            eprintln!("  {f}");
+        }
+        exit::ROLLBACK_FAILED
+    }
+}

@@ -1,0 +1,531 @@
+//! The state directory: one append-only JSON-lines file per run holding its
+//! undo records, synced to disk before the fault they undo touches the host.
+//!
+//! ```text
+//! {"type":"run", "run_id":..., "runner_pid":..., "deadline_ms":..., "targets":[...]}
+//! {"type":"undo", "id":1, "fault":"pause the cache", "kind":"process_pause", "target":"pid 42", "op":{...}}
+//! {"type":"done", "id":1, "result":"done"}
+//! {"type":"end"}
+//! ```
+//! A record without a `done` line is pending. Readers skip lines they cannot
+//! parse (a torn last line after a crash) and report them, and still recover
+//! everything they can read.
+
+use super::undo::{Applied, UndoOp};
+use anyhow::{Context, Result};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use std::fs::{self, File, OpenOptions};
+use std::io::Write;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+
+/// Where state lives unless `--state-dir` / FAULTLINE_STATE_DIR says otherwise.
+pub fn default_state_dir() -> PathBuf {
+    if nix::unistd::geteuid().is_root() {
+        return PathBuf::from("/run/faultline");
+    }
+    match std::env::var_os("XDG_RUNTIME_DIR") {
+        Some(d) if !d.is_empty() => PathBuf::from(d).join("faultline"),
+        _ => PathBuf::from(format!("/tmp/faultline-{}", nix::unistd::getuid())),
+    }
+}
+
+pub fn resolve_state_dir(given: Option<&Path>) -> PathBuf {
+    given
+        .map(Path::to_path_buf)
+        .unwrap_or_else(default_state_dir)
+}
+
+fn runs_dir(state_dir: &Path) -> PathBuf {
+    state_dir.join("runs")
+}
+
+pub fn run_file(state_dir: &Path, run_id: &str) -> PathBuf {
+    runs_dir(state_dir).join(format!("{run_id}.jsonl"))
+}
+
+pub fn ensure_state_dir(state_dir: &Path) -> Result<()> {
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(runs_dir(state_dir))
+        .with_context(|| {
+            format!(
+                "cannot create the state directory {} (set --state-dir or FAULTLINE_STATE_DIR to a writable place)",
+                state_dir.display()
+            )
+        })
+}
+
+/// A line of a run file.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Line {
+    Run(RunHeader),
+    Undo(UndoRecord),
+    Done {
+        id: u64,
+        result: Applied,
+        at: DateTime<Utc>,
+        /// Who applied it: `runner`, `watchdog`, `recover`, `panic`.
+        by: String,
+    },
+    Failed {
+        id: u64,
+        error: String,
+        at: DateTime<Utc>,
+    },
+    Watchdog {
+        pid: i32,
+        start_time: u64,
+    },
+    End {
+        at: DateTime<Utc>,
+    },
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct RunHeader {
+    pub run_id: String,
+    pub title: String,
+    pub file: String,
+    pub runner_pid: i32,
+    pub runner_start_time: u64,
+    pub started_at: DateTime<Utc>,
+    /// The run's hard deadline (`limits.max_duration` after the start).
+    pub deadline: DateTime<Utc>,
+    /// What the run's faults touch, for refusing a second run on the same target.
+    #[serde(default)]
+    pub targets: Vec<String>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct UndoRecord {
+    pub id: u64,
+    /// Index of the fault within the run (its method step), to roll back per fault.
+    pub fault: usize,
+    pub fault_label: String,
+    pub kind: String,
+    pub target: String,
+    pub at: DateTime<Utc>,
+    pub op: UndoOp,
+}
+
+/// The writer side, owned by the runner.
+pub struct RunJournal {
+    path: PathBuf,
+    file: File,
+    next_id: u64,
+    /// In-memory copy of the records and which are done, for rollback.
+    records: Vec<UndoRecord>,
+    done: std::collections::BTreeSet<u64>,
+}
+
+impl RunJournal {
+    pub fn create(state_dir: &Path, header: RunHeader) -> Result<Self> {
+        ensure_state_dir(state_dir)?;
+        let path = run_file(state_dir, &header.run_id);
+        let file = OpenOptions::new()
+            .create_new(true)
+            .append(true)
+            .mode(0o600)
+            .open(&path)
+            .with_context(|| format!("cannot create {}", path.display()))?;
+        let mut j = RunJournal {
+            path,
+            file,
+            next_id: 1,
+            records: Vec::new(),
+            done: Default::default(),
+        };
+        j.append(&Line::Run(header))?;
+        // Make the new directory entry durable too.
+        if let Ok(d) = File::open(runs_dir(state_dir)) {
+            let _ = d.sync_all();
+        }
+        Ok(j)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Appends one line and fsyncs it.
+    pub fn append(&mut self, line: &Line) -> Result<()> {
+        let mut s = serde_json::to_string(line)?;
+        s.push('\n');
+        self.file
+            .write_all(s.as_bytes())
+            .and_then(|_| self.file.sync_data())
+            .with_context(|| format!("cannot write undo record to {}", self.path.display()))
+    }
+
+    /// Records an undo operation (synced) and returns its id.
+    pub fn record(
+        &mut self,
+        fault: usize,
+        fault_label: &str,
+        kind: &str,
+        target: &str,
+        op: UndoOp,
+    ) -> Result<u64> {
+        let id = self.next_id;
+        self.next_id += 1;
+        let rec = UndoRecord {
+            id,
+            fault,
+            fault_label: fault_label.to_string(),
+            kind: kind.to_string(),
+            target: target.to_string(),
+            at: Utc::now(),
+            op,
+        };
+        self.append(&Line::Undo(rec.clone()))?;
+        self.records.push(rec);
+        Ok(id)
+    }
+
+    /// Records not yet rolled back, oldest first.
+    pub fn pending(&self) -> Vec<UndoRecord> {
+        self.records
+            .iter()
+            .filter(|r| !self.done.contains(&r.id))
+            .cloned()
+            .collect()
+    }
+
+    /// Replays `records` newest first (with retries), marking each done or failed.
+    pub fn replay(&mut self, records: &[UndoRecord], by: &str, attempts: u32) -> Vec<Replayed> {
+        let results = replay(&mut self.file, records, by, attempts);
+        for r in &results {
+            if r.result.is_ok() {
+                self.done.insert(r.record.id);
+            }
+        }
+        results
+    }
+
+    pub fn mark_done(&mut self, id: u64, result: Applied, by: &str) -> Result<()> {
+        self.done.insert(id);
+        self.append(&Line::Done {
+            id,
+            result,
+            at: Utc::now(),
+            by: by.to_string(),
+        })
+    }
+
+    pub fn mark_failed(&mut self, id: u64, error: &str) -> Result<()> {
+        self.append(&Line::Failed {
+            id,
+            error: error.to_string(),
+            at: Utc::now(),
+        })
+    }
+}
+
+/// A run file as read back: header, records, which are pending, problems.
+#[derive(Clone, Debug, Default)]
+pub struct RunState {
+    pub path: PathBuf,
+    pub header: Option<RunHeader>,
+    pub records: Vec<UndoRecord>,
+    pub done: std::collections::BTreeSet<u64>,
+    pub last_error: std::collections::BTreeMap<u64, String>,
+    pub watchdog: Option<(i32, u64)>,
+    pub ended: bool,
+    /// Lines that could not be read (line number, reason).
+    pub damaged: Vec<(usize, String)>,
+}
+
+impl RunState {
+    pub fn run_id(&self) -> String {
+        self.header
+            .as_ref()
+            .map(|h| h.run_id.clone())
+            .unwrap_or_else(|| {
+                self.path
+                    .file_stem()
+                    .map(|s| s.to_string_lossy().into_owned())
+                    .unwrap_or_default()
+            })
+    }
+
+    /// Undo records not yet applied, in the order they were recorded.
+    pub fn pending(&self) -> Vec<&UndoRecord> {
+        self.records
+            .iter()
+            .filter(|r| !self.done.contains(&r.id))
+            .collect()
+    }
+
+    /// Is the runner that wrote this file still alive?
+    pub fn runner_alive(&self) -> bool {
+        self.header
+            .as_ref()
+            .is_some_and(|h| crate::sys::proc::is_same(h.runner_pid, h.runner_start_time))
+    }
+
+    /// A run that is still going (or died without ending).
+    pub fn is_live(&self) -> bool {
+        !self.ended && self.runner_alive()
+    }
+}
+
+pub fn read_run(path: &Path) -> Result<RunState> {
+    let bytes = fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let mut st = RunState {
+        path: path.to_path_buf(),
+        ..Default::default()
+    };
+    for (i, raw) in bytes.split(|b| *b == b'\n').enumerate() {
+        if raw.iter().all(u8::is_ascii_whitespace) {
+            continue;
+        }
+        let line: Line = match std::str::from_utf8(raw)
+            .map_err(|e| e.to_string())
+            .and_then(|s| serde_json::from_str(s).map_err(|e| e.to_string()))
+        {
+            Ok(l) => l,
+            Err(e) => {
+                st.damaged.push((i + 1, e));
+                continue;
+            }
+        };
+        match line {
+            Line::Run(h) => st.header = Some(h),
+            Line::Undo(r) => st.records.push(r),
+            Line::Done { id, .. } => {
+                st.done.insert(id);
+            }
+            Line::Failed { id, error, .. } => {
+                st.last_error.insert(id, error);
+            }
+            Line::Watchdog { pid, start_time } => st.watchdog = Some((pid, start_time)),
+            Line::End { .. } => st.ended = true,
+        }
+    }
+    Ok(st)
+}
+
+/// Every run file in the state directory, oldest first.
+pub fn read_all(state_dir: &Path) -> Result<Vec<RunState>> {
+    let dir = runs_dir(state_dir);
+    let mut out = Vec::new();
+    let entries = match fs::read_dir(&dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(out),
+        Err(e) => return Err(e).with_context(|| format!("cannot read {}", dir.display())),
+    };
+    let mut paths: Vec<PathBuf> = entries
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "jsonl"))
+        .collect();
+    paths.sort();
+    for p in paths {
+        out.push(read_run(&p)?);
+    }
+    Ok(out)
+}
+
+/// Opens an existing run file for appending `done` lines (watchdog, recover).
+pub fn open_append(path: &Path) -> Result<File> {
+    OpenOptions::new()
+        .append(true)
+        .open(path)
+        .with_context(|| format!("cannot open {} for writing", path.display()))
+}
+
+pub fn append_line(file: &mut File, line: &Line) -> Result<()> {
+    let mut s = serde_json::to_string(line)?;
+    s.push('\n');
+    file.write_all(s.as_bytes())?;
+    file.sync_data()?;
+    Ok(())
+}
+
+/// The outcome of replaying one undo record.
+#[derive(Clone, Debug)]
+pub struct Replayed {
+    pub record: UndoRecord,
+    pub result: Result<Applied, String>,
+}
+
+/// Replays `records` newest first, with retries and backoff for failures,
+/// appending `done`/`failed` lines to `file`.
+pub fn replay(file: &mut File, records: &[UndoRecord], by: &str, attempts: u32) -> Vec<Replayed> {
+    let mut out = Vec::new();
+    for r in records.iter().rev() {
+        let result = apply_with_retry(&r.op, attempts);
+        let line = match &result {
+            Ok(a) => Line::Done {
+                id: r.id,
+                result: *a,
+                at: Utc::now(),
+                by: by.to_string(),
+            },
+            Err(e) => Line::Failed {
+                id: r.id,
+                error: e.clone(),
+                at: Utc::now(),
+            },
+        };
+        let _ = append_line(file, &line);
+        out.push(Replayed {
+            record: r.clone(),
+            result,
+        });
+    }
+    out
+}
+
+/// Applies an undo op, retrying failures with exponential backoff
+/// (50ms, 100ms, 200ms, ...).
+pub fn apply_with_retry(op: &UndoOp, attempts: u32) -> Result<Applied, String> {
+    let mut delay = std::time::Duration::from_millis(50);
+    let mut last = String::new();
+    for i in 0..attempts.max(1) {
+        match op.apply() {
+            Ok(a) => return Ok(a),
+            Err(e) => last = e,
+        }
+        if i + 1 < attempts {
+            std::thread::sleep(delay);
+            delay *= 2;
+        }
+    }
+    Err(last)
+}
+
+/// Writes the end line and removes the file when nothing is pending.
+pub fn finish(mut journal: RunJournal) -> Result<()> {
+    journal.finish()
+}
+
+impl RunJournal {
+    /// Writes the end line, and removes the file when nothing is pending.
+    pub fn finish(&mut self) -> Result<()> {
+        append_line(&mut self.file, &Line::End { at: Utc::now() })?;
+        let st = read_run(&self.path)?;
+        if st.pending().is_empty() && st.damaged.is_empty() {
+            fs::remove_file(&self.path)
+                .with_context(|| format!("cannot remove {}", self.path.display()))?;
+        }
+        Ok(())
+    }
+}
+
+/// Holds the state directory's lock (flock) while a run registers itself,
+/// so two runs starting at once see each other.
+pub struct StateLock {
+    _lock: nix::fcntl::Flock<File>,
+}
+
+impl StateLock {
+    pub fn acquire(state_dir: &Path) -> Result<Self> {
+        ensure_state_dir(state_dir)?;
+        let path = state_dir.join("lock");
+        let file = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .mode(0o600)
+            .open(&path)
+            .with_context(|| format!("cannot open {}", path.display()))?;
+        nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusive)
+            .map(|f| StateLock { _lock: f })
+            .map_err(|(_, e)| anyhow::anyhow!("cannot lock {}: {e}", path.display()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn header(id: &str) -> RunHeader {
+        RunHeader {
+            run_id: id.into(),
+            title: "t".into(),
+            file: "f".into(),
+            runner_pid: std::process::id() as i32,
+            runner_start_time: crate::sys::proc::start_time(std::process::id() as i32).unwrap(),
+            started_at: Utc::now(),
+            deadline: Utc::now(),
+            targets: vec![],
+        }
+    }
+
+    #[test]
+    fn records_are_pending_until_done_and_torn_lines_are_reported() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut j = RunJournal::create(dir.path(), header("r1")).unwrap();
+        let f = dir.path().join("x");
+        fs::write(&f, "").unwrap();
+        let a = j
+            .record(
+                0,
+                "s",
+                "disk_fill",
+                "x",
+                UndoOp::RemoveFile { path: f.clone() },
+            )
+            .unwrap();
+        let _b = j
+            .record(
+                0,
+                "s",
+                "disk_fill",
+                "y",
+                UndoOp::RemoveFile {
+                    path: dir.path().join("y"),
+                },
+            )
+            .unwrap();
+        j.mark_done(a, Applied::Done, "runner").unwrap();
+        let path = j.path().to_path_buf();
+        drop(j);
+        // A torn last line, as after a crash mid-write.
+        let mut file = open_append(&path).unwrap();
+        file.write_all(b"{\"type\":\"undo\",\"id\":3,\"fau")
+            .unwrap();
+        let st = read_run(&path).unwrap();
+        assert_eq!(st.pending().len(), 1);
+        assert_eq!(st.pending()[0].target, "y");
+        assert_eq!(st.damaged.len(), 1);
+        assert!(st.is_live());
+        let all = read_all(dir.path()).unwrap();
+        assert_eq!(all.len(), 1);
+    }
+
+    #[test]
+    fn replay_marks_records_done_and_is_idempotent() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut j = RunJournal::create(dir.path(), header("r2")).unwrap();
+        let f = dir.path().join("fill");
+        fs::write(&f, "x").unwrap();
+        j.record(
+            0,
+            "s",
+            "disk_fill",
+            "fill",
+            UndoOp::RemoveFile { path: f.clone() },
+        )
+        .unwrap();
+        let path = j.path().to_path_buf();
+        let st = read_run(&path).unwrap();
+        let pending: Vec<UndoRecord> = st.pending().into_iter().cloned().collect();
+        let mut file = open_append(&path).unwrap();
+        let r = replay(&mut file, &pending, "recover", 3);
+        assert_eq!(r[0].result, Ok(Applied::Done));
+        assert!(!f.exists());
+        assert!(read_run(&path).unwrap().pending().is_empty());
+        let again = replay(&mut file, &pending, "recover", 3);
+        assert_eq!(again[0].result, Ok(Applied::AlreadyGone));
+        finish(j).unwrap();
+        assert!(
+            !path.exists(),
+            "a finished run with nothing pending is removed"
+        );
+    }
+}

@@ -1,0 +1,259 @@
+//! The watchdog: a small separate process (this same binary, `faultline
+//! watchdog`, in its own session) that a run starts before it changes
+//! anything. It holds the read end of a pipe whose write end only the runner
+//! has. When the runner dies in any way, even SIGKILL, the kernel closes that
+//! end and the watchdog wakes at once and replays the run's pending undo
+//! records. It also replays them when the run's hard deadline passes while
+//! the runner is stuck. It never acts while the runner is alive and within
+//! its deadline, and it exits quietly when the runner says the run ended.
+
+use super::store::{self, Line};
+use anyhow::{Context, Result};
+use std::fs::File;
+use std::io::Write;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::unix::process::CommandExt;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+/// How long after the deadline the watchdog steps in (the runner enforces
+/// the deadline itself first; this is for a runner that cannot).
+pub const DEADLINE_GRACE: Duration = Duration::from_secs(1);
+
+/// The runner's side: the pipe's write end and the watchdog's pid.
+pub struct WatchdogHandle {
+    pipe: Option<File>,
+    pub pid: i32,
+    child: Option<std::process::Child>,
+}
+
+impl WatchdogHandle {
+    /// Tells the watchdog the run ended cleanly (everything rolled back), and
+    /// waits briefly for it to exit.
+    pub fn finish(mut self) {
+        if let Some(mut p) = self.pipe.take() {
+            let _ = p.write_all(b"done\n");
+        }
+        if let Some(mut c) = self.child.take() {
+            for _ in 0..100 {
+                if let Ok(Some(_)) = c.try_wait() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        }
+    }
+}
+
+/// Starts the watchdog for a run whose file is already in the state directory.
+pub fn spawn(state_dir: &Path, run_id: &str) -> Result<WatchdogHandle> {
+    let (read_end, write_end): (OwnedFd, OwnedFd) =
+        nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).context("cannot create a pipe")?;
+    let exe = std::env::current_exe()
+        .context("cannot find the faultline binary to start the watchdog")?;
+    let log_path = state_dir
+        .join("runs")
+        .join(format!("{run_id}.watchdog.log"));
+    let log =
+        File::create(&log_path).with_context(|| format!("cannot create {}", log_path.display()))?;
+    let mut cmd = Command::new(exe);
+    cmd.arg("--state-dir")
+        .arg(state_dir)
+        .arg("watchdog")
+        .arg("--run-id")
+        .arg(run_id)
+        .stdin(Stdio::from(read_end))
+        .stdout(Stdio::from(log.try_clone()?))
+        .stderr(Stdio::from(log));
+    // Its own session: no terminal signals (Ctrl-C goes to the runner's
+    // process group only) and it survives the runner's process group.
+    unsafe {
+        cmd.pre_exec(|| {
+            nix::unistd::setsid().map_err(std::io::Error::from)?;
+            Ok(())
+        });
+    }
+    let child = cmd.spawn().context("cannot start the watchdog")?;
+    let pid = child.id() as i32;
+    Ok(WatchdogHandle {
+        pipe: Some(File::from(write_end)),
+        pid,
+        child: Some(child),
+    })
+}
+
+/// What woke the watchdog.
+enum Wake {
+    RunnerDone,
+    RunnerGone,
+    Timeout,
+}
+
+fn wait_stdin(timeout: Duration) -> Wake {
+    let fd = std::io::stdin().as_raw_fd();
+    let mut pfd = libc::pollfd {
+        fd,
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    let ms = timeout.as_millis().min(i32::MAX as u128) as i32;
+    let n = unsafe { libc::poll(&mut pfd, 1, ms) };
+    if n == 0 {
+        return Wake::Timeout;
+    }
+    if n < 0 {
+        // EINTR: treat as a timeout and loop.
+        return Wake::Timeout;
+    }
+    let mut buf = [0u8; 64];
+    let r = unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) };
+    if r > 0 {
+        if buf[..r as usize].windows(4).any(|w| w == b"done") {
+            Wake::RunnerDone
+        } else {
+            Wake::Timeout
+        }
+    } else {
+        Wake::RunnerGone
+    }
+}
+
+fn log(msg: &str) {
+    println!("{} watchdog: {msg}", chrono::Utc::now().to_rfc3339());
+}
+
+/// Replays every pending record of the run; returns how many remain pending.
+fn replay_pending(path: &Path, why: &str) -> usize {
+    let st = match store::read_run(path) {
+        Ok(s) => s,
+        Err(e) => {
+            log(&format!("cannot read {}: {e:#}", path.display()));
+            return 1;
+        }
+    };
+    let pending: Vec<_> = st.pending().into_iter().cloned().collect();
+    if pending.is_empty() {
+        return 0;
+    }
+    log(&format!(
+        "{why}: rolling back {} pending operation(s)",
+        pending.len()
+    ));
+    let mut file = match store::open_append(path) {
+        Ok(f) => f,
+        Err(e) => {
+            log(&format!("{e:#}"));
+            return pending.len();
+        }
+    };
+    let results = store::replay(&mut file, &pending, "watchdog", 5);
+    let mut left = 0;
+    for r in results {
+        match r.result {
+            Ok(a) => log(&format!(
+                "{} ({}): {:?}",
+                r.record.op.manual_command(),
+                r.record.target,
+                a
+            )),
+            Err(e) => {
+                left += 1;
+                log(&format!("FAILED {}: {e}", r.record.op.manual_command()));
+            }
+        }
+    }
+    left
+}
+
+/// Body of `faultline watchdog --run-id ID`.
+pub fn main(state_dir: &Path, run_id: &str) -> i32 {
+    // Terminal signals are for the runner; the watchdog must outlive them.
+    unsafe {
+        libc::signal(libc::SIGINT, libc::SIG_IGN);
+        libc::signal(libc::SIGHUP, libc::SIG_IGN);
+        libc::signal(libc::SIGQUIT, libc::SIG_IGN);
+    }
+    let path = store::run_file(state_dir, run_id);
+    let header = match store::read_run(&path) {
+        Ok(st) => match st.header {
+            Some(h) => h,
+            None => {
+                log("the run file has no header; nothing to watch");
+                return 1;
+            }
+        },
+        Err(e) => {
+            log(&format!("{e:#}"));
+            return 1;
+        }
+    };
+    if let Ok(mut f) = store::open_append(&path) {
+        let me = std::process::id() as i32;
+        let _ = store::append_line(
+            &mut f,
+            &Line::Watchdog {
+                pid: me,
+                start_time: crate::sys::proc::start_time(me).unwrap_or(0),
+            },
+        );
+    }
+    log(&format!(
+        "watching run {run_id} (runner pid {}, deadline {})",
+        header.runner_pid, header.deadline
+    ));
+    let deadline = header.deadline + chrono::Duration::from_std(DEADLINE_GRACE).unwrap();
+    let mut deadline_passed = false;
+    loop {
+        let now = chrono::Utc::now();
+        let timeout = if deadline_passed {
+            Duration::from_millis(500)
+        } else {
+            (deadline - now).to_std().unwrap_or(Duration::ZERO)
+        };
+        match wait_stdin(timeout) {
+            Wake::RunnerDone => {
+                log("the run ended; exiting");
+                return 0;
+            }
+            Wake::RunnerGone => {
+                let left = replay_pending(&path, "the runner died");
+                finish_file(&path, left);
+                return if left == 0 {
+                    0
+                } else {
+                    crate::exit::ROLLBACK_FAILED
+                };
+            }
+            Wake::Timeout => {
+                if chrono::Utc::now() >= deadline {
+                    if !deadline_passed {
+                        log("the run's deadline (limits.max_duration) passed");
+                    }
+                    deadline_passed = true;
+                    replay_pending(&path, "deadline passed");
+                }
+            }
+        }
+    }
+}
+
+/// After the runner died: end the run file, and remove it when nothing is left.
+fn finish_file(path: &Path, left: usize) {
+    if let Ok(mut f) = store::open_append(path) {
+        let _ = store::append_line(
+            &mut f,
+            &Line::End {
+                at: chrono::Utc::now(),
+            },
+        );
+    }
+    if left == 0 {
+        let _ = std::fs::remove_file(path);
+        log("everything rolled back");
+    } else {
+        log(&format!(
+            "{left} operation(s) could not be rolled back; run `faultline status` and `faultline recover`"
+        ));
+    }
+}

@@ -1,0 +1,486 @@
+//! The terminal report: header, probe table (before / during / after), faults,
+//! steps, abort, timings, manual recovery and the verdict line.
+//!
+//! Pure: returns a string. Without `color` it contains no escape sequence, and
+//! the width is fixed (120 columns) so the output is the same with or without a
+//! terminal.
+
+use super::record::{RunRecord, SamplePhase, StepStatus, Verdict};
+use super::summary::{
+    fmt_counts, fmt_latency, fmt_ms, fmt_offset, fmt_opt_ms, fmt_success, fmt_time,
+    observation_lines, verdict_text, PhaseResult,
+};
+use comfy_table::{presets, Attribute, Cell, CellAlignment, Color, ContentArrangement, Table};
+use std::fmt::Write as _;
+
+/// Table width in columns, whatever the terminal.
+pub const WIDTH: u16 = 120;
+
+const BOLD: &str = "1";
+const DIM: &str = "2";
+const RED: &str = "31";
+const GREEN: &str = "32";
+const YELLOW: &str = "33";
+const CYAN: &str = "36";
+
+/// Wraps `s` in an SGR sequence when `color`.
+fn paint(s: &str, sgr: &str, color: bool) -> String {
+    if color {
+        format!("\x1b[{sgr}m{s}\x1b[0m")
+    } else {
+        s.to_string()
+    }
+}
+
+fn verdict_sgr(v: Verdict) -> &'static str {
+    match v {
+        Verdict::Held => GREEN,
+        Verdict::Aborted | Verdict::NotSteady | Verdict::Interrupted => YELLOW,
+        Verdict::Deviated
+        | Verdict::RollbackFailed
+        | Verdict::Invalid
+        | Verdict::Precondition
+        | Verdict::Privileges => RED,
+    }
+}
+
+/// `HELD (exit 0): hypothesis held — web answers recovered 1.2s after rollback`.
+pub fn verdict_line(rec: &RunRecord, color: bool) -> String {
+    let (head, tail) = verdict_text(rec);
+    let sgr = format!("{BOLD};{}", verdict_sgr(rec.outcome.verdict));
+    format!("{}{tail}", paint(&head, &sgr, color))
+}
+
+fn new_table(color: bool) -> Table {
+    let mut t = Table::new();
+    t.load_preset(presets::UTF8_FULL_CONDENSED)
+        .set_content_arrangement(ContentArrangement::Dynamic)
+        .set_width(WIDTH)
+        .force_no_tty();
+    if color {
+        t.enforce_styling();
+    }
+    t
+}
+
+fn header_cell(s: &str, color: bool) -> Cell {
+    let c = Cell::new(s);
+    if color {
+        c.add_attribute(Attribute::Bold)
+    } else {
+        c
+    }
+}
+
+/// The cell for one probe in one phase: result, counts, latency, requirement.
+fn phase_cell(rec: &RunRecord, probe_idx: usize, p: SamplePhase, color: bool) -> Cell {
+    let probe = &rec.probes[probe_idx];
+    let s = probe.phase(p);
+    let result = PhaseResult::of(rec, s, p);
+    let mut lines = Vec::new();
+    lines.push(format!("{} {}", result.symbol(), result.word()));
+    if result != PhaseResult::NotReached {
+        lines.push(format!("{} samples, {} success", s.samples, fmt_success(s)));
+        if s.samples > 0 {
+            lines.push(fmt_counts(s));
+        }
+        if let Some(l) = &s.latency_ms {
+            lines.push(format!(
+                "p50 {}  p95 {}",
+                fmt_latency(l.p50),
+                fmt_latency(l.p95)
+            ));
+            lines.push(format!(
+                "p99 {}  max {}",
+                fmt_latency(l.p99),
+                fmt_latency(l.max)
+            ));
+        }
+    }
+    if let Some(req) = &s.requirement {
+        lines.push(format!("requires {req}"));
+    }
+    if p == SamplePhase::After {
+        if let Some(ms) = probe.recovered_after_ms {
+            lines.push(format!("recovered {} after rollback", fmt_ms(ms)));
+        }
+    }
+    let cell = Cell::new(lines.join("\n"));
+    if !color {
+        return cell;
+    }
+    match result {
+        PhaseResult::Met => cell.fg(Color::Green),
+        PhaseResult::NotMet => cell.fg(Color::Red),
+        PhaseResult::NoSamples => cell.fg(Color::Yellow),
+        PhaseResult::Unchecked => cell,
+        PhaseResult::NotReached => cell.add_attribute(Attribute::Dim),
+    }
+}
+
+fn probes_table(rec: &RunRecord, color: bool) -> Table {
+    let mut t = new_table(color);
+    let mut header = vec![header_cell("Probe", color)];
+    header.extend(SamplePhase::ALL.map(|p| header_cell(p.name(), color)));
+    t.set_header(header);
+    for (i, probe) in rec.probes.iter().enumerate() {
+        let mut row = vec![Cell::new(format!(
+            "{}\n{}: {}",
+            probe.name, probe.kind, probe.target
+        ))];
+        row.extend(SamplePhase::ALL.map(|p| phase_cell(rec, i, p, color)));
+        t.add_row(row);
+    }
+    t
+}
+
+fn faults_table(rec: &RunRecord, color: bool) -> Table {
+    let mut t = new_table(color);
+    t.set_header(
+        [
+            "#",
+            "Fault",
+            "Injected",
+            "Rolled back",
+            "Evidence and observations",
+        ]
+        .map(|h| header_cell(h, color)),
+    );
+    for f in &rec.faults {
+        let mut injected = Vec::new();
+        match f.injected_at_ms {
+            Some(at) => injected.push(format!("at {}", fmt_offset(at))),
+            None => injected.push("not injected".into()),
+        }
+        if let Some(ms) = f.inject_ms {
+            injected.push(format!("inject {}", fmt_ms(ms)));
+        }
+        if let Some(ms) = f.verify_ms {
+            injected.push(format!("verify {}", fmt_ms(ms)));
+        }
+        let inject_failed = f.inject_error.is_some();
+        if let Some(e) = &f.inject_error {
+            injected.push(format!("✗ {e}"));
+        }
+
+        let never_injected = f.injected_at_ms.is_none() && !inject_failed;
+        let mut rolled = Vec::new();
+        if f.rolled_back && never_injected {
+            rolled.push("– nothing to undo".to_string());
+        } else if f.rolled_back {
+            rolled.push("✓ rolled back".to_string());
+        } else {
+            rolled.push("✗ NOT rolled back".to_string());
+        }
+        if let Some(at) = f.rolled_back_at_ms {
+            rolled.push(format!("at {}", fmt_offset(at)));
+        }
+        if let Some(ms) = f.rollback_ms {
+            rolled.push(format!("took {}", fmt_ms(ms)));
+        }
+        if let Some(e) = &f.rollback_error {
+            rolled.push(e.clone());
+        }
+
+        let mut evidence = Vec::new();
+        match &f.verified {
+            Some(v) => evidence.push(format!("verified: {v}")),
+            None if f.injected_at_ms.is_some() && !inject_failed => {
+                evidence.push("not verified".into())
+            }
+            None => {}
+        }
+        evidence.extend(observation_lines(&f.observations));
+        if never_injected && !f.operations.is_empty() {
+            evidence.push("planned:".into());
+            evidence.extend(f.operations.iter().map(|o| format!("  {o}")));
+        }
+
+        let mut inj_cell = Cell::new(injected.join("\n"));
+        let mut rb_cell = Cell::new(rolled.join("\n"));
+        if color {
+            if never_injected {
+                inj_cell = inj_cell.add_attribute(Attribute::Dim);
+            } else if inject_failed || f.verified.is_none() {
+                inj_cell = inj_cell.fg(Color::Red);
+            }
+            rb_cell = rb_cell.fg(if f.rolled_back {
+                Color::Green
+            } else {
+                Color::Red
+            });
+        }
+        t.add_row(vec![
+            Cell::new(f.step + 1).set_alignment(CellAlignment::Right),
+            Cell::new(format!("{}\n{}\n{}", f.label, f.kind, f.target)),
+            inj_cell,
+            rb_cell,
+            Cell::new(evidence.join("\n")),
+        ]);
+    }
+    t
+}
+
+fn section(out: &mut String, title: &str, color: bool) {
+    let _ = writeln!(out, "\n{}", paint(title, &format!("{BOLD};{CYAN}"), color));
+}
+
+fn step_symbol(s: StepStatus) -> &'static str {
+    match s {
+        StepStatus::Completed => "✓",
+        StepStatus::Failed => "✗",
+        StepStatus::Interrupted => "!",
+        StepStatus::Skipped => "–",
+    }
+}
+
+fn step_status_word(s: StepStatus) -> &'static str {
+    match s {
+        StepStatus::Completed => "completed",
+        StepStatus::Failed => "failed",
+        StepStatus::Interrupted => "interrupted",
+        StepStatus::Skipped => "skipped",
+    }
+}
+
+/// Word-wraps `text` to [`WIDTH`] columns, the first line after `first`, the
+/// others after `rest`; each line painted with `sgr` when `color`. A word
+/// longer than the width (a command, a URL) is kept whole.
+fn put(out: &mut String, first: &str, rest: &str, text: &str, sgr: Option<&str>, color: bool) {
+    let width = WIDTH as usize;
+    let mut lines: Vec<String> = Vec::new();
+    let mut cur = first.to_string();
+    let mut empty = true;
+    for word in text.split_whitespace() {
+        let len = cur.chars().count();
+        if !empty && len + 1 + word.chars().count() > width {
+            lines.push(std::mem::replace(&mut cur, rest.to_string()));
+            empty = true;
+        }
+        if !empty {
+            cur.push(' ');
+        }
+        cur.push_str(word);
+        empty = false;
+    }
+    lines.push(cur);
+    for l in lines {
+        let l = match sgr {
+            Some(sgr) => paint(&l, sgr, color),
+            None => l,
+        };
+        let _ = writeln!(out, "{l}");
+    }
+}
+
+/// The whole terminal report, ending with the verdict line and a newline.
+pub fn render(rec: &RunRecord, color: bool) -> String {
+    let mut out = String::new();
+    let e = &rec.experiment;
+    put(&mut out, "", "", &e.title, Some(BOLD), color);
+    put(&mut out, "Hypothesis: ", "  ", &e.hypothesis, None, color);
+    if let Some(d) = e.description.as_deref().filter(|d| !d.trim().is_empty()) {
+        put(&mut out, "", "", d, None, color);
+    }
+    let about = format!(
+        "Run {} on {} · started {} · took {}",
+        rec.run_id,
+        rec.host,
+        fmt_time(&rec.started_at),
+        fmt_ms(rec.timings.total_ms),
+    );
+    put(&mut out, "", "  ", &about, Some(DIM), color);
+    let file = format!(
+        "Experiment {} · faultline {}",
+        e.file, rec.faultline_version
+    );
+    put(&mut out, "", "  ", &file, Some(DIM), color);
+
+    section(&mut out, "Steady state", color);
+    if rec.probes.is_empty() {
+        let _ = writeln!(out, "  no probes");
+    } else {
+        let _ = writeln!(out, "{}", probes_table(rec, color));
+    }
+
+    section(&mut out, "Faults", color);
+    if rec.faults.is_empty() {
+        let _ = writeln!(out, "  no fault was injected");
+    } else {
+        let _ = writeln!(out, "{}", faults_table(rec, color));
+    }
+
+    if !rec.steps.is_empty() {
+        section(&mut out, "Steps", color);
+        for s in &rec.steps {
+            let when = match (s.started_ms, s.ended_ms) {
+                (Some(a), Some(b)) => format!("  {} → {}", fmt_offset(a), fmt_offset(b)),
+                (Some(a), None) => format!("  from {}", fmt_offset(a)),
+                _ => String::new(),
+            };
+            let detail = if s.detail.is_empty() {
+                String::new()
+            } else {
+                format!(": {}", s.detail)
+            };
+            let line = format!(
+                "{} {}. {} ({}, {}){when}{detail}",
+                step_symbol(s.status),
+                s.index + 1,
+                s.label,
+                s.kind,
+                step_status_word(s.status)
+            );
+            put(&mut out, "  ", "      ", &line, None, color);
+        }
+    }
+
+    if let Some(a) = &rec.abort {
+        section(&mut out, "Abort", color);
+        let line = format!(
+            "aborted at {}: {} (probe {})",
+            fmt_offset(a.at_ms),
+            a.condition,
+            a.probe
+        );
+        put(&mut out, "  ", "    ", &line, Some(YELLOW), color);
+        put(&mut out, "  ", "    ", &a.reason, None, color);
+    }
+
+    if !rec.rollbacks.is_empty() {
+        section(&mut out, "Rollback actions", color);
+        for r in &rec.rollbacks {
+            let code = r
+                .exit_code
+                .map(|c| format!(", exit {c}"))
+                .unwrap_or_default();
+            let detail = if r.detail.is_empty() {
+                String::new()
+            } else {
+                format!(": {}", r.detail)
+            };
+            let line = format!(
+                "{} {} ({}{code}) `{}`{detail}",
+                if r.ok { "✓" } else { "✗" },
+                r.label,
+                fmt_ms(r.duration_ms),
+                r.command.join(" ")
+            );
+            let sgr = (!r.ok).then_some(RED);
+            put(&mut out, "  ", "    ", &line, sgr, color);
+        }
+    }
+
+    section(&mut out, "Timings", color);
+    let t = &rec.timings;
+    let line = format!(
+        "time to detect {} · time to abort {} · time to recover {} · rollback {} · total {}",
+        fmt_opt_ms(t.time_to_detect_ms),
+        fmt_opt_ms(t.time_to_abort_ms),
+        fmt_opt_ms(t.time_to_recover_ms),
+        fmt_opt_ms(t.rollback_ms),
+        fmt_ms(t.total_ms)
+    );
+    put(&mut out, "  ", "  ", &line, None, color);
+
+    if !rec.manual_recovery.is_empty() {
+        section(&mut out, "Manual recovery needed", color);
+        let line = format!(
+            "Faults may remain on {}. Run `faultline recover {}`, or these commands as root:",
+            rec.host, rec.run_id
+        );
+        put(&mut out, "  ", "  ", &line, None, color);
+        // Commands are printed whole, to be copied.
+        for c in &rec.manual_recovery {
+            let _ = writeln!(out, "    {}", paint(c, RED, color));
+        }
+    }
+
+    let _ = writeln!(out);
+    let _ = writeln!(out, "{}", verdict_line(rec, color));
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::summary::testdata;
+    use super::*;
+
+    #[test]
+    fn no_color_means_no_escape_and_stable_width() {
+        let r = testdata::held();
+        let out = render(&r, false);
+        assert!(!out.contains('\x1b'), "{out}");
+        assert!(out.contains("web | api"));
+        assert!(out.contains("✓ met"));
+        assert!(out.contains("p95 8.5ms"));
+        assert!(out.contains("verified: pid 4242 state T (stopped)"));
+        assert!(out.contains("processes: 1 (comm=worker pid=4242)"));
+        assert!(out.contains("recovered 1.20s after rollback"));
+        for line in out.lines().filter(|l| !l.starts_with("HELD")) {
+            assert!(
+                line.chars().count() <= WIDTH as usize,
+                "line wider than {WIDTH}: {line}"
+            );
+        }
+        assert!(out.ends_with(&format!("{}\n", verdict_line(&r, false))));
+    }
+
+    #[test]
+    fn color_adds_escapes() {
+        let r = testdata::held();
+        assert!(render(&r, true).contains("\x1b["));
+        let v = verdict_line(&r, true);
+        assert!(v.starts_with("\x1b[1;32mHELD (exit 0)\x1b[0m"), "{v:?}");
+    }
+
+    #[test]
+    fn verdict_line_has_code_meaning_and_reason() {
+        let r = testdata::held();
+        assert_eq!(
+            verdict_line(&r, false),
+            "HELD (exit 0): hypothesis held — web | api recovered 1.2s after rollback"
+        );
+        let bare = testdata::bare();
+        assert_eq!(
+            verdict_line(&bare, false),
+            "NOT STEADY (exit 3): steady state not met before injection (nothing injected)"
+        );
+    }
+
+    #[test]
+    fn no_faults_no_samples_no_latency() {
+        let r = testdata::bare();
+        let out = render(&r, false);
+        assert!(out.contains("no fault was injected"));
+        assert!(out.contains("– not reached"));
+        assert!(out.contains("✗ not met"));
+        assert!(out.contains("ok 0 · fail 0 · err 3"));
+        assert!(!out.contains("p50"), "no latency was recorded: {out}");
+        assert!(!out.contains("Steps"));
+        assert!(out.contains("time to detect — "));
+    }
+
+    #[test]
+    fn long_text_wraps() {
+        let mut r = testdata::held();
+        r.experiment.hypothesis = "word ".repeat(60);
+        let out = render(&r, false);
+        let hyp: Vec<&str> = out
+            .lines()
+            .skip_while(|l| !l.starts_with("Hypothesis:"))
+            .take(3)
+            .collect();
+        assert!(hyp[0].chars().count() <= WIDTH as usize);
+        assert!(hyp[1].starts_with("  word"), "{hyp:?}");
+    }
+
+    #[test]
+    fn empty_record_renders() {
+        let mut r = testdata::bare();
+        r.probes.clear();
+        r.phases.clear();
+        let out = render(&r, false);
+        assert!(out.contains("no probes"));
+    }
+}

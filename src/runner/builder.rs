@@ -1,0 +1,393 @@
+//! Builds the [`RunRecord`] (the journal every report renders) from the event
+//! stream, so the record and the live outputs can never disagree.
+
+use super::events::{Event, EventSink, TimedEvent};
+use crate::report::record::*;
+use chrono::{DateTime, Utc};
+use std::sync::{Arc, Mutex};
+
+pub struct RecordBuilder {
+    pub rec: RunRecord,
+    open_phases: Vec<(Phase, DateTime<Utc>)>,
+    first_injection_ms: Option<f64>,
+    rollback_end_ms: Option<f64>,
+}
+
+impl RecordBuilder {
+    pub fn new(run_id: &str, file: &str, host: &str) -> Self {
+        let now = Utc::now();
+        RecordBuilder {
+            rec: RunRecord {
+                schema_version: SCHEMA_VERSION,
+                faultline_version: env!("CARGO_PKG_VERSION").to_string(),
+                run_id: run_id.to_string(),
+                experiment: ExperimentInfo {
+                    title: String::new(),
+                    hypothesis: String::new(),
+                    description: None,
+                    file: file.to_string(),
+                    tags: vec![],
+                },
+                host: host.to_string(),
+                started_at: now,
+                ended_at: now,
+                outcome: Outcome {
+                    verdict: Verdict::Precondition,
+                    exit_code: crate::exit::PRECONDITION,
+                    reason: String::new(),
+                },
+                phases: vec![],
+                probes: vec![],
+                steps: vec![],
+                faults: vec![],
+                abort: None,
+                rollbacks: vec![],
+                timings: Timings::default(),
+                manual_recovery: vec![],
+            },
+            open_phases: vec![],
+            first_injection_ms: None,
+            rollback_end_ms: None,
+        }
+    }
+
+    fn fault_mut(&mut self, step: usize) -> Option<&mut FaultRecord> {
+        self.rec.faults.iter_mut().rev().find(|f| f.step == step)
+    }
+
+    fn handle(&mut self, ev: &TimedEvent) {
+        let ms = ev.elapsed_ms;
+        match &ev.event {
+            Event::RunStarted {
+                title,
+                hypothesis,
+                file,
+                probes,
+                steps,
+            } => {
+                self.rec.started_at = ev.at;
+                self.rec.experiment.title = title.clone();
+                self.rec.experiment.hypothesis = hypothesis.clone();
+                self.rec.experiment.file = file.clone();
+                self.rec.probes = probes
+                    .iter()
+                    .map(|p| ProbeRecord {
+                        name: p.name.clone(),
+                        kind: p.kind.clone(),
+                        target: p.target.clone(),
+                        before: PhaseStats::default(),
+                        during: PhaseStats::default(),
+                        after: PhaseStats::default(),
+                        recovered_after_ms: None,
+                        samples: vec![],
+                    })
+                    .collect();
+                self.rec.steps = steps
+                    .iter()
+                    .enumerate()
+                    .map(|(i, s)| StepRecord {
+                        index: i,
+                        label: s.label.clone(),
+                        kind: s.kind.clone(),
+                        status: StepStatus::Skipped,
+                        started_ms: None,
+                        ended_ms: None,
+                        detail: String::new(),
+                    })
+                    .collect();
+            }
+            Event::PhaseStarted { phase } => self.open_phases.push((*phase, ev.at)),
+            Event::PhaseEnded { phase } => {
+                if let Some(i) = self.open_phases.iter().rposition(|(p, _)| p == phase) {
+                    let (p, start) = self.open_phases.remove(i);
+                    self.rec.phases.push(PhaseSpan {
+                        phase: p,
+                        started_at: start,
+                        ended_at: ev.at,
+                    });
+                    if p == Phase::Rollback {
+                        self.rollback_end_ms = Some(ms);
+                    }
+                }
+            }
+            Event::SetupStarted { .. } | Event::SetupReady { .. } | Event::SetupStopped { .. } => {}
+            Event::Sample {
+                probe,
+                phase,
+                latency_ms,
+                status,
+                detail,
+                ..
+            } => {
+                if *phase == SamplePhase::During
+                    && *status != SampleStatus::Success
+                    && self.rec.timings.time_to_detect_ms.is_none()
+                {
+                    if let Some(first) = self.first_injection_ms {
+                        self.rec.timings.time_to_detect_ms = Some(ms - first);
+                    }
+                }
+                if let Some(p) = self.rec.probes.get_mut(*probe) {
+                    p.samples.push(SampleRecord {
+                        phase: *phase,
+                        at_ms: ms,
+                        latency_ms: *latency_ms,
+                        status: *status,
+                        detail: detail.clone(),
+                    });
+                }
+            }
+            Event::SteadyState { .. } => {}
+            Event::StepStarted { index, .. } => {
+                if let Some(s) = self.rec.steps.get_mut(*index) {
+                    s.started_ms = Some(ms);
+                }
+            }
+            Event::StepEnded {
+                index,
+                status,
+                detail,
+            } => {
+                if let Some(s) = self.rec.steps.get_mut(*index) {
+                    s.status = *status;
+                    s.ended_ms = Some(ms);
+                    s.detail = detail.clone();
+                }
+            }
+            Event::FaultInjected {
+                step,
+                kind,
+                target,
+                inject_ms,
+                operations,
+            } => {
+                if self.first_injection_ms.is_none() {
+                    self.first_injection_ms = Some(ms);
+                }
+                let label = self
+                    .rec
+                    .steps
+                    .get(*step)
+                    .map(|s| s.label.clone())
+                    .unwrap_or_default();
+                self.rec.faults.push(FaultRecord {
+                    step: *step,
+                    label,
+                    kind: kind.clone(),
+                    target: target.clone(),
+                    operations: operations.clone(),
+                    injected_at_ms: Some(ms),
+                    inject_ms: Some(*inject_ms),
+                    verify_ms: None,
+                    verified: None,
+                    inject_error: None,
+                    rolled_back_at_ms: None,
+                    rollback_ms: None,
+                    rolled_back: false,
+                    rollback_error: None,
+                    observations: serde_json::Value::Null,
+                });
+            }
+            Event::FaultInjectFailed {
+                step,
+                kind,
+                target,
+                error,
+            } => {
+                let label = self
+                    .rec
+                    .steps
+                    .get(*step)
+                    .map(|s| s.label.clone())
+                    .unwrap_or_default();
+                self.rec.faults.push(FaultRecord {
+                    step: *step,
+                    label,
+                    kind: kind.clone(),
+                    target: target.clone(),
+                    operations: vec![],
+                    injected_at_ms: None,
+                    inject_ms: None,
+                    verify_ms: None,
+                    verified: None,
+                    inject_error: Some(error.clone()),
+                    rolled_back_at_ms: None,
+                    rollback_ms: None,
+                    rolled_back: false,
+                    rollback_error: None,
+                    observations: serde_json::Value::Null,
+                });
+            }
+            Event::FaultVerified {
+                step,
+                verify_ms,
+                evidence,
+            } => {
+                if let Some(f) = self.fault_mut(*step) {
+                    f.verify_ms = Some(*verify_ms);
+                    f.verified = Some(evidence.clone());
+                }
+            }
+            Event::FaultVerifyFailed { step, error } => {
+                if let Some(f) = self.fault_mut(*step) {
+                    f.inject_error = Some(format!("not verified: {error}"));
+                }
+            }
+            Event::FaultRolledBack {
+                step,
+                rollback_ms,
+                ok,
+                error,
+                observations,
+            } => {
+                if let Some(f) = self.fault_mut(*step) {
+                    f.rolled_back_at_ms = Some(ms);
+                    f.rollback_ms = Some(*rollback_ms);
+                    f.rolled_back = *ok;
+                    f.rollback_error = error.clone();
+                    f.observations = observations.clone();
+                }
+            }
+            Event::AbortTriggered {
+                probe,
+                condition,
+                reason,
+            } => {
+                if self.rec.abort.is_none() {
+                    self.rec.abort = Some(AbortRecord {
+                        condition: condition.clone(),
+                        probe: probe.clone(),
+                        at_ms: ms,
+                        reason: reason.clone(),
+                    });
+                    if let Some(first) = self.first_injection_ms {
+                        self.rec.timings.time_to_abort_ms = Some(ms - first);
+                    }
+                }
+            }
+            Event::Interrupted { .. } | Event::Note { .. } => {}
+            Event::ActionFinished {
+                label,
+                command,
+                rollback,
+                exit_code,
+                ok,
+                duration_ms,
+                detail,
+            } => {
+                if *rollback {
+                    self.rec.rollbacks.push(ActionRecord {
+                        label: label.clone(),
+                        command: command.clone(),
+                        exit_code: *exit_code,
+                        ok: *ok,
+                        duration_ms: *duration_ms,
+                        detail: detail.clone(),
+                    });
+                }
+            }
+            Event::Recovered { probe, after_ms } => {
+                if let Some(p) = self.rec.probes.iter_mut().find(|p| &p.name == probe) {
+                    p.recovered_after_ms = *after_ms;
+                }
+            }
+            Event::RunFinished {
+                verdict,
+                exit_code,
+                reason,
+            } => {
+                self.rec.outcome = Outcome {
+                    verdict: *verdict,
+                    exit_code: *exit_code,
+                    reason: reason.clone(),
+                };
+                self.rec.ended_at = ev.at;
+                self.rec.timings.total_ms = ms;
+            }
+        }
+    }
+
+    /// Computes per-phase statistics from the samples.
+    pub fn finish(&mut self) -> RunRecord {
+        for p in &mut self.rec.probes {
+            for phase in SamplePhase::ALL {
+                let samples: Vec<&SampleRecord> =
+                    p.samples.iter().filter(|s| s.phase == phase).collect();
+                let lat: Vec<f64> = samples.iter().map(|s| s.latency_ms).collect();
+                let stats = PhaseStats {
+                    samples: samples.len() as u32,
+                    successes: samples
+                        .iter()
+                        .filter(|s| s.status == SampleStatus::Success)
+                        .count() as u32,
+                    failures: samples
+                        .iter()
+                        .filter(|s| s.status == SampleStatus::Failure)
+                        .count() as u32,
+                    errors: samples
+                        .iter()
+                        .filter(|s| s.status == SampleStatus::Error)
+                        .count() as u32,
+                    latency_ms: latency_stats(&lat),
+                    requirement: None,
+                    met: None,
+                };
+                let old = match phase {
+                    SamplePhase::Before => &mut p.before,
+                    SamplePhase::During => &mut p.during,
+                    SamplePhase::After => &mut p.after,
+                };
+                let (req, met) = (old.requirement.take(), old.met);
+                *old = PhaseStats {
+                    requirement: req,
+                    met,
+                    ..stats
+                };
+            }
+        }
+        let recovered: Vec<Option<f64>> = self
+            .rec
+            .probes
+            .iter()
+            .filter(|p| p.after.samples > 0)
+            .map(|p| p.recovered_after_ms)
+            .collect();
+        if !recovered.is_empty() && recovered.iter().all(Option::is_some) {
+            self.rec.timings.time_to_recover_ms =
+                recovered.iter().flatten().copied().reduce(f64::max);
+        }
+        self.rec.clone()
+    }
+
+    /// Sets a phase requirement's text and whether it was met.
+    pub fn set_requirement(
+        &mut self,
+        probe: usize,
+        phase: SamplePhase,
+        text: String,
+        met: Option<bool>,
+    ) {
+        if let Some(p) = self.rec.probes.get_mut(probe) {
+            let s = match phase {
+                SamplePhase::Before => &mut p.before,
+                SamplePhase::During => &mut p.during,
+                SamplePhase::After => &mut p.after,
+            };
+            s.requirement = Some(text);
+            s.met = met;
+        }
+    }
+
+    pub fn rollback_end_ms(&self) -> Option<f64> {
+        self.rollback_end_ms
+    }
+}
+
+/// The builder as a sink, shared with the runner, which reads it at the end.
+pub struct SharedBuilder(pub Arc<Mutex<RecordBuilder>>);
+
+impl EventSink for SharedBuilder {
+    fn emit(&mut self, ev: &TimedEvent) {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).handle(ev);
+    }
+}

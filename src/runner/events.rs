@@ -1,0 +1,206 @@
+//! The event stream. The runner emits events; the live view, the `--events`
+//! JSON-lines writer and the record builder (which becomes the journal and
+//! every report) all consume the same stream. Matches over `Event` have no
+//! catch-all arm, so a new event makes every consumer decide what to do.
+
+use crate::report::record::{Phase, SamplePhase, SampleStatus, StepStatus, Verdict};
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use std::io::Write;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+#[derive(Clone, Debug, Serialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum Event {
+    RunStarted {
+        title: String,
+        hypothesis: String,
+        file: String,
+        probes: Vec<ProbeInfo>,
+        steps: Vec<StepInfo>,
+    },
+    PhaseStarted {
+        phase: Phase,
+    },
+    PhaseEnded {
+        phase: Phase,
+    },
+    SetupStarted {
+        name: String,
+        pid: i32,
+        command: Vec<String>,
+    },
+    SetupReady {
+        name: String,
+        ready_ms: f64,
+    },
+    SetupStopped {
+        name: String,
+    },
+    Sample {
+        probe: usize,
+        name: String,
+        phase: SamplePhase,
+        latency_ms: f64,
+        status: SampleStatus,
+        detail: String,
+    },
+    SteadyState {
+        phase: SamplePhase,
+        held: bool,
+        detail: String,
+    },
+    StepStarted {
+        index: usize,
+        label: String,
+        kind: String,
+    },
+    StepEnded {
+        index: usize,
+        status: StepStatus,
+        detail: String,
+    },
+    FaultInjected {
+        step: usize,
+        kind: String,
+        target: String,
+        inject_ms: f64,
+        operations: Vec<String>,
+    },
+    FaultInjectFailed {
+        step: usize,
+        kind: String,
+        target: String,
+        error: String,
+    },
+    FaultVerified {
+        step: usize,
+        verify_ms: f64,
+        evidence: String,
+    },
+    FaultVerifyFailed {
+        step: usize,
+        error: String,
+    },
+    FaultRolledBack {
+        step: usize,
+        rollback_ms: f64,
+        ok: bool,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        error: Option<String>,
+        observations: serde_json::Value,
+    },
+    AbortTriggered {
+        probe: String,
+        condition: String,
+        reason: String,
+    },
+    Interrupted {
+        signal: String,
+        count: u32,
+    },
+    ActionFinished {
+        label: String,
+        command: Vec<String>,
+        rollback: bool,
+        exit_code: Option<i32>,
+        ok: bool,
+        duration_ms: f64,
+        detail: String,
+    },
+    Recovered {
+        probe: String,
+        after_ms: Option<f64>,
+    },
+    Note {
+        message: String,
+    },
+    RunFinished {
+        verdict: Verdict,
+        exit_code: i32,
+        reason: String,
+    },
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct ProbeInfo {
+    pub name: String,
+    pub kind: String,
+    pub target: String,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct StepInfo {
+    pub label: String,
+    pub kind: String,
+}
+
+/// An event with its time: wall clock and milliseconds since the run started.
+#[derive(Clone, Debug, Serialize)]
+pub struct TimedEvent {
+    pub run_id: String,
+    pub at: DateTime<Utc>,
+    pub elapsed_ms: f64,
+    #[serde(flatten)]
+    pub event: Event,
+}
+
+pub trait EventSink: Send {
+    fn emit(&mut self, ev: &TimedEvent);
+}
+
+/// Fans every event out to all sinks, in order.
+#[derive(Clone)]
+pub struct Emitter {
+    inner: Arc<Mutex<Vec<Box<dyn EventSink>>>>,
+    run_id: String,
+    start: Instant,
+}
+
+impl Emitter {
+    pub fn new(run_id: &str, start: Instant, sinks: Vec<Box<dyn EventSink>>) -> Self {
+        Emitter {
+            inner: Arc::new(Mutex::new(sinks)),
+            run_id: run_id.to_string(),
+            start,
+        }
+    }
+
+    pub fn elapsed_ms(&self) -> f64 {
+        self.start.elapsed().as_secs_f64() * 1000.0
+    }
+
+    pub fn emit(&self, event: Event) {
+        let ev = TimedEvent {
+            run_id: self.run_id.clone(),
+            at: Utc::now(),
+            elapsed_ms: self.elapsed_ms(),
+            event,
+        };
+        let mut sinks = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        for s in sinks.iter_mut() {
+            s.emit(&ev);
+        }
+    }
+}
+
+/// `--events FILE|-`: one JSON object per line.
+pub struct JsonLines {
+    out: Box<dyn Write + Send>,
+}
+
+impl JsonLines {
+    pub fn new(out: Box<dyn Write + Send>) -> Self {
+        JsonLines { out }
+    }
+}
+
+impl EventSink for JsonLines {
+    fn emit(&mut self, ev: &TimedEvent) {
+        if let Ok(s) = serde_json::to_string(ev) {
+            let _ = writeln!(self.out, "{s}");
+            let _ = self.out.flush();
+        }
+    }
+}

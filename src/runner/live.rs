@@ -1,0 +1,304 @@
+//! The live view on stderr: a spinner line with per-probe counters on a TTY
+//! (indicatif), plain timestamped lines otherwise (CI logs), nothing with
+//! `--quiet`. Sample-by-sample output is limited to a probe turning
+//! failing or healthy again, so logs stay readable.
+
+use super::events::{Event, EventSink, TimedEvent};
+use crate::report::record::SampleStatus;
+use indicatif::{ProgressBar, ProgressStyle};
+use std::time::Duration;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    Tty,
+    Plain,
+    Quiet,
+}
+
+struct ProbeState {
+    name: String,
+    ok: u32,
+    bad: u32,
+    failing: bool,
+}
+
+pub struct LiveView {
+    mode: Mode,
+    color: bool,
+    bar: Option<ProgressBar>,
+    probes: Vec<ProbeState>,
+    phase: String,
+    step: String,
+}
+
+impl LiveView {
+    pub fn new(mode: Mode, color: bool) -> Self {
+        let bar = (mode == Mode::Tty).then(|| {
+            let b = ProgressBar::new_spinner();
+            b.set_style(
+                ProgressStyle::with_template("{spinner} [{elapsed_precise}] {msg}")
+                    .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+            );
+            b.enable_steady_tick(Duration::from_millis(120));
+            b
+        });
+        LiveView {
+            mode,
+            color,
+            bar,
+            probes: vec![],
+            phase: String::new(),
+            step: String::new(),
+        }
+    }
+
+    fn paint(&self, code: &str, s: &str) -> String {
+        if self.color {
+            format!("\x1b[{code}m{s}\x1b[0m")
+        } else {
+            s.to_string()
+        }
+    }
+
+    fn line(&self, at_ms: f64, s: &str) {
+        let text = format!("{:>8.1}s  {s}", at_ms / 1000.0);
+        match &self.bar {
+            Some(b) => b.println(text),
+            None => eprintln!("{text}"),
+        }
+    }
+
+    fn refresh(&self) {
+        if let Some(b) = &self.bar {
+            let probes: Vec<String> = self
+                .probes
+                .iter()
+                .map(|p| {
+                    let mark = if p.failing {
+                        self.paint("31", "✗")
+                    } else {
+                        self.paint("32", "✓")
+                    };
+                    format!("{mark} {} {}/{}", p.name, p.ok, p.ok + p.bad)
+                })
+                .collect();
+            let step = if self.step.is_empty() {
+                String::new()
+            } else {
+                format!(" · {}", self.step)
+            };
+            b.set_message(format!("{}{step} │ {}", self.phase, probes.join("  ")));
+        }
+    }
+}
+
+impl EventSink for LiveView {
+    fn emit(&mut self, ev: &TimedEvent) {
+        if self.mode == Mode::Quiet {
+            return;
+        }
+        let t = ev.elapsed_ms;
+        match &ev.event {
+            Event::RunStarted {
+                title,
+                hypothesis,
+                probes,
+                ..
+            } => {
+                self.probes = probes
+                    .iter()
+                    .map(|p| ProbeState {
+                        name: p.name.clone(),
+                        ok: 0,
+                        bad: 0,
+                        failing: false,
+                    })
+                    .collect();
+                let head = format!("faultline run {}: {title}", ev.run_id);
+                self.line(t, &self.paint("1", &head));
+                self.line(t, &format!("hypothesis: {hypothesis}"));
+            }
+            Event::PhaseStarted { phase } => {
+                self.phase = phase.name().to_string();
+                self.step.clear();
+                self.line(t, &self.paint("1;36", &format!("── {} ──", phase.name())));
+            }
+            Event::PhaseEnded { .. } => {}
+            Event::SetupStarted { name, pid, command } => self.line(
+                t,
+                &format!("started `{name}` (pid {pid}): {}", command.join(" ")),
+            ),
+            Event::SetupReady { name, ready_ms } => {
+                self.line(t, &format!("`{name}` is ready after {:.0}ms", ready_ms))
+            }
+            Event::SetupStopped { name } => self.line(t, &format!("stopped `{name}`")),
+            Event::Sample {
+                probe,
+                name,
+                status,
+                detail,
+                latency_ms,
+                ..
+            } => {
+                let failing = *status != SampleStatus::Success;
+                let mut flip = None;
+                if let Some(p) = self.probes.get_mut(*probe) {
+                    if failing {
+                        p.bad += 1;
+                    } else {
+                        p.ok += 1;
+                    }
+                    if p.failing != failing {
+                        p.failing = failing;
+                        flip = Some(failing);
+                    }
+                }
+                match flip {
+                    Some(true) => {
+                        let kind = if *status == SampleStatus::Error {
+                            "error"
+                        } else {
+                            "failing"
+                        };
+                        self.line(
+                            t,
+                            &self.paint("31", &format!("probe `{name}` {kind}: {detail}")),
+                        )
+                    }
+                    Some(false) => self.line(
+                        t,
+                        &self.paint(
+                            "32",
+                            &format!("probe `{name}` ok again ({detail}, {latency_ms:.1}ms)"),
+                        ),
+                    ),
+                    None => {}
+                }
+            }
+            Event::SteadyState { held, detail, .. } => {
+                let s = if *held {
+                    self.paint("32", detail)
+                } else {
+                    self.paint("31", detail)
+                };
+                self.line(t, &s)
+            }
+            Event::StepStarted { index, label, kind } => {
+                self.step = format!("step {} {label}", index + 1);
+                self.line(t, &format!("step {}: {label} [{kind}]", index + 1))
+            }
+            Event::StepEnded {
+                index,
+                status,
+                detail,
+            } => {
+                let d = if detail.is_empty() {
+                    String::new()
+                } else {
+                    format!(": {detail}")
+                };
+                self.line(
+                    t,
+                    &format!("step {} {:?}{d}", index + 1, status).to_lowercase(),
+                );
+            }
+            Event::FaultInjected {
+                kind,
+                target,
+                inject_ms,
+                ..
+            } => self.line(
+                t,
+                &self.paint(
+                    "33",
+                    &format!("injected {kind} on {target} ({inject_ms:.1}ms)"),
+                ),
+            ),
+            Event::FaultInjectFailed { kind, error, .. } => self.line(
+                t,
+                &self.paint("31", &format!("{kind} could not be injected: {error}")),
+            ),
+            Event::FaultVerified { evidence, .. } => self.line(t, &format!("verified: {evidence}")),
+            Event::FaultVerifyFailed { error, .. } => self.line(
+                t,
+                &self.paint("31", &format!("the fault did not take effect: {error}")),
+            ),
+            Event::FaultRolledBack {
+                ok,
+                error,
+                rollback_ms,
+                ..
+            } => {
+                if *ok {
+                    self.line(
+                        t,
+                        &self.paint("32", &format!("rolled back ({rollback_ms:.1}ms)")),
+                    )
+                } else {
+                    self.line(
+                        t,
+                        &self.paint(
+                            "1;31",
+                            &format!("ROLLBACK FAILED: {}", error.clone().unwrap_or_default()),
+                        ),
+                    )
+                }
+            }
+            Event::AbortTriggered {
+                condition, reason, ..
+            } => self.line(
+                t,
+                &self.paint(
+                    "1;31",
+                    &format!("ABORT: {condition} ({reason}); rolling back"),
+                ),
+            ),
+            Event::Interrupted { signal, count } => {
+                let msg = if *count == 1 {
+                    format!("{signal} received: rolling back (again to stop waiting for probes)")
+                } else {
+                    format!("{signal} received again: not waiting for probes; still rolling back")
+                };
+                self.line(t, &self.paint("1;33", &msg))
+            }
+            Event::ActionFinished {
+                label,
+                ok,
+                duration_ms,
+                detail,
+                ..
+            } => {
+                let s = if *ok {
+                    format!("`{label}` ok ({duration_ms:.0}ms)")
+                } else {
+                    self.paint("31", &format!("`{label}` failed: {detail}"))
+                };
+                self.line(t, &s)
+            }
+            Event::Recovered { probe, after_ms } => match after_ms {
+                Some(ms) => self.line(
+                    t,
+                    &self.paint(
+                        "32",
+                        &format!(
+                            "`{probe}` recovered {} after rollback",
+                            super::human_ms(*ms)
+                        ),
+                    ),
+                ),
+                None => self.line(
+                    t,
+                    &self.paint("31", &format!("`{probe}` did not recover in time")),
+                ),
+            },
+            Event::Note { message } => self.line(t, message),
+            Event::RunFinished { .. } => {
+                if let Some(b) = self.bar.take() {
+                    b.finish_and_clear();
+                }
+                return;
+            }
+        }
+        self.refresh();
+    }
+}

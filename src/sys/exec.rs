@@ -1,0 +1,139 @@
+//! Running the experiment's own commands (actions, rollbacks, setup
+//! processes): argv without a shell, each in its own process group so a
+//! timeout or an interruption kills the whole tree, output kept bounded.
+
+use nix::sys::signal::{killpg, Signal};
+use nix::unistd::Pid;
+use std::collections::BTreeMap;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+use tokio::io::AsyncReadExt;
+use tokio::process::{Child, Command};
+
+/// Most output kept per stream (the tail is what matters).
+pub const OUTPUT_LIMIT: usize = 64 * 1024;
+
+#[derive(Clone, Debug)]
+pub struct ExecResult {
+    /// `None` when killed (timeout, interruption) or ended by a signal.
+    pub exit_code: Option<i32>,
+    pub stdout: String,
+    pub stderr: String,
+    pub elapsed: Duration,
+    pub timed_out: bool,
+    pub cancelled: bool,
+}
+
+/// Builds a command in its own process group.
+pub fn command(argv: &[String], cwd: Option<&str>, env: &BTreeMap<String, String>) -> Command {
+    let mut cmd = Command::new(&argv[0]);
+    cmd.args(&argv[1..]);
+    if let Some(d) = cwd {
+        cmd.current_dir(d);
+    }
+    cmd.envs(env);
+    cmd.process_group(0);
+    cmd.kill_on_drop(true);
+    cmd
+}
+
+/// Finds a program the way exec would (absolute/relative path or PATH).
+pub fn find_program(prog: &str) -> Option<std::path::PathBuf> {
+    use std::os::unix::fs::PermissionsExt;
+    let is_exec = |p: &std::path::Path| {
+        p.metadata()
+            .map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+            .unwrap_or(false)
+    };
+    if prog.contains('/') {
+        let p = std::path::PathBuf::from(prog);
+        return is_exec(&p).then_some(p);
+    }
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|d| d.join(prog))
+        .find(|p| is_exec(p))
+}
+
+/// Kills a child's whole process group and reaps the child.
+pub async fn kill_group(child: &mut Child) {
+    if let Some(pid) = child.id() {
+        let _ = killpg(Pid::from_raw(pid as i32), Signal::SIGKILL);
+    }
+    let _ = child.wait().await;
+}
+
+async fn read_bounded<R: tokio::io::AsyncRead + Unpin>(r: Option<R>) -> String {
+    let Some(mut r) = r else {
+        return String::new();
+    };
+    let mut kept: Vec<u8> = Vec::new();
+    let mut buf = [0u8; 8192];
+    loop {
+        match r.read(&mut buf).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => {
+                kept.extend_from_slice(&buf[..n]);
+                if kept.len() > OUTPUT_LIMIT * 2 {
+                    kept.drain(..kept.len() - OUTPUT_LIMIT);
+                }
+            }
+        }
+    }
+    if kept.len() > OUTPUT_LIMIT {
+        kept.drain(..kept.len() - OUTPUT_LIMIT);
+    }
+    String::from_utf8_lossy(&kept).into_owned()
+}
+
+/// Runs a command to completion, killing its process group on timeout or
+/// when `cancel` turns true.
+pub async fn run(
+    argv: &[String],
+    cwd: Option<&str>,
+    env: &BTreeMap<String, String>,
+    timeout: Duration,
+    mut cancel: tokio::sync::watch::Receiver<bool>,
+) -> Result<ExecResult, String> {
+    if argv.is_empty() {
+        return Err("empty command".into());
+    }
+    let started = Instant::now();
+    let mut child = command(argv, cwd, env)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("cannot run `{}`: {e}", argv[0]))?;
+    let out = tokio::spawn(read_bounded(child.stdout.take()));
+    let err = tokio::spawn(read_bounded(child.stderr.take()));
+    let mut timed_out = false;
+    let mut cancelled = false;
+    let status = tokio::select! {
+        s = child.wait() => s.ok(),
+        _ = tokio::time::sleep(timeout) => { timed_out = true; None }
+        _ = cancel.wait_for(|c| *c) => { cancelled = true; None }
+    };
+    if status.is_none() {
+        kill_group(&mut child).await;
+    } else if let Some(pid) = child.id() {
+        // The leader exited; do not leave its children behind.
+        let _ = killpg(Pid::from_raw(pid as i32), Signal::SIGKILL);
+    }
+    let stdout = out.await.unwrap_or_default();
+    let stderr = err.await.unwrap_or_default();
+    Ok(ExecResult {
+        exit_code: status.and_then(|s| s.code()),
+        stdout,
+        stderr,
+        elapsed: started.elapsed(),
+        timed_out,
+        cancelled,
+    })
+}
+
+/// The last `n` lines of some output, for error messages.
+pub fn tail(s: &str, n: usize) -> String {
+    let lines: Vec<&str> = s.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
+}

@@ -38,8 +38,57 @@ const NET_MODULES: &[&str] = &[
     "nft_reject_inet",
 ];
 
+/// `faultline run` in the guest: a delay experiment that holds and rolls
+/// back, and a runner SIGKILLed mid-delay whose watchdog removes the qdisc.
+const RUNNER_SCRIPT: &str = r#"
+ip netns add b
+ip link add va type veth peer name vb netns b
+ip addr add 10.201.0.1/24 dev va
+ip link set va up
+ip -n b addr add 10.201.0.2/24 dev vb
+ip -n b link set vb up
+ip -n b link set lo up
+mkdir -p /www && echo hello > /www/index.html
+ip netns exec b httpd -p 10.201.0.2:8080 -h /www
+export FAULTLINE_STATE_DIR=/tmp/state NO_COLOR=1
+has_netem() { tc -n b qdisc show dev vb | grep -q netem; }
+oneline() { tail -n 8 "$1" | tr '
+' '|'; }
+
+sed 's/DURATION/4s/' /exp/vm-delay.yaml > /tmp/held.yaml
+faultline run /tmp/held.yaml --journal /tmp/held.json > /tmp/held.out 2>&1
+code=$?
+if [ "$code" = 0 ] && ! has_netem && grep -q 'netem fa17:' /tmp/held.json; then
+  echo "VMTEST runner_delay_held PASS exit 0, netem verified and removed"
+else
+  echo "VMTEST runner_delay_held FAIL exit $code, qdisc now: $(tc -n b qdisc show dev vb) | $(oneline /tmp/held.out)"
+fi
+
+sed 's/DURATION/60s/' /exp/vm-delay.yaml > /tmp/long.yaml
+faultline run /tmp/long.yaml --journal /tmp/long.json > /tmp/long.out 2>&1 &
+runner=$!
+i=0
+while [ $i -lt 300 ] && ! has_netem; do sleep 0.1; i=$((i+1)); done
+if ! has_netem; then
+  echo "VMTEST watchdog_removes_qdisc FAIL netem never appeared: $(oneline /tmp/long.out)"
+else
+  sleep 1
+  kill -9 $runner
+  t=0
+  while [ $t -lt 300 ] && has_netem; do sleep 0.1; t=$((t+1)); done
+  if has_netem; then
+    echo "VMTEST watchdog_removes_qdisc FAIL netem still there 30s after SIGKILL: $(tc -n b qdisc show dev vb)"
+  else
+    faultline status > /tmp/status.out 2>&1
+    echo "VMTEST watchdog_removes_qdisc PASS netem removed within $((t*100))ms of SIGKILL; status exit $?"
+  fi
+fi
+"#;
+
 /// Every check the guest runs, by marker name.
 const GUEST_CHECKS: &[&str] = &[
+    "runner_delay_held",
+    "watchdog_removes_qdisc",
     "netem_preflight",
     "netem_delay_100ms",
     "netem_loss_30",
@@ -56,12 +105,19 @@ fn network_faults_in_a_stock_kernel_vm() {
     let me = std::env::current_exe().expect("the test binary's path");
     vm.add_binary(&me, "/bin/vmtest")
         .add_binary(env!("CARGO_BIN_EXE_faultline"), "/bin/faultline")
+        .add_file(
+            concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/tests/fixtures/network/vm-delay.yaml"
+            ),
+            "/exp/vm-delay.yaml",
+        )
         .add_modules(NET_MODULES);
-    let log = vm.run(
+    let script = format!(
         "FAULTLINE_VM_GUEST=1 /bin/vmtest --exact guest_network_checks --nocapture --test-threads=1\n\
-         echo \"VMTEST guest_exit PASS $?\"\n",
-        Duration::from_secs(600),
+         echo \"VMTEST guest_exit PASS $?\"\n{RUNNER_SCRIPT}"
     );
+    let log = vm.run(&script, Duration::from_secs(600));
     for c in GUEST_CHECKS {
         let detail = log.assert_pass(c);
         println!("{c}: {detail}");

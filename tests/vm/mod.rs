@@ -38,9 +38,12 @@
 //! - whatever was added with [`Vm::add_file`], [`Vm::add_binary`] (with its
 //!   `ldd` libraries, debug info stripped) and [`Vm::add_bytes`].
 //!
-//! The script runs in `sh -c` as root; the harness powers the VM off after it.
-//! Output lines are echoed with `set -x` off; print one `VMTEST` marker per
-//! check. The shell function `vmcheck NAME CMD...` is predefined: it runs CMD
+//! The script is sourced by busybox `sh` as root; the harness powers the VM
+//! off after it. Busybox's shell runs its own applets before looking at
+//! PATH (and its `ip`/`tc` know no netns or netem), so `ip`, `tc` and `nft`
+//! are predefined as shell functions calling /sbin/ip, /sbin/tc and
+//! /usr/sbin/nft; programs started from the script (like faultline) find the
+//! real tools on PATH. Print one `VMTEST` marker per check. The shell function `vmcheck NAME CMD...` is predefined: it runs CMD
 //! and prints `VMTEST NAME PASS` or `VMTEST NAME FAIL exit <code>`.
 //!
 //! Caching: the initramfs (everything but `/init`) is written once per set of
@@ -275,7 +278,11 @@ echo /sbin/modprobe > /proc/sys/kernel/modprobe 2>/dev/null
             ));
         }
         s.push_str(
-            r#"ip link set lo up
+            r#"# busybox's shell runs its own applets before PATH; these use the real tools.
+ip() { /sbin/ip "$@"; }
+tc() { /sbin/tc "$@"; }
+[ -x /usr/sbin/nft ] && nft() { /usr/sbin/nft "$@"; }
+ip link set lo up
 vmcheck() {
   name="$1"; shift
   if "$@"; then echo "VMTEST $name PASS"; else echo "VMTEST $name FAIL exit $?"; fi
@@ -294,7 +301,14 @@ cat > /tmp/script.sh <<'VMHARNESS_EOF'
     fn boot(&self, initrd: &Path, timeout: Duration) -> VmLog {
         let started = Instant::now();
         let mut child = Command::new(&self.qemu)
-            .args(["-accel", "tcg", "-smp", &self.smp.to_string()])
+            .args([
+                "-accel",
+                "tcg",
+                "-cpu",
+                "max",
+                "-smp",
+                &self.smp.to_string(),
+            ])
             .args(["-m", &self.memory_mb.to_string()])
             .args([
                 "-nographic",

@@ -2264,3 +2264,244 @@ pub fn build_packet_loss(s: &PacketLossSpec) -> Box<dyn FaultImpl> {
 pub fn build_bandwidth(s: &BandwidthSpec) -> Box<dyn FaultImpl> {
     Box::new(BandwidthFault::new(s))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn yaml<T: serde::de::DeserializeOwned>(s: &str) -> T {
+        serde_yaml::from_str(s).unwrap()
+    }
+
+    fn ctx() -> FaultContext {
+        FaultContext {
+            run_id: "2026-11-27T10:00:00Z-ab12".into(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn netem_arguments_cover_every_option() {
+        let spec: NetworkSpec = yaml(
+            "interface: eth0\n\
+             delay: {time: 100ms, jitter: 1500us, correlation: 25%, distribution: normal}\n\
+             loss: {percent: 1.5%, correlation: 10%}\n\
+             corrupt: {percent: 1%}\nduplicate: {percent: 2%, correlation: 5%}\n\
+             reorder: {percent: 25%, correlation: 50%, gap: 5}\nrate: 1mbit\n",
+        );
+        assert_eq!(
+            netem_args(&spec).join(" "),
+            "netem delay 100ms 1500us 25% distribution normal loss random 1.5% 10% corrupt 1% \
+             duplicate 2% 5% reorder 25% 50% gap 5 rate 1000000bit"
+        );
+        let ge: NetworkSpec =
+            yaml("interface: eth0\nloss: {gilbert_elliott: {p: 1%, r: 20%, bad_loss: 90%}}\n");
+        assert_eq!(
+            netem_args(&ge).join(" "),
+            "netem loss gemodel 1% 20% 90% 0%"
+        );
+    }
+
+    #[test]
+    fn a_plain_netem_is_the_root_qdisc_with_an_owned_handle_and_undo() {
+        let spec: NetworkSpec = yaml("interface: eth0\nnetns: app\ndelay: {time: 50ms}\n");
+        let f = NetemFault::new(&spec).with_ssh_peer(None);
+        let st = NetemState {
+            root: RootState::Default {
+                kind: "noqueue".into(),
+                restore: vec![],
+            },
+            before: vec![],
+            ssh_affected: false,
+        };
+        let ops = f.ops(&ctx(), &st).unwrap();
+        assert_eq!(ops.len(), 1);
+        assert_eq!(
+            ops[0].argv.join(" "),
+            "tc -n app qdisc add dev eth0 root handle fa17: netem delay 50ms"
+        );
+        assert_eq!(
+            ops[0].undo,
+            vec![cmd_undo(
+                "tc -n app qdisc del dev eth0 root handle fa17:"
+                    .split(' ')
+                    .map(s)
+                    .collect(),
+                &TC_GONE
+            )]
+        );
+    }
+
+    #[test]
+    fn the_ssh_session_gets_the_htb_layout_and_an_exclusion_filter_first() {
+        let spec: NetworkSpec = yaml("interface: eth0\ndelay: {time: 50ms}\n");
+        let peer = SshPeer::parse("192.0.2.7 51234 198.51.100.1 22").unwrap();
+        let f = NetemFault::new(&spec).with_ssh_peer(Some(peer));
+        let st = NetemState {
+            root: RootState::Default {
+                kind: "fq_codel".into(),
+                restore: vec![],
+            },
+            before: vec![],
+            ssh_affected: true,
+        };
+        let cmds: Vec<String> = f
+            .ops(&ctx(), &st)
+            .unwrap()
+            .iter()
+            .map(|o| o.argv.join(" "))
+            .collect();
+        assert_eq!(
+            cmds[0],
+            "tc qdisc add dev eth0 root handle fa17: htb default 1"
+        );
+        assert!(
+            cmds[3].ends_with("parent fa17:2 handle fa18: netem delay 50ms"),
+            "{cmds:?}"
+        );
+        assert_eq!(
+            cmds[4],
+            "tc filter add dev eth0 parent fa17: protocol ip prio 1 u32 match ip dst 192.0.2.7/32 \
+             match ip protocol 6 0xff match ip dport 51234 0xffff match ip sport 22 0xffff flowid fa17:1"
+        );
+        assert!(cmds[5].contains("protocol ip prio 4 u32 match u32 0 0 flowid fa17:2"));
+        assert!(cmds[6].contains("protocol ipv6 prio 5"));
+    }
+
+    #[test]
+    fn filters_expand_to_one_u32_filter_per_combination() {
+        let f: TrafficFilter = yaml("destination: [10.0.0.5/24, 2001:db8::1]\nports: [80, 443]\n");
+        let m = u32_matches(&f).unwrap();
+        // 2 destinations x 2 ports x (tcp, udp).
+        assert_eq!(m.len(), 8);
+        assert_eq!(
+            m[0].words.join(" "),
+            "match ip dst 10.0.0.0/24 match ip protocol 6 0xff match ip dport 80 0xffff"
+        );
+        assert!(m
+            .iter()
+            .any(|x| x.v6 && x.words.join(" ").contains("ip6 dst 2001:db8::1/128")));
+        let mixed: TrafficFilter = yaml("destination: [10.0.0.1]\nsource: [2001:db8::1]\n");
+        assert!(u32_matches(&mixed).is_err());
+        let icmp_ports: TrafficFilter = yaml("ports: [1]\nprotocol: icmp\n");
+        assert!(u32_matches(&icmp_ports).is_err());
+    }
+
+    #[test]
+    fn nft_rules_for_each_kind() {
+        let b: BlackholeSpec = yaml("peers: [10.0.0.2, fd00::/8]\nports: [5432]\naction: reject\n");
+        let f = NftFault::blackhole(&b, false).with_ssh_peer(None);
+        assert_eq!(
+            f.egress,
+            vec![
+                "ip daddr { 10.0.0.2/32 } meta l4proto { tcp, udp } th dport { 5432 } meta l4proto tcp reject with tcp reset",
+                "ip daddr { 10.0.0.2/32 } meta l4proto { tcp, udp } th dport { 5432 } reject with icmpx type port-unreachable",
+                "ip6 daddr { fd00::/8 } meta l4proto { tcp, udp } th dport { 5432 } meta l4proto tcp reject with tcp reset",
+                "ip6 daddr { fd00::/8 } meta l4proto { tcp, udp } th dport { 5432 } reject with icmpx type port-unreachable",
+            ]
+        );
+        assert!(f.ingress.is_empty(), "blackhole defaults to egress");
+        let p = NftFault::blackhole(&yaml("peers: [10.0.0.0/24]\n"), true);
+        assert_eq!(p.egress, vec!["ip daddr { 10.0.0.0/24 } drop"]);
+        assert_eq!(p.ingress, vec!["ip saddr { 10.0.0.0/24 } drop"]);
+        let d = NftFault::dns(&yaml("resolvers: [192.0.2.53]\n"));
+        assert_eq!(
+            d.egress,
+            vec!["ip daddr { 192.0.2.53/32 } meta l4proto { tcp, udp } th dport { 53 } drop"]
+        );
+        let l = NftFault::packet_loss(&yaml("percent: 12.5%\nfilter: {protocol: udp}\n"));
+        assert_eq!(
+            l.egress,
+            vec!["meta l4proto udp numgen random mod 200 < 25 drop"]
+        );
+        let all = NftFault::packet_loss(&yaml("percent: 100%\ndirection: both\n"));
+        assert_eq!(all.egress, vec!["drop"]);
+        assert_eq!(all.ingress, vec!["drop"]);
+    }
+
+    #[test]
+    fn nft_plan_owns_a_table_per_run_and_accepts_ssh_first() {
+        let peer = SshPeer::parse("192.0.2.7 51234 198.51.100.1 22").unwrap();
+        let f =
+            NftFault::packet_loss(&yaml("netns: app\npercent: 30%\n")).with_ssh_peer(Some(peer));
+        let table = f.table_name(&ctx());
+        assert!(
+            table.starts_with("faultline_2026_11_27t10_00_00z_ab12_packet_loss_"),
+            "{table}"
+        );
+        let plan = f.plan(&ctx());
+        let cmd = |i: usize| plan[i].command.clone().unwrap().join(" ");
+        assert_eq!(
+            cmd(0),
+            format!("ip netns exec app nft add table inet {table}")
+        );
+        assert_eq!(
+            plan[0].undo.as_deref(),
+            Some(format!("ip netns exec app nft delete table inet {table}").as_str())
+        );
+        assert!(cmd(1).contains("hook output priority -10"));
+        assert!(plan[2].action.contains("SSH"), "{:?}", plan[2]);
+        assert_eq!(
+            cmd(2),
+            format!("ip netns exec app nft add rule inet {table} egress ip daddr 192.0.2.7 tcp dport 51234 tcp sport 22 accept")
+        );
+        assert!(cmd(3).ends_with("numgen random mod 200 < 60 drop"));
+        assert_eq!(f.rule_count(), 2);
+    }
+
+    #[test]
+    fn saved_root_qdiscs_are_re_created_with_handle_and_options() {
+        let tbf: serde_json::Value = serde_json::from_str(
+            r#"{"kind":"tbf","handle":"8001:","root":true,"options":{"rate":625000,"burst":16383,"lat":20000}}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            restore_argv(Some("app"), "eth0", &tbf, 1).unwrap().join(" "),
+            "tc -n app qdisc replace dev eth0 root handle 8001: tbf rate 625000bps burst 16384b latency 20000us"
+        );
+        let fq: serde_json::Value = serde_json::from_str(
+            r#"{"kind":"fq_codel","handle":"1:","root":true,"options":{"limit":10240,"flows":1024,"quantum":1514,"target":4999,"interval":99999,"memory_limit":33554432,"ecn":true,"drop_batch":64}}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            restore_argv(None, "eth0", &fq, 0).unwrap().join(" "),
+            "tc qdisc replace dev eth0 root handle 1: fq_codel limit 10240 flows 1024 quantum 1514 \
+             target 4999us interval 99999us memory_limit 33554432 drop_batch 64 ecn"
+        );
+        let cake: serde_json::Value =
+            serde_json::from_str(r#"{"kind":"cake","handle":"1:","root":true}"#).unwrap();
+        assert!(restore_argv(None, "eth0", &cake, 0).is_none());
+    }
+
+    #[test]
+    fn run_ids_and_ssh_connection_parse() {
+        assert_eq!(sanitize_run_id("Run-1.2/x"), "run_1_2_x");
+        assert_eq!(sanitize_run_id(""), "run");
+        assert_eq!(
+            SshPeer::parse("2001:db8::5 40000 2001:db8::1 22"),
+            Some(SshPeer {
+                client: "2001:db8::5".parse().unwrap(),
+                client_port: 40000,
+                server_port: 22
+            })
+        );
+        assert_eq!(SshPeer::parse("garbage"), None);
+        assert_eq!(tc_time(Duration::from_millis(1500)), "1500ms");
+        assert_eq!(parse_cidr("10.1.2.3/8").unwrap().text, "10.0.0.0/8");
+    }
+
+    #[test]
+    fn after_rollback_a_changed_qdisc_list_is_reported() {
+        let before =
+            vec![serde_json::json!({"kind":"noqueue","handle":"0:","root":true,"refcnt":2})];
+        let same = vec![serde_json::json!({"kind":"noqueue","handle":"0:","root":true,"refcnt":5})];
+        let other = vec![serde_json::json!({"kind":"netem","handle":"fa17:","root":true})];
+        let root = RootState::Default {
+            kind: "noqueue".into(),
+            restore: vec![],
+        };
+        assert!(compare_qdiscs("eth0", &before, &same, &root).is_ok());
+        let e = compare_qdiscs("eth0", &before, &other, &root).unwrap_err();
+        assert!(e.message.contains("netem"), "{e}");
+    }
+}

@@ -397,8 +397,12 @@ cat > /tmp/script.sh <<'VMHARNESS_EOF'
         let path = dir.join(format!("base-{key:016x}.cpio"));
         let _guard = BUILD_LOCK.lock().unwrap_or_else(|e| e.into_inner());
         if path.exists() {
+            if let Ok(f) = std::fs::File::options().append(true).open(&path) {
+                let _ = f.set_modified(SystemTime::now());
+            }
             return path;
         }
+        prune_old(&dir);
         let mut cpio = Cpio::default();
         let mut libs = BTreeSet::new();
         let busybox = if Path::new("/bin/busybox").exists() {
@@ -619,6 +623,25 @@ impl VmLog {
             lines.len() - start,
             lines[start..].join("\n")
         )
+    }
+}
+
+/// Deletes cached archives unused for a day (each rebuild of a test binary
+/// makes a new one; recent ones may be in use by another test binary).
+fn prune_old(dir: &Path) {
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for e in rd.flatten() {
+        let old = e
+            .metadata()
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| t.elapsed().ok())
+            .is_some_and(|age| age > Duration::from_secs(86400));
+        if old {
+            let _ = std::fs::remove_file(e.path());
+        }
     }
 }
 

@@ -95,7 +95,7 @@ pub fn run(args: RunArgs, state_dir: &Path, color: ColorChoice) -> i32 {
         }
     };
     // Do not wait for stray blocking tasks (e.g. a hung probe after a second Ctrl-C).
-    rt.shutdown_timeout(std::time::Duration::from_millis(200));
+    rt.shutdown_background();
     write_outputs(
         &finished.record,
         outputs,

@@ -27,6 +27,9 @@ pub enum UndoOp {
         start_time: u64,
         #[serde(default)]
         grace_ms: u64,
+        /// The polite signal (default SIGTERM).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        signal: Option<i32>,
     },
     /// Run a command (tc, nft, ip). Its failure counts as "already gone" when
     /// stderr contains one of `gone_if` (e.g. "Cannot find device").
@@ -64,7 +67,9 @@ impl UndoOp {
         match self {
             UndoOp::ResumeProcess { pid, .. } => format!("kill -CONT {pid}"),
             UndoOp::KillProcess { pid, .. } => format!("kill -KILL {pid}"),
-            UndoOp::StopProcessGroup { pgid, .. } => format!("kill -TERM -- -{pgid}"),
+            UndoOp::StopProcessGroup { pgid, signal, .. } => {
+                format!("kill -{} -- -{pgid}", signal.unwrap_or(libc::SIGTERM))
+            }
             UndoOp::Command { argv, .. } => argv
                 .iter()
                 .map(|a| shell_quote(a))
@@ -106,7 +111,8 @@ impl UndoOp {
                 pgid,
                 start_time,
                 grace_ms,
-            } => stop_group(*pgid, *start_time, *grace_ms),
+                signal,
+            } => stop_group(*pgid, *start_time, *grace_ms, *signal),
             UndoOp::Command { argv, gone_if } => {
                 let Some((prog, args)) = argv.split_first() else {
                     return Err("empty command".into());
@@ -188,7 +194,12 @@ impl UndoOp {
 
 /// SIGTERM to a process group whose leader is still the recorded process,
 /// then SIGKILL to the group if the leader outlives `grace_ms`.
-fn stop_group(pgid: i32, start_time: u64, grace_ms: u64) -> Result<Applied, String> {
+fn stop_group(
+    pgid: i32,
+    start_time: u64,
+    grace_ms: u64,
+    signal: Option<i32>,
+) -> Result<Applied, String> {
     use nix::sys::signal::killpg;
     use nix::unistd::Pid;
     if !proc::is_same(pgid, start_time) {
@@ -196,10 +207,13 @@ fn stop_group(pgid: i32, start_time: u64, grace_ms: u64) -> Result<Applied, Stri
         // been reused, so only signal the group while its leader is ours.
         return Ok(Applied::AlreadyGone);
     }
-    match killpg(Pid::from_raw(pgid), Signal::SIGTERM) {
+    let sig = signal
+        .and_then(|n| Signal::try_from(n).ok())
+        .unwrap_or(Signal::SIGTERM);
+    match killpg(Pid::from_raw(pgid), sig) {
         Ok(()) => {}
         Err(nix::errno::Errno::ESRCH) => return Ok(Applied::AlreadyGone),
-        Err(e) => return Err(format!("SIGTERM to process group {pgid} failed: {e}")),
+        Err(e) => return Err(format!("{sig} to process group {pgid} failed: {e}")),
     }
     let deadline = std::time::Instant::now() + std::time::Duration::from_millis(grace_ms);
     while std::time::Instant::now() < deadline {

@@ -29,19 +29,14 @@ pub struct WatchdogHandle {
 }
 
 impl WatchdogHandle {
-    /// Tells the watchdog the run ended cleanly (everything rolled back), and
-    /// waits briefly for it to exit.
+    /// Tells the watchdog the run ended cleanly (everything rolled back). It
+    /// exits on its own; if we exit first, init reaps it.
     pub fn finish(mut self) {
         if let Some(mut p) = self.pipe.take() {
             let _ = p.write_all(b"done\n");
         }
         if let Some(mut c) = self.child.take() {
-            for _ in 0..100 {
-                if let Ok(Some(_)) = c.try_wait() {
-                    return;
-                }
-                std::thread::sleep(Duration::from_millis(10));
-            }
+            let _ = c.try_wait();
         }
     }
 }

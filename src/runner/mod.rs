@@ -766,6 +766,7 @@ async fn setup(ctx: &Arc<Ctx>) -> Result<(), PreflightError> {
                     pgid: pid,
                     start_time,
                     grace_ms,
+                    signal: s.stop_signal.map(|sig| sig.number()),
                 },
             );
         }

@@ -328,6 +328,14 @@ fn check_expect(c: &mut Checker, path: &str, kind: ProbeKind, e: &Expect) {
     }
     for (name, b) in [("count", &e.count), ("value", &e.value)] {
         if let Some(b) = b {
+            for (bound, v) in [("min", b.min), ("max", b.max)] {
+                if v.is_some_and(|v| !v.is_finite()) {
+                    c.value_error(
+                        &format!("{path}.{name}.{bound}"),
+                        "give a finite number (not .nan or .inf); leave the bound out for no limit",
+                    );
+                }
+            }
             if let (Some(lo), Some(hi)) = (b.min, b.max) {
                 if lo > hi {
                     c.error(

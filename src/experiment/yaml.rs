@@ -266,6 +266,24 @@ pub fn check_bytes<'a>(file: &str, bytes: &'a [u8]) -> Result<&'a str, Diagnosti
             "the file is not UTF-8 text; save it as UTF-8".into(),
         )
     })?;
+    // Characters YAML does not allow raw, and line separators the two YAML
+    // parsers count differently (which would make every line number wrong).
+    for (i, line) in text.split('\n').enumerate() {
+        for (col, ch) in line.chars().enumerate() {
+            let c = ch as u32;
+            let allowed = matches!(c, 0x9 | 0xD | 0x20..=0x7E | 0xA0..=0x2027 | 0x202A..=0xD7FF | 0xE000..=0xFFFD | 0x10000..);
+            if !allowed {
+                return Err(diag(
+                    file,
+                    "",
+                    (i + 1, col + 1),
+                    format!(
+                        "the file contains the control character U+{c:04X}, which YAML does not allow here; delete it (write it as `\\u{c:04X}` inside a double-quoted string if you need it)"
+                    ),
+                ));
+            }
+        }
+    }
     if text.trim().is_empty()
         || text
             .lines()
@@ -556,6 +574,12 @@ mod tests {
             .unwrap_err()
             .message
             .contains("binary"));
+        let e = check_bytes("f", "a: 1\nb: x\u{85}y\n".as_bytes()).unwrap_err();
+        assert!(e.message.contains("U+0085"), "{}", e.message);
+        assert_eq!((e.line, e.column), (2, 5));
+        assert!(check_bytes("f", "a: \u{7}\n".as_bytes()).is_err());
+        assert!(check_bytes("f", "a: \u{2028}\n".as_bytes()).is_err());
+        assert!(check_bytes("f", "a: é \u{1F600}\tb\r\n".as_bytes()).is_ok());
         assert!(check_bytes("f", &[b'a', 0xff, 0xfe])
             .unwrap_err()
             .message

@@ -77,12 +77,25 @@ pub const ODD: &[&str] = &[
     "{", "}", "[", "]", ",", "%", "@", "`",
 ];
 
+/// The seed inputs: valid example experiments and invalid ones.
+pub struct Corpus {
+    pub valid: Vec<Vec<u8>>,
+    pub invalid: Vec<Vec<u8>>,
+}
+
 /// Reads the seed corpus: every example experiment and every invalid example.
-pub fn load_corpus(root: &Path) -> Vec<Vec<u8>> {
+pub fn load_corpus(root: &Path) -> Corpus {
+    Corpus {
+        valid: read_dir_files(&root.join("experiments")),
+        invalid: read_dir_files(&root.join("experiments/invalid")),
+    }
+}
+
+fn read_dir_files(dir: &Path) -> Vec<Vec<u8>> {
     let mut out = Vec::new();
-    for dir in ["experiments", "experiments/invalid"] {
-        let Ok(rd) = std::fs::read_dir(root.join(dir)) else {
-            continue;
+    {
+        let Ok(rd) = std::fs::read_dir(dir) else {
+            return out;
         };
         let mut paths: Vec<PathBuf> = rd.filter_map(|e| e.ok().map(|e| e.path())).collect();
         paths.sort();
@@ -96,11 +109,7 @@ pub fn load_corpus(root: &Path) -> Vec<Vec<u8>> {
             }
         }
     }
-    assert!(
-        !out.is_empty(),
-        "no seed corpus found under {}/experiments",
-        root.display()
-    );
+    assert!(!out.is_empty(), "no seed corpus found in {}", dir.display());
     out
 }
 
@@ -380,12 +389,12 @@ pub fn mutate(rng: &mut StdRng, input: &mut Vec<u8>) {
 }
 
 /// The input of case `case` of run `seed`.
-pub fn generate(corpus: &[Vec<u8>], seed: u64, case: u64) -> Vec<u8> {
+pub fn generate(corpus: &Corpus, seed: u64, case: u64) -> Vec<u8> {
     let mut rng = case_rng(seed, case);
-    let mut input = if rng.gen_bool(0.8) {
-        corpus[rng.gen_range(0..corpus.len())].clone()
-    } else {
-        random_yaml(&mut rng).into_bytes()
+    let mut input = match rng.gen_range(0..10) {
+        0..=5 => corpus.valid[rng.gen_range(0..corpus.valid.len())].clone(),
+        6 | 7 => corpus.invalid[rng.gen_range(0..corpus.invalid.len())].clone(),
+        _ => random_yaml(&mut rng).into_bytes(),
     };
     // Mostly a few mutations; sometimes none (the round trip of valid files
     // is checked too), sometimes many.

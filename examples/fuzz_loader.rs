@@ -95,7 +95,9 @@ fn main() {
             .map(|d| d.as_nanos() as u64)
             .unwrap_or(1)
     });
-    println!("fuzzing the experiment loader: seed {seed}, {seconds}s, per-input limit {limit_ms}ms");
+    println!(
+        "fuzzing the experiment loader: seed {seed}, {seconds}s, per-input limit {limit_ms}ms"
+    );
     let result = fuzz_support::fuzz(
         root,
         &fail_dir,

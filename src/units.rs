@@ -519,7 +519,10 @@ mod tests {
         assert_eq!(Duration::from_millis(1500).to_string(), "1500ms");
         assert_eq!(Duration::from_secs(90).to_string(), "90s");
         assert_eq!("500ns".parse::<Duration>().unwrap().to_string(), "500ns");
-        assert_eq!("0.0000005s".parse::<Duration>().unwrap().to_string(), "500ns");
+        assert_eq!(
+            "0.0000005s".parse::<Duration>().unwrap().to_string(),
+            "500ns"
+        );
         let e = "30".parse::<Duration>().unwrap_err();
         assert!(e.contains("no unit"), "{e}");
         assert!("fast".parse::<Duration>().is_err());
@@ -537,7 +540,10 @@ mod tests {
         assert_eq!(Size(64 << 20).to_string(), "64MiB");
         assert_eq!(Size(1500).exact(), "1500B");
         assert_eq!(Size((1 << 20) + 1).to_string(), "1.0MiB");
-        assert_eq!(Size((1 << 20) + 1).exact().parse::<Size>().unwrap(), Size((1 << 20) + 1));
+        assert_eq!(
+            Size((1 << 20) + 1).exact().parse::<Size>().unwrap(),
+            Size((1 << 20) + 1)
+        );
         assert!("lots".parse::<Size>().is_err());
         assert!("12 parsecs".parse::<Size>().is_err());
     }

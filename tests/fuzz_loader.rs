@@ -39,9 +39,19 @@ fn loader_survives_thousands_of_mutated_inputs() {
     // The run must really have exercised the loader: enough inputs, and some of
     // them valid (mutations that keep a file valid reach validation and the
     // round trip), most of them not.
-    assert!(summary.inputs >= 1000, "only {} inputs ran in the time budget", summary.inputs);
-    assert!(summary.loaded > 0, "no input loaded: the generator never reaches the round-trip check");
-    assert!(summary.loaded < summary.inputs, "every input loaded: the mutations do nothing");
+    assert!(
+        summary.inputs >= 1000,
+        "only {} inputs ran in the time budget",
+        summary.inputs
+    );
+    assert!(
+        summary.loaded > 0,
+        "no input loaded: the generator never reaches the round-trip check"
+    );
+    assert!(
+        summary.loaded < summary.inputs,
+        "every input loaded: the mutations do nothing"
+    );
 }
 
 #[test]
@@ -61,10 +71,59 @@ fn inputs_are_reproducible_from_seed_and_case() {
 }
 
 #[test]
-fn a_hang_and_a_panic_are_reported() {
-    // The runner itself must catch what it is there to catch.
-    let runner = fuzz_support::Runner::new(Duration::from_millis(200));
-    assert!(matches!(runner.run(b"title: x\n".to_vec()), Ok(false)));
-    let bad = std::panic::catch_unwind(|| panic!("boom"));
-    assert!(bad.is_err());
+fn the_runner_catches_panics_hangs_and_broken_invariants() {
+    fn check(input: &[u8]) -> Result<bool, String> {
+        match input {
+            b"panic" => panic!("boom"),
+            b"hang" => {
+                std::thread::sleep(Duration::from_secs(3));
+                Ok(true)
+            }
+            b"broken" => Err("an invariant".into()),
+            _ => Ok(false),
+        }
+    }
+    let runner = fuzz_support::Runner::with_check(Duration::from_millis(500), check);
+    assert!(matches!(runner.run(b"fine".to_vec()), Ok(false)));
+    match runner.run(b"panic".to_vec()) {
+        Err(fuzz_support::Finding::Panic(m)) => assert_eq!(m, "boom"),
+        other => panic!("a panic was not reported: {other:?}"),
+    }
+    // The worker survives a caught panic.
+    assert!(matches!(runner.run(b"fine".to_vec()), Ok(false)));
+    assert!(matches!(
+        runner.run(b"broken".to_vec()),
+        Err(fuzz_support::Finding::Invariant(_))
+    ));
+    assert!(matches!(
+        runner.run(b"hang".to_vec()),
+        Err(fuzz_support::Finding::Hang(_))
+    ));
+    // The real loader on a real input.
+    let loader = fuzz_support::Runner::new(Duration::from_secs(2));
+    let quickstart =
+        std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join("experiments/quickstart.yaml"))
+            .unwrap();
+    assert!(matches!(loader.run(quickstart), Ok(true)));
+    assert!(matches!(loader.run(b"title: x\n".to_vec()), Ok(false)));
+}
+
+#[test]
+fn a_failing_input_is_saved_with_how_to_reproduce_it() {
+    let dir =
+        Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("fuzz-save-{}", std::process::id()));
+    let path = fuzz_support::save_failure(
+        &dir,
+        5,
+        77,
+        b"title: [",
+        &fuzz_support::Finding::Hang(Duration::from_secs(3)),
+    );
+    assert_eq!(std::fs::read(&path).unwrap(), b"title: [");
+    let note = std::fs::read_to_string(dir.join("seed5-case77.txt")).unwrap();
+    assert!(
+        note.contains("--seed 5 --case 77") && note.contains("hang"),
+        "{note}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
 }

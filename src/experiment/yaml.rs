@@ -155,7 +155,10 @@ impl MarkedEventReceiver for Indexer {
                         *key = Some(value);
                     }
                 } else {
-                    self.index.values.entry(path.clone()).or_insert(Self::lc(&mark));
+                    self.index
+                        .values
+                        .entry(path.clone())
+                        .or_insert(Self::lc(&mark));
                     self.index.scalars.insert(path);
                 }
             }
@@ -402,9 +405,18 @@ pub fn from_str<T: DeserializeOwned>(
 fn humanize(m: &str) -> String {
     const WORDS: [(&str, &str); 14] = [
         ("expected u16", "expected a whole number from 0 to 65535"),
-        ("expected u32", "expected a whole number from 0 to 4294967295"),
-        ("expected u64", "expected a whole number from 0 to 18446744073709551615"),
-        ("expected i32", "expected a whole number from -2147483648 to 2147483647"),
+        (
+            "expected u32",
+            "expected a whole number from 0 to 4294967295",
+        ),
+        (
+            "expected u64",
+            "expected a whole number from 0 to 18446744073709551615",
+        ),
+        (
+            "expected i32",
+            "expected a whole number from -2147483648 to 2147483647",
+        ),
         ("expected i64", "expected a whole number"),
         ("expected f64", "expected a number"),
         ("expected a boolean", "expected `true` or `false`"),

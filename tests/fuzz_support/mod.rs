@@ -25,56 +25,325 @@ use std::time::{Duration, Instant};
 /// Field names of the format: random keys are mostly drawn from these so the
 /// mutations get past `deny_unknown_fields` and reach deeper code.
 pub const KEYS: &[&str] = &[
-    "title", "description", "hypothesis", "tags", "limits", "max_duration", "blast_radius",
-    "max_targets", "setup", "name", "start", "cwd", "env", "ready", "stop_signal",
-    "stop_timeout", "timeout", "steady_state", "interval", "probes", "http", "tcp", "command",
-    "process", "prometheus", "url", "method", "headers", "body", "insecure", "host", "port",
-    "run", "pidfile", "cmdline", "query", "expect", "status", "latency_below", "body_contains",
-    "body_matches", "json", "pointer", "equals", "exit_code", "stdout_contains",
-    "stdout_matches", "stderr_contains", "stderr_matches", "running", "count", "value", "min",
-    "max", "before", "samples", "min_success", "during", "after", "within", "successes",
-    "fault", "pause", "duration", "background", "abort", "probe", "consecutive_failures",
-    "failure_ratio", "latency_above", "percentile", "window", "rollbacks", "expect_exit",
-    "process_kill", "process_pause", "network", "blackhole", "partition", "dns",
-    "packet_loss", "bandwidth", "cpu_limit", "memory_limit", "io_limit", "cpu_stress",
-    "memory_stress", "disk_fill", "target", "pid", "children_of", "children_of_pidfile",
-    "cgroup", "systemd_unit", "mode", "percent", "seed", "allow_none", "signal", "every",
-    "interface", "netns", "direction", "delay", "time", "jitter", "correlation",
-    "distribution", "loss", "gilbert_elliott", "p", "r", "bad_loss", "good_loss", "corrupt",
-    "duplicate", "reorder", "gap", "rate", "filter", "destination", "source", "ports",
-    "source_ports", "protocol", "replace_existing_qdisc", "action", "peers", "resolvers",
-    "burst", "latency", "cpus", "limit", "kind", "device", "read_bytes_per_sec",
-    "write_bytes_per_sec", "read_iops", "write_iops", "workers", "load", "size", "ramp",
-    "path", "fill_to", "reserve",
+    "title",
+    "description",
+    "hypothesis",
+    "tags",
+    "limits",
+    "max_duration",
+    "blast_radius",
+    "max_targets",
+    "setup",
+    "name",
+    "start",
+    "cwd",
+    "env",
+    "ready",
+    "stop_signal",
+    "stop_timeout",
+    "timeout",
+    "steady_state",
+    "interval",
+    "probes",
+    "http",
+    "tcp",
+    "command",
+    "process",
+    "prometheus",
+    "url",
+    "method",
+    "headers",
+    "body",
+    "insecure",
+    "host",
+    "port",
+    "run",
+    "pidfile",
+    "cmdline",
+    "query",
+    "expect",
+    "status",
+    "latency_below",
+    "body_contains",
+    "body_matches",
+    "json",
+    "pointer",
+    "equals",
+    "exit_code",
+    "stdout_contains",
+    "stdout_matches",
+    "stderr_contains",
+    "stderr_matches",
+    "running",
+    "count",
+    "value",
+    "min",
+    "max",
+    "before",
+    "samples",
+    "min_success",
+    "during",
+    "after",
+    "within",
+    "successes",
+    "fault",
+    "pause",
+    "duration",
+    "background",
+    "abort",
+    "probe",
+    "consecutive_failures",
+    "failure_ratio",
+    "latency_above",
+    "percentile",
+    "window",
+    "rollbacks",
+    "expect_exit",
+    "process_kill",
+    "process_pause",
+    "network",
+    "blackhole",
+    "partition",
+    "dns",
+    "packet_loss",
+    "bandwidth",
+    "cpu_limit",
+    "memory_limit",
+    "io_limit",
+    "cpu_stress",
+    "memory_stress",
+    "disk_fill",
+    "target",
+    "pid",
+    "children_of",
+    "children_of_pidfile",
+    "cgroup",
+    "systemd_unit",
+    "mode",
+    "percent",
+    "seed",
+    "allow_none",
+    "signal",
+    "every",
+    "interface",
+    "netns",
+    "direction",
+    "delay",
+    "time",
+    "jitter",
+    "correlation",
+    "distribution",
+    "loss",
+    "gilbert_elliott",
+    "p",
+    "r",
+    "bad_loss",
+    "good_loss",
+    "corrupt",
+    "duplicate",
+    "reorder",
+    "gap",
+    "rate",
+    "filter",
+    "destination",
+    "source",
+    "ports",
+    "source_ports",
+    "protocol",
+    "replace_existing_qdisc",
+    "action",
+    "peers",
+    "resolvers",
+    "burst",
+    "latency",
+    "cpus",
+    "limit",
+    "kind",
+    "device",
+    "read_bytes_per_sec",
+    "write_bytes_per_sec",
+    "read_iops",
+    "write_iops",
+    "workers",
+    "load",
+    "size",
+    "ramp",
+    "path",
+    "fill_to",
+    "reserve",
 ];
 
 /// Scalar values, typical and hostile.
 pub const VALUES: &[&str] = &[
-    "0", "1", "-1", "3", "65535", "65536", "2147483647", "-2147483648", "4294967296",
-    "18446744073709551615", "18446744073709551616", "99999999999999999999999999999999999",
-    "1e308", "1e309", "-1e309", ".inf", "-.inf", ".nan", "0.0000001", "1.5", "0x1F", "0o17",
-    "~", "null", "true", "false", "yes", "no", "on", "\"\"", "''", "1s", "0s", "250ms", "1m30s",
-    "99999999h", "0.0000000001s", "1.5.5s", "5 m", "1ns", "50%", "100%", "100.5%", "-5%",
-    "0%", "1e2%", "NaN%", "64MiB", "1GiB", "0B", "1e30GiB", "99999999999999TiB", "1mbit",
-    "0bit", "9999999gbit", "SIGKILL", "KILL", "sigterm", "9", "0", "64", "SIGRTMIN", "2xx",
-    "\"200-299\"", "[200, 204]", "\"600\"", "\"299-200\"", "http://127.0.0.1:8080/",
-    "https://[::1]:443/x", "ftp://x/", "http://", "not a url", "10.0.0.0/24", "::1/129",
-    "10.0.0.1/33", "\"[a-z\"", "\"(?P<x\"", "\"a{99999999}\"", "egress", "ingress", "both",
-    "all", "one", "count", "percent", "soft", "hard", "drop", "reject", "tcp", "udp", "icmp",
-    "/tmp", "relative/path", "\"\\u0000\"", "\"\\uFFFF\"", "\"\\uD800\"", "\"é́́\"",
-    "\"\u{202e}evil\"", "\"\u{1F4A5}\"", "\"\u{FEFF}bom\"", "\"ǅ\"", "!!binary aGVsbG8=",
-    "!!str 5", "!!int \"x\"", "!!float abc", "!custom {}", "!!map []", "{}", "[]", "[[]]",
-    "{a: {b: {c: d}}}", "[1, [2, [3, [4]]]]", "*undefined", "&a 1", "|\n  block", ">-\n  fold",
-    "\"multi\nline\"", "? complex\n: key", "<<: *a", "--- ", "...", "%YAML 1.2", "@reserved",
-    "`reserved", "\t", "- - -",
+    "0",
+    "1",
+    "-1",
+    "3",
+    "65535",
+    "65536",
+    "2147483647",
+    "-2147483648",
+    "4294967296",
+    "18446744073709551615",
+    "18446744073709551616",
+    "99999999999999999999999999999999999",
+    "1e308",
+    "1e309",
+    "-1e309",
+    ".inf",
+    "-.inf",
+    ".nan",
+    "0.0000001",
+    "1.5",
+    "0x1F",
+    "0o17",
+    "~",
+    "null",
+    "true",
+    "false",
+    "yes",
+    "no",
+    "on",
+    "\"\"",
+    "''",
+    "1s",
+    "0s",
+    "250ms",
+    "1m30s",
+    "99999999h",
+    "0.0000000001s",
+    "1.5.5s",
+    "5 m",
+    "1ns",
+    "50%",
+    "100%",
+    "100.5%",
+    "-5%",
+    "0%",
+    "1e2%",
+    "NaN%",
+    "64MiB",
+    "1GiB",
+    "0B",
+    "1e30GiB",
+    "99999999999999TiB",
+    "1mbit",
+    "0bit",
+    "9999999gbit",
+    "SIGKILL",
+    "KILL",
+    "sigterm",
+    "9",
+    "0",
+    "64",
+    "SIGRTMIN",
+    "2xx",
+    "\"200-299\"",
+    "[200, 204]",
+    "\"600\"",
+    "\"299-200\"",
+    "http://127.0.0.1:8080/",
+    "https://[::1]:443/x",
+    "ftp://x/",
+    "http://",
+    "not a url",
+    "10.0.0.0/24",
+    "::1/129",
+    "10.0.0.1/33",
+    "\"[a-z\"",
+    "\"(?P<x\"",
+    "\"a{99999999}\"",
+    "egress",
+    "ingress",
+    "both",
+    "all",
+    "one",
+    "count",
+    "percent",
+    "soft",
+    "hard",
+    "drop",
+    "reject",
+    "tcp",
+    "udp",
+    "icmp",
+    "/tmp",
+    "relative/path",
+    "\"\\u0000\"",
+    "\"\\uFFFF\"",
+    "\"\\uD800\"",
+    "\"é́́\"",
+    "\"\u{202e}evil\"",
+    "\"\u{1F4A5}\"",
+    "\"\u{FEFF}bom\"",
+    "\"ǅ\"",
+    "!!binary aGVsbG8=",
+    "!!str 5",
+    "!!int \"x\"",
+    "!!float abc",
+    "!custom {}",
+    "!!map []",
+    "{}",
+    "[]",
+    "[[]]",
+    "{a: {b: {c: d}}}",
+    "[1, [2, [3, [4]]]]",
+    "*undefined",
+    "&a 1",
+    "|\n  block",
+    ">-\n  fold",
+    "\"multi\nline\"",
+    "? complex\n: key",
+    "<<: *a",
+    "--- ",
+    "...",
+    "%YAML 1.2",
+    "@reserved",
+    "`reserved",
+    "\t",
+    "- - -",
 ];
 
 /// Odd unicode and control characters to splice into inputs.
 pub const ODD: &[&str] = &[
-    "\u{0}", "\u{7}", "\u{1b}[31m", "\u{85}", "\u{2028}", "\u{2029}", "\u{feff}", "\u{200b}",
-    "\u{202e}", "\u{fffd}", "\u{10ffff}", "\u{1F600}", "é", "\u{301}\u{301}\u{301}", "\r",
-    "\r\n", "\t", "\\", "\"", "'", ":", ": ", " #", "- ", "? ", "&x ", "*x", "!", "|", ">",
-    "{", "}", "[", "]", ",", "%", "@", "`",
+    "\u{0}",
+    "\u{7}",
+    "\u{1b}[31m",
+    "\u{85}",
+    "\u{2028}",
+    "\u{2029}",
+    "\u{feff}",
+    "\u{200b}",
+    "\u{202e}",
+    "\u{fffd}",
+    "\u{10ffff}",
+    "\u{1F600}",
+    "é",
+    "\u{301}\u{301}\u{301}",
+    "\r",
+    "\r\n",
+    "\t",
+    "\\",
+    "\"",
+    "'",
+    ":",
+    ": ",
+    " #",
+    "- ",
+    "? ",
+    "&x ",
+    "*x",
+    "!",
+    "|",
+    ">",
+    "{",
+    "}",
+    "[",
+    "]",
+    ",",
+    "%",
+    "@",
+    "`",
 ];
 
 /// The seed inputs: valid example experiments and invalid ones.
@@ -135,7 +404,15 @@ fn random_scalar(rng: &mut StdRng) -> String {
         7 => format!("{}", rng.gen::<f64>() * 10f64.powi(rng.gen_range(-20..40))),
         8 => {
             let n = rng.gen_range(1..6);
-            format!("{}{}", rng.gen_range(0..100_000), pick(rng, &["ms", "s", "m", "h", "us", "%", "MiB", "mbit", "kbps", "", "x"]).repeat(n.min(2)))
+            format!(
+                "{}{}",
+                rng.gen_range(0..100_000),
+                pick(
+                    rng,
+                    &["ms", "s", "m", "h", "us", "%", "MiB", "mbit", "kbps", "", "x"]
+                )
+                .repeat(n.min(2))
+            )
         }
         _ => {
             let len = rng.gen_range(0..12);
@@ -260,7 +537,11 @@ pub fn mutate(rng: &mut StdRng, input: &mut Vec<u8>) {
             let mut lines = lines_of(input);
             if !lines.is_empty() {
                 let i = rng.gen_range(0..lines.len());
-                let copies = if rng.gen_bool(0.9) { 1 } else { rng.gen_range(2..50) };
+                let copies = if rng.gen_bool(0.9) {
+                    1
+                } else {
+                    rng.gen_range(2..50)
+                };
                 for _ in 0..copies {
                     let l = lines[i].clone();
                     lines.insert(i, l);
@@ -285,7 +566,7 @@ pub fn mutate(rng: &mut StdRng, input: &mut Vec<u8>) {
             }
         }
         // Structure-aware: insert `key: value` at the indentation of a line.
-        9 | 10 | 11 => {
+        9..=11 => {
             let mut lines = lines_of(input);
             let i = rng.gen_range(0..=lines.len());
             let ind = lines.get(i).map(|l| indent_of(l)).unwrap_or(0);
@@ -295,7 +576,7 @@ pub fn mutate(rng: &mut StdRng, input: &mut Vec<u8>) {
             *input = lines.concat();
         }
         // Replace the value of a `key: value` line.
-        12 | 13 | 14 => {
+        12..=14 => {
             let mut lines = lines_of(input);
             let with_value: Vec<usize> = lines
                 .iter()
@@ -334,7 +615,11 @@ pub fn mutate(rng: &mut StdRng, input: &mut Vec<u8>) {
                 let s = String::from_utf8_lossy(&lines[a]).into_owned();
                 if let Some((k, v)) = s.split_once(": ") {
                     lines[a] = format!("{k}: &anc{a} {v}").into_bytes();
-                    let n = if rng.gen_bool(0.8) { 1 } else { rng.gen_range(2..100) };
+                    let n = if rng.gen_bool(0.8) {
+                        1
+                    } else {
+                        rng.gen_range(2..100)
+                    };
                     for _ in 0..n {
                         let b = rng.gen_range(0..lines.len());
                         let t = String::from_utf8_lossy(&lines[b]).into_owned();
@@ -465,10 +750,15 @@ pub fn check_one(input: &[u8]) -> Result<bool, String> {
                     return Err(format!("diagnostic at line/column 0: {d}"));
                 }
                 if d.line > lines + 1 {
-                    return Err(format!("diagnostic past the end of the file ({lines} lines): {d}"));
+                    return Err(format!(
+                        "diagnostic past the end of the file ({lines} lines): {d}"
+                    ));
                 }
                 if d.message.trim().is_empty() {
-                    return Err(format!("diagnostic without a message at {}:{}", d.line, d.column));
+                    return Err(format!(
+                        "diagnostic without a message at {}:{}",
+                        d.line, d.column
+                    ));
                 }
                 if d.file != file {
                     return Err(format!("diagnostic names file `{}`, not `{file}`", d.file));
@@ -506,9 +796,24 @@ pub struct Runner {
 }
 
 impl Runner {
+    /// A runner of the loader check [`check_one`].
     pub fn new(limit: Duration) -> Self {
-        // Panics are expected and reported by us, not printed by the hook.
-        std::panic::set_hook(Box::new(|_| {}));
+        Self::with_check(limit, check_one)
+    }
+
+    /// A runner of any check (the tests of the runner itself use this).
+    pub fn with_check(limit: Duration, check: fn(&[u8]) -> Result<bool, String>) -> Self {
+        // Panics on the worker are expected and reported by us; any other
+        // thread's panic (a failing test) is printed as usual.
+        static QUIET_WORKERS: std::sync::Once = std::sync::Once::new();
+        QUIET_WORKERS.call_once(|| {
+            let previous = std::panic::take_hook();
+            std::panic::set_hook(Box::new(move |info| {
+                if std::thread::current().name() != Some("fuzz-worker") {
+                    previous(info)
+                }
+            }));
+        });
         let (tx, in_rx) = mpsc::channel::<Vec<u8>>();
         let (out_tx, rx) = mpsc::channel();
         std::thread::Builder::new()
@@ -516,7 +821,7 @@ impl Runner {
             .stack_size(64 * 1024 * 1024)
             .spawn(move || {
                 for input in in_rx {
-                    let r = std::panic::catch_unwind(|| check_one(&input)).unwrap_or_else(|p| {
+                    let r = std::panic::catch_unwind(|| check(&input)).unwrap_or_else(|p| {
                         let msg = p
                             .downcast_ref::<&str>()
                             .map(|s| s.to_string())
@@ -536,7 +841,9 @@ impl Runner {
     /// Ok(true) when the input loaded, Ok(false) when it was rejected cleanly.
     pub fn run(&self, input: Vec<u8>) -> Result<bool, Finding> {
         let start = Instant::now();
-        self.tx.send(input).map_err(|_| Finding::Panic("the worker thread is gone".into()))?;
+        self.tx
+            .send(input)
+            .map_err(|_| Finding::Panic("the worker thread is gone".into()))?;
         match self.rx.recv_timeout(self.limit) {
             Ok(Ok(loaded)) => Ok(loaded),
             Ok(Err(m)) => match m.strip_prefix("PANIC: ") {

@@ -685,3 +685,73 @@ fn usage_errors_exit_64() {
     let o = faultline(["no-such-command"]);
     assert_eq!(code(&o), 64, "{}", stderr(&o));
 }
+
+// ---------------------------------------------------------------- docs
+
+/// docs/experiment-format.md names every field of the schema, every fault
+/// kind has its own section, every exit code is in its table, and its
+/// complete example is valid.
+#[test]
+fn the_format_doc_covers_every_field_and_its_example_is_valid() {
+    let doc = std::fs::read_to_string(root().join("docs/experiment-format.md")).unwrap();
+    let schema: serde_json::Value =
+        serde_json::from_slice(&faultline(["schema"]).stdout).expect("schema JSON");
+    let mut fields = std::collections::BTreeSet::new();
+    fn collect(v: &serde_json::Value, out: &mut std::collections::BTreeSet<String>) {
+        match v {
+            serde_json::Value::Object(m) => {
+                if let Some(serde_json::Value::Object(props)) = m.get("properties") {
+                    out.extend(props.keys().cloned());
+                }
+                m.values().for_each(|x| collect(x, out));
+            }
+            serde_json::Value::Array(a) => a.iter().for_each(|x| collect(x, out)),
+            _ => {}
+        }
+    }
+    collect(&schema, &mut fields);
+    assert!(
+        fields.len() > 80,
+        "too few fields found in the schema: {fields:?}"
+    );
+    let missing: Vec<&String> = fields
+        .iter()
+        .filter(|f| !doc.contains(&format!("`{f}`")))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "docs/experiment-format.md does not describe: {missing:?}"
+    );
+    for k in faultline::experiment::model::FAULT_KINDS {
+        assert!(
+            doc.contains(&format!("\n### {k}\n")),
+            "no `### {k}` section in the format doc"
+        );
+    }
+    use faultline::exit::*;
+    for c in [
+        HELD,
+        DEVIATED,
+        ABORTED,
+        NOT_STEADY,
+        ROLLBACK_FAILED,
+        INVALID,
+        PRECONDITION,
+        PRIVILEGES,
+        INTERRUPTED,
+    ] {
+        assert!(
+            doc.contains(&format!("\n| {c} | ")),
+            "exit code {c} missing from the format doc's table"
+        );
+    }
+    let example = doc
+        .split("## A complete example")
+        .nth(1)
+        .and_then(|s| s.split("```yaml\n").nth(1))
+        .and_then(|s| s.split("```").next())
+        .expect("a yaml block after `## A complete example`");
+    if let Err(d) = faultline::experiment::load_bytes("docs example", example.as_bytes()) {
+        panic!("the complete example in the format doc is invalid: {d:?}");
+    }
+}

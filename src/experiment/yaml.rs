@@ -281,7 +281,8 @@ pub fn check_bytes<'a>(file: &str, bytes: &'a [u8]) -> Result<&'a str, Diagnosti
                     "",
                     (i + 1, col + 1),
                     format!(
-                        "the file contains the control character U+{c:04X}, which YAML does not allow here; delete it (write it as `\\u{c:04X}` inside a double-quoted string if you need it)"
+                        "the file contains the {} U+{c:04X}, which YAML does not allow here; delete it (write it as `\\u{c:04X}` inside a double-quoted string if you need it)",
+                        if c == 0x2028 || c == 0x2029 { "line separator" } else { "control character" }
                     ),
                 ));
             }

@@ -712,15 +712,15 @@ impl std::fmt::Display for Finding {
     }
 }
 
-/// JSON with the characters YAML does not allow raw (C0/C1 controls, DEL,
-/// U+FFFE, U+FFFF) written as `\uXXXX` escapes, which both JSON and YAML
+/// JSON with the characters the loader does not allow raw (C0/C1 controls,
+/// DEL, the line separators U+2028/U+2029, U+FFFE, U+FFFF) written as `\uXXXX` escapes, which both JSON and YAML
 /// double-quoted strings read back as the same character. Such characters can
 /// only come from escapes in the input, and only stand inside strings.
 fn yaml_safe(json: &str) -> String {
     let mut out = String::with_capacity(json.len());
     for ch in json.chars() {
         let c = ch as u32;
-        let printable = matches!(c, 0x9 | 0xA | 0xD | 0x20..=0x7E | 0x85 | 0xA0..=0xD7FF | 0xE000..=0xFFFD | 0x10000..);
+        let printable = matches!(c, 0x9 | 0xA | 0xD | 0x20..=0x7E | 0xA0..=0x2027 | 0x202A..=0xD7FF | 0xE000..=0xFFFD | 0x10000..);
         if printable {
             out.push(ch);
         } else {

@@ -43,7 +43,7 @@ fn text_or_number<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
     })
 }
 
-/// A span of time: `250ms`, `30s`, `5m`, `1h`, `1m30s`, `1.5s`, `100us`.
+/// A span of time: `250ms`, `30s`, `5m`, `1h`, `1m30s`, `1.5s`, `100us`, `500ns`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Default, Hash)]
 pub struct Duration(pub StdDuration);
 
@@ -71,7 +71,7 @@ impl FromStr for Duration {
         let t = s.trim();
         let bad = || {
             format!(
-                "`{s}` is not a duration; write a number with a unit, e.g. `250ms`, `30s`, `5m`, `1h` or `1m30s` (units: us, ms, s, m, h)"
+                "`{s}` is not a duration; write a number with a unit, e.g. `250ms`, `30s`, `5m`, `1h` or `1m30s` (units: ns, us, ms, s, m, h)"
             )
         };
         if t.is_empty() {
@@ -94,6 +94,7 @@ impl FromStr for Duration {
             let unit = &rest[..unit_end];
             rest = rest[unit_end..].trim_start();
             let factor = match unit {
+                "ns" => 1e-9,
                 "us" | "µs" => 1e-6,
                 "ms" => 1e-3,
                 "s" | "sec" | "secs" => 1.0,
@@ -121,7 +122,9 @@ impl fmt::Display for Duration {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let d = self.0;
         let ms = d.as_millis();
-        if d.subsec_nanos() % 1_000_000 != 0 {
+        if d.subsec_nanos() % 1000 != 0 {
+            write!(f, "{}ns", d.as_nanos())
+        } else if d.subsec_nanos() % 1_000_000 != 0 {
             write!(f, "{}us", d.as_micros())
         } else if ms % 1000 != 0 {
             write!(f, "{ms}ms")
@@ -157,7 +160,7 @@ impl JsonSchema for Duration {
     }
     fn json_schema(_: &mut SchemaGenerator) -> Schema {
         string_schema(
-            r"^\s*([0-9]+(\.[0-9]+)?\s*(us|ms|s|m|h)\s*)+$",
+            r"^\s*([0-9]+(\.[0-9]+)?\s*(ns|us|µs|ms|s|sec|secs|m|min|mins|h|hr|hours)\s*)+$",
             "A duration with a unit: `250ms`, `30s`, `5m`, `1h`, `1m30s`.",
             false,
         )
@@ -231,9 +234,28 @@ impl fmt::Display for Size {
     }
 }
 
+impl Size {
+    /// The exact value in the largest unit that divides it (`64MiB`, `1500B`);
+    /// `Display` rounds (`1.5MiB`) and is for people, this is for files.
+    pub fn exact(self) -> String {
+        const UNITS: [(&str, u64); 4] = [
+            ("TiB", 1 << 40),
+            ("GiB", 1 << 30),
+            ("MiB", 1 << 20),
+            ("KiB", 1 << 10),
+        ];
+        for (name, n) in UNITS {
+            if self.0 >= n && self.0 % n == 0 {
+                return format!("{}{name}", self.0 / n);
+            }
+        }
+        format!("{}B", self.0)
+    }
+}
+
 impl Serialize for Size {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&self.to_string())
+        s.serialize_str(&self.exact())
     }
 }
 
@@ -249,7 +271,7 @@ impl JsonSchema for Size {
     }
     fn json_schema(_: &mut SchemaGenerator) -> Schema {
         string_schema(
-            r"^\s*[0-9]+(\.[0-9]+)?\s*(B|K|KiB|M|MiB|G|GiB|T|TiB|KB|kB|MB|GB|TB)?\s*$",
+            r"^\s*[0-9]+(\.[0-9]+)?\s*(B|b|K|k|Ki|KiB|M|m|Mi|MiB|G|g|Gi|GiB|T|Ti|TiB|KB|kB|MB|GB|TB)?\s*$",
             "A size: `64MiB`, `1GiB`, `512KiB`, `100MB`, or a number of bytes.",
             true,
         )
@@ -496,6 +518,11 @@ mod tests {
         assert_eq!("2h".parse::<Duration>().unwrap().to_string(), "2h");
         assert_eq!(Duration::from_millis(1500).to_string(), "1500ms");
         assert_eq!(Duration::from_secs(90).to_string(), "90s");
+        assert_eq!("500ns".parse::<Duration>().unwrap().to_string(), "500ns");
+        assert_eq!(
+            "0.0000005s".parse::<Duration>().unwrap().to_string(),
+            "500ns"
+        );
         let e = "30".parse::<Duration>().unwrap_err();
         assert!(e.contains("no unit"), "{e}");
         assert!("fast".parse::<Duration>().is_err());
@@ -511,6 +538,12 @@ mod tests {
         assert_eq!("100MB".parse::<Size>().unwrap(), Size(100_000_000));
         assert_eq!("4096".parse::<Size>().unwrap(), Size(4096));
         assert_eq!(Size(64 << 20).to_string(), "64MiB");
+        assert_eq!(Size(1500).exact(), "1500B");
+        assert_eq!(Size((1 << 20) + 1).to_string(), "1.0MiB");
+        assert_eq!(
+            Size((1 << 20) + 1).exact().parse::<Size>().unwrap(),
+            Size((1 << 20) + 1)
+        );
         assert!("lots".parse::<Size>().is_err());
         assert!("12 parsecs".parse::<Size>().is_err());
     }

@@ -399,9 +399,29 @@ impl std::fmt::Display for StatusSet {
     }
 }
 
+impl StatusSet {
+    /// One range as written in a file: `200`, `"2xx"` or `"200-299"`.
+    fn one_value(lo: u16, hi: u16) -> serde_json::Value {
+        if lo == hi {
+            serde_json::Value::from(lo)
+        } else {
+            StatusSet(vec![(lo, hi)]).to_string().into()
+        }
+    }
+}
+
+/// Serializes to the form the file accepts (a code, a string, or a list of
+/// those), so a journal's copy of the experiment loads again.
 impl Serialize for StatusSet {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&self.to_string())
+        match self.0.as_slice() {
+            [(lo, hi)] => Self::one_value(*lo, *hi).serialize(s),
+            many => many
+                .iter()
+                .map(|(lo, hi)| Self::one_value(*lo, *hi))
+                .collect::<Vec<_>>()
+                .serialize(s),
+        }
     }
 }
 
@@ -436,7 +456,10 @@ impl<'de> Deserialize<'de> for StatusSet {
                 One::N(n) => n.to_string(),
                 One::S(s) => s,
             };
-            out.push(StatusSet::parse_one(&s).map_err(serde::de::Error::custom)?);
+            // `"200, 204"` is accepted as a list too.
+            for part in s.split(',') {
+                out.push(StatusSet::parse_one(part).map_err(serde::de::Error::custom)?);
+            }
         }
         Ok(StatusSet(out))
     }

@@ -63,6 +63,23 @@ impl<'a> Checker<'a> {
         }
     }
 
+    /// Names and titles are printed on terminals and in reports: control
+    /// characters (written as escapes like `"\e[2J"`) are refused there.
+    fn printable(&mut self, path: &str, text: &str, newlines_ok: bool) {
+        if let Some(ch) = text
+            .chars()
+            .find(|ch| ch.is_control() && !(newlines_ok && (*ch == '\n' || *ch == '\t')))
+        {
+            self.value_error(
+                path,
+                format!(
+                    "contains the control character U+{:04X}; names and titles are shown on terminals, remove it",
+                    ch as u32
+                ),
+            );
+        }
+    }
+
     fn argv(&mut self, path: &str, argv: &[String]) {
         if argv.is_empty() || argv[0].trim().is_empty() {
             self.value_error(
@@ -83,6 +100,19 @@ pub fn validate(exp: &Experiment, file: &str, spans: &SpanIndex) -> Vec<Diagnost
             "hypothesis",
             "the hypothesis is empty; state in one sentence what you expect to stay true",
         );
+    }
+    c.printable("title", &exp.title, false);
+    c.printable("hypothesis", &exp.hypothesis, true);
+    if let Some(d) = &exp.description {
+        c.printable("description", d, true);
+    }
+    for (i, t) in exp.tags.iter().enumerate() {
+        c.printable(&format!("tags[{i}]"), t, false);
+    }
+    for (i, s) in exp.method.iter().enumerate() {
+        if let Some(n) = &s.name {
+            c.printable(&format!("method[{i}].name"), n, false);
+        }
     }
     c.nonzero("limits.max_duration", exp.limits.max_duration);
     if exp.limits.blast_radius.max_targets == Some(0) {
@@ -116,6 +146,7 @@ fn check_setup(c: &mut Checker, exp: &Experiment) -> Vec<String> {
             );
         }
         names.push(s.name.clone());
+        c.printable(&format!("{p}.name"), &s.name, false);
         c.argv(&format!("{p}.start"), &s.start);
         c.nonzero(&format!("{p}.stop_timeout"), s.stop_timeout);
         if let Some(r) = &s.ready {
@@ -197,6 +228,7 @@ fn check_steady_state(c: &mut Checker, exp: &Experiment) -> Vec<String> {
             );
         }
         names.push(p.name.clone());
+        c.printable(&format!("{path}.name"), &p.name, false);
         let kinds = p.kinds();
         match kinds.len() {
             0 => c.error(
@@ -328,6 +360,14 @@ fn check_expect(c: &mut Checker, path: &str, kind: ProbeKind, e: &Expect) {
     }
     for (name, b) in [("count", &e.count), ("value", &e.value)] {
         if let Some(b) = b {
+            for (bound, v) in [("min", b.min), ("max", b.max)] {
+                if v.is_some_and(|v| !v.is_finite()) {
+                    c.value_error(
+                        &format!("{path}.{name}.{bound}"),
+                        "give a finite number (not .nan or .inf); leave the bound out for no limit",
+                    );
+                }
+            }
             if let (Some(lo), Some(hi)) = (b.min, b.max) {
                 if lo > hi {
                     c.error(

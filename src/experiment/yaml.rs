@@ -23,6 +23,8 @@ pub const MAX_ALIASES: usize = 64;
 pub struct SpanIndex {
     keys: HashMap<String, (usize, usize)>,
     values: HashMap<String, (usize, usize)>,
+    /// Paths whose value is a scalar (not a mapping or a list).
+    scalars: std::collections::HashSet<String>,
 }
 
 impl SpanIndex {
@@ -39,6 +41,20 @@ impl SpanIndex {
                 None => return self.values.get("").copied().unwrap_or((1, 1)),
             }
         }
+    }
+
+    /// Line and column of the scalar value at exactly `path`, if there is one.
+    pub fn exact_scalar(&self, path: &str) -> Option<(usize, usize)> {
+        if self.scalars.contains(path) {
+            self.values.get(path).copied()
+        } else {
+            None
+        }
+    }
+
+    /// Line and column of the key of exactly `path`, if it is in the file.
+    pub fn exact_key(&self, path: &str) -> Option<(usize, usize)> {
+        self.keys.get(path).copied()
     }
 
     /// Line and column of the value at `path` (falls back to `locate`).
@@ -74,8 +90,24 @@ fn join(parent: &str, key: &str) -> String {
 }
 
 enum Frame {
-    Map { path: String, key: Option<String> },
-    Seq { path: String, index: usize },
+    Map {
+        path: String,
+        key: Option<String>,
+        start: Marker,
+    },
+    Seq {
+        path: String,
+        index: usize,
+        start: Marker,
+    },
+}
+
+impl Frame {
+    fn start(&self) -> &Marker {
+        match self {
+            Frame::Map { start, .. } | Frame::Seq { start, .. } => start,
+        }
+    }
 }
 
 struct Indexer {
@@ -91,11 +123,11 @@ impl Indexer {
     fn next_node_path(&mut self) -> (String, bool) {
         match self.stack.last_mut() {
             None => (String::new(), false),
-            Some(Frame::Map { path, key }) => match key.take() {
+            Some(Frame::Map { path, key, .. }) => match key.take() {
                 None => (path.clone(), true),
                 Some(k) => (join(path, &k), false),
             },
-            Some(Frame::Seq { path, index }) => {
+            Some(Frame::Seq { path, index, .. }) => {
                 let p = format!("{path}[{index}]");
                 *index += 1;
                 (p, false)
@@ -123,7 +155,11 @@ impl MarkedEventReceiver for Indexer {
                         *key = Some(value);
                     }
                 } else {
-                    self.index.values.entry(path).or_insert(Self::lc(&mark));
+                    self.index
+                        .values
+                        .entry(path.clone())
+                        .or_insert(Self::lc(&mark));
+                    self.index.scalars.insert(path);
                 }
             }
             Event::Alias(_) => {
@@ -166,9 +202,17 @@ impl MarkedEventReceiver for Indexer {
                     return;
                 }
                 self.stack.push(if matches!(ev, Event::MappingStart(..)) {
-                    Frame::Map { path, key: None }
+                    Frame::Map {
+                        path,
+                        key: None,
+                        start: mark,
+                    }
                 } else {
-                    Frame::Seq { path, index: 0 }
+                    Frame::Seq {
+                        path,
+                        index: 0,
+                        start: mark,
+                    }
                 });
                 self.max_depth_seen = self.max_depth_seen.max(self.stack.len());
             }
@@ -225,6 +269,25 @@ pub fn check_bytes<'a>(file: &str, bytes: &'a [u8]) -> Result<&'a str, Diagnosti
             "the file is not UTF-8 text; save it as UTF-8".into(),
         )
     })?;
+    // Characters YAML does not allow raw, and line separators the two YAML
+    // parsers count differently (which would make every line number wrong).
+    for (i, line) in text.split('\n').enumerate() {
+        for (col, ch) in line.chars().enumerate() {
+            let c = ch as u32;
+            let allowed = matches!(c, 0x9 | 0xD | 0x20..=0x7E | 0xA0..=0x2027 | 0x202A..=0xD7FF | 0xE000..=0xFFFD | 0x10000..);
+            if !allowed {
+                return Err(diag(
+                    file,
+                    "",
+                    (i + 1, col + 1),
+                    format!(
+                        "the file contains the {} U+{c:04X}, which YAML does not allow here; delete it (write it as `\\u{c:04X}` inside a double-quoted string if you need it)",
+                        if c == 0x2028 || c == 0x2029 { "line separator" } else { "control character" }
+                    ),
+                ));
+            }
+        }
+    }
     if text.trim().is_empty()
         || text
             .lines()
@@ -252,6 +315,26 @@ pub fn index(file: &str, text: &str) -> Result<SpanIndex, Diagnostic> {
     let mut parser = Parser::new_from_str(text);
     if let Err(e) = parser.load(&mut ix, false) {
         let m = e.marker();
+        // A `[` or `{` left open on an earlier line makes the parser fail
+        // somewhere later; point at the bracket, which is what needs fixing.
+        if let Some(open) = ix.stack.last().map(Frame::start) {
+            let ch = text.chars().nth(open.index());
+            if matches!(ch, Some('[') | Some('{')) && open.line() < m.line() {
+                let close = if ch == Some('[') { ']' } else { '}' };
+                return Err(diag(
+                    file,
+                    "",
+                    Indexer::lc(open),
+                    format!(
+                        "not valid YAML: this `{}` is never closed with `{close}` (the parser gave up at line {}, column {}: {})",
+                        ch.unwrap_or('['),
+                        m.line(),
+                        m.col() + 1,
+                        e.info()
+                    ),
+                ));
+            }
+        }
         return Err(diag(
             file,
             "",
@@ -292,10 +375,20 @@ pub fn from_str<T: DeserializeOwned>(
                 }
                 message = unknown_message(&message, &unknown, &expected);
             }
-            let lc = match inner.location() {
-                Some(l) if l.line() > 0 => (l.line(), l.column()),
-                _ => spans.locate(&at_path),
+            // serde_yaml places errors raised by our own value parsers
+            // (durations, sizes, ...) at the enclosing mapping; the span index
+            // knows where the value itself is. An unknown field, or a problem
+            // with a whole mapping or list, is shown at its key.
+            let unknown_field = message.starts_with("unknown ");
+            let lc = match (spans.exact_scalar(&at_path), spans.exact_key(&at_path)) {
+                (Some(lc), _) if !unknown_field => lc,
+                (_, Some(lc)) => lc,
+                _ => match inner.location() {
+                    Some(l) if l.line() > 0 => (l.line(), l.column()),
+                    _ => spans.locate(&at_path),
+                },
             };
+            message = humanize(&message);
             // serde_yaml places missing-field errors at the mapping; name the field.
             if let Some(field) = message
                 .strip_prefix("missing field `")
@@ -306,6 +399,53 @@ pub fn from_str<T: DeserializeOwned>(
             Err(diag(file, &at_path, lc, message))
         }
     }
+}
+
+/// Rewrites serde's type names into the words of the experiment format:
+/// `expected u16` -> `expected a whole number from 0 to 65535`.
+fn humanize(m: &str) -> String {
+    const WORDS: [(&str, &str); 14] = [
+        ("expected u16", "expected a whole number from 0 to 65535"),
+        (
+            "expected u32",
+            "expected a whole number from 0 to 4294967295",
+        ),
+        (
+            "expected u64",
+            "expected a whole number from 0 to 18446744073709551615",
+        ),
+        (
+            "expected i32",
+            "expected a whole number from -2147483648 to 2147483647",
+        ),
+        ("expected i64", "expected a whole number"),
+        ("expected f64", "expected a number"),
+        ("expected a boolean", "expected `true` or `false`"),
+        ("expected a sequence", "expected a list"),
+        ("expected a string", "expected a text value"),
+        ("invalid type: sequence", "invalid type: a list"),
+        ("invalid type: map", "invalid type: a mapping"),
+        ("invalid type: unit value", "invalid type: an empty value"),
+        ("invalid value: integer", "invalid value: the number"),
+        ("invalid type: integer", "invalid type: the number"),
+    ];
+    let mut out = m.to_string();
+    for (from, to) in WORDS {
+        out = out.replace(from, to);
+    }
+    // `expected struct Limits` / `expected struct Experiment`.
+    if let Some(i) = out.find("expected struct ") {
+        let rest = &out[i + "expected struct ".len()..];
+        let name_end = rest
+            .find(|c: char| !c.is_alphanumeric())
+            .unwrap_or(rest.len());
+        out = format!(
+            "{}expected a mapping (`field: value` lines){}",
+            &out[..i],
+            &rest[name_end..]
+        );
+    }
+    out
 }
 
 /// serde_path_to_error prints `.` for the root and `?` for unknown segments.
@@ -358,19 +498,23 @@ fn unknown_message(original: &str, unknown: &str, expected: &[String]) -> String
     msg
 }
 
-/// The closest candidate, if it is close enough to be a likely typo.
+/// The closest candidate, if it is close enough to be a likely typo: a
+/// Jaro-Winkler similarity above 0.8, or at most one edit (two for longer
+/// words) where swapping two neighbouring letters counts as one edit.
 pub fn did_you_mean<'a>(word: &str, candidates: &'a [String]) -> Option<&'a str> {
+    let w = word.to_lowercase();
+    let max_edits = if w.chars().count() > 6 { 2 } else { 1 };
     candidates
         .iter()
-        .map(|c| {
-            (
-                strsim::jaro_winkler(&word.to_lowercase(), &c.to_lowercase()),
-                c,
-            )
+        .filter_map(|c| {
+            let lc = c.to_lowercase();
+            let edits = strsim::osa_distance(&w, &lc);
+            let jw = strsim::jaro_winkler(&w, &lc);
+            let close = (edits <= max_edits && edits < lc.chars().count()) || jw > 0.8;
+            close.then_some((edits, -jw, c))
         })
-        .filter(|(score, _)| *score > 0.8)
-        .max_by(|a, b| a.0.total_cmp(&b.0))
-        .map(|(_, c)| c.as_str())
+        .min_by(|a, b| a.0.cmp(&b.0).then(a.1.total_cmp(&b.1)))
+        .map(|(_, _, c)| c.as_str())
 }
 
 /// A YAML/JSON value from text, for formats other than faultline's own
@@ -426,6 +570,10 @@ mod tests {
         assert_eq!(did_you_mean("titel", &c), Some("title"));
         assert_eq!(did_you_mean("hypotesis", &c), Some("hypothesis"));
         assert_eq!(did_you_mean("zzz", &c), None);
+        let p = vec!["web".to_string(), "redis ping".to_string()];
+        assert_eq!(did_you_mean("wbe", &p), Some("web"));
+        assert_eq!(did_you_mean("redis pnig", &p), Some("redis ping"));
+        assert_eq!(did_you_mean("x", &p), None);
     }
 
     #[test]
@@ -439,6 +587,12 @@ mod tests {
             .unwrap_err()
             .message
             .contains("binary"));
+        let e = check_bytes("f", "a: 1\nb: x\u{85}y\n".as_bytes()).unwrap_err();
+        assert!(e.message.contains("U+0085"), "{}", e.message);
+        assert_eq!((e.line, e.column), (2, 5));
+        assert!(check_bytes("f", "a: \u{7}\n".as_bytes()).is_err());
+        assert!(check_bytes("f", "a: \u{2028}\n".as_bytes()).is_err());
+        assert!(check_bytes("f", "a: é \u{1F600}\tb\r\n".as_bytes()).is_ok());
         assert!(check_bytes("f", &[b'a', 0xff, 0xfe])
             .unwrap_err()
             .message

@@ -1,0 +1,151 @@
+# Print an optspec for argparse to handle cmd's options that are independent of any subcommand.
+function __fish_faultline_global_optspecs
+    string join \n state-dir= color= h/help V/version
+end
+
+function __fish_faultline_needs_command
+    # Figure out if the current invocation already has a command.
+    set -l cmd (commandline -opc)
+    set -e cmd[1]
+    argparse -s (__fish_faultline_global_optspecs) -- $cmd 2>/dev/null
+    or return
+    if set -q argv[1]
+        # Also print the command, so this can be used to figure out what it is.
+        echo $argv[1]
+        return 1
+    end
+    return 0
+end
+
+function __fish_faultline_using_subcommand
+    set -l cmd (__fish_faultline_needs_command)
+    test -z "$cmd"
+    and return 1
+    contains -- $cmd[1] $argv
+end
+
+complete -c faultline -n "__fish_faultline_needs_command" -l state-dir -d 'Where undo records and locks live (default: /run/faultline as root, else $XDG_RUNTIME_DIR/faultline)' -r -F
+complete -c faultline -n "__fish_faultline_needs_command" -l color -d 'When to use colours (NO_COLOR is respected with `auto`)' -r -f -a "auto\t''
+always\t''
+never\t''"
+complete -c faultline -n "__fish_faultline_needs_command" -s h -l help -d 'Print help'
+complete -c faultline -n "__fish_faultline_needs_command" -s V -l version -d 'Print version'
+complete -c faultline -n "__fish_faultline_needs_command" -f -a "run" -d 'Run an experiment: steady state, faults, abort conditions, rollback, report'
+complete -c faultline -n "__fish_faultline_needs_command" -f -a "validate" -d 'Check experiment files; one line per file, exit 0 only when all are valid'
+complete -c faultline -n "__fish_faultline_needs_command" -f -a "plan" -d 'Dry run: print every phase and the exact operations each fault would perform, and run every preflight check. Touches nothing'
+complete -c faultline -n "__fish_faultline_needs_command" -f -a "status" -d 'List faults still active on this host from any run; exit 1 when any is pending'
+complete -c faultline -n "__fish_faultline_needs_command" -f -a "recover" -d 'Undo every pending fault (of one run, or all); safe to run twice'
+complete -c faultline -n "__fish_faultline_needs_command" -f -a "report" -d 'Render a report again from a run\'s JSON journal'
+complete -c faultline -n "__fish_faultline_needs_command" -f -a "schema" -d 'Print the JSON Schema of the experiment format (for editors)'
+complete -c faultline -n "__fish_faultline_needs_command" -f -a "completions" -d 'Print shell completions'
+complete -c faultline -n "__fish_faultline_needs_command" -f -a "watchdog" -d 'Internal: the watchdog process a run starts (not for direct use)'
+complete -c faultline -n "__fish_faultline_needs_command" -f -a "stress-worker" -d 'Internal: a built-in stressor worker process (not for direct use)'
+complete -c faultline -n "__fish_faultline_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c faultline -n "__fish_faultline_using_subcommand run" -l journal -d 'Write the run\'s JSON journal here (default: ./faultline-RUNID.json)' -r -F
+complete -c faultline -n "__fish_faultline_using_subcommand run" -l junit -d 'Write JUnit XML here (for CI)' -r -F
+complete -c faultline -n "__fish_faultline_using_subcommand run" -l markdown -d 'Write a Markdown report here' -r -F
+complete -c faultline -n "__fish_faultline_using_subcommand run" -l events -d 'Stream events as JSON lines to a file, or `-` for standard output' -r
+complete -c faultline -n "__fish_faultline_using_subcommand run" -l rollback-strategy -d 'Chaos Toolkit: when to run rollbacks (faultline\'s own faults are always undone)' -r -f -a "default\t''
+always\t''
+never\t''
+deviated\t''"
+complete -c faultline -n "__fish_faultline_using_subcommand run" -l hypothesis-strategy -d 'Chaos Toolkit: when to check the steady-state hypothesis' -r -f -a "default\t''
+before-method-only\t''
+after-method-only\t''
+during-method-only\t''
+continuously\t''"
+complete -c faultline -n "__fish_faultline_using_subcommand run" -l hypothesis-frequency -d 'Chaos Toolkit: seconds between checks with `--hypothesis-strategy continuously`' -r
+complete -c faultline -n "__fish_faultline_using_subcommand run" -l var -d 'Chaos Toolkit: set a configuration value (`name=value`, repeatable)' -r
+complete -c faultline -n "__fish_faultline_using_subcommand run" -l var-file -d 'Chaos Toolkit: read configuration values from a JSON or YAML file' -r -F
+complete -c faultline -n "__fish_faultline_using_subcommand run" -l journal-format -d 'Write the journal in Chaos Toolkit\'s format instead of faultline\'s' -r -f -a "faultline\t''
+chaostoolkit\t''"
+complete -c faultline -n "__fish_faultline_using_subcommand run" -l state-dir -d 'Where undo records and locks live (default: /run/faultline as root, else $XDG_RUNTIME_DIR/faultline)' -r -F
+complete -c faultline -n "__fish_faultline_using_subcommand run" -l color -d 'When to use colours (NO_COLOR is respected with `auto`)' -r -f -a "auto\t''
+always\t''
+never\t''"
+complete -c faultline -n "__fish_faultline_using_subcommand run" -l no-journal -d 'Do not write a journal file'
+complete -c faultline -n "__fish_faultline_using_subcommand run" -s y -l yes -d 'Do not ask for confirmation before injecting on a terminal'
+complete -c faultline -n "__fish_faultline_using_subcommand run" -s q -l quiet -d 'Only print the verdict line (and errors)'
+complete -c faultline -n "__fish_faultline_using_subcommand run" -l chaostoolkit -d 'Read the file as a Chaos Toolkit experiment (default: detected from its keys)'
+complete -c faultline -n "__fish_faultline_using_subcommand run" -l fail-fast -d 'Chaos Toolkit: stop at the first deviation with `continuously`'
+complete -c faultline -n "__fish_faultline_using_subcommand run" -l dry-run -d 'Same as `faultline plan FILE`'
+complete -c faultline -n "__fish_faultline_using_subcommand run" -s h -l help -d 'Print help'
+complete -c faultline -n "__fish_faultline_using_subcommand run" -s V -l version -d 'Print version'
+complete -c faultline -n "__fish_faultline_using_subcommand validate" -l format -d 'Output format' -r -f -a "text\t''
+json\t''"
+complete -c faultline -n "__fish_faultline_using_subcommand validate" -l state-dir -d 'Where undo records and locks live (default: /run/faultline as root, else $XDG_RUNTIME_DIR/faultline)' -r -F
+complete -c faultline -n "__fish_faultline_using_subcommand validate" -l color -d 'When to use colours (NO_COLOR is respected with `auto`)' -r -f -a "auto\t''
+always\t''
+never\t''"
+complete -c faultline -n "__fish_faultline_using_subcommand validate" -l chaostoolkit -d 'Read files as Chaos Toolkit experiments (default: detected from their keys)'
+complete -c faultline -n "__fish_faultline_using_subcommand validate" -s h -l help -d 'Print help'
+complete -c faultline -n "__fish_faultline_using_subcommand validate" -s V -l version -d 'Print version'
+complete -c faultline -n "__fish_faultline_using_subcommand plan" -l format -r -f -a "text\t''
+json\t''"
+complete -c faultline -n "__fish_faultline_using_subcommand plan" -l state-dir -d 'Where undo records and locks live (default: /run/faultline as root, else $XDG_RUNTIME_DIR/faultline)' -r -F
+complete -c faultline -n "__fish_faultline_using_subcommand plan" -l color -d 'When to use colours (NO_COLOR is respected with `auto`)' -r -f -a "auto\t''
+always\t''
+never\t''"
+complete -c faultline -n "__fish_faultline_using_subcommand plan" -l chaostoolkit -d 'Read the file as a Chaos Toolkit experiment'
+complete -c faultline -n "__fish_faultline_using_subcommand plan" -s h -l help -d 'Print help'
+complete -c faultline -n "__fish_faultline_using_subcommand plan" -s V -l version -d 'Print version'
+complete -c faultline -n "__fish_faultline_using_subcommand status" -l state-dir -d 'Where undo records and locks live (default: /run/faultline as root, else $XDG_RUNTIME_DIR/faultline)' -r -F
+complete -c faultline -n "__fish_faultline_using_subcommand status" -l color -d 'When to use colours (NO_COLOR is respected with `auto`)' -r -f -a "auto\t''
+always\t''
+never\t''"
+complete -c faultline -n "__fish_faultline_using_subcommand status" -l json -d 'JSON output'
+complete -c faultline -n "__fish_faultline_using_subcommand status" -s h -l help -d 'Print help'
+complete -c faultline -n "__fish_faultline_using_subcommand status" -s V -l version -d 'Print version'
+complete -c faultline -n "__fish_faultline_using_subcommand recover" -l state-dir -d 'Where undo records and locks live (default: /run/faultline as root, else $XDG_RUNTIME_DIR/faultline)' -r -F
+complete -c faultline -n "__fish_faultline_using_subcommand recover" -l color -d 'When to use colours (NO_COLOR is respected with `auto`)' -r -f -a "auto\t''
+always\t''
+never\t''"
+complete -c faultline -n "__fish_faultline_using_subcommand recover" -s h -l help -d 'Print help'
+complete -c faultline -n "__fish_faultline_using_subcommand recover" -s V -l version -d 'Print version'
+complete -c faultline -n "__fish_faultline_using_subcommand report" -l format -r -f -a "table\t''
+markdown\t''
+junit\t''
+json\t''"
+complete -c faultline -n "__fish_faultline_using_subcommand report" -s o -l output -d 'Write to this file instead of standard output' -r -F
+complete -c faultline -n "__fish_faultline_using_subcommand report" -l state-dir -d 'Where undo records and locks live (default: /run/faultline as root, else $XDG_RUNTIME_DIR/faultline)' -r -F
+complete -c faultline -n "__fish_faultline_using_subcommand report" -l color -d 'When to use colours (NO_COLOR is respected with `auto`)' -r -f -a "auto\t''
+always\t''
+never\t''"
+complete -c faultline -n "__fish_faultline_using_subcommand report" -s h -l help -d 'Print help'
+complete -c faultline -n "__fish_faultline_using_subcommand report" -s V -l version -d 'Print version'
+complete -c faultline -n "__fish_faultline_using_subcommand schema" -l state-dir -d 'Where undo records and locks live (default: /run/faultline as root, else $XDG_RUNTIME_DIR/faultline)' -r -F
+complete -c faultline -n "__fish_faultline_using_subcommand schema" -l color -d 'When to use colours (NO_COLOR is respected with `auto`)' -r -f -a "auto\t''
+always\t''
+never\t''"
+complete -c faultline -n "__fish_faultline_using_subcommand schema" -s h -l help -d 'Print help'
+complete -c faultline -n "__fish_faultline_using_subcommand schema" -s V -l version -d 'Print version'
+complete -c faultline -n "__fish_faultline_using_subcommand completions" -l state-dir -d 'Where undo records and locks live (default: /run/faultline as root, else $XDG_RUNTIME_DIR/faultline)' -r -F
+complete -c faultline -n "__fish_faultline_using_subcommand completions" -l color -d 'When to use colours (NO_COLOR is respected with `auto`)' -r -f -a "auto\t''
+always\t''
+never\t''"
+complete -c faultline -n "__fish_faultline_using_subcommand completions" -s h -l help -d 'Print help'
+complete -c faultline -n "__fish_faultline_using_subcommand completions" -s V -l version -d 'Print version'
+complete -c faultline -n "__fish_faultline_using_subcommand watchdog" -l run-id -r
+complete -c faultline -n "__fish_faultline_using_subcommand watchdog" -l state-dir -d 'Where undo records and locks live (default: /run/faultline as root, else $XDG_RUNTIME_DIR/faultline)' -r -F
+complete -c faultline -n "__fish_faultline_using_subcommand watchdog" -l color -d 'When to use colours (NO_COLOR is respected with `auto`)' -r -f -a "auto\t''
+always\t''
+never\t''"
+complete -c faultline -n "__fish_faultline_using_subcommand watchdog" -s h -l help -d 'Print help'
+complete -c faultline -n "__fish_faultline_using_subcommand watchdog" -s V -l version -d 'Print version'
+complete -c faultline -n "__fish_faultline_using_subcommand stress-worker" -l state-dir -d 'Where undo records and locks live (default: /run/faultline as root, else $XDG_RUNTIME_DIR/faultline)' -r -F
+complete -c faultline -n "__fish_faultline_using_subcommand stress-worker" -l color -d 'When to use colours (NO_COLOR is respected with `auto`)' -r -f -a "auto\t''
+always\t''
+never\t''"
+complete -c faultline -n "__fish_faultline_using_subcommand stress-worker" -s h -l help -d 'Print help'
+complete -c faultline -n "__fish_faultline_using_subcommand stress-worker" -s V -l version -d 'Print version'
+complete -c faultline -n "__fish_faultline_using_subcommand help; and not __fish_seen_subcommand_from run validate plan status recover report schema completions watchdog stress-worker help" -f -a "run" -d 'Run an experiment: steady state, faults, abort conditions, rollback, report'
+complete -c faultline -n "__fish_faultline_using_subcommand help; and not __fish_seen_subcommand_from run validate plan status recover report schema completions watchdog stress-worker help" -f -a "validate" -d 'Check experiment files; one line per file, exit 0 only when all are valid'
+complete -c faultline -n "__fish_faultline_using_subcommand help; and not __fish_seen_subcommand_from run validate plan status recover report schema completions watchdog stress-worker help" -f -a "plan" -d 'Dry run: print every phase and the exact operations each fault would perform, and run every preflight check. Touches nothing'
+complete -c faultline -n "__fish_faultline_using_subcommand help; and not __fish_seen_subcommand_from run validate plan status recover report schema completions watchdog stress-worker help" -f -a "status" -d 'List faults still active on this host from any run; exit 1 when any is pending'
+complete -c faultline -n "__fish_faultline_using_subcommand help; and not __fish_seen_subcommand_from run validate plan status recover report schema completions watchdog stress-worker help" -f -a "recover" -d 'Undo every pending fault (of one run, or all); safe to run twice'
+complete -c faultline -n "__fish_faultline_using_subcommand help; and not __fish_seen_subcommand_from run validate plan status recover report schema completions watchdog stress-worker help" -f -a "report" -d 'Render a report again from a run\'s JSON journal'
+complete -c faultline -n "__fish_faultline_using_subcommand help; and not __fish_seen_subcommand_from run validate plan status recover report schema completions watchdog stress-worker help" -f -a "schema" -d 'Print the JSON Schema of the experiment format (for editors)'
+complete -c faultline -n "__fish_faultline_using_subcommand help; and not __fish_seen_subcommand_from run validate plan status recover report schema completions watchdog stress-worker help" -f -a "completions" -d 'Print shell completions'
+complete -c faultline -n "__fish_faultline_using_subcommand help; and not __fish_seen_subcommand_from run validate plan status recover report schema completions watchdog stress-worker help" -f -a "watchdog" -d 'Internal: the watchdog process a run starts (not for direct use)'
+complete -c faultline -n "__fish_faultline_using_subcommand help; and not __fish_seen_subcommand_from run validate plan status recover report schema completions watchdog stress-worker help" -f -a "stress-worker" -d 'Internal: a built-in stressor worker process (not for direct use)'
+complete -c faultline -n "__fish_faultline_using_subcommand help; and not __fish_seen_subcommand_from run validate plan status recover report schema completions watchdog stress-worker help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'

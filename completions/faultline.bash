@@ -327,7 +327,7 @@ _faultline() {
             return 0
             ;;
         faultline__subcmd__recover)
-            opts="-h -V --state-dir --color --help --version"
+            opts="-h -V --force --state-dir --color --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0

@@ -100,6 +100,7 @@ complete -c faultline -n "__fish_faultline_using_subcommand recover" -l state-di
 complete -c faultline -n "__fish_faultline_using_subcommand recover" -l color -d 'When to use colours (NO_COLOR is respected with `auto`)' -r -f -a "auto\t''
 always\t''
 never\t''"
+complete -c faultline -n "__fish_faultline_using_subcommand recover" -l force -d 'Also roll back runs whose runner is still alive'
 complete -c faultline -n "__fish_faultline_using_subcommand recover" -s h -l help -d 'Print help'
 complete -c faultline -n "__fish_faultline_using_subcommand recover" -s V -l version -d 'Print version'
 complete -c faultline -n "__fish_faultline_using_subcommand report" -l format -r -f -a "table\t''

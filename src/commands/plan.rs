@@ -79,6 +79,7 @@ pub fn build(loaded: &Loaded) -> Plan {
         setup_pids: Default::default(),
         blast_radius: exp.limits.blast_radius.clone(),
         dry_run: true,
+        setup_pending: !exp.setup.is_empty(),
     };
     let mut preflight = Vec::new();
     let mut exit_code = exit::HELD;

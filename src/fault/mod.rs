@@ -30,6 +30,10 @@ pub struct FaultContext {
     pub blast_radius: BlastRadius,
     /// `true` for `faultline plan`: nothing on the host may change.
     pub dry_run: bool,
+    /// `true` during the first preflight of an experiment with `setup`: its
+    /// targets may not exist yet. Target checks that fail then are deferred;
+    /// the runner runs preflight again right after setup, before injecting.
+    pub setup_pending: bool,
 }
 
 /// Pids that are never selectable, whatever the selector.

@@ -535,7 +535,13 @@ impl ProcessTarget {
                 "resolved at run time: the process started by setup `{}`",
                 self.setup.as_deref().unwrap_or_default()
             ))),
-            Some(c) => choose(self, c, ctx, rng).map(Resolved::Now),
+            Some(c) => match choose(self, c, ctx, rng) {
+                Err(e) if ctx.setup_pending => Ok(Resolved::AtRunTime(format!(
+                    "checked again after setup has started its processes (now: {})",
+                    e.message
+                ))),
+                r => r.map(Resolved::Now),
+            },
         }
     }
 

@@ -281,6 +281,7 @@ pub async fn run(
         setup_pids: BTreeMap::new(),
         blast_radius: exp.limits.blast_radius.clone(),
         dry_run: false,
+        setup_pending: !exp.setup.is_empty(),
     };
 
     let probe_infos = |probes: &[ProbeRunner]| -> Vec<ProbeInfo> {
@@ -466,7 +467,7 @@ fn finish_early(
 /// The phases after preflight. Returns the exit code.
 async fn run_phases(
     ctx: Arc<Ctx>,
-    faults: Vec<Option<Box<dyn FaultImpl>>>,
+    mut faults: Vec<Option<Box<dyn FaultImpl>>>,
     wd: WatchdogHandle,
     journal_path: &std::path::Path,
 ) -> i32 {
@@ -475,7 +476,11 @@ async fn run_phases(
     ctx.emit.emit(Event::PhaseStarted {
         phase: Phase::Setup,
     });
-    let setup_ok = setup(&ctx).await;
+    let mut setup_ok = setup(&ctx).await;
+    if setup_ok.is_ok() && !ctx.exp.setup.is_empty() && !ctx.cancelled() {
+        // Targets may be processes that setup started: check them now.
+        setup_ok = preflight_after_setup(&ctx, &mut faults);
+    }
     ctx.emit.emit(Event::PhaseEnded {
         phase: Phase::Setup,
     });
@@ -866,6 +871,28 @@ async fn setup(ctx: &Arc<Ctx>) -> Result<(), PreflightError> {
         setup_pids.insert(s.name.clone(), pid);
     }
     *ctx.setup_pids.lock().unwrap() = setup_pids;
+    Ok(())
+}
+
+/// The fault preflight again, now that setup's processes exist.
+fn preflight_after_setup(ctx: &Ctx, faults: &mut StepFaults) -> Result<(), PreflightError> {
+    let mut fctx = ctx.fctx.clone();
+    fctx.setup_pending = false;
+    fctx.setup_pids = ctx.setup_pids.lock().unwrap().clone();
+    for (i, f) in faults.iter_mut().enumerate() {
+        if let Some(imp) = f {
+            tokio::task::block_in_place(|| imp.preflight(&fctx)).map_err(|e| PreflightError {
+                code: e.code,
+                message: format!(
+                    "step {} `{}` ({}): {}",
+                    i + 1,
+                    ctx.exp.method[i].label(i),
+                    imp.kind(),
+                    e.message
+                ),
+            })?;
+        }
+    }
     Ok(())
 }
 

@@ -1,0 +1,124 @@
+//! Runs the example experiments in experiments/ for real, as a user would:
+//! `faultline run experiments/X.yaml`. They start real programs (python3,
+//! redis-server, memcached, prometheus) through `setup`. Examples that need
+//! root, a package or a kernel feature say `skipped: ...` where it is missing;
+//! CI runs as root with every package installed.
+//!
+//! One test runs them one after another: several share ports and the
+//! `fl-demo` network namespace.
+
+mod support;
+
+use std::path::PathBuf;
+use std::process::Command;
+use support::*;
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn have(prog: &str) -> bool {
+    faultline::sys::exec::find_program(prog).is_some()
+}
+
+/// Runs one example; returns the exit code and the combined output.
+fn run_example(sb: &Sandbox, name: &str) -> (Option<i32>, String) {
+    let file = repo().join("experiments").join(name);
+    let o = sb
+        .cmd()
+        .current_dir(sb.path())
+        .arg("run")
+        .arg(&file)
+        .args(["--journal", &format!("{name}.json")])
+        .output()
+        .unwrap();
+    (o.status.code(), text(&o))
+}
+
+/// Creates the `fl-demo` namespace for the network examples, removed on drop.
+struct DemoNetns;
+
+impl DemoNetns {
+    fn up() -> DemoNetns {
+        let script = repo().join("experiments/netns-demo.sh");
+        let _ = Command::new("sh").arg(&script).arg("down").output();
+        let o = Command::new("sh").arg(&script).arg("up").output().unwrap();
+        assert!(o.status.success(), "netns-demo.sh up: {}", text(&o));
+        DemoNetns
+    }
+}
+
+impl Drop for DemoNetns {
+    fn drop(&mut self) {
+        let _ = Command::new("sh")
+            .arg(repo().join("experiments/netns-demo.sh"))
+            .arg("down")
+            .output();
+    }
+}
+
+fn assert_held(name: &str, code: Option<i32>, out: &str) {
+    assert_eq!(code, Some(0), "{name} did not hold:\n{out}");
+}
+
+fn host_is_clean(sb: &Sandbox, name: &str) {
+    let st = sb.status();
+    assert_eq!(st.status.code(), Some(0), "{name} left something pending: {}", text(&st));
+}
+
+#[test]
+fn example_experiments_run_for_real() {
+    let sb = Sandbox::new();
+
+    // Quickstart: no root, only python3.
+    let (code, out) = run_example(&sb, "quickstart.yaml");
+    assert_held("quickstart", code, &out);
+    host_is_clean(&sb, "quickstart");
+
+    // Process faults against Redis under a supervisor, and memcached.
+    if have("redis-server") && have("redis-cli") && have("memcached") {
+        let (code, out) = run_example(&sb, "process-crash-loop.yaml");
+        assert_held("process-crash-loop", code, &out);
+        assert!(out.contains("restarts"), "the report times the restarts:\n{out}");
+        host_is_clean(&sb, "process-crash-loop");
+    } else {
+        println!("skipped: process-crash-loop.yaml needs redis-server, redis-cli and memcached (apt-get install redis-server redis-tools memcached)");
+    }
+
+    if !is_root() {
+        println!("skipped: the network, cgroup and stress examples need root");
+        return;
+    }
+
+    // Resource faults: stressors and a disk fill (on this host's filesystem).
+    let (code, out) = run_example(&sb, "stress-and-disk.yaml");
+    assert_held("stress-and-disk", code, &out);
+    host_is_clean(&sb, "stress-and-disk");
+
+    // Network examples in the fl-demo namespace.
+    if !(have("ip") && have("tc") && have("nft")) {
+        println!("skipped: the network examples need iproute2 and nftables");
+        return;
+    }
+    let _ns = DemoNetns::up();
+    for name in ["cache-packet-loss.yaml", "network-partition.yaml", "network-delay.yaml"] {
+        let needs: &[&str] = match name {
+            "cache-packet-loss.yaml" => &["redis-server", "redis-cli"],
+            "network-partition.yaml" => &["memcached"],
+            _ => &[],
+        };
+        if let Some(missing) = needs.iter().find(|p| !have(p)) {
+            println!("skipped: {name} needs {missing}");
+            continue;
+        }
+        let (code, out) = run_example(&sb, name);
+        if code == Some(69) && out.contains("CONFIG_NET_SCH_NETEM") {
+            // This kernel has no netem; the kernel VM tier runs netem for real.
+            println!("skipped: {name} needs sch_netem, which this kernel lacks (covered by tests/vm_network.rs)");
+            host_is_clean(&sb, name);
+            continue;
+        }
+        assert_held(name, code, &out);
+        host_is_clean(&sb, name);
+    }
+}

@@ -97,7 +97,13 @@ impl CgroupError {
 
 impl fmt::Display for CgroupError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} {}: {}", self.action, self.path.display(), self.source)
+        write!(
+            f,
+            "{} {}: {}",
+            self.action,
+            self.path.display(),
+            self.source
+        )
     }
 }
 
@@ -217,9 +223,10 @@ impl Cgroups {
                     }
                 }
                 "cgroup2" => {
-                    let controllers = std::fs::read_to_string(mount_point.join("cgroup.controllers"))
-                        .map(|s| s.split_whitespace().map(str::to_string).collect())
-                        .unwrap_or_default();
+                    let controllers =
+                        std::fs::read_to_string(mount_point.join("cgroup.controllers"))
+                            .map(|s| s.split_whitespace().map(str::to_string).collect())
+                            .unwrap_or_default();
                     Hierarchy {
                         version: Version::V2,
                         mount_point,
@@ -231,7 +238,8 @@ impl Cgroups {
             };
             // The same hierarchy may be mounted twice (bind mounts); keep the first.
             let dup = hierarchies.iter().any(|o| {
-                o.version == h.version && (h.version == Version::V2 || o.controllers == h.controllers)
+                o.version == h.version
+                    && (h.version == Version::V2 || o.controllers == h.controllers)
             });
             if !dup {
                 hierarchies.push(h);
@@ -366,7 +374,10 @@ impl Cgroup {
     }
     /// The path inside the hierarchy, e.g. `/system.slice/x.service`.
     pub fn rel_path(&self) -> String {
-        let rel = self.dir.strip_prefix(&self.mount_point).unwrap_or(&self.dir);
+        let rel = self
+            .dir
+            .strip_prefix(&self.mount_point)
+            .unwrap_or(&self.dir);
         format!("/{}", rel.display())
     }
     pub fn exists(&self) -> bool {
@@ -392,11 +403,13 @@ impl Cgroup {
     }
     /// Creates the directory (its parent must exist). Fails if it exists.
     pub fn create(&self) -> Result<(), CgroupError> {
-        std::fs::create_dir(&self.dir).map_err(|e| CgroupError::new("creating cgroup", &self.dir, e))
+        std::fs::create_dir(&self.dir)
+            .map_err(|e| CgroupError::new("creating cgroup", &self.dir, e))
     }
     /// Removes the (empty) cgroup directory.
     pub fn remove(&self) -> Result<(), CgroupError> {
-        std::fs::remove_dir(&self.dir).map_err(|e| CgroupError::new("removing cgroup", &self.dir, e))
+        std::fs::remove_dir(&self.dir)
+            .map_err(|e| CgroupError::new("removing cgroup", &self.dir, e))
     }
     /// The processes in this cgroup (not its children).
     pub fn procs(&self) -> Result<Vec<i32>, CgroupError> {
@@ -517,7 +530,10 @@ mod tests {
         assert!(!cg.is_root());
         assert_eq!(cg.parent().unwrap().dir, t.path().join("memory/slice"));
         let v2 = c.unified().unwrap().clone();
-        assert_eq!(c.cgroup_of(42, &v2).unwrap().dir, t.path().join("unified/x"));
+        assert_eq!(
+            c.cgroup_of(42, &v2).unwrap().dir,
+            t.path().join("unified/x")
+        );
         let err = c.cgroup_of(43, &mem).unwrap_err();
         assert!(err.to_string().contains("proc/43/cgroup"), "{err}");
     }
@@ -527,7 +543,11 @@ mod tests {
         let t = tempfile::tempdir().unwrap();
         let b = t.path();
         fs::create_dir_all(b.join("cg/svc")).unwrap();
-        fs::write(b.join("cg/cgroup.controllers"), "cpuset cpu io memory pids\n").unwrap();
+        fs::write(
+            b.join("cg/cgroup.controllers"),
+            "cpuset cpu io memory pids\n",
+        )
+        .unwrap();
         fs::create_dir_all(b.join("proc/7")).unwrap();
         fs::write(b.join("proc/7/cgroup"), "0::/ns/svc\n").unwrap();
         let mi = format!(
@@ -553,8 +573,13 @@ mod tests {
         fs::write(child.file("memory.events"), "low 0\nhigh 3\noom_kill 2\n").unwrap();
         assert_eq!(child.keyed("memory.events").unwrap()["oom_kill"], 2);
         let e = child.read("nope").unwrap_err();
-        assert!(e.to_string().contains(&*t.path().join("cpu/faultline-x/nope").to_string_lossy()));
-        assert_eq!(child.create().unwrap_err().kind(), io::ErrorKind::AlreadyExists);
+        assert!(e
+            .to_string()
+            .contains(&*t.path().join("cpu/faultline-x/nope").to_string_lossy()));
+        assert_eq!(
+            child.create().unwrap_err().kind(),
+            io::ErrorKind::AlreadyExists
+        );
         fs::write(child.file("cpu.max"), "max 100000\n").unwrap();
         assert!(child.read_u64("cpu.max").is_err());
         fs::write(child.file("memory.max"), "max\n").unwrap();

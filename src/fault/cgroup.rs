@@ -764,8 +764,13 @@ impl FaultImpl for CgroupLimit {
             groups: Vec::new(),
             ..prep.clone()
         };
+        // Enabled once for all groups: the first group's undo replays last.
+        let mut enabled = BTreeSet::new();
         for g in &prep.groups {
             for en in &g.enable {
+                if !enabled.insert(en.dir.clone()) {
+                    continue;
+                }
                 rec(
                     undo,
                     UndoOp::WriteFile {
@@ -783,11 +788,12 @@ impl FaultImpl for CgroupLimit {
                 },
             )?;
             g.cgroup.create().map_err(|e| cg_err(self.kind, e))?;
-            let mut placed = Group {
+            // Recorded as done before anything moves in, so measurements and
+            // verify_rollback know of the cgroup even if inject fails midway.
+            done.groups.push(Group {
                 members: Vec::new(),
                 ..g.clone()
-            };
-            done.groups.push(placed.clone());
+            });
             self.done = Some(done.clone());
             for (f, v) in self.limit.settings(prep.hierarchy.version, prep.device) {
                 g.cgroup.write(&f, &v).map_err(|e| cg_err(self.kind, e))?;
@@ -813,7 +819,6 @@ impl FaultImpl for CgroupLimit {
                 if let Some(t) = super::stress::cpu_ticks(m.pid) {
                     self.ticks_at_start.insert(m.pid, t);
                 }
-                placed.members.push(m.clone());
                 if let Some(d) = done.groups.last_mut() {
                     d.members.push(m.clone());
                 }

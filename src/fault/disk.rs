@@ -120,11 +120,18 @@ impl DiskFill {
                 dir.display()
             )));
         }
-        if nix::unistd::access(&dir, nix::unistd::AccessFlags::W_OK).is_err() {
-            return Err(FaultError::privileges(format!(
+        match nix::unistd::access(&dir, nix::unistd::AccessFlags::W_OK) {
+            Ok(()) => {}
+            Err(nix::errno::Errno::EROFS) => {
+                return Err(FaultError::precondition(format!(
+                    "disk_fill.path {} is on a read-only filesystem",
+                    dir.display()
+                )))
+            }
+            Err(_) => return Err(FaultError::privileges(format!(
                 "disk_fill cannot create files in {}: permission denied; run faultline as root or as the owner of that directory",
                 dir.display()
-            )));
+            ))),
         }
         let space = FsSpace::of(&dir).map_err(FaultError::precondition)?;
         let reserve = self.reserve();

@@ -685,14 +685,11 @@ fn parse_worker_args(args: &[String]) -> Result<WorkerArgs, String> {
     Ok(w)
 }
 
-/// Has the process that started us gone? (Belt and braces next to PDEATHSIG.)
+/// Has the process that started us (`--parent`) gone? Belt and braces next
+/// to PDEATHSIG. Without `--parent` (run by hand) the worker runs until killed.
 fn orphaned(parent: Option<i32>) -> bool {
     // SAFETY: getppid has no preconditions.
-    let now = unsafe { libc::getppid() };
-    match parent {
-        Some(p) => now != p,
-        None => now == 1,
-    }
+    parent.is_some_and(|p| unsafe { libc::getppid() } != p)
 }
 
 /// Entry point of `faultline stress-worker ...` (a hidden subcommand): the
@@ -702,7 +699,7 @@ fn orphaned(parent: Option<i32>) -> bool {
 /// CPU time over 100 ms slices (time lost to contention is made up within a
 /// slice's worth). `memory --size BYTES [--ramp-ms MS]`: grows its resident
 /// set to BYTES (its own baseline included), touching every page, then holds.
-/// Both exit when the parent (`--parent PID`) is gone.
+/// Both exit when the parent given with `--parent PID` is gone.
 pub fn worker_main(args: &[String]) -> i32 {
     let w = match parse_worker_args(args) {
         Ok(w) => w,

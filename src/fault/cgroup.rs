@@ -241,8 +241,24 @@ fn setting_matches(file: &str, wanted: &str, actual: &str) -> bool {
     actual.split_whitespace().eq(wanted.split_whitespace())
 }
 
-/// `MAJ:MIN`, or a block device path such as `/dev/vda`.
+/// `MAJ:MIN`, or a block device path such as `/dev/vda`; a whole disk, since
+/// the kernel throttles per disk (a partition is refused with its disk's name).
 fn resolve_device(dev: &str) -> Result<(u64, u64), FaultError> {
+    let (maj, min) = device_numbers(dev)?;
+    let sys = PathBuf::from(format!("/sys/dev/block/{maj}:{min}"));
+    if sys.join("partition").exists() {
+        let disk = std::fs::canonicalize(&sys)
+            .ok()
+            .and_then(|p| Some(p.parent()?.file_name()?.to_string_lossy().into_owned()))
+            .unwrap_or_else(|| "its disk".into());
+        return Err(FaultError::precondition(format!(
+            "io_limit.device `{dev}` is a partition; cgroup I/O limits apply to whole disks: give /dev/{disk}"
+        )));
+    }
+    Ok((maj, min))
+}
+
+fn device_numbers(dev: &str) -> Result<(u64, u64), FaultError> {
     if let Some((a, b)) = dev.split_once(':') {
         if let (Ok(a), Ok(b)) = (a.trim().parse(), b.trim().parse()) {
             return Ok((a, b));

@@ -1,9 +1,17 @@
 //! cgroup limits on target processes: `cpu_limit`, `memory_limit`, `io_limit`.
 
-use crate::fault::target::ProcessTarget;
+use super::{FaultContext, FaultError, FaultImpl, PlannedOp, UndoLog};
+use crate::fault::target::{ProcessTarget, TargetMode};
+use crate::journal::undo::UndoOp;
+use crate::sys::cgroup::{Cgroup, CgroupError, Cgroups, Hierarchy, Version};
+use crate::sys::proc;
 use crate::units::Size;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Instant;
 
 #[derive(Clone, Debug, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -48,21 +56,1219 @@ pub struct IoLimitSpec {
     pub write_iops: Option<u64>,
 }
 
-pub fn build_cpu_limit(s: &CpuLimitSpec) -> Box<dyn super::FaultImpl> {
-    Box::new(super::NotYetSupported {
-        kind: "cpu_limit",
-        target: s.target.describe(),
-    })
+/// The CFS period used for `cpu_limit` quotas (100 ms, the kernel default).
+pub const CPU_PERIOD_US: u64 = 100_000;
+
+pub fn build_cpu_limit(s: &CpuLimitSpec) -> Box<dyn FaultImpl> {
+    Box::new(CgroupLimit::new(
+        "cpu_limit",
+        s.target.clone(),
+        Limit::Cpu { cpus: s.cpus },
+    ))
 }
-pub fn build_memory_limit(s: &MemoryLimitSpec) -> Box<dyn super::FaultImpl> {
-    Box::new(super::NotYetSupported {
-        kind: "memory_limit",
-        target: s.target.describe(),
-    })
+pub fn build_memory_limit(s: &MemoryLimitSpec) -> Box<dyn FaultImpl> {
+    Box::new(CgroupLimit::new(
+        "memory_limit",
+        s.target.clone(),
+        Limit::Memory {
+            bytes: s.limit.bytes(),
+            kind: s.kind,
+        },
+    ))
 }
-pub fn build_io_limit(s: &IoLimitSpec) -> Box<dyn super::FaultImpl> {
-    Box::new(super::NotYetSupported {
-        kind: "io_limit",
-        target: s.target.describe(),
-    })
+pub fn build_io_limit(s: &IoLimitSpec) -> Box<dyn FaultImpl> {
+    Box::new(CgroupLimit::new(
+        "io_limit",
+        s.target.clone(),
+        Limit::Io {
+            device: s.device.clone(),
+            read_bps: s.read_bytes_per_sec.map(|z| z.bytes()),
+            write_bps: s.write_bytes_per_sec.map(|z| z.bytes()),
+            read_iops: s.read_iops,
+            write_iops: s.write_iops,
+        },
+    ))
+}
+
+/// What a cgroup fault limits.
+#[derive(Clone, Debug)]
+enum Limit {
+    Cpu {
+        cpus: f64,
+    },
+    Memory {
+        bytes: u64,
+        kind: MemoryLimitKind,
+    },
+    Io {
+        device: String,
+        read_bps: Option<u64>,
+        write_bps: Option<u64>,
+        read_iops: Option<u64>,
+        write_iops: Option<u64>,
+    },
+}
+
+impl Limit {
+    /// The controller's name in the hierarchy that holds it.
+    fn controller(&self, v: Version) -> &'static str {
+        match (self, v) {
+            (Limit::Cpu { .. }, _) => "cpu",
+            (Limit::Memory { .. }, _) => "memory",
+            (Limit::Io { .. }, Version::V1) => "blkio",
+            (Limit::Io { .. }, Version::V2) => "io",
+        }
+    }
+
+    /// The hierarchy holding this limit's controller (v1 name first).
+    fn hierarchy<'a>(&self, layout: &'a Cgroups) -> Option<&'a Hierarchy> {
+        match self {
+            Limit::Io { .. } => layout
+                .hierarchy_for("blkio")
+                .or_else(|| layout.hierarchy_for("io")),
+            _ => layout.hierarchy_for(self.controller(Version::V1)),
+        }
+    }
+
+    /// The control files to write in the run's cgroup, in order.
+    fn settings(&self, v: Version, dev: Option<(u64, u64)>) -> Vec<(String, String)> {
+        match self {
+            Limit::Cpu { cpus } => {
+                let quota = cpu_quota_us(*cpus);
+                match v {
+                    Version::V1 => vec![
+                        ("cpu.cfs_period_us".into(), CPU_PERIOD_US.to_string()),
+                        ("cpu.cfs_quota_us".into(), quota.to_string()),
+                    ],
+                    Version::V2 => vec![("cpu.max".into(), format!("{quota} {CPU_PERIOD_US}"))],
+                }
+            }
+            Limit::Memory { bytes, kind } => {
+                let file = match (v, kind) {
+                    (Version::V1, MemoryLimitKind::Hard) => "memory.limit_in_bytes",
+                    (Version::V1, MemoryLimitKind::Soft) => "memory.soft_limit_in_bytes",
+                    (Version::V2, MemoryLimitKind::Hard) => "memory.max",
+                    (Version::V2, MemoryLimitKind::Soft) => "memory.high",
+                };
+                vec![(file.into(), bytes.to_string())]
+            }
+            Limit::Io {
+                read_bps,
+                write_bps,
+                read_iops,
+                write_iops,
+                ..
+            } => {
+                let (maj, min) = dev.unwrap_or((0, 0));
+                let all = [
+                    ("read_bps", "rbps", read_bps),
+                    ("write_bps", "wbps", write_bps),
+                    ("read_iops", "riops", read_iops),
+                    ("write_iops", "wiops", write_iops),
+                ];
+                match v {
+                    Version::V1 => all
+                        .iter()
+                        .filter_map(|(f, _, val)| {
+                            val.map(|x| {
+                                (
+                                    format!("blkio.throttle.{f}_device"),
+                                    format!("{maj}:{min} {x}"),
+                                )
+                            })
+                        })
+                        .collect(),
+                    Version::V2 => {
+                        let keys: Vec<String> = all
+                            .iter()
+                            .filter_map(|(_, k, val)| val.map(|x| format!("{k}={x}")))
+                            .collect();
+                        vec![("io.max".into(), format!("{maj}:{min} {}", keys.join(" ")))]
+                    }
+                }
+            }
+        }
+    }
+
+    fn describe(&self) -> String {
+        match self {
+            Limit::Cpu { cpus } => format!("{cpus} CPUs"),
+            Limit::Memory { bytes, kind } => format!(
+                "{} memory limit of {}",
+                match kind {
+                    MemoryLimitKind::Hard => "hard",
+                    MemoryLimitKind::Soft => "soft",
+                },
+                Size(*bytes)
+            ),
+            Limit::Io { device, .. } => format!("I/O limit on {device}"),
+        }
+    }
+}
+
+/// The CFS quota for `cpus` CPUs per [`CPU_PERIOD_US`] (the kernel's minimum is 1 ms).
+pub fn cpu_quota_us(cpus: f64) -> u64 {
+    ((cpus * CPU_PERIOD_US as f64).round() as u64).max(1000)
+}
+
+/// Does a control file's content show the value we wrote? The kernel rounds
+/// memory limits down to whole pages and lists throttles per device.
+fn setting_matches(file: &str, wanted: &str, actual: &str) -> bool {
+    let actual = actual.trim();
+    if file.starts_with("memory.") {
+        let (Ok(w), Ok(a)) = (wanted.parse::<u64>(), actual.parse::<u64>()) else {
+            return false;
+        };
+        return a <= w && w - a < 64 * 1024;
+    }
+    if file.starts_with("blkio.throttle.") {
+        return actual
+            .lines()
+            .any(|l| l.split_whitespace().eq(wanted.split_whitespace()));
+    }
+    if file == "io.max" {
+        let mut w = wanted.split_whitespace();
+        let dev = w.next().unwrap_or_default();
+        let keys: Vec<&str> = w.collect();
+        return actual.lines().any(|l| {
+            let mut it = l.split_whitespace();
+            it.next() == Some(dev) && {
+                let have: Vec<&str> = it.collect();
+                keys.iter().all(|k| have.contains(k))
+            }
+        });
+    }
+    actual.split_whitespace().eq(wanted.split_whitespace())
+}
+
+/// `MAJ:MIN`, or a block device path such as `/dev/vda`; a whole disk, since
+/// the kernel throttles per disk (a partition is refused with its disk's name).
+fn resolve_device(dev: &str) -> Result<(u64, u64), FaultError> {
+    let (maj, min) = device_numbers(dev)?;
+    let sys = PathBuf::from(format!("/sys/dev/block/{maj}:{min}"));
+    if sys.join("partition").exists() {
+        let disk = std::fs::canonicalize(&sys)
+            .ok()
+            .and_then(|p| Some(p.parent()?.file_name()?.to_string_lossy().into_owned()))
+            .unwrap_or_else(|| "its disk".into());
+        return Err(FaultError::precondition(format!(
+            "io_limit.device `{dev}` is a partition; cgroup I/O limits apply to whole disks: give /dev/{disk}"
+        )));
+    }
+    Ok((maj, min))
+}
+
+fn device_numbers(dev: &str) -> Result<(u64, u64), FaultError> {
+    if let Some((a, b)) = dev.split_once(':') {
+        if let (Ok(a), Ok(b)) = (a.trim().parse(), b.trim().parse()) {
+            return Ok((a, b));
+        }
+    }
+    let st = nix::sys::stat::stat(dev).map_err(|e| {
+        FaultError::precondition(format!(
+            "io_limit.device `{dev}`: {e}; give a block device path like /dev/vda or MAJOR:MINOR (see `lsblk`)"
+        ))
+    })?;
+    if st.st_mode & libc::S_IFMT != libc::S_IFBLK {
+        return Err(FaultError::precondition(format!(
+            "io_limit.device `{dev}` is not a block device; give a disk such as /dev/vda or MAJOR:MINOR (see `lsblk`)"
+        )));
+    }
+    Ok((
+        nix::sys::stat::major(st.st_rdev),
+        nix::sys::stat::minor(st.st_rdev),
+    ))
+}
+
+/// Numbers for run cgroup names, unique within this process.
+static NEXT_SEQ: AtomicU32 = AtomicU32::new(1);
+
+/// A process that will be (or was) moved.
+#[derive(Clone, Debug)]
+struct Member {
+    pid: i32,
+    start_time: u64,
+    comm: String,
+    original: Cgroup,
+}
+
+/// One cgroup the run creates and the processes that go into it.
+#[derive(Clone, Debug)]
+struct Group {
+    /// The run's cgroup.
+    cgroup: Cgroup,
+    /// v2 only: cgroups whose `cgroup.subtree_control` gets `+controller`, top-down.
+    enable: Vec<Cgroup>,
+    members: Vec<Member>,
+}
+
+/// Everything `inject` will do, computed from the host as it is now.
+#[derive(Clone, Debug)]
+struct Prepared {
+    hierarchy: Hierarchy,
+    controller: &'static str,
+    device: Option<(u64, u64)>,
+    groups: Vec<Group>,
+}
+
+/// `cpu_limit`, `memory_limit` and `io_limit`: move the targets into a cgroup
+/// the run creates, with the limit set on it.
+pub struct CgroupLimit {
+    kind: &'static str,
+    target: ProcessTarget,
+    limit: Limit,
+    seq: u32,
+    /// Set by `inject`: what was actually done.
+    done: Option<Prepared>,
+    /// Pids moved, including children found later in the run's cgroups.
+    moved: BTreeSet<(i32, u64)>,
+    started: Option<Instant>,
+    ticks_at_start: BTreeMap<i32, u64>,
+    observations: serde_json::Map<String, serde_json::Value>,
+}
+
+impl CgroupLimit {
+    fn new(kind: &'static str, target: ProcessTarget, limit: Limit) -> Self {
+        CgroupLimit {
+            kind,
+            target,
+            limit,
+            seq: NEXT_SEQ.fetch_add(1, Ordering::Relaxed),
+            done: None,
+            moved: BTreeSet::new(),
+            started: None,
+            ticks_at_start: BTreeMap::new(),
+            observations: serde_json::Map::new(),
+        }
+    }
+
+    /// `faultline-<run>-<kind>-<n>[-<group>]`.
+    fn cgroup_name(&self, ctx: &FaultContext, group: usize, groups: usize) -> String {
+        let run: String = ctx
+            .run_id
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                    c
+                } else {
+                    '_'
+                }
+            })
+            .collect();
+        let run = if run.is_empty() { "run".into() } else { run };
+        let mut name = format!("faultline-{run}-{}-{}", self.kind, self.seq);
+        if groups > 1 {
+            name.push_str(&format!("-{}", group + 1));
+        }
+        name
+    }
+
+    /// Resolves targets and computes the cgroups to create. Read-only.
+    fn prepare(&self, ctx: &FaultContext) -> Result<Prepared, FaultError> {
+        let layout = Cgroups::detect().map_err(|e| {
+            FaultError::precondition(format!("{}: cannot read the cgroup layout: {e}", self.kind))
+        })?;
+        let Some(h) = self.limit.hierarchy(&layout).cloned() else {
+            let ctl = self.limit.controller(Version::V2);
+            let v1 = self.limit.controller(Version::V1);
+            return Err(FaultError::precondition(format!(
+                "{}: the `{v1}` cgroup controller is not available: no cgroup v1 hierarchy has it and the cgroup v2 root{} does not list `{ctl}` in cgroup.controllers; enable it in the kernel (CONFIG_CGROUP_*) or mount it",
+                self.kind,
+                layout
+                    .unified()
+                    .map(|u| format!(" ({})", u.mount_point.display()))
+                    .unwrap_or_default()
+            )));
+        };
+        let controller = self.limit.controller(h.version);
+        let device = match &self.limit {
+            Limit::Io { device, .. } => Some(resolve_device(device)?),
+            _ => None,
+        };
+        let procs = resolve_targets(&self.target, ctx)?;
+        let mut members = Vec::new();
+        for p in procs {
+            let original = layout.cgroup_of(p.pid, &h).map_err(|e| {
+                FaultError::precondition(format!(
+                    "{}: cannot find the {} cgroup of pid {} ({}): {e}",
+                    self.kind, controller, p.pid, p.comm
+                ))
+            })?;
+            members.push(Member {
+                pid: p.pid,
+                start_time: p.start_time,
+                comm: p.comm,
+                original,
+            });
+        }
+        // Where each member's run cgroup goes (its parent), and what must be enabled.
+        let mut by_parent: BTreeMap<PathBuf, (Cgroup, Vec<Cgroup>, Vec<Member>)> = BTreeMap::new();
+        for m in members {
+            let (parent, enable) = match h.version {
+                // v1 has no "no internal processes" rule: nest the run's cgroup
+                // under the process's own, so the limits it had stay in force.
+                Version::V1 => {
+                    let probe = self.limit.settings(Version::V1, device);
+                    if let Some((f, _)) = probe.first() {
+                        if !m.original.has_file(f) {
+                            return Err(FaultError::precondition(format!(
+                                "{}: {} has no {f}; this kernel lacks the feature (for cpu: CONFIG_CFS_BANDWIDTH, for blkio: CONFIG_BLK_DEV_THROTTLING)",
+                                self.kind,
+                                m.original.dir.display()
+                            )));
+                        }
+                    }
+                    (m.original.clone(), Vec::new())
+                }
+                Version::V2 => v2_placement(&m.original, controller).map_err(|e| {
+                    FaultError::precondition(format!(
+                        "{}: cannot place pid {} ({}) from {} into a cgroup with the `{controller}` controller: {e}",
+                        self.kind,
+                        m.pid,
+                        m.comm,
+                        m.original.dir.display()
+                    ))
+                })?,
+            };
+            by_parent
+                .entry(parent.dir.clone())
+                .or_insert_with(|| (parent, enable, Vec::new()))
+                .2
+                .push(m);
+        }
+        let n = by_parent.len();
+        let mut groups = Vec::new();
+        for (i, (_, (parent, enable, members))) in by_parent.into_iter().enumerate() {
+            let mut cgroup = parent.child(&self.cgroup_name(ctx, i, n));
+            // Never adopt a cgroup someone else made: pick a free name.
+            let mut k = 1;
+            while cgroup.exists() {
+                k += 1;
+                cgroup = parent.child(&format!("{}.{k}", self.cgroup_name(ctx, i, n)));
+            }
+            groups.push(Group {
+                cgroup,
+                enable,
+                members,
+            });
+        }
+        Ok(Prepared {
+            hierarchy: h,
+            controller,
+            device,
+            groups,
+        })
+    }
+
+    fn undo_target(&self) -> String {
+        format!("{} {}", self.kind, self.target.describe())
+    }
+
+    /// Reads the cgroups' counters and the targets' CPU use into observations.
+    fn measure(&mut self) {
+        let Some(done) = &self.done else { return };
+        let mut obs = serde_json::Map::new();
+        obs.insert("hierarchy".into(), done.hierarchy.describe().into());
+        obs.insert(
+            "cgroups".into(),
+            done.groups
+                .iter()
+                .map(|g| g.cgroup.dir.display().to_string())
+                .collect::<Vec<_>>()
+                .into(),
+        );
+        let targets: Vec<serde_json::Value> = done
+            .groups
+            .iter()
+            .flat_map(|g| g.members.iter())
+            .map(|m| {
+                serde_json::json!({
+                    "pid": m.pid,
+                    "comm": m.comm,
+                    "from": m.original.dir.display().to_string(),
+                    "alive": proc::is_same(m.pid, m.start_time),
+                })
+            })
+            .collect();
+        obs.insert("targets".into(), targets.into());
+        if let Some(t0) = self.started {
+            let secs = t0.elapsed().as_secs_f64();
+            let hz = super::stress::clock_ticks_per_sec() as f64;
+            let mut used = 0u64;
+            for (pid, start) in &self.ticks_at_start {
+                if let Some(now) = super::stress::cpu_ticks(*pid) {
+                    used += now.saturating_sub(*start);
+                }
+            }
+            obs.insert("active_seconds".into(), round3(secs).into());
+            if secs > 0.0 {
+                obs.insert(
+                    "target_cpus_used".into(),
+                    round3(used as f64 / hz / secs).into(),
+                );
+            }
+        }
+        match &self.limit {
+            Limit::Cpu { cpus } => {
+                obs.insert("limit_cpus".into(), (*cpus).into());
+                let (mut periods, mut throttled) = (0, 0);
+                for g in &done.groups {
+                    if let Ok(st) = g.cgroup.keyed("cpu.stat") {
+                        periods += st.get("nr_periods").copied().unwrap_or(0);
+                        throttled += st.get("nr_throttled").copied().unwrap_or(0);
+                    }
+                }
+                obs.insert("nr_periods".into(), periods.into());
+                obs.insert("nr_throttled".into(), throttled.into());
+            }
+            Limit::Memory { bytes, .. } => {
+                obs.insert("limit_bytes".into(), (*bytes).into());
+                let (mut oom_kills, mut ooms, mut limit_hits, mut peak) = (0, 0, 0, 0u64);
+                let mut under_oom = false;
+                for g in &done.groups {
+                    match done.hierarchy.version {
+                        Version::V1 => {
+                            if let Ok(oc) = g.cgroup.keyed("memory.oom_control") {
+                                oom_kills += oc.get("oom_kill").copied().unwrap_or(0);
+                                under_oom |= oc.get("under_oom").copied().unwrap_or(0) > 0;
+                            }
+                            limit_hits += g.cgroup.read_u64("memory.failcnt").unwrap_or(0);
+                            peak = peak
+                                .max(g.cgroup.read_u64("memory.max_usage_in_bytes").unwrap_or(0));
+                        }
+                        Version::V2 => {
+                            if let Ok(ev) = g.cgroup.keyed("memory.events") {
+                                oom_kills += ev.get("oom_kill").copied().unwrap_or(0);
+                                ooms += ev.get("oom").copied().unwrap_or(0);
+                                limit_hits += ev.get("max").copied().unwrap_or(0)
+                                    + ev.get("high").copied().unwrap_or(0);
+                            }
+                            peak = peak.max(g.cgroup.read_u64("memory.peak").unwrap_or(0));
+                        }
+                    }
+                }
+                obs.insert("oom_kills".into(), oom_kills.into());
+                if done.hierarchy.version == Version::V2 {
+                    obs.insert("oom_events".into(), ooms.into());
+                } else {
+                    obs.insert("under_oom".into(), under_oom.into());
+                }
+                obs.insert("limit_hits".into(), limit_hits.into());
+                if peak > 0 {
+                    obs.insert("peak_usage_bytes".into(), peak.into());
+                }
+            }
+            Limit::Io { device, .. } => {
+                obs.insert("device".into(), device.clone().into());
+                let stat_file = match done.hierarchy.version {
+                    Version::V1 => "blkio.throttle.io_service_bytes",
+                    Version::V2 => "io.stat",
+                };
+                let stats: Vec<String> = done
+                    .groups
+                    .iter()
+                    .filter_map(|g| g.cgroup.read(stat_file).ok())
+                    .map(|s| s.trim().to_string())
+                    .collect();
+                obs.insert(stat_file.into(), stats.into());
+            }
+        }
+        self.observations = obs;
+    }
+
+    /// Processes in the run's cgroups that were not moved there by us
+    /// (children forked meanwhile), with the cgroup they should go back to.
+    fn strays(&self) -> Vec<(i32, u64, Cgroup)> {
+        let Some(done) = &self.done else {
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        for g in &done.groups {
+            let Ok(pids) = g.cgroup.procs() else { continue };
+            for pid in pids {
+                let Some(info) = proc::info(pid) else {
+                    continue;
+                };
+                if self.moved.contains(&(pid, info.start_time)) {
+                    continue;
+                }
+                // Back to where its parent came from, else the first member's.
+                let home = g
+                    .members
+                    .iter()
+                    .find(|m| m.pid == info.ppid)
+                    .or(g.members.first())
+                    .map(|m| m.original.clone())
+                    .unwrap_or_else(|| g.cgroup.parent().unwrap_or_else(|| g.cgroup.clone()));
+                out.push((pid, info.start_time, home));
+            }
+        }
+        out
+    }
+}
+
+/// cgroup v2: where to create a cgroup for a process now in `current`, and
+/// which cgroups need `+controller` in `cgroup.subtree_control` (top-down).
+/// Next to `current` when its parent allows it, else under the root: a
+/// non-root cgroup with processes of its own cannot delegate controllers.
+fn v2_placement(current: &Cgroup, controller: &str) -> Result<(Cgroup, Vec<Cgroup>), String> {
+    let root = Cgroup {
+        dir: current.mount_point.clone(),
+        version: Version::V2,
+        mount_point: current.mount_point.clone(),
+    };
+    let candidate = current.parent().unwrap_or_else(|| root.clone());
+    match enable_chain(&candidate, controller) {
+        Ok(chain) => Ok((candidate, chain)),
+        Err(first) if !candidate.is_root() => match enable_chain(&root, controller) {
+            Ok(chain) => Ok((root, chain)),
+            Err(second) => Err(format!("{first}; and under the root: {second}")),
+        },
+        Err(e) => Err(e),
+    }
+}
+
+/// The cgroups from the top down whose `cgroup.subtree_control` must get
+/// `+controller` so that children of `at` have it.
+fn enable_chain(at: &Cgroup, controller: &str) -> Result<Vec<Cgroup>, String> {
+    let mut chain = Vec::new();
+    let mut cur = at.clone();
+    loop {
+        let sub = cur.subtree_control().map_err(|e| e.to_string())?;
+        if sub.iter().any(|c| c == controller) {
+            break;
+        }
+        if !cur.is_root() {
+            let procs = cur.procs().map_err(|e| e.to_string())?;
+            if !procs.is_empty() {
+                return Err(format!(
+                    "{} holds processes ({}) and does not delegate `{controller}` to its children (cgroup v2 allows controllers only in cgroups without processes of their own)",
+                    cur.dir.display(),
+                    procs.iter().take(5).map(|p| p.to_string()).collect::<Vec<_>>().join(", ")
+                ));
+            }
+        }
+        let available = cur.controllers().map_err(|e| e.to_string())?;
+        chain.push(cur.clone());
+        if available.iter().any(|c| c == controller) {
+            break;
+        }
+        match cur.parent() {
+            Some(p) => cur = p,
+            None => {
+                return Err(format!(
+                    "the `{controller}` controller is not in {} (it may be bound to a cgroup v1 hierarchy, or not built into the kernel)",
+                    cur.file("cgroup.controllers").display()
+                ))
+            }
+        }
+    }
+    chain.reverse();
+    Ok(chain)
+}
+
+fn round3(x: f64) -> f64 {
+    (x * 1000.0).round() / 1000.0
+}
+
+fn cg_err(kind: &str, e: CgroupError) -> FaultError {
+    let hint = match e.raw_os_error() {
+        Some(libc::EACCES) | Some(libc::EPERM) => {
+            " (needs root, and a cgroup tree this user may write)"
+        }
+        Some(libc::EBUSY) => " (the cgroup is busy: processes or child cgroups use it)",
+        Some(libc::EINVAL) => " (the kernel rejected the value)",
+        _ => "",
+    };
+    FaultError::failed(format!("{kind}: {e}{hint}"))
+}
+
+impl FaultImpl for CgroupLimit {
+    fn kind(&self) -> &'static str {
+        self.kind
+    }
+
+    fn target(&self) -> String {
+        self.target.describe()
+    }
+
+    fn preflight(&mut self, ctx: &FaultContext) -> Result<(), FaultError> {
+        if !nix::unistd::geteuid().is_root() {
+            return Err(FaultError::privileges(format!(
+                "{} creates cgroups and moves processes under /sys/fs/cgroup, which needs root; run faultline as root (e.g. with sudo)",
+                self.kind
+            )));
+        }
+        self.prepare(ctx).map(|_| ())
+    }
+
+    fn plan(&self, ctx: &FaultContext) -> Vec<PlannedOp> {
+        let prep = match self.prepare(ctx) {
+            Ok(p) => p,
+            Err(e) => {
+                return vec![PlannedOp {
+                    action: format!("cannot plan {}: {e}", self.kind),
+                    command: None,
+                    undo: None,
+                }]
+            }
+        };
+        let mut ops = Vec::new();
+        for g in &prep.groups {
+            for en in &g.enable {
+                let f = en.file("cgroup.subtree_control");
+                ops.push(PlannedOp {
+                    action: format!("enable the `{}` controller for the children of {} (+{} in cgroup.subtree_control)", prep.controller, en.dir.display(), prep.controller),
+                    command: None,
+                    undo: Some(format!("echo -{} > {}", prep.controller, f.display())),
+                });
+            }
+            ops.push(PlannedOp {
+                action: format!("create cgroup {}", g.cgroup.dir.display()),
+                command: None,
+                undo: Some(format!("rmdir {}", g.cgroup.dir.display())),
+            });
+            for (f, v) in self.limit.settings(prep.hierarchy.version, prep.device) {
+                ops.push(PlannedOp {
+                    action: format!(
+                        "write `{v}` to {} ({})",
+                        g.cgroup.file(&f).display(),
+                        self.limit.describe()
+                    ),
+                    command: None,
+                    undo: Some("goes with the cgroup".into()),
+                });
+            }
+            for m in &g.members {
+                ops.push(PlannedOp {
+                    action: format!(
+                        "move pid {} ({}) from {} into it",
+                        m.pid,
+                        m.comm,
+                        m.original.dir.display()
+                    ),
+                    command: None,
+                    undo: Some(format!(
+                        "echo {} > {}",
+                        m.pid,
+                        m.original.procs_file().display()
+                    )),
+                });
+            }
+        }
+        if prep.groups.is_empty() {
+            ops.push(PlannedOp {
+                action: format!("nothing: no process matches {}", self.target.describe()),
+                command: None,
+                undo: None,
+            });
+        }
+        ops
+    }
+
+    fn inject(&mut self, ctx: &FaultContext, undo: &mut dyn UndoLog) -> Result<(), FaultError> {
+        if ctx.dry_run {
+            return Ok(());
+        }
+        let prep = self.prepare(ctx)?;
+        let who = self.undo_target();
+        let rec = |undo: &mut dyn UndoLog, op: UndoOp| {
+            undo.record(&who, op)
+                .map_err(|e| FaultError::failed(format!("cannot write the undo record: {e:#}")))
+        };
+        let mut done = Prepared {
+            groups: Vec::new(),
+            ..prep.clone()
+        };
+        // Enabled once for all groups: the first group's undo replays last.
+        let mut enabled = BTreeSet::new();
+        for g in &prep.groups {
+            for en in &g.enable {
+                if !enabled.insert(en.dir.clone()) {
+                    continue;
+                }
+                rec(
+                    undo,
+                    UndoOp::WriteFile {
+                        path: en.file("cgroup.subtree_control"),
+                        contents: format!("-{}", prep.controller),
+                    },
+                )?;
+                en.write("cgroup.subtree_control", &format!("+{}", prep.controller))
+                    .map_err(|e| cg_err(self.kind, e))?;
+            }
+            rec(
+                undo,
+                UndoOp::RemoveCgroup {
+                    path: g.cgroup.dir.clone(),
+                },
+            )?;
+            g.cgroup.create().map_err(|e| cg_err(self.kind, e))?;
+            // Recorded as done before anything moves in, so measurements and
+            // verify_rollback know of the cgroup even if inject fails midway.
+            done.groups.push(Group {
+                members: Vec::new(),
+                ..g.clone()
+            });
+            self.done = Some(done.clone());
+            for (f, v) in self.limit.settings(prep.hierarchy.version, prep.device) {
+                g.cgroup.write(&f, &v).map_err(|e| cg_err(self.kind, e))?;
+            }
+            for m in &g.members {
+                if !proc::is_same(m.pid, m.start_time) {
+                    continue; // exited since it was selected
+                }
+                rec(
+                    undo,
+                    UndoOp::MoveToCgroup {
+                        pid: m.pid,
+                        start_time: m.start_time,
+                        procs_file: m.original.procs_file(),
+                    },
+                )?;
+                match g.cgroup.add_process(m.pid) {
+                    Ok(()) => {}
+                    Err(e) if e.raw_os_error() == Some(libc::ESRCH) => continue,
+                    Err(e) => return Err(cg_err(self.kind, e)),
+                }
+                self.moved.insert((m.pid, m.start_time));
+                if let Some(t) = super::stress::cpu_ticks(m.pid) {
+                    self.ticks_at_start.insert(m.pid, t);
+                }
+                if let Some(d) = done.groups.last_mut() {
+                    d.members.push(m.clone());
+                }
+            }
+            self.done = Some(done.clone());
+        }
+        self.done = Some(done);
+        self.started = Some(Instant::now());
+        Ok(())
+    }
+
+    fn verify(&mut self, _ctx: &FaultContext) -> Result<String, FaultError> {
+        let Some(done) = &self.done else {
+            return Err(FaultError::failed(format!(
+                "{} was not injected",
+                self.kind
+            )));
+        };
+        let layout = Cgroups::detect().map_err(|e| FaultError::failed(e.to_string()))?;
+        let mut evidence = Vec::new();
+        let mut gone = Vec::new();
+        for g in &done.groups {
+            for (f, v) in self.limit.settings(done.hierarchy.version, done.device) {
+                let actual = g.cgroup.read(&f).map_err(|e| cg_err(self.kind, e))?;
+                if !setting_matches(&f, &v, &actual) {
+                    return Err(FaultError::failed(format!(
+                        "{}: {} reads `{}`, expected `{v}`",
+                        self.kind,
+                        g.cgroup.file(&f).display(),
+                        actual.trim()
+                    )));
+                }
+                evidence.push(format!("{}={}", f, actual.trim().replace('\n', "; ")));
+            }
+            for m in &g.members {
+                if !proc::is_same(m.pid, m.start_time) {
+                    gone.push(m.pid);
+                    continue;
+                }
+                let now = layout
+                    .cgroup_of(m.pid, &done.hierarchy)
+                    .map_err(|e| FaultError::failed(e.to_string()))?;
+                if now != g.cgroup {
+                    return Err(FaultError::failed(format!(
+                        "{}: pid {} ({}) is in {}, not in {} (something moved it back; is systemd managing it? see docs/resource-faults.md)",
+                        self.kind,
+                        m.pid,
+                        m.comm,
+                        now.dir.display(),
+                        g.cgroup.dir.display()
+                    )));
+                }
+                evidence.push(format!("pid {} in {}", m.pid, g.cgroup.rel_path()));
+            }
+        }
+        if !gone.is_empty() {
+            evidence.push(format!("exited since: {gone:?}"));
+        }
+        Ok(evidence.join(", "))
+    }
+
+    fn tick_every(&self) -> Option<std::time::Duration> {
+        Some(std::time::Duration::from_secs(1))
+    }
+
+    /// Records how to move back children the targets forked into the run's cgroups.
+    fn tick(&mut self, _ctx: &FaultContext, undo: &mut dyn UndoLog) -> Result<(), FaultError> {
+        let who = self.undo_target();
+        for (pid, start_time, home) in self.strays() {
+            undo.record(
+                &who,
+                UndoOp::MoveToCgroup {
+                    pid,
+                    start_time,
+                    procs_file: home.procs_file(),
+                },
+            )
+            .map_err(|e| FaultError::failed(format!("cannot write the undo record: {e:#}")))?;
+            self.moved.insert((pid, start_time));
+        }
+        Ok(())
+    }
+
+    fn before_rollback(&mut self, _ctx: &FaultContext) {
+        self.measure();
+        // Children forked since the last tick have no undo record: move them
+        // back now, or the run's cgroup could not be removed.
+        for (pid, start_time, home) in self.strays() {
+            if proc::is_same(pid, start_time) {
+                let _ = home.add_process(pid);
+            }
+        }
+    }
+
+    fn verify_rollback(&mut self, _ctx: &FaultContext) -> Result<(), FaultError> {
+        let Some(done) = &self.done else {
+            return Ok(());
+        };
+        let layout = Cgroups::detect().map_err(|e| FaultError::failed(e.to_string()))?;
+        let mut problems = Vec::new();
+        for g in &done.groups {
+            for m in &g.members {
+                if !proc::is_same(m.pid, m.start_time) {
+                    continue;
+                }
+                match layout.cgroup_of(m.pid, &done.hierarchy) {
+                    Ok(now) if now == m.original => {}
+                    Ok(now) => problems.push(format!(
+                        "pid {} is in {}, not back in {}",
+                        m.pid,
+                        now.dir.display(),
+                        m.original.dir.display()
+                    )),
+                    Err(e) => problems.push(e.to_string()),
+                }
+            }
+            if g.cgroup.exists() {
+                problems.push(format!("cgroup {} still exists", g.cgroup.dir.display()));
+            }
+            for en in &g.enable {
+                if let Ok(sub) = en.subtree_control() {
+                    if sub.iter().any(|c| c == done.controller) {
+                        problems.push(format!(
+                            "`{}` is still enabled in {}",
+                            done.controller,
+                            en.file("cgroup.subtree_control").display()
+                        ));
+                    }
+                }
+            }
+        }
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(FaultError::failed(format!(
+                "{}: {}",
+                self.kind,
+                problems.join("; ")
+            )))
+        }
+    }
+
+    fn observations(&self) -> serde_json::Value {
+        if self.observations.is_empty() {
+            serde_json::Value::Null
+        } else {
+            serde_json::Value::Object(self.observations.clone())
+        }
+    }
+}
+
+/// Resolves a [`ProcessTarget`] to live processes.
+///
+/// A minimal resolver for the `pid`, `pidfile`, `name`, `cmdline`,
+/// `children_of`, `children_of_pidfile` and `setup` selectors, with `mode`,
+/// `max_targets` and the blast radius. It stands in for the full process
+/// selection (branch `process`); swap this one function when that lands.
+pub(crate) fn resolve_targets(
+    t: &ProcessTarget,
+    ctx: &FaultContext,
+) -> Result<Vec<proc::ProcInfo>, FaultError> {
+    let read_pidfile = |f: &str| -> Result<i32, FaultError> {
+        let s = std::fs::read_to_string(f)
+            .map_err(|e| FaultError::precondition(format!("target pidfile {f}: {e}")))?;
+        s.trim().parse().map_err(|_| {
+            FaultError::precondition(format!(
+                "target pidfile {f} does not hold a process id (it reads `{}`)",
+                s.trim()
+            ))
+        })
+    };
+    let all_procs = || -> Vec<proc::ProcInfo> {
+        std::fs::read_dir(proc::proc_root())
+            .map(|rd| {
+                rd.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
+                    .filter_map(proc::info)
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let mut found: Vec<proc::ProcInfo> = if let Some(pid) = t.pid {
+        proc::info(pid).into_iter().collect()
+    } else if let Some(f) = &t.pidfile {
+        proc::info(read_pidfile(f)?).into_iter().collect()
+    } else if let Some(name) = &t.name {
+        all_procs()
+            .into_iter()
+            .filter(|p| &p.comm == name)
+            .collect()
+    } else if let Some(re) = &t.cmdline {
+        let re = regex::Regex::new(re)
+            .map_err(|e| FaultError::precondition(format!("target cmdline regex: {e}")))?;
+        all_procs()
+            .into_iter()
+            .filter(|p| proc::cmdline(p.pid).is_some_and(|c| re.is_match(&c)))
+            .collect()
+    } else if let Some(pp) = t.children_of {
+        all_procs().into_iter().filter(|p| p.ppid == pp).collect()
+    } else if let Some(f) = &t.children_of_pidfile {
+        let pp = read_pidfile(f)?;
+        all_procs().into_iter().filter(|p| p.ppid == pp).collect()
+    } else if let Some(s) = &t.setup {
+        let pid = ctx.setup_pids.get(s).copied().ok_or_else(|| {
+            FaultError::precondition(format!(
+                "target setup `{s}`: no setup process of that name is running"
+            ))
+        })?;
+        proc::info(pid).into_iter().collect()
+    } else if t.cgroup.is_some() || t.systemd_unit.is_some() {
+        return Err(FaultError::precondition(format!(
+            "target {}: the `cgroup` and `systemd_unit` selectors are not supported by this build for resource faults; select by pid, pidfile, name or cmdline",
+            t.describe()
+        )));
+    } else {
+        return Err(FaultError::precondition("the target has no selector; give one of pid, pidfile, name, cmdline, children_of, setup"));
+    };
+    found.retain(|p| {
+        !ctx.protected.contains(p.pid) && !p.kernel_thread && p.state != 'Z' && p.state != 'X'
+    });
+    found.sort_by_key(|p| p.pid);
+    if found.is_empty() {
+        if t.allow_none {
+            return Ok(found);
+        }
+        return Err(FaultError::precondition(format!(
+            "no process matches target {} (protected processes such as PID 1 and faultline itself never match)",
+            t.describe()
+        )));
+    }
+    let n = found.len();
+    let keep = match t.mode {
+        TargetMode::All => n,
+        TargetMode::One => 1,
+        TargetMode::Count => (t.count.unwrap_or(1) as usize).min(n),
+        TargetMode::Percent => ((n as f64 * t.percent.map(|p| p.fraction()).unwrap_or(1.0)).floor()
+            as usize)
+            .clamp(1, n),
+    };
+    if keep < n {
+        use rand::seq::SliceRandom;
+        use rand::SeedableRng;
+        let mut rng = match t.seed {
+            Some(s) => rand::rngs::StdRng::seed_from_u64(s),
+            None => rand::rngs::StdRng::from_entropy(),
+        };
+        found.shuffle(&mut rng);
+        found.truncate(keep);
+        found.sort_by_key(|p| p.pid);
+    }
+    for (limit, what) in [
+        (t.max_targets, "target.max_targets"),
+        (
+            ctx.blast_radius.max_targets,
+            "limits.blast_radius.max_targets",
+        ),
+    ] {
+        if let Some(max) = limit {
+            if found.len() > max as usize {
+                return Err(FaultError::precondition(format!(
+                    "target {} would hit {} processes, more than {what} ({max}); narrow the selector or use `mode: count`",
+                    t.describe(),
+                    found.len()
+                )));
+            }
+        }
+    }
+    Ok(found)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cpu_quota_rounds_and_has_a_floor() {
+        assert_eq!(cpu_quota_us(0.2), 20_000);
+        assert_eq!(cpu_quota_us(1.5), 150_000);
+        assert_eq!(cpu_quota_us(0.001), 1000);
+    }
+
+    #[test]
+    fn settings_per_version() {
+        let cpu = Limit::Cpu { cpus: 0.2 };
+        assert_eq!(
+            cpu.settings(Version::V1, None),
+            vec![
+                ("cpu.cfs_period_us".to_string(), "100000".to_string()),
+                ("cpu.cfs_quota_us".to_string(), "20000".to_string())
+            ]
+        );
+        assert_eq!(
+            cpu.settings(Version::V2, None),
+            vec![("cpu.max".to_string(), "20000 100000".to_string())]
+        );
+        let soft = Limit::Memory {
+            bytes: 1 << 26,
+            kind: MemoryLimitKind::Soft,
+        };
+        assert_eq!(soft.settings(Version::V2, None)[0].0, "memory.high");
+        assert_eq!(
+            soft.settings(Version::V1, None)[0].0,
+            "memory.soft_limit_in_bytes"
+        );
+        let io = Limit::Io {
+            device: "8:0".into(),
+            read_bps: Some(1048576),
+            write_bps: None,
+            read_iops: None,
+            write_iops: Some(100),
+        };
+        assert_eq!(
+            io.settings(Version::V1, Some((8, 0))),
+            vec![
+                (
+                    "blkio.throttle.read_bps_device".to_string(),
+                    "8:0 1048576".to_string()
+                ),
+                (
+                    "blkio.throttle.write_iops_device".to_string(),
+                    "8:0 100".to_string()
+                )
+            ]
+        );
+        assert_eq!(
+            io.settings(Version::V2, Some((8, 0))),
+            vec![(
+                "io.max".to_string(),
+                "8:0 rbps=1048576 wiops=100".to_string()
+            )]
+        );
+    }
+
+    #[test]
+    fn read_back_matching() {
+        assert!(setting_matches("memory.max", "67108865", "67108864\n"));
+        assert!(!setting_matches("memory.max", "67108864", "max\n"));
+        assert!(setting_matches("cpu.max", "20000 100000", "20000 100000\n"));
+        assert!(!setting_matches("cpu.max", "20000 100000", "max 100000\n"));
+        assert!(setting_matches(
+            "blkio.throttle.read_bps_device",
+            "7:0 1048576",
+            "7:1 5\n7:0 1048576\n"
+        ));
+        assert!(setting_matches(
+            "io.max",
+            "8:0 rbps=1048576",
+            "8:0 rbps=1048576 wbps=max riops=max wiops=max\n"
+        ));
+        assert!(!setting_matches(
+            "io.max",
+            "8:0 rbps=1048576",
+            "8:16 rbps=1048576\n"
+        ));
+    }
+
+    #[test]
+    fn device_numbers() {
+        assert_eq!(resolve_device("254:0").unwrap(), (254, 0));
+        assert!(resolve_device("/etc/hostname").is_err());
+        assert_eq!(
+            resolve_device("/nonexistent").unwrap_err().code,
+            crate::exit::PRECONDITION
+        );
+    }
+
+    /// A fake v2 tree: root with controllers, /app (processes, nothing delegated).
+    fn fake_v2(sub_root: &str, app_procs: &str) -> (tempfile::TempDir, Cgroup) {
+        let t = tempfile::tempdir().unwrap();
+        let r = t.path();
+        std::fs::create_dir_all(r.join("app/svc")).unwrap();
+        std::fs::write(r.join("cgroup.controllers"), "cpu io memory pids\n").unwrap();
+        std::fs::write(r.join("cgroup.subtree_control"), sub_root).unwrap();
+        std::fs::write(r.join("cgroup.procs"), "1\n").unwrap();
+        std::fs::write(r.join("app/cgroup.controllers"), sub_root).unwrap();
+        std::fs::write(r.join("app/cgroup.subtree_control"), "").unwrap();
+        std::fs::write(r.join("app/cgroup.procs"), app_procs).unwrap();
+        std::fs::write(r.join("app/svc/cgroup.procs"), "100\n").unwrap();
+        let svc = Cgroup {
+            dir: r.join("app/svc"),
+            version: Version::V2,
+            mount_point: r.to_path_buf(),
+        };
+        (t, svc)
+    }
+
+    #[test]
+    fn v2_placement_next_to_the_target_when_allowed() {
+        let (t, svc) = fake_v2("cpu memory\n", "");
+        let (parent, chain) = v2_placement(&svc, "cpu").unwrap();
+        assert_eq!(parent.dir, t.path().join("app"));
+        assert_eq!(chain.len(), 1);
+        assert_eq!(chain[0].dir, t.path().join("app"));
+    }
+
+    #[test]
+    fn v2_placement_enables_from_the_root_down() {
+        let (t, svc) = fake_v2("", "");
+        std::fs::write(t.path().join("app/cgroup.controllers"), "").unwrap();
+        let (parent, chain) = v2_placement(&svc, "memory").unwrap();
+        assert_eq!(parent.dir, t.path().join("app"));
+        let dirs: Vec<_> = chain.iter().map(|c| c.dir.clone()).collect();
+        assert_eq!(dirs, vec![t.path().to_path_buf(), t.path().join("app")]);
+    }
+
+    #[test]
+    fn v2_placement_falls_back_to_the_root_when_the_parent_has_processes() {
+        let (t, svc) = fake_v2("cpu\n", "55\n");
+        let (parent, chain) = v2_placement(&svc, "cpu").unwrap();
+        assert_eq!(parent.dir, t.path().to_path_buf());
+        assert!(chain.is_empty());
+        let err = v2_placement(&svc, "rdma").unwrap_err();
+        assert!(err.contains("cgroup.controllers"), "{err}");
+    }
+
+    #[test]
+    fn resolves_pid_and_protects() {
+        let me = std::process::id() as i32;
+        let t = ProcessTarget {
+            pid: Some(me),
+            ..Default::default()
+        };
+        let ctx = FaultContext::default();
+        assert_eq!(resolve_targets(&t, &ctx).unwrap()[0].pid, me);
+        let ctx = FaultContext {
+            protected: crate::fault::Protected::for_this_process(),
+            ..Default::default()
+        };
+        let e = resolve_targets(&t, &ctx).unwrap_err();
+        assert_eq!(e.code, crate::exit::PRECONDITION);
+        let t = ProcessTarget {
+            pid: Some(me),
+            allow_none: true,
+            ..Default::default()
+        };
+        assert!(resolve_targets(&t, &ctx).unwrap().is_empty());
+    }
 }

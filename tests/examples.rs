@@ -63,7 +63,12 @@ fn assert_held(name: &str, code: Option<i32>, out: &str) {
 
 fn host_is_clean(sb: &Sandbox, name: &str) {
     let st = sb.status();
-    assert_eq!(st.status.code(), Some(0), "{name} left something pending: {}", text(&st));
+    assert_eq!(
+        st.status.code(),
+        Some(0),
+        "{name} left something pending: {}",
+        text(&st)
+    );
 }
 
 #[test]
@@ -79,7 +84,10 @@ fn example_experiments_run_for_real() {
     if have("redis-server") && have("redis-cli") && have("memcached") {
         let (code, out) = run_example(&sb, "process-crash-loop.yaml");
         assert_held("process-crash-loop", code, &out);
-        assert!(out.contains("restarts"), "the report times the restarts:\n{out}");
+        assert!(
+            out.contains("restarts"),
+            "the report times the restarts:\n{out}"
+        );
         host_is_clean(&sb, "process-crash-loop");
     } else {
         println!("skipped: process-crash-loop.yaml needs redis-server, redis-cli and memcached (apt-get install redis-server redis-tools memcached)");
@@ -101,7 +109,11 @@ fn example_experiments_run_for_real() {
         return;
     }
     let _ns = DemoNetns::up();
-    for name in ["cache-packet-loss.yaml", "network-partition.yaml", "network-delay.yaml"] {
+    for name in [
+        "cache-packet-loss.yaml",
+        "network-partition.yaml",
+        "network-delay.yaml",
+    ] {
         let needs: &[&str] = match name {
             "cache-packet-loss.yaml" => &["redis-server", "redis-cli"],
             "network-partition.yaml" => &["memcached"],

@@ -73,9 +73,22 @@ struct Run {
 impl Run {
     fn new(spec: Fault, name: &str) -> Run {
         setup();
+        let mut ctx = ctx(name);
+        // The test process plays the runner, whose children are protected
+        // unless setup started them: register the target as the system
+        // under test, as `setup` would.
+        let target = match &spec {
+            Fault::CpuLimit(s) => s.target.pid,
+            Fault::MemoryLimit(s) => s.target.pid,
+            Fault::IoLimit(s) => s.target.pid,
+            _ => None,
+        };
+        if let Some(pid) = target {
+            ctx.setup_pids.insert("target".into(), pid);
+        }
         Run {
             fault: faultline::fault::build(&spec),
-            ctx: ctx(name),
+            ctx,
             undo: VecUndo::default(),
             rolled_back: false,
         }

@@ -1,7 +1,7 @@
 //! cgroup limits on target processes: `cpu_limit`, `memory_limit`, `io_limit`.
 
 use super::{FaultContext, FaultError, FaultImpl, PlannedOp, UndoLog};
-use crate::fault::target::{ProcessTarget, TargetMode};
+use crate::fault::target::ProcessTarget;
 use crate::journal::undo::UndoOp;
 use crate::sys::cgroup::{Cgroup, CgroupError, Cgroups, Hierarchy, Version};
 use crate::sys::proc;
@@ -986,122 +986,25 @@ impl FaultImpl for CgroupLimit {
     }
 }
 
-/// Resolves a [`ProcessTarget`] to live processes.
-///
-/// A minimal resolver for the `pid`, `pidfile`, `name`, `cmdline`,
-/// `children_of`, `children_of_pidfile` and `setup` selectors, with `mode`,
-/// `max_targets` and the blast radius. It stands in for the full process
-/// selection (branch `process`); swap this one function when that lands.
+/// Resolves a [`ProcessTarget`] to live processes, with the same selection,
+/// protection and blast-radius rules as the process faults. Empty while the
+/// target is a setup process that has not started yet (checked again after
+/// setup).
 pub(crate) fn resolve_targets(
     t: &ProcessTarget,
     ctx: &FaultContext,
 ) -> Result<Vec<proc::ProcInfo>, FaultError> {
-    let read_pidfile = |f: &str| -> Result<i32, FaultError> {
-        let s = std::fs::read_to_string(f)
-            .map_err(|e| FaultError::precondition(format!("target pidfile {f}: {e}")))?;
-        s.trim().parse().map_err(|_| {
-            FaultError::precondition(format!(
-                "target pidfile {f} does not hold a process id (it reads `{}`)",
-                s.trim()
-            ))
-        })
+    use crate::fault::target::Resolved;
+    let chosen = match t.select(ctx, &mut t.rng())? {
+        Resolved::Now(sel) => sel.chosen,
+        // Setup has not started the target yet: checked again after setup.
+        Resolved::AtRunTime(_) if ctx.setup_pending || ctx.dry_run => return Ok(vec![]),
+        Resolved::AtRunTime(_) => t.select_now(ctx, &mut t.rng())?.chosen,
     };
-    let all_procs = || -> Vec<proc::ProcInfo> {
-        std::fs::read_dir(proc::proc_root())
-            .map(|rd| {
-                rd.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
-                    .filter_map(proc::info)
-                    .collect()
-            })
-            .unwrap_or_default()
-    };
-    let mut found: Vec<proc::ProcInfo> = if let Some(pid) = t.pid {
-        proc::info(pid).into_iter().collect()
-    } else if let Some(f) = &t.pidfile {
-        proc::info(read_pidfile(f)?).into_iter().collect()
-    } else if let Some(name) = &t.name {
-        all_procs()
-            .into_iter()
-            .filter(|p| &p.comm == name)
-            .collect()
-    } else if let Some(re) = &t.cmdline {
-        let re = regex::Regex::new(re)
-            .map_err(|e| FaultError::precondition(format!("target cmdline regex: {e}")))?;
-        all_procs()
-            .into_iter()
-            .filter(|p| proc::cmdline(p.pid).is_some_and(|c| re.is_match(&c)))
-            .collect()
-    } else if let Some(pp) = t.children_of {
-        all_procs().into_iter().filter(|p| p.ppid == pp).collect()
-    } else if let Some(f) = &t.children_of_pidfile {
-        let pp = read_pidfile(f)?;
-        all_procs().into_iter().filter(|p| p.ppid == pp).collect()
-    } else if let Some(s) = &t.setup {
-        let pid = ctx.setup_pids.get(s).copied().ok_or_else(|| {
-            FaultError::precondition(format!(
-                "target setup `{s}`: no setup process of that name is running"
-            ))
-        })?;
-        proc::info(pid).into_iter().collect()
-    } else if t.cgroup.is_some() || t.systemd_unit.is_some() {
-        return Err(FaultError::precondition(format!(
-            "target {}: the `cgroup` and `systemd_unit` selectors are not supported by this build for resource faults; select by pid, pidfile, name or cmdline",
-            t.describe()
-        )));
-    } else {
-        return Err(FaultError::precondition("the target has no selector; give one of pid, pidfile, name, cmdline, children_of, setup"));
-    };
-    found.retain(|p| {
-        !ctx.protected.contains(p.pid) && !p.kernel_thread && p.state != 'Z' && p.state != 'X'
-    });
-    found.sort_by_key(|p| p.pid);
-    if found.is_empty() {
-        if t.allow_none {
-            return Ok(found);
-        }
-        return Err(FaultError::precondition(format!(
-            "no process matches target {} (protected processes such as PID 1 and faultline itself never match)",
-            t.describe()
-        )));
-    }
-    let n = found.len();
-    let keep = match t.mode {
-        TargetMode::All => n,
-        TargetMode::One => 1,
-        TargetMode::Count => (t.count.unwrap_or(1) as usize).min(n),
-        TargetMode::Percent => ((n as f64 * t.percent.map(|p| p.fraction()).unwrap_or(1.0)).floor()
-            as usize)
-            .clamp(1, n),
-    };
-    if keep < n {
-        use rand::seq::SliceRandom;
-        use rand::SeedableRng;
-        let mut rng = match t.seed {
-            Some(s) => rand::rngs::StdRng::seed_from_u64(s),
-            None => rand::rngs::StdRng::from_entropy(),
-        };
-        found.shuffle(&mut rng);
-        found.truncate(keep);
-        found.sort_by_key(|p| p.pid);
-    }
-    for (limit, what) in [
-        (t.max_targets, "target.max_targets"),
-        (
-            ctx.blast_radius.max_targets,
-            "limits.blast_radius.max_targets",
-        ),
-    ] {
-        if let Some(max) = limit {
-            if found.len() > max as usize {
-                return Err(FaultError::precondition(format!(
-                    "target {} would hit {} processes, more than {what} ({max}); narrow the selector or use `mode: count`",
-                    t.describe(),
-                    found.len()
-                )));
-            }
-        }
-    }
-    Ok(found)
+    Ok(chosen
+        .into_iter()
+        .filter_map(|c| proc::info(c.pid).filter(|i| i.start_time == c.start_time))
+        .collect())
 }
 
 #[cfg(test)]
@@ -1251,24 +1154,32 @@ mod tests {
 
     #[test]
     fn resolves_pid_and_protects() {
-        let me = std::process::id() as i32;
+        let mut child = std::process::Command::new("sleep")
+            .arg("30")
+            .spawn()
+            .unwrap();
+        let pid = child.id() as i32;
         let t = ProcessTarget {
-            pid: Some(me),
+            pid: Some(pid),
             ..Default::default()
         };
-        let ctx = FaultContext::default();
-        assert_eq!(resolve_targets(&t, &ctx).unwrap()[0].pid, me);
-        let ctx = FaultContext {
-            protected: crate::fault::Protected::for_this_process(),
-            ..Default::default()
-        };
-        let e = resolve_targets(&t, &ctx).unwrap_err();
+        // A child of the runner is protected unless setup started it.
+        let e = resolve_targets(&t, &FaultContext::default()).unwrap_err();
         assert_eq!(e.code, crate::exit::PRECONDITION);
+        let ctx = FaultContext {
+            setup_pids: [("svc".to_string(), pid)].into_iter().collect(),
+            ..Default::default()
+        };
+        assert_eq!(resolve_targets(&t, &ctx).unwrap()[0].pid, pid);
         let t = ProcessTarget {
-            pid: Some(me),
+            pid: Some(pid),
             allow_none: true,
             ..Default::default()
         };
-        assert!(resolve_targets(&t, &ctx).unwrap().is_empty());
+        assert!(resolve_targets(&t, &FaultContext::default())
+            .unwrap()
+            .is_empty());
+        let _ = child.kill();
+        let _ = child.wait();
     }
 }

@@ -487,7 +487,11 @@ async fn run_phases(
         ctx.emit.emit(Event::PhaseStarted {
             phase: Phase::Before,
         });
-        steady_before = before(&ctx).await;
+        steady_before = if ctx.policy.check_before {
+            before(&ctx).await
+        } else {
+            true
+        };
         ctx.emit.emit(Event::PhaseEnded {
             phase: Phase::Before,
         });
@@ -531,7 +535,7 @@ async fn run_phases(
     // After: whenever the method ran and we were not interrupted.
     let interrupted = matches!(ctx.stop_reason(), Some(Stop::Signal(_)));
     let mut recovered = true;
-    if method_ran && !interrupted {
+    if method_ran && !interrupted && ctx.policy.check_after {
         ctx.emit.emit(Event::PhaseStarted {
             phase: Phase::After,
         });

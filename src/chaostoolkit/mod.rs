@@ -114,6 +114,7 @@ impl CtkLoaded {
             check_before: self.hypothesis_strategy.before(),
             check_after: self.hypothesis_strategy.after(),
             user_rollbacks: self.rollback_strategy.policy(),
+            check_after_before_rollbacks: true,
         }
     }
 }

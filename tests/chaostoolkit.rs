@@ -141,7 +141,10 @@ fn scalar_tolerance_not_met_before_injects_nothing() {
     assert_eq!(o.status.code(), Some(3), "{}", text(&o));
     let j = c.journal();
     assert_eq!(j["steady_states"]["before"]["steady_state_met"], false);
-    assert_eq!(j["steady_states"]["before"]["probes"][0]["tolerance_met"], false);
+    assert_eq!(
+        j["steady_states"]["before"]["probes"][0]["tolerance_met"],
+        false
+    );
     assert_eq!(j["run"].as_array().unwrap().len(), 0, "{j:#}");
     assert_eq!(j["deviated"], false);
 }
@@ -167,7 +170,10 @@ fn rollback_strategy_never_and_deviated() {
     let c = Ctk::new();
     let o = c.run("tolerance-list.yaml", &["--rollback-strategy", "never"]);
     assert_eq!(o.status.code(), Some(1), "{}", text(&o));
-    assert!(c.server.fail_flag.exists(), "never: the rollback must not run");
+    assert!(
+        c.server.fail_flag.exists(),
+        "never: the rollback must not run"
+    );
     assert_eq!(c.journal()["rollbacks"].as_array().unwrap().len(), 0);
     std::fs::remove_file(&c.server.fail_flag).unwrap();
 
@@ -185,7 +191,10 @@ fn range_tolerance_on_stdout_holds_and_fails_out_of_range() {
     let o = c.run("tolerance-range.json", &["--var", "depth=99"]);
     assert_eq!(o.status.code(), Some(3), "{}", text(&o));
     let j = c.journal();
-    assert_eq!(j["steady_states"]["before"]["probes"][0]["tolerance_met"], false);
+    assert_eq!(
+        j["steady_states"]["before"]["probes"][0]["tolerance_met"],
+        false
+    );
     // A method probe runs and is recorded.
     let o = c.run("tolerance-range.json", &[]);
     assert_eq!(o.status.code(), Some(0));
@@ -212,7 +221,11 @@ fn regex_tolerance_on_body_and_stderr() {
     std::fs::write(&c.server.fail_flag, "").unwrap();
     let o = c.run("tolerance-regex.yaml", &[]);
     assert_eq!(o.status.code(), Some(3), "{}", text(&o));
-    assert!(String::from_utf8_lossy(&o.stdout).contains("does not match"), "{}", text(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("does not match"),
+        "{}",
+        text(&o)
+    );
 }
 
 #[test]
@@ -221,7 +234,13 @@ fn jsonpath_tolerance_expect_and_count() {
     let o = c.run("tolerance-jsonpath.json", &[]);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
     let j = c.journal();
-    assert_eq!(j["steady_states"]["before"]["probes"].as_array().unwrap().len(), 2);
+    assert_eq!(
+        j["steady_states"]["before"]["probes"]
+            .as_array()
+            .unwrap()
+            .len(),
+        2
+    );
 }
 
 #[test]
@@ -279,7 +298,12 @@ fn realistic_experiment_configuration_secrets_pauses_background_refs_rollbacks()
         .iter()
         .map(|r| r["activity"]["name"].as_str().unwrap())
         .collect();
-    for n in ["background-load", "flush-cache", "api-answers", "record-user"] {
+    for n in [
+        "background-load",
+        "flush-cache",
+        "api-answers",
+        "record-user",
+    ] {
         assert!(names.contains(&n), "{n} not in {names:?}");
     }
     let rb: Vec<&str> = j["rollbacks"]
@@ -301,15 +325,14 @@ fn realistic_experiment_configuration_secrets_pauses_background_refs_rollbacks()
 fn missing_env_configuration_is_an_error_naming_it() {
     let c = Ctk::new();
     let f = fixture("realistic.yaml");
-    let o = c
-        .sb
-        .cmd()
-        .args(["validate", f.to_str().unwrap()])
-        .env_remove("CTK_TEST_BASE")
-        .env("CTK_TEST_OUT", c.sb.path())
-        .env("CTK_TEST_TOKEN", "x")
-        .output()
-        .unwrap();
+    let o =
+        c.sb.cmd()
+            .args(["validate", f.to_str().unwrap()])
+            .env_remove("CTK_TEST_BASE")
+            .env("CTK_TEST_OUT", c.sb.path())
+            .env("CTK_TEST_TOKEN", "x")
+            .output()
+            .unwrap();
     assert_eq!(o.status.code(), Some(64), "{}", text(&o));
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(err.contains("configuration.base_url"), "{err}");
@@ -388,7 +411,10 @@ fn after_method_only_skips_the_before_check() {
     assert!(j["steady_states"]["before"].is_null(), "{j:#}");
     assert_eq!(j["steady_states"]["after"]["steady_state_met"], false);
     assert_eq!(j["run"][0]["activity"]["name"], "break-the-service");
-    assert!(!c.server.fail_flag.exists(), "the rollback ran after the check");
+    assert!(
+        !c.server.fail_flag.exists(),
+        "the rollback ran after the check"
+    );
 }
 
 #[test]
@@ -438,7 +464,10 @@ fn invalid_ctk_experiment_names_activity_and_field() {
     let o = c.cmd(&["validate", f.to_str().unwrap()]);
     assert_eq!(o.status.code(), Some(64), "{}", text(&o));
     let err = String::from_utf8_lossy(&o.stderr);
-    assert!(err.contains("steady-state-hypothesis.probes[0].tolerance"), "{err}");
+    assert!(
+        err.contains("steady-state-hypothesis.probes[0].tolerance"),
+        "{err}"
+    );
     assert!(err.contains("pattern"), "{err}");
     assert!(err.contains("method[0].provider.path"), "{err}");
     assert!(err.contains("no-such-program-xyz"), "{err}");

@@ -206,7 +206,12 @@ pub fn render(rec: &RunRecord, ctk: &CtkLoaded) -> String {
     j.insert("end".into(), json!(iso(rec.ended_at)));
     j.insert(
         "duration".into(),
-        json!((rec.ended_at - rec.started_at).num_microseconds().unwrap_or(0) as f64 / 1e6),
+        json!(
+            (rec.ended_at - rec.started_at)
+                .num_microseconds()
+                .unwrap_or(0) as f64
+                / 1e6
+        ),
     );
     j.insert(
         "faultline".into(),

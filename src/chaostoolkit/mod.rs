@@ -160,9 +160,7 @@ pub fn parse(file: &str, bytes: &[u8]) -> Result<(Value, yaml::SpanIndex), Diagn
     let spans = yaml::index(file, text).unwrap_or_default();
     let trimmed = text.trim_start();
     let v: Result<Value, String> = if trimmed.starts_with('{') {
-        serde_json::from_str(text).map_err(|e| {
-            format!("not valid JSON: {e}")
-        })
+        serde_json::from_str(text).map_err(|e| format!("not valid JSON: {e}"))
     } else {
         serde_yaml::from_str(text).map_err(|e| format!("not valid YAML: {e}"))
     };
@@ -180,10 +178,7 @@ pub fn parse(file: &str, bytes: &[u8]) -> Result<(Value, yaml::SpanIndex), Diagn
 
 /// Reads a runtime strategy from the file's `runtime` section.
 fn runtime_str<'a>(raw: &'a Value, section: &str) -> Option<&'a str> {
-    raw.get("runtime")?
-        .get(section)?
-        .get("strategy")?
-        .as_str()
+    raw.get("runtime")?.get(section)?.get("strategy")?.as_str()
 }
 
 /// Loads, translates and validates a Chaos Toolkit experiment file.
@@ -240,10 +235,7 @@ pub fn load_value(
     let t = match translate::translate(&raw, &o) {
         Ok(t) => t,
         Err(ps) => {
-            problems.extend(
-                ps.into_iter()
-                    .map(|(p, m)| diag(file, &spans, &p, m)),
-            );
+            problems.extend(ps.into_iter().map(|(p, m)| diag(file, &spans, &p, m)));
             return Err(problems);
         }
     };
@@ -267,9 +259,17 @@ pub fn load_value(
                         file,
                         &spans,
                         ctk,
-                        format!("activity `{name}`: {} (translated field `{}`)", d.message, d.path),
+                        format!(
+                            "activity `{name}`: {} (translated field `{}`)",
+                            d.message, d.path
+                        ),
                     ),
-                    None => diag(file, &spans, "", format!("{} (translated field `{}`)", d.message, d.path)),
+                    None => diag(
+                        file,
+                        &spans,
+                        "",
+                        format!("{} (translated field `{}`)", d.message, d.path),
+                    ),
                 }
             })
             .collect());

@@ -144,7 +144,11 @@ pub fn check_module(module: &str) -> Result<(), String> {
         Err("python providers run through python3, which is not installed: install the Debian package `python3`".to_string())
     } else {
         match std::process::Command::new("python3")
-            .args(["-c", "import importlib, sys; importlib.import_module(sys.argv[1])", module])
+            .args([
+                "-c",
+                "import importlib, sys; importlib.import_module(sys.argv[1])",
+                module,
+            ])
             .stdin(std::process::Stdio::null())
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())

@@ -190,7 +190,11 @@ impl Tolerance {
                     });
                 }
                 verdict(items.iter().any(|x| py_eq(x, value)), || {
-                    format!("result {} (expected one of {})", short(value), list_text(items))
+                    format!(
+                        "result {} (expected one of {})",
+                        short(value),
+                        list_text(items)
+                    )
                 })
             }
             Tolerance::Range { lo, hi, target } => {
@@ -214,12 +218,14 @@ impl Tolerance {
                     other => other.to_string(),
                 };
                 // Python's `$` also matches before a final newline.
-                let ok = re.is_match(&text)
-                    || text
-                        .strip_suffix('\n')
-                        .is_some_and(|t| re.is_match(t));
+                let ok =
+                    re.is_match(&text) || text.strip_suffix('\n').is_some_and(|t| re.is_match(t));
                 verdict(ok, || {
-                    format!("{what} does not match /{}/: {}", re.as_str(), short_str(&text))
+                    format!(
+                        "{what} does not match /{}/: {}",
+                        re.as_str(),
+                        short_str(&text)
+                    )
                 })
             }
             Tolerance::JsonPath {
@@ -269,10 +275,15 @@ pub fn jsonpath_verdict(
     }
     if let Some(c) = count {
         return verdict(found.len() == c, || {
-            format!("{what}: {source} found {} value(s), expected {c}", found.len())
+            format!(
+                "{what}: {source} found {} value(s), expected {c}",
+                found.len()
+            )
         });
     }
-    verdict(!found.is_empty(), || format!("{what}: {source} found nothing"))
+    verdict(!found.is_empty(), || {
+        format!("{what}: {source} found nothing")
+    })
 }
 
 /// Parses a JSONPath, also accepting the `=` comparisons of Python's
@@ -497,7 +508,11 @@ mod tests {
         assert!(ok(t, process(0, "{\"n\": 3}\n"), None));
         // jsonpath2's `=` comparison.
         let t = json!({"type": "jsonpath", "path": "$.items[?(@.name = \"a\")].v", "expect": 1});
-        assert!(ok(t, json!({"items": [{"name": "a", "v": 1}, {"name": "b", "v": 2}]}), None));
+        assert!(ok(
+            t,
+            json!({"items": [{"name": "a", "v": 1}, {"name": "b", "v": 2}]}),
+            None
+        ));
         assert!(Tolerance::parse(&json!({"type": "jsonpath", "path": "$[["})).is_err());
     }
 

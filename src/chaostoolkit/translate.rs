@@ -53,8 +53,8 @@ pub fn translate(raw: &Value, opts: &Options) -> Result<Translation, Problems> {
         )]);
     };
     let extra: &ExtraVars = &opts.extra;
-    let configuration = vars::load_configuration(top.get("configuration"), extra)
-        .unwrap_or_else(|e| {
+    let configuration =
+        vars::load_configuration(top.get("configuration"), extra).unwrap_or_else(|e| {
             p.extend(e);
             Map::new()
         });
@@ -106,7 +106,10 @@ pub fn translate(raw: &Value, opts: &Options) -> Result<Translation, Problems> {
     let method: Vec<Value> = match top.get("method") {
         Some(Value::Array(a)) => a.clone(),
         Some(_) => {
-            p.push(("method".into(), "`method` must be a list of activities".into()));
+            p.push((
+                "method".into(),
+                "`method` must be a list of activities".into(),
+            ));
             vec![]
         }
         None => {
@@ -145,7 +148,10 @@ pub fn translate(raw: &Value, opts: &Options) -> Result<Translation, Problems> {
                 }
             },
             Some(_) => {
-                p.push((format!("{path}.ref"), "`ref` is the name of another activity".into()));
+                p.push((
+                    format!("{path}.ref"),
+                    "`ref` is the name of another activity".into(),
+                ));
                 None
             }
         }
@@ -183,7 +189,9 @@ pub fn translate(raw: &Value, opts: &Options) -> Result<Translation, Problems> {
     };
     for (i, a) in ssh_probes.iter().enumerate() {
         let path = format!("steady-state-hypothesis.probes[{i}]");
-        let Some(a) = resolve(a, &path, &mut p) else { continue };
+        let Some(a) = resolve(a, &path, &mut p) else {
+            continue;
+        };
         let a = sub(&a);
         let name = activity_name(&a, &path, &mut p);
         if a.get("tolerance").is_none() {
@@ -256,14 +264,19 @@ pub fn translate(raw: &Value, opts: &Options) -> Result<Translation, Problems> {
     let mut waits = 0.0f64;
     for (i, a) in method.iter().enumerate() {
         let path = format!("method[{i}]");
-        let Some(a) = resolve(a, &path, &mut p) else { continue };
+        let Some(a) = resolve(a, &path, &mut p) else {
+            continue;
+        };
         let a = sub(&a);
         let name = activity_name(&a, &path, &mut p);
         let background = match a.get("background") {
             None | Some(Value::Bool(false)) => false,
             Some(Value::Bool(true)) => true,
             Some(_) => {
-                p.push((format!("{path}.background"), "`background` is true or false".into()));
+                p.push((
+                    format!("{path}.background"),
+                    "`background` is true or false".into(),
+                ));
                 false
             }
         };
@@ -280,25 +293,56 @@ pub fn translate(raw: &Value, opts: &Options) -> Result<Translation, Problems> {
             // The pauses belong to the background activity only.
             match wrap_pauses(step, before, after) {
                 Ok(s) => {
-                    paths.push((format!("method[{}]", steps.len()), path.clone(), name.clone()));
-                    origins.push(StepOrigin::Activity { index: i, activity: a.clone() });
-                    steps.push(Step { background: true, ..s });
+                    paths.push((
+                        format!("method[{}]", steps.len()),
+                        path.clone(),
+                        name.clone(),
+                    ));
+                    origins.push(StepOrigin::Activity {
+                        index: i,
+                        activity: a.clone(),
+                    });
+                    steps.push(Step {
+                        background: true,
+                        ..s
+                    });
                 }
                 Err(m) => p.push((format!("{path}.pauses"), m)),
             }
             continue;
         }
         if before > 0.0 {
-            paths.push((format!("method[{}]", steps.len()), format!("{path}.pauses.before"), name.clone()));
-            origins.push(StepOrigin::Pause { index: i, before: true });
+            paths.push((
+                format!("method[{}]", steps.len()),
+                format!("{path}.pauses.before"),
+                name.clone(),
+            ));
+            origins.push(StepOrigin::Pause {
+                index: i,
+                before: true,
+            });
             steps.push(pause_step(&name, before, true));
         }
-        paths.push((format!("method[{}]", steps.len()), path.clone(), name.clone()));
-        origins.push(StepOrigin::Activity { index: i, activity: a.clone() });
+        paths.push((
+            format!("method[{}]", steps.len()),
+            path.clone(),
+            name.clone(),
+        ));
+        origins.push(StepOrigin::Activity {
+            index: i,
+            activity: a.clone(),
+        });
         steps.push(Step { background, ..step });
         if after > 0.0 {
-            paths.push((format!("method[{}]", steps.len()), format!("{path}.pauses.after"), name.clone()));
-            origins.push(StepOrigin::Pause { index: i, before: false });
+            paths.push((
+                format!("method[{}]", steps.len()),
+                format!("{path}.pauses.after"),
+                name.clone(),
+            ));
+            origins.push(StepOrigin::Pause {
+                index: i,
+                before: false,
+            });
             steps.push(pause_step(&name, after, false));
         }
     }
@@ -308,7 +352,9 @@ pub fn translate(raw: &Value, opts: &Options) -> Result<Translation, Problems> {
     let mut rb_acts = Vec::new();
     for (i, a) in rollbacks.iter().enumerate() {
         let path = format!("rollbacks[{i}]");
-        let Some(a) = resolve(a, &path, &mut p) else { continue };
+        let Some(a) = resolve(a, &path, &mut p) else {
+            continue;
+        };
         let a = sub(&a);
         let name = activity_name(&a, &path, &mut p);
         let (before, after) = pauses(&a, &path, &mut p);
@@ -494,7 +540,12 @@ fn provider<'a>(a: &'a Value, path: &str) -> Result<(&'a Map<String, Value>, &'a
 }
 
 /// Timeout: the provider's (a number, or `[connect, read]` summed), else the activity's.
-fn timeout_of(a: &Value, pr: &Map<String, Value>, path: &str, default: f64) -> Result<f64, Problems> {
+fn timeout_of(
+    a: &Value,
+    pr: &Map<String, Value>,
+    path: &str,
+    default: f64,
+) -> Result<f64, Problems> {
     let bad = |k: &str| {
         vec![(
             k.to_string(),
@@ -591,7 +642,10 @@ fn http_request(pr: &Map<String, Value>, path: &str) -> Result<Request, Problems
                 body = Some(s.clone());
             } else if let Some(f) = form_encode(args) {
                 body = Some(f);
-                if !headers.keys().any(|k| k.eq_ignore_ascii_case("content-type")) {
+                if !headers
+                    .keys()
+                    .any(|k| k.eq_ignore_ascii_case("content-type"))
+                {
                     headers.insert(
                         "Content-Type".into(),
                         "application/x-www-form-urlencoded".into(),
@@ -636,7 +690,9 @@ fn enc(s: &str) -> String {
     let mut o = String::new();
     for b in s.bytes() {
         match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => o.push(b as char),
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                o.push(b as char)
+            }
             b' ' => o.push('+'),
             _ => o.push_str(&format!("%{b:02X}")),
         }
@@ -728,7 +784,10 @@ fn python_spec(pr: &Map<String, Value>, ctx: &Ctx, mode: &str, tol: Option<&Valu
     let mut spec = Map::new();
     spec.insert("mode".into(), Value::String(mode.into()));
     spec.insert("provider".into(), Value::Object(pr.clone()));
-    spec.insert("configuration".into(), Value::Object(ctx.configuration.clone()));
+    spec.insert(
+        "configuration".into(),
+        Value::Object(ctx.configuration.clone()),
+    );
     spec.insert("secrets".into(), Value::Object(ctx.secrets.clone()));
     if let Some(t) = tol {
         spec.insert("tolerance".into(), t.clone());
@@ -746,7 +805,11 @@ fn check_python_provider(pr: &Map<String, Value>, path: &str, name: &str) -> Res
             )])
         }
     };
-    if pr.get("func").and_then(Value::as_str).is_none_or(str::is_empty) {
+    if pr
+        .get("func")
+        .and_then(Value::as_str)
+        .is_none_or(str::is_empty)
+    {
         return Err(vec![(
             format!("{path}.provider.func"),
             "a python activity needs a `func`".into(),
@@ -794,16 +857,16 @@ fn build_probe(a: &Value, path: &str, ctx: &Ctx) -> Result<Probe, Problems> {
             python::check_python().map_err(|e| vec![(tpath.clone(), e)])?;
         }
         let (run, env) = python::command(&python_spec(pr, ctx, "tolerance", Some(&tol)));
-        probe.command = Some(CommandProbe { run, cwd: None, env });
+        probe.command = Some(CommandProbe {
+            run,
+            cwd: None,
+            env,
+        });
         probe.timeout = secs(timeout_of(a, pr, path, PROCESS_PROBE_TIMEOUT)?);
         return Ok(probe);
     }
-    Tolerance::parse(&tol).map_err(|e| {
-        vec![(
-            format!("{path}.tolerance"),
-            format!("probe `{name}`: {e}"),
-        )]
-    })?;
+    Tolerance::parse(&tol)
+        .map_err(|e| vec![(format!("{path}.tolerance"), format!("probe `{name}`: {e}"))])?;
     probe.expect.tolerance = Some(tol);
     match kind {
         "http" => {
@@ -831,7 +894,11 @@ fn build_probe(a: &Value, path: &str, ctx: &Ctx) -> Result<Probe, Problems> {
         _ => {
             check_python_provider(pr, path, name)?;
             let (run, env) = python::command(&python_spec(pr, ctx, "run", None));
-            probe.command = Some(CommandProbe { run, cwd: None, env });
+            probe.command = Some(CommandProbe {
+                run,
+                cwd: None,
+                env,
+            });
             probe.expect.result_on_stdout = true;
             probe.timeout = secs(timeout_of(a, pr, path, PROCESS_PROBE_TIMEOUT)?);
         }
@@ -843,7 +910,11 @@ fn build_probe(a: &Value, path: &str, ctx: &Ctx) -> Result<Probe, Problems> {
 /// never stop the method, as in Chaos Toolkit.
 fn build_action(a: &Value, path: &str, ctx: &Ctx, default_timeout: f64) -> Result<Step, Problems> {
     let (pr, kind) = provider(a, path)?;
-    let name = a.get("name").and_then(Value::as_str).unwrap_or("?").to_string();
+    let name = a
+        .get("name")
+        .and_then(Value::as_str)
+        .unwrap_or("?")
+        .to_string();
     let mut step = Step {
         name: Some(name.clone()),
         fault: None,
@@ -912,7 +983,11 @@ fn build_rollback(a: &Value, path: &str, ctx: &Ctx) -> Result<CommandAction, Pro
         let s = build_action(a, path, ctx, ACTION_TIMEOUT)?;
         return Ok(s.command.expect("process/python actions are commands"));
     }
-    let name = a.get("name").and_then(Value::as_str).unwrap_or("?").to_string();
+    let name = a
+        .get("name")
+        .and_then(Value::as_str)
+        .unwrap_or("?")
+        .to_string();
     let r = http_request(pr, path)?;
     let timeout = timeout_of(a, pr, path, HTTP_TIMEOUT)?;
     let run = if crate::sys::exec::find_program("curl").is_some() {
@@ -927,7 +1002,12 @@ fn build_rollback(a: &Value, path: &str, ctx: &Ctx) -> Result<CommandAction, Pro
         if r.insecure {
             v.push("-k".into());
         }
-        v.extend(["--max-time".into(), format!("{timeout}"), "--".into(), r.url.clone()]);
+        v.extend([
+            "--max-time".into(),
+            format!("{timeout}"),
+            "--".into(),
+            r.url.clone(),
+        ]);
         (v, BTreeMap::new())
     } else {
         python::check_python().map_err(|e| {

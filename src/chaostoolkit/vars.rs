@@ -466,7 +466,10 @@ mod tests {
             configuration: &c,
             secrets: &s,
         };
-        assert_eq!(substitute_str("http://${host}:${port}/", &l), json!("http://127.0.0.1:8080/"));
+        assert_eq!(
+            substitute_str("http://${host}:${port}/", &l),
+            json!("http://127.0.0.1:8080/")
+        );
         assert_eq!(substitute_str("$host:$port", &l), json!("127.0.0.1:8080"));
         // Exactly one reference keeps the value's type.
         assert_eq!(substitute_str("${port}", &l), json!(8080));
@@ -533,7 +536,11 @@ mod tests {
     fn var_files_json_yaml_env() {
         let dir = tempfile::tempdir().unwrap();
         let j = dir.path().join("v.json");
-        std::fs::write(&j, r#"{"configuration": {"a": 1}, "secrets": {"s": {"k": "v"}}}"#).unwrap();
+        std::fs::write(
+            &j,
+            r#"{"configuration": {"a": 1}, "secrets": {"s": {"k": "v"}}}"#,
+        )
+        .unwrap();
         let y = dir.path().join("v.yaml");
         std::fs::write(&y, "configuration:\n  b: two\n").unwrap();
         let e = dir.path().join("v.env");

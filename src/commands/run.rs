@@ -117,7 +117,9 @@ pub fn run(args: RunArgs, state_dir: &Path, color: ColorChoice) -> i32 {
     // Do not wait for stray blocking tasks (e.g. a hung probe after a second Ctrl-C).
     rt.shutdown_timeout(std::time::Duration::from_millis(200));
     let journal_text = match (&ctk, args.journal_format) {
-        (Some(c), JournalFormat::Chaostoolkit) => chaostoolkit::journal::render(&finished.record, c),
+        (Some(c), JournalFormat::Chaostoolkit) => {
+            chaostoolkit::journal::render(&finished.record, c)
+        }
         _ => crate::report::json::render(&finished.record),
     };
     write_outputs(
@@ -275,7 +277,10 @@ fn faultline_policy(args: &RunArgs) -> Result<runner::Policy, String> {
     let ctk_only = [
         (!args.vars.is_empty(), "--var"),
         (!args.var_files.is_empty(), "--var-file"),
-        (args.hypothesis_frequency.is_some(), "--hypothesis-frequency"),
+        (
+            args.hypothesis_frequency.is_some(),
+            "--hypothesis-frequency",
+        ),
         (args.fail_fast, "--fail-fast"),
         (
             args.journal_format == JournalFormat::Chaostoolkit,

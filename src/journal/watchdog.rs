@@ -36,11 +36,12 @@ impl WatchdogHandle {
             let _ = p.write_all(b"done\n");
         }
         if let Some(mut c) = self.child.take() {
-            for _ in 0..100 {
+            // Up to 1 s, checked every millisecond (it exits within a few).
+            for _ in 0..1000 {
                 if let Ok(Some(_)) = c.try_wait() {
                     return;
                 }
-                std::thread::sleep(Duration::from_millis(10));
+                std::thread::sleep(Duration::from_millis(1));
             }
         }
     }

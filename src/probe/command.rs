@@ -35,7 +35,10 @@ pub struct CommandCheck {
     /// `expect.tolerance`, parsed (Chaos Toolkit semantics).
     tolerance: Option<crate::chaostoolkit::tolerance::Tolerance>,
     /// `expect.jsonpath`, parsed.
-    jsonpath: Option<(serde_json_path::JsonPath, crate::experiment::model::JsonPathExpect)>,
+    jsonpath: Option<(
+        serde_json_path::JsonPath,
+        crate::experiment::model::JsonPathExpect,
+    )>,
 }
 
 /// What a command's result must look like (compiled from `Expect`).
@@ -284,7 +287,9 @@ impl CommandCheck {
                 })
             };
             return match t.check(&result, Some("stdout")) {
-                Ok(_) => Sample::success(latency, format!("{}, within tolerance", ended_text(ended))),
+                Ok(_) => {
+                    Sample::success(latency, format!("{}, within tolerance", ended_text(ended)))
+                }
                 Err(why) => Sample::failure(latency, format!("tolerance not met: {why}")),
             };
         }

@@ -32,7 +32,10 @@ pub struct HttpCheck {
     /// `expect.tolerance`, parsed (Chaos Toolkit semantics).
     tolerance: Option<crate::chaostoolkit::tolerance::Tolerance>,
     /// `expect.jsonpath`, parsed.
-    jsonpath: Option<(serde_json_path::JsonPath, crate::experiment::model::JsonPathExpect)>,
+    jsonpath: Option<(
+        serde_json_path::JsonPath,
+        crate::experiment::model::JsonPathExpect,
+    )>,
 }
 
 impl HttpCheck {
@@ -220,11 +223,15 @@ impl HttpCheck {
                 Err(e) => {
                     return Sample::error(
                         latency,
-                        format!("status {code}, body is not JSON ({e}), cannot query {}", j.path),
+                        format!(
+                            "status {code}, body is not JSON ({e}), cannot query {}",
+                            j.path
+                        ),
                     )
                 }
             };
-            let found: Vec<serde_json::Value> = path.query(&doc).all().into_iter().cloned().collect();
+            let found: Vec<serde_json::Value> =
+                path.query(&doc).all().into_iter().cloned().collect();
             if let Err(why) = crate::chaostoolkit::tolerance::jsonpath_verdict(
                 &found,
                 &j.path,

@@ -475,3 +475,59 @@ fn invalid_ctk_experiment_names_activity_and_field() {
     // Located at the line of the field.
     assert!(err.contains("bad.json:4:"), "{err}");
 }
+
+#[test]
+fn faultline_experiments_can_use_jsonpath_and_tolerance() {
+    let c = Ctk::new();
+    let exp = |equals: &str| {
+        format!(
+            r#"title: jsonpath
+hypothesis: the document says up
+steady_state:
+  interval: 100ms
+  probes:
+    - name: doc
+      command: {{run: [printf, '{{"state": "up", "items": [1, 2, 3]}}']}}
+      expect:
+        jsonpath: {{path: "$.state", equals: {equals}}}
+      before: {{samples: 1}}
+      after: {{successes: 1, within: 2s}}
+    - name: items
+      command: {{run: [printf, '{{"state": "up", "items": [1, 2, 3]}}']}}
+      expect:
+        tolerance: {{type: jsonpath, path: "$.items[*]", count: 3, target: stdout}}
+      before: {{samples: 1}}
+      after: {{successes: 1, within: 2s}}
+    - name: web
+      http: {{url: "{}"}}
+      expect:
+        tolerance: [200, 204]
+      before: {{samples: 1}}
+      after: {{successes: 1, within: 2s}}
+method:
+  - pause: 100ms
+"#,
+            c.server.url()
+        )
+    };
+    let f = c.sb.write("ok.yaml", &exp("up"));
+    let o = c.cmd(&["run", f.to_str().unwrap(), "--no-journal"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let f = c.sb.write("bad.yaml", &exp("down"));
+    let o = c.cmd(&["run", f.to_str().unwrap(), "--no-journal"]);
+    assert_eq!(o.status.code(), Some(3), "{}", text(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("$.state"),
+        "{}",
+        text(&o)
+    );
+    // A bad path is a validation error at the field.
+    let f = c.sb.write("inv.yaml", &exp("up").replace("$.state", "$[["));
+    let o = c.cmd(&["validate", f.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(64), "{}", text(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("expect.jsonpath.path"),
+        "{}",
+        text(&o)
+    );
+}

@@ -7,6 +7,7 @@
 //! `runner` (phases, events, abort conditions, signals), `report` (one file
 //! per output format), `commands` (one function per subcommand).
 
+pub mod chaostoolkit;
 pub mod cli;
 pub mod commands;
 pub mod exit;

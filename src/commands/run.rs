@@ -1,8 +1,9 @@
 //! `faultline run FILE`.
 
-use crate::cli::{ColorChoice, RunArgs};
+use crate::chaostoolkit::{self, CtkLoaded};
+use crate::cli::{ColorChoice, JournalFormat, RunArgs};
 use crate::exit;
-use crate::experiment::{self, Experiment};
+use crate::experiment::{self, Experiment, Loaded};
 use crate::report::record::RunRecord;
 use crate::runner::{self, events::EventSink, live};
 use std::fs::File;
@@ -21,11 +22,15 @@ fn create(path: &Path, what: &str) -> Result<File, String> {
 }
 
 pub fn run(args: RunArgs, state_dir: &Path, color: ColorChoice) -> i32 {
-    if args.dry_run {
-        return super::plan::run(&args.file, crate::cli::PlanFormat::Text, args.chaostoolkit);
-    }
-    let loaded = match experiment::load_any(&args.file, args.chaostoolkit) {
-        Ok(l) => l,
+    let ctk_opts = match ctk_options(&args) {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!("faultline: {e}");
+            return exit::INVALID;
+        }
+    };
+    let (loaded, ctk) = match load(&args, &ctk_opts) {
+        Ok(v) => v,
         Err(problems) => {
             for p in &problems {
                 eprintln!("{p}");
@@ -33,6 +38,21 @@ pub fn run(args: RunArgs, state_dir: &Path, color: ColorChoice) -> i32 {
             return exit::INVALID;
         }
     };
+    let policy = match &ctk {
+        Some(c) => c.policy(),
+        None => match faultline_policy(&args) {
+            Ok(p) => p,
+            Err(e) => {
+                eprintln!("faultline: {e}");
+                return exit::INVALID;
+            }
+        },
+    };
+    if args.dry_run {
+        let plan = super::plan::build(&loaded);
+        print!("{}", super::plan::render_text(&plan));
+        return plan.exit_code;
+    }
     let run_id = runner::new_run_id();
     let outputs = match open_outputs(&args, &run_id) {
         Ok(o) => o,
@@ -70,7 +90,7 @@ pub fn run(args: RunArgs, state_dir: &Path, color: ColorChoice) -> i32 {
         state_dir: state_dir.to_path_buf(),
         run_id,
         sinks,
-        policy: runner::Policy::default(),
+        policy,
     };
     runner::install_panic_hook();
     let rt = match tokio::runtime::Builder::new_multi_thread()
@@ -96,10 +116,17 @@ pub fn run(args: RunArgs, state_dir: &Path, color: ColorChoice) -> i32 {
     };
     // Do not wait for stray blocking tasks (e.g. a hung probe after a second Ctrl-C).
     rt.shutdown_background();
+    let journal_text = match (&ctk, args.journal_format) {
+        (Some(c), JournalFormat::Chaostoolkit) => {
+            chaostoolkit::journal::render(&finished.record, c)
+        }
+        _ => crate::report::json::render(&finished.record),
+    };
     write_outputs(
         &finished.record,
         outputs,
         args.quiet || args.events.as_deref() == Some("-"),
+        journal_text,
     );
     if !args.quiet && args.events.as_deref() != Some("-") {
         print!("{}", crate::report::table::render(&finished.record, color));
@@ -120,10 +147,14 @@ fn open_outputs(args: &RunArgs, run_id: &str) -> Result<Outputs, String> {
     let journal = if args.no_journal {
         None
     } else {
-        let p = args
-            .journal
-            .clone()
-            .unwrap_or_else(|| PathBuf::from(format!("faultline-{run_id}.json")));
+        // Chaos Toolkit's tools look for ./journal.json.
+        let p = args.journal.clone().unwrap_or_else(|| {
+            if args.journal_format == JournalFormat::Chaostoolkit {
+                PathBuf::from("journal.json")
+            } else {
+                PathBuf::from(format!("faultline-{run_id}.json"))
+            }
+        });
         Some((p.clone(), create(&p, "journal")?))
     };
     let junit = match &args.junit {
@@ -141,7 +172,7 @@ fn open_outputs(args: &RunArgs, run_id: &str) -> Result<Outputs, String> {
     })
 }
 
-fn write_outputs(rec: &RunRecord, outputs: Outputs, quiet_paths: bool) {
+fn write_outputs(rec: &RunRecord, outputs: Outputs, quiet_paths: bool, journal: String) {
     let write = |what: &str, out: Option<(PathBuf, File)>, text: String| {
         if let Some((path, mut f)) = out {
             match f.write_all(text.as_bytes()).and_then(|_| f.sync_all()) {
@@ -151,7 +182,7 @@ fn write_outputs(rec: &RunRecord, outputs: Outputs, quiet_paths: bool) {
             }
         }
     };
-    write("journal", outputs.journal, crate::report::json::render(rec));
+    write("journal", outputs.journal, journal);
     write("junit", outputs.junit, crate::report::junit::render(rec));
     write(
         "markdown",
@@ -180,4 +211,104 @@ fn confirm(exp: &Experiment) -> bool {
         return false;
     }
     matches!(line.trim().to_ascii_lowercase().as_str(), "y" | "yes")
+}
+
+/// Chaos Toolkit options from the command line. `.env` var files also set
+/// the environment of the whole run (as `chaos run` does), so process
+/// activities see them too.
+fn ctk_options(args: &RunArgs) -> Result<chaostoolkit::Options, String> {
+    use crate::cli::{HypothesisStrategy as H, RollbackStrategy as R};
+    let mut o = chaostoolkit::Options::default();
+    for f in &args.var_files {
+        o.extra.add_file(f)?;
+    }
+    for v in &args.vars {
+        o.extra.add_var(v)?;
+    }
+    for (k, v) in &o.extra.env {
+        std::env::set_var(k, v);
+    }
+    o.hypothesis_strategy = args.hypothesis_strategy.map(|h| match h {
+        H::Default => chaostoolkit::HypothesisStrategy::Default,
+        H::BeforeMethodOnly => chaostoolkit::HypothesisStrategy::BeforeMethodOnly,
+        H::AfterMethodOnly => chaostoolkit::HypothesisStrategy::AfterMethodOnly,
+        H::DuringMethodOnly => chaostoolkit::HypothesisStrategy::DuringMethodOnly,
+        H::Continuously => chaostoolkit::HypothesisStrategy::Continuously,
+    });
+    o.rollback_strategy = args.rollback_strategy.map(|r| match r {
+        R::Default => chaostoolkit::RollbackStrategy::Default,
+        R::Always => chaostoolkit::RollbackStrategy::Always,
+        R::Never => chaostoolkit::RollbackStrategy::Never,
+        R::Deviated => chaostoolkit::RollbackStrategy::Deviated,
+    });
+    if let Some(f) = args.hypothesis_frequency {
+        if !(f.is_finite() && f > 0.0) {
+            return Err(format!(
+                "--hypothesis-frequency {f}: give a positive number of seconds, e.g. 1 or 0.5"
+            ));
+        }
+    }
+    o.frequency = args.hypothesis_frequency;
+    o.fail_fast = args.fail_fast;
+    Ok(o)
+}
+
+/// A Chaos Toolkit file (forced or detected) is translated; anything else
+/// is a faultline experiment.
+fn load(
+    args: &RunArgs,
+    opts: &chaostoolkit::Options,
+) -> Result<(Loaded, Option<CtkLoaded>), Vec<experiment::Diagnostic>> {
+    match chaostoolkit::try_load_with(&args.file, args.chaostoolkit, opts) {
+        Some(r) => r.map(|c| {
+            for w in &c.translation.warnings {
+                eprintln!("{}: warning: {w}", c.loaded.file);
+            }
+            (c.loaded.clone(), Some(c))
+        }),
+        None => experiment::load_file(&args.file).map(|l| (l, None)),
+    }
+}
+
+/// The run policy of a faultline experiment: faultline's defaults, changed
+/// only by the strategy flags that mean something without a Chaos Toolkit file.
+fn faultline_policy(args: &RunArgs) -> Result<runner::Policy, String> {
+    use crate::cli::HypothesisStrategy as H;
+    let ctk_only = [
+        (!args.vars.is_empty(), "--var"),
+        (!args.var_files.is_empty(), "--var-file"),
+        (
+            args.hypothesis_frequency.is_some(),
+            "--hypothesis-frequency",
+        ),
+        (args.fail_fast, "--fail-fast"),
+        (
+            args.journal_format == JournalFormat::Chaostoolkit,
+            "--journal-format chaostoolkit",
+        ),
+    ];
+    if let Some((_, flag)) = ctk_only.iter().find(|(set, _)| *set) {
+        return Err(format!(
+            "{flag} applies to Chaos Toolkit experiments; {} is a faultline experiment (add --chaostoolkit if it is a Chaos Toolkit file)",
+            args.file.display()
+        ));
+    }
+    let mut p = runner::Policy::default();
+    match args.hypothesis_strategy {
+        None | Some(H::Default) => {}
+        Some(H::BeforeMethodOnly) => p.check_after = false,
+        Some(H::AfterMethodOnly) => p.check_before = false,
+        Some(H::DuringMethodOnly) | Some(H::Continuously) => {
+            return Err("--hypothesis-strategy during-method-only/continuously applies to Chaos Toolkit experiments; a faultline experiment samples during the method already (`during:` on each probe)".into())
+        }
+    }
+    if let Some(r) = args.rollback_strategy {
+        p.user_rollbacks = match r {
+            crate::cli::RollbackStrategy::Default => runner::RollbackPolicy::UnlessInterrupted,
+            crate::cli::RollbackStrategy::Always => runner::RollbackPolicy::Always,
+            crate::cli::RollbackStrategy::Never => runner::RollbackPolicy::Never,
+            crate::cli::RollbackStrategy::Deviated => runner::RollbackPolicy::Deviated,
+        };
+    }
+    Ok(p)
 }

@@ -96,6 +96,13 @@ pub fn read_capped(path: &Path) -> Result<Vec<u8>, String> {
 /// Loads a faultline experiment, or a Chaos Toolkit one (forced, or detected
 /// from its keys) translated into faultline's model.
 pub fn load_any(path: &Path, force_chaostoolkit: bool) -> Result<Loaded, Vec<Diagnostic>> {
-    let _ = force_chaostoolkit;
-    load_file(path)
+    match crate::chaostoolkit::try_load(path, force_chaostoolkit) {
+        None => load_file(path),
+        Some(r) => r.map(|c| {
+            for w in &c.translation.warnings {
+                eprintln!("{}: warning: {w}", c.loaded.file);
+            }
+            c.loaded
+        }),
+    }
 }

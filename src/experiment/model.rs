@@ -318,6 +318,34 @@ pub struct Expect {
     /// prometheus: the query's value, inclusive bounds.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub value: Option<Bounds>,
+    /// http, command: a JSONPath (RFC 9535) query on the body (http) or on
+    /// stdout (command), read as JSON; it must find at least one value.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jsonpath: Option<JsonPathExpect>,
+    /// http, command: a Chaos Toolkit tolerance, with Chaos Toolkit's meaning,
+    /// judged on the probe's result (http: `{status, headers, body}`, command:
+    /// `{status, stdout, stderr}`). See docs/chaostoolkit.md.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tolerance: Option<serde_json::Value>,
+    /// command, with `tolerance`: the command prints its result as JSON on
+    /// stdout (a Chaos Toolkit `python` provider); the tolerance judges that.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub result_on_stdout: bool,
+}
+
+/// A JSONPath query and what it must find.
+#[derive(Clone, Debug, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct JsonPathExpect {
+    /// e.g. `$.checks[?@.ok == false]` or `$.status`.
+    pub path: String,
+    /// The values found, in order, must equal this list (a single value: the
+    /// query must find exactly that one value).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub equals: Option<serde_json::Value>,
+    /// The query must find exactly this many values.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub count: Option<usize>,
 }
 
 /// Inclusive numeric bounds; either may be left out.

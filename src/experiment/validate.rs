@@ -309,7 +309,7 @@ fn check_steady_state(c: &mut Checker, exp: &Experiment) -> Vec<String> {
 
 fn check_expect(c: &mut Checker, path: &str, kind: ProbeKind, e: &Expect) {
     use ProbeKind::*;
-    let fields: [(&str, bool, &[ProbeKind]); 13] = [
+    let fields: [(&str, bool, &[ProbeKind]); 16] = [
         ("status", e.status.is_some(), &[Http]),
         (
             "latency_below",
@@ -327,6 +327,9 @@ fn check_expect(c: &mut Checker, path: &str, kind: ProbeKind, e: &Expect) {
         ("running", e.running.is_some(), &[Process]),
         ("count", e.count.is_some(), &[Process]),
         ("value", e.value.is_some(), &[Prometheus]),
+        ("jsonpath", e.jsonpath.is_some(), &[Http, Command]),
+        ("tolerance", e.tolerance.is_some(), &[Http, Command]),
+        ("result_on_stdout", e.result_on_stdout, &[Command]),
     ];
     for (name, set, kinds) in fields {
         if set && !kinds.contains(&kind) {
@@ -357,6 +360,22 @@ fn check_expect(c: &mut Checker, path: &str, kind: ProbeKind, e: &Expect) {
     }
     if let Some(d) = e.latency_below {
         c.nonzero(&format!("{path}.latency_below"), d);
+    }
+    if let Some(j) = &e.jsonpath {
+        if let Err(m) = crate::chaostoolkit::tolerance::parse_jsonpath(&j.path) {
+            c.value_error(&format!("{path}.jsonpath.path"), m);
+        }
+    }
+    if let Some(t) = &e.tolerance {
+        if let Err(m) = crate::chaostoolkit::tolerance::Tolerance::parse(t) {
+            c.value_error(&format!("{path}.tolerance"), m);
+        }
+    }
+    if e.result_on_stdout && e.tolerance.is_none() {
+        c.error(
+            &format!("{path}.result_on_stdout"),
+            "`result_on_stdout` goes with `tolerance`",
+        );
     }
     for (name, b) in [("count", &e.count), ("value", &e.value)] {
         if let Some(b) = b {

@@ -32,11 +32,19 @@ pub struct CommandCheck {
     run_id: String,
     want: OutputExpect,
     expect: Expect,
+    /// `expect.tolerance`, parsed (Chaos Toolkit semantics).
+    tolerance: Option<crate::chaostoolkit::tolerance::Tolerance>,
+    /// `expect.jsonpath`, parsed.
+    jsonpath: Option<(
+        serde_json_path::JsonPath,
+        crate::experiment::model::JsonPathExpect,
+    )>,
 }
 
 /// What a command's result must look like (compiled from `Expect`).
 struct OutputExpect {
-    exit_code: i32,
+    /// `None`: any exit code (a tolerance judges the result instead).
+    exit_code: Option<i32>,
     stdout_contains: Option<String>,
     stdout_matches: Option<Regex>,
     stderr_contains: Option<String>,
@@ -79,11 +87,35 @@ impl CommandCheck {
                 })
                 .transpose()
         };
+        let tolerance = match &expect.tolerance {
+            Some(t) => Some(
+                crate::chaostoolkit::tolerance::Tolerance::parse(t)
+                    .map_err(|e| format!("expect.tolerance: {e}"))?,
+            ),
+            None => None,
+        };
+        let jsonpath = match &expect.jsonpath {
+            Some(j) => Some((
+                crate::chaostoolkit::tolerance::parse_jsonpath(&j.path)
+                    .map_err(|e| format!("expect.jsonpath.path: {e}"))?,
+                j.clone(),
+            )),
+            None => None,
+        };
+        // A tolerance on the whole result judges the exit code itself; with
+        // `result_on_stdout` the command must succeed to have a result.
+        let exit_code = match (expect.exit_code, &tolerance, expect.result_on_stdout) {
+            (Some(c), _, _) => Some(c),
+            (None, Some(_), false) => None,
+            _ => Some(0),
+        };
         Ok(CommandCheck {
+            tolerance,
+            jsonpath,
             spec: spec.clone(),
             run_id: ctx.run_id.clone(),
             want: OutputExpect {
-                exit_code: expect.exit_code.unwrap_or(0),
+                exit_code,
                 stdout_contains: expect.stdout_contains.clone(),
                 stdout_matches: re("stdout_matches", &expect.stdout_matches)?,
                 stderr_contains: expect.stderr_contains.clone(),
@@ -98,7 +130,15 @@ impl CommandCheck {
         if let Some(cwd) = &self.spec.cwd {
             s.push_str(&format!(" in {cwd}"));
         }
-        s.push_str(&format!(" expecting exit {}", self.want.exit_code));
+        if let Some(c) = self.want.exit_code {
+            s.push_str(&format!(" expecting exit {c}"));
+        }
+        if let Some((_, j)) = &self.jsonpath {
+            s.push_str(&format!(", JSONPath {}", j.path));
+        }
+        if let Some(t) = &self.expect.tolerance {
+            s.push_str(&format!(", tolerance {t}"));
+        }
         s
     }
 
@@ -188,7 +228,72 @@ impl CommandCheck {
             }
         };
         let sample = judge(ended, &stdout, &stderr, &self.want, latency);
+        let sample = self.check_extra(ended, &stdout, &stderr, sample);
         check_latency(&self.expect, sample)
+    }
+}
+
+impl CommandCheck {
+    /// `expect.jsonpath` and `expect.tolerance`, on a sample that otherwise succeeded.
+    fn check_extra(&self, ended: Ended, stdout: &[u8], stderr: &[u8], sample: Sample) -> Sample {
+        if !sample.is_success() {
+            return sample;
+        }
+        let latency = sample.latency;
+        let out = String::from_utf8_lossy(stdout);
+        if let Some((path, j)) = &self.jsonpath {
+            let doc: serde_json::Value = match serde_json::from_str(&out) {
+                Ok(v) => v,
+                Err(e) => {
+                    return Sample::error(
+                        latency,
+                        format!("stdout is not JSON ({e}), cannot query {}", j.path),
+                    )
+                }
+            };
+            let found: Vec<serde_json::Value> =
+                path.query(&doc).all().into_iter().cloned().collect();
+            if let Err(why) = crate::chaostoolkit::tolerance::jsonpath_verdict(
+                &found,
+                &j.path,
+                j.equals.as_ref(),
+                j.count,
+                "stdout",
+            ) {
+                return Sample::failure(latency, format!("{}, {why}", ended_text(ended)));
+            }
+        }
+        if let Some(t) = &self.tolerance {
+            // chaoslib's process result; a signal is a negative status, as Python's.
+            let status = match ended {
+                Ended::Code(c) => c,
+                Ended::Signal(s) => -s,
+            };
+            let result = if self.expect.result_on_stdout {
+                match serde_json::from_str::<serde_json::Value>(&out) {
+                    Ok(v) => v,
+                    Err(e) => {
+                        return Sample::error(
+                            latency,
+                            format!("the result on stdout is not JSON ({e}): {:?}", tail(&out)),
+                        )
+                    }
+                }
+            } else {
+                serde_json::json!({
+                    "status": status,
+                    "stdout": out,
+                    "stderr": String::from_utf8_lossy(stderr),
+                })
+            };
+            return match t.check(&result, Some("stdout")) {
+                Ok(_) => {
+                    Sample::success(latency, format!("{}, within tolerance", ended_text(ended)))
+                }
+                Err(why) => Sample::failure(latency, format!("tolerance not met: {why}")),
+            };
+        }
+        sample
     }
 }
 
@@ -238,16 +343,18 @@ fn judge(
 ) -> Sample {
     let out = String::from_utf8_lossy(stdout);
     let err = String::from_utf8_lossy(stderr);
-    if ended != Ended::Code(want.exit_code) {
-        return Sample::failure(
-            latency,
-            format!(
-                "{}, expected exit {}{}",
-                ended_text(ended),
-                want.exit_code,
-                output_hint(&out, &err)
-            ),
-        );
+    if let Some(code) = want.exit_code {
+        if ended != Ended::Code(code) {
+            return Sample::failure(
+                latency,
+                format!(
+                    "{}, expected exit {}{}",
+                    ended_text(ended),
+                    code,
+                    output_hint(&out, &err)
+                ),
+            );
+        }
     }
     let checks = [
         ("stdout", &out, &want.stdout_contains, &want.stdout_matches),
@@ -383,7 +490,7 @@ mod tests {
 
     fn want(code: i32) -> OutputExpect {
         OutputExpect {
-            exit_code: code,
+            exit_code: Some(code),
             stdout_contains: None,
             stdout_matches: None,
             stderr_contains: None,

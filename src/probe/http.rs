@@ -29,6 +29,13 @@ pub struct HttpCheck {
     body_matches: Option<Regex>,
     json: Option<JsonExpect>,
     expect: Expect,
+    /// `expect.tolerance`, parsed (Chaos Toolkit semantics).
+    tolerance: Option<crate::chaostoolkit::tolerance::Tolerance>,
+    /// `expect.jsonpath`, parsed.
+    jsonpath: Option<(
+        serde_json_path::JsonPath,
+        crate::experiment::model::JsonPathExpect,
+    )>,
 }
 
 impl HttpCheck {
@@ -89,16 +96,36 @@ impl HttpCheck {
                 ));
             }
         }
+        let tolerance = match &expect.tolerance {
+            Some(t) => Some(
+                crate::chaostoolkit::tolerance::Tolerance::parse(t)
+                    .map_err(|e| format!("expect.tolerance: {e}"))?,
+            ),
+            None => None,
+        };
+        let jsonpath = match &expect.jsonpath {
+            Some(j) => Some((
+                crate::chaostoolkit::tolerance::parse_jsonpath(&j.path)
+                    .map_err(|e| format!("expect.jsonpath.path: {e}"))?,
+                j.clone(),
+            )),
+            None => None,
+        };
+        // With a tolerance, any status is a result for it to judge.
+        let default_status = if tolerance.is_some() {
+            StatusSet(vec![(100, 599)])
+        } else {
+            StatusSet(vec![(200, 299)])
+        };
         Ok(HttpCheck {
+            tolerance,
+            jsonpath,
             client,
             method,
             url,
             body: spec.body.clone(),
             timeout,
-            status: expect
-                .status
-                .clone()
-                .unwrap_or_else(|| StatusSet(vec![(200, 299)])),
+            status: expect.status.clone().unwrap_or(default_status),
             body_contains: expect.body_contains.clone(),
             body_matches,
             json: expect.json.clone(),
@@ -118,6 +145,12 @@ impl HttpCheck {
         if let Some(j) = &self.json {
             s.push_str(&format!(", JSON {} = {}", j.pointer, j.equals));
         }
+        if let Some((_, j)) = &self.jsonpath {
+            s.push_str(&format!(", JSONPath {}", j.path));
+        }
+        if let Some(t) = &self.expect.tolerance {
+            s.push_str(&format!(", tolerance {t}"));
+        }
         s
     }
 
@@ -132,6 +165,11 @@ impl HttpCheck {
             Err(e) => return Sample::error(started.elapsed(), self.explain(&e)),
         };
         let code = resp.status().as_u16();
+        let headers = if self.tolerance.is_some() {
+            Some(resp.headers().clone())
+        } else {
+            None
+        };
         let mut body = Vec::new();
         let mut truncated = false;
         loop {
@@ -163,7 +201,74 @@ impl HttpCheck {
             self.json.as_ref(),
             latency,
         );
+        let sample = self.check_extra(code, headers.as_ref(), &body, sample);
         check_latency(&self.expect, sample)
+    }
+
+    /// `expect.jsonpath` and `expect.tolerance`, on a sample that otherwise succeeded.
+    fn check_extra(
+        &self,
+        code: u16,
+        headers: Option<&HeaderMap>,
+        body: &[u8],
+        sample: Sample,
+    ) -> Sample {
+        if !sample.is_success() {
+            return sample;
+        }
+        let latency = sample.latency;
+        if let Some((path, j)) = &self.jsonpath {
+            let doc: serde_json::Value = match serde_json::from_slice(body) {
+                Ok(v) => v,
+                Err(e) => {
+                    return Sample::error(
+                        latency,
+                        format!(
+                            "status {code}, body is not JSON ({e}), cannot query {}",
+                            j.path
+                        ),
+                    )
+                }
+            };
+            let found: Vec<serde_json::Value> =
+                path.query(&doc).all().into_iter().cloned().collect();
+            if let Err(why) = crate::chaostoolkit::tolerance::jsonpath_verdict(
+                &found,
+                &j.path,
+                j.equals.as_ref(),
+                j.count,
+                "body",
+            ) {
+                return Sample::failure(latency, format!("status {code}, {why}"));
+            }
+        }
+        if let Some(t) = &self.tolerance {
+            let mut hmap = serde_json::Map::new();
+            let mut json_body = false;
+            if let Some(h) = headers {
+                for (k, v) in h {
+                    let v = String::from_utf8_lossy(v.as_bytes()).to_string();
+                    if k.as_str() == "content-type" && v == "application/json" {
+                        json_body = true;
+                    }
+                    hmap.insert(k.as_str().to_string(), serde_json::Value::String(v));
+                }
+            }
+            // As Python requests: the body is parsed when the server says JSON.
+            let body_value = if json_body {
+                serde_json::from_slice(body).unwrap_or_else(|_| {
+                    serde_json::Value::String(String::from_utf8_lossy(body).to_string())
+                })
+            } else {
+                serde_json::Value::String(String::from_utf8_lossy(body).to_string())
+            };
+            let result = serde_json::json!({"status": code, "headers": hmap, "body": body_value});
+            return match t.check(&result, Some("body")) {
+                Ok(_) => Sample::success(latency, format!("status {code}, within tolerance")),
+                Err(why) => Sample::failure(latency, format!("tolerance not met: {why}")),
+            };
+        }
+        sample
     }
 
     fn explain(&self, e: &reqwest::Error) -> String {

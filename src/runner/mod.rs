@@ -49,6 +49,10 @@ pub struct Policy {
     /// Sample after rollback until recovered.
     pub check_after: bool,
     pub user_rollbacks: RollbackPolicy,
+    /// Chaos Toolkit's order: check the steady state after the method and
+    /// only then run the user rollbacks (faultline's: rollback, then check
+    /// recovery). Fault undo is not affected.
+    pub check_after_before_rollbacks: bool,
 }
 
 impl Default for Policy {
@@ -57,6 +61,7 @@ impl Default for Policy {
             check_before: true,
             check_after: true,
             user_rollbacks: RollbackPolicy::Always,
+            check_after_before_rollbacks: false,
         }
     }
 }
@@ -492,7 +497,11 @@ async fn run_phases(
         ctx.emit.emit(Event::PhaseStarted {
             phase: Phase::Before,
         });
-        steady_before = before(&ctx).await;
+        steady_before = if ctx.policy.check_before {
+            before(&ctx).await
+        } else {
+            true
+        };
         ctx.emit.emit(Event::PhaseEnded {
             phase: Phase::Before,
         });
@@ -504,6 +513,27 @@ async fn run_phases(
         }
     }
 
+    // Chaos Toolkit's order: the after check comes before user rollbacks.
+    let mut recovered = true;
+    let mut after_done = false;
+    let mut early_undo = Vec::new();
+    if ctx.policy.check_after_before_rollbacks
+        && method_ran
+        && ctx.policy.check_after
+        && !matches!(ctx.stop_reason(), Some(Stop::Signal(_)))
+    {
+        // Faults are undone first, whatever the order of the rest.
+        early_undo = rollback_pending(&ctx, None, "runner");
+        ctx.emit.emit(Event::PhaseStarted {
+            phase: Phase::After,
+        });
+        recovered = after(&ctx).await;
+        ctx.emit.emit(Event::PhaseEnded {
+            phase: Phase::After,
+        });
+        after_done = true;
+    }
+
     // Rollback: everything still pending from faults (newest first), then the
     // user's rollbacks (when the method ran).
     ctx.emit.emit(Event::PhaseStarted {
@@ -511,13 +541,14 @@ async fn run_phases(
     });
     let rollback_start = Instant::now();
     let mut rollback_failures = std::mem::take(&mut *ctx.rollback_errors.lock().unwrap());
+    rollback_failures.extend(early_undo);
     rollback_failures.extend(rollback_pending(&ctx, None, "runner"));
     let stop = ctx.stop_reason();
     let run_user_rollbacks = method_ran
         && match ctx.policy.user_rollbacks {
             RollbackPolicy::Always => true,
             RollbackPolicy::Never => false,
-            RollbackPolicy::Deviated => !during_ok || stop.is_some(),
+            RollbackPolicy::Deviated => !during_ok || !recovered || stop.is_some(),
             RollbackPolicy::UnlessInterrupted => {
                 !matches!(stop, Some(Stop::Signal(_)) | Some(Stop::Abort))
             }
@@ -535,8 +566,7 @@ async fn run_phases(
 
     // After: whenever the method ran and we were not interrupted.
     let interrupted = matches!(ctx.stop_reason(), Some(Stop::Signal(_)));
-    let mut recovered = true;
-    if method_ran && !interrupted {
+    if method_ran && !interrupted && ctx.policy.check_after && !after_done {
         ctx.emit.emit(Event::PhaseStarted {
             phase: Phase::After,
         });

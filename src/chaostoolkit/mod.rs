@@ -1,0 +1,328 @@
+//! Chaos Toolkit experiments, run unchanged: detection, translation into
+//! faultline's model, tolerances with Chaos Toolkit's meaning, runtime
+//! strategies, and a journal in Chaos Toolkit's format. See docs/chaostoolkit.md.
+
+pub mod journal;
+pub mod python;
+pub mod tolerance;
+pub mod translate;
+pub mod vars;
+
+use crate::experiment::{validate, yaml, Diagnostic, Loaded};
+use crate::runner::{Policy, RollbackPolicy};
+use serde_json::Value;
+use std::path::Path;
+
+/// When the steady-state hypothesis is checked (`--hypothesis-strategy`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum HypothesisStrategy {
+    /// Before and after the method.
+    #[default]
+    Default,
+    BeforeMethodOnly,
+    AfterMethodOnly,
+    DuringMethodOnly,
+    /// Before, during (every `--hypothesis-frequency` seconds) and after.
+    Continuously,
+}
+
+impl HypothesisStrategy {
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "default" => Self::Default,
+            "before-method-only" => Self::BeforeMethodOnly,
+            "after-method-only" => Self::AfterMethodOnly,
+            "during-method-only" => Self::DuringMethodOnly,
+            // chaoslib still accepts the old misspelling.
+            "continuously" | "continously" => Self::Continuously,
+            _ => return None,
+        })
+    }
+    pub fn before(self) -> bool {
+        matches!(
+            self,
+            Self::Default | Self::BeforeMethodOnly | Self::Continuously
+        )
+    }
+    pub fn after(self) -> bool {
+        matches!(
+            self,
+            Self::Default | Self::AfterMethodOnly | Self::Continuously
+        )
+    }
+}
+
+/// When user rollbacks run (`--rollback-strategy`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum RollbackStrategy {
+    /// Chaos Toolkit's default: not when the run was interrupted or failed.
+    #[default]
+    Default,
+    Always,
+    Never,
+    Deviated,
+}
+
+impl RollbackStrategy {
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "default" => Self::Default,
+            "always" => Self::Always,
+            "never" => Self::Never,
+            "deviated" => Self::Deviated,
+            _ => return None,
+        })
+    }
+    pub fn policy(self) -> RollbackPolicy {
+        match self {
+            Self::Default => RollbackPolicy::UnlessInterrupted,
+            Self::Always => RollbackPolicy::Always,
+            Self::Never => RollbackPolicy::Never,
+            Self::Deviated => RollbackPolicy::Deviated,
+        }
+    }
+}
+
+/// Choices from the command line. `None` means: the file's `runtime`
+/// section, else Chaos Toolkit's default.
+#[derive(Clone, Debug, Default)]
+pub struct Options {
+    pub extra: vars::ExtraVars,
+    pub hypothesis_strategy: Option<HypothesisStrategy>,
+    pub rollback_strategy: Option<RollbackStrategy>,
+    pub frequency: Option<f64>,
+    pub fail_fast: bool,
+    /// Resolved by `load`: what the translation uses.
+    strategy: HypothesisStrategy,
+}
+
+/// A Chaos Toolkit experiment, loaded and translated.
+pub struct CtkLoaded {
+    pub loaded: Loaded,
+    /// The experiment as written (for the journal's `experiment`).
+    pub raw: Value,
+    pub translation: translate::Translation,
+    pub hypothesis_strategy: HypothesisStrategy,
+    pub rollback_strategy: RollbackStrategy,
+}
+
+impl CtkLoaded {
+    /// The run policy of the strategies. faultline's own fault undo is not
+    /// part of it: that always happens.
+    pub fn policy(&self) -> Policy {
+        Policy {
+            check_before: self.hypothesis_strategy.before(),
+            check_after: self.hypothesis_strategy.after(),
+            user_rollbacks: self.rollback_strategy.policy(),
+            check_after_before_rollbacks: true,
+        }
+    }
+}
+
+/// Whether parsed text looks like a Chaos Toolkit experiment.
+pub fn looks_like_ctk(v: &Value) -> bool {
+    let Some(m) = v.as_object() else { return false };
+    if m.contains_key("steady-state-hypothesis") {
+        return true;
+    }
+    let is_activity = |a: &Value| {
+        a.get("provider").is_some()
+            || a.get("ref").is_some()
+            || matches!(
+                a.get("type").and_then(Value::as_str),
+                Some("action") | Some("probe")
+            )
+    };
+    m.get("method")
+        .and_then(Value::as_array)
+        .is_some_and(|a| a.iter().any(is_activity))
+}
+
+/// Cheap pre-check on the text before parsing it twice.
+pub fn may_be_ctk(text: &str) -> bool {
+    text.contains("steady-state-hypothesis") || text.contains("provider")
+}
+
+fn diag(file: &str, spans: &yaml::SpanIndex, path: &str, message: String) -> Diagnostic {
+    let (line, column) = spans.locate(path);
+    Diagnostic {
+        file: file.to_string(),
+        path: path.to_string(),
+        line,
+        column,
+        message,
+    }
+}
+
+/// Parses JSON or YAML text into a value, with its span index.
+pub fn parse(file: &str, bytes: &[u8]) -> Result<(Value, yaml::SpanIndex), Diagnostic> {
+    let text = yaml::check_bytes(file, bytes)?;
+    let spans = yaml::index(file, text).unwrap_or_default();
+    let trimmed = text.trim_start();
+    let v: Result<Value, String> = if trimmed.starts_with('{') {
+        serde_json::from_str(text).map_err(|e| format!("not valid JSON: {e}"))
+    } else {
+        serde_yaml::from_str(text).map_err(|e| format!("not valid YAML: {e}"))
+    };
+    match v {
+        Ok(v) => Ok((v, spans)),
+        Err(m) => Err(Diagnostic {
+            file: file.to_string(),
+            path: String::new(),
+            line: 1,
+            column: 1,
+            message: m,
+        }),
+    }
+}
+
+/// Reads a runtime strategy from the file's `runtime` section.
+fn runtime_str<'a>(raw: &'a Value, section: &str) -> Option<&'a str> {
+    raw.get("runtime")?.get(section)?.get("strategy")?.as_str()
+}
+
+/// Loads, translates and validates a Chaos Toolkit experiment file.
+pub fn load(path: &Path, opts: &Options) -> Result<CtkLoaded, Vec<Diagnostic>> {
+    let file = path.display().to_string();
+    let bytes = crate::experiment::read_capped(path)
+        .map_err(|m| vec![diag(&file, &Default::default(), "", m)])?;
+    let (raw, spans) = parse(&file, &bytes).map_err(|d| vec![d])?;
+    load_value(&file, raw, spans, opts)
+}
+
+/// Translates an already parsed Chaos Toolkit experiment.
+pub fn load_value(
+    file: &str,
+    raw: Value,
+    spans: yaml::SpanIndex,
+    opts: &Options,
+) -> Result<CtkLoaded, Vec<Diagnostic>> {
+    let mut problems = Vec::new();
+    // Strategies: command line, else the file's `runtime`, else the default.
+    let hypothesis_strategy = match opts.hypothesis_strategy {
+        Some(s) => s,
+        None => match runtime_str(&raw, "hypothesis") {
+            None => HypothesisStrategy::Default,
+            Some(s) => HypothesisStrategy::parse(s).unwrap_or_else(|| {
+                problems.push(diag(
+                    file,
+                    &spans,
+                    "runtime.hypothesis.strategy",
+                    format!("`{s}` is not one of default, before-method-only, after-method-only, during-method-only, continuously"),
+                ));
+                HypothesisStrategy::Default
+            }),
+        },
+    };
+    let rollback_strategy = match opts.rollback_strategy {
+        Some(s) => s,
+        None => match runtime_str(&raw, "rollbacks") {
+            // faultline's own default: user rollbacks run whenever the method ran.
+            None => RollbackStrategy::Always,
+            Some(s) => RollbackStrategy::parse(s).unwrap_or_else(|| {
+                problems.push(diag(
+                    file,
+                    &spans,
+                    "runtime.rollbacks.strategy",
+                    format!("`{s}` is not one of default, always, never, deviated"),
+                ));
+                RollbackStrategy::Default
+            }),
+        },
+    };
+    let mut o = opts.clone();
+    o.strategy = hypothesis_strategy;
+    let t = match translate::translate(&raw, &o) {
+        Ok(t) => t,
+        Err(ps) => {
+            problems.extend(ps.into_iter().map(|(p, m)| diag(file, &spans, &p, m)));
+            return Err(problems);
+        }
+    };
+    if !problems.is_empty() {
+        return Err(problems);
+    }
+    // Validate the translation like any experiment; report at the Chaos
+    // Toolkit activity.
+    let checked = validate::validate(&t.experiment, file, &Default::default());
+    if !checked.is_empty() {
+        return Err(checked
+            .into_iter()
+            .map(|d| {
+                let hit = t
+                    .paths
+                    .iter()
+                    .filter(|(fl, _, _)| d.path == *fl || d.path.starts_with(&format!("{fl}.")))
+                    .max_by_key(|(fl, _, _)| fl.len());
+                match hit {
+                    Some((_, ctk, name)) => diag(
+                        file,
+                        &spans,
+                        ctk,
+                        format!(
+                            "activity `{name}`: {} (translated field `{}`)",
+                            d.message, d.path
+                        ),
+                    ),
+                    None => diag(
+                        file,
+                        &spans,
+                        "",
+                        format!("{} (translated field `{}`)", d.message, d.path),
+                    ),
+                }
+            })
+            .collect());
+    }
+    Ok(CtkLoaded {
+        loaded: Loaded {
+            file: file.to_string(),
+            experiment: t.experiment.clone(),
+            spans,
+        },
+        raw,
+        translation: t,
+        hypothesis_strategy,
+        rollback_strategy,
+    })
+}
+
+impl Options {
+    /// The hypothesis strategy in force (set by `load`).
+    pub fn strategy(&self) -> HypothesisStrategy {
+        self.strategy
+    }
+}
+
+/// For `load_any`: `Some(result)` when the file is a Chaos Toolkit
+/// experiment (or `force`), `None` for a faultline file.
+pub fn try_load(path: &Path, force: bool) -> Option<Result<CtkLoaded, Vec<Diagnostic>>> {
+    try_load_with(path, force, &Options::default())
+}
+
+/// `try_load` with command-line options.
+pub fn try_load_with(
+    path: &Path,
+    force: bool,
+    opts: &Options,
+) -> Option<Result<CtkLoaded, Vec<Diagnostic>>> {
+    let file = path.display().to_string();
+    let bytes = match crate::experiment::read_capped(path) {
+        Ok(b) => b,
+        Err(m) => return Some(Err(vec![diag(&file, &Default::default(), "", m)])),
+    };
+    if !force {
+        let text = String::from_utf8_lossy(&bytes);
+        if !may_be_ctk(&text) {
+            return None;
+        }
+    }
+    let (raw, spans) = match parse(&file, &bytes) {
+        Ok(v) => v,
+        Err(d) => return if force { Some(Err(vec![d])) } else { None },
+    };
+    if !force && !looks_like_ctk(&raw) {
+        return None;
+    }
+    Some(load_value(&file, raw, spans, opts))
+}

@@ -85,10 +85,13 @@ impl Drop for Proc {
     }
 }
 
-fn ctx(name: &str) -> FaultContext {
+/// The test process plays the runner, whose children are protected unless
+/// setup started them: `pid` is registered as the system under test.
+fn ctx(name: &str, pid: i32) -> FaultContext {
     FaultContext {
         run_id: format!("vm-{name}"),
         protected: Protected::for_this_process(),
+        setup_pids: [("target".to_string(), pid)].into_iter().collect(),
         ..Default::default()
     }
 }
@@ -174,7 +177,7 @@ fn nested_cpu_limit() {
                 .to_string()
         };
         let (root_before, app_before) = (read(&root), read(&root.join("app")));
-        let c = ctx("nested");
+        let c = ctx("nested", pid);
         let mut f = faultline::fault::build(&Fault::CpuLimit(CpuLimitSpec {
             target: target(pid),
             cpus: 0.5,
@@ -227,7 +230,7 @@ fn cpu_limit() {
     let pid = busy.0.id() as i32;
     let before = v2_cgroup_of(pid).unwrap_or_default();
     let sub_before = subtree_control();
-    let c = ctx("cpu");
+    let c = ctx("cpu", pid);
     let mut f = faultline::fault::build(&Fault::CpuLimit(CpuLimitSpec {
         target: target(pid),
         cpus: 0.2,
@@ -316,7 +319,7 @@ fn memory_limit() {
     );
     let pid = grower.0.id() as i32;
     let sub_before = subtree_control();
-    let c = ctx("mem");
+    let c = ctx("mem", pid);
     let mut f = faultline::fault::build(&Fault::MemoryLimit(MemoryLimitSpec {
         target: target(pid),
         limit: Size(32 * MIB),

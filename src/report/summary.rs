@@ -192,11 +192,32 @@ pub fn observation_lines(v: &Value) -> Vec<String> {
         Value::Null => Vec::new(),
         Value::Object(map) => map
             .iter()
-            .map(|(k, val)| format!("{}: {}", k.replace('_', " "), compact(val, 0)))
+            // Shown elsewhere (target, times) or empty: not worth a line.
+            .filter(|(k, _)| !SHOWN_ELSEWHERE.contains(&k.as_str()))
+            .map(|(k, val)| (k, compact(val, 0)))
+            .filter(|(_, text)| text != "none")
+            .map(|(k, text)| format!("{}: {text}", k.replace('_', " ")))
             .collect(),
         other => vec![compact(other, 0)],
     }
 }
+
+/// Observation keys the reports already show in their own columns.
+const SHOWN_ELSEWHERE: [&str; 3] = ["target", "injected_at", "at"];
+
+/// Inside lists of objects (processes hit, restarts...), these keys say
+/// enough; the full objects stay in the JSON journal.
+const KEY_FIELDS: [&str; 9] = [
+    "comm",
+    "pid",
+    "name",
+    "signal",
+    "outcome",
+    "new_pid",
+    "restart_ms",
+    "oom_kills",
+    "path",
+];
 
 const MAX_ITEMS: usize = 5;
 
@@ -232,7 +253,9 @@ fn compact(v: &Value, depth: usize) -> String {
             if depth > 2 {
                 return Value::Object(map.clone()).to_string();
             }
+            let key_only = depth > 0 && map.keys().any(|k| KEY_FIELDS.contains(&k.as_str()));
             map.iter()
+                .filter(|(k, _)| !key_only || KEY_FIELDS.contains(&k.as_str()))
                 .map(|(k, val)| format!("{k}={}", compact(val, depth + 1)))
                 .collect::<Vec<_>>()
                 .join(" ")

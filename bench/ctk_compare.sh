@@ -5,7 +5,8 @@
 #   3. detection: time from the target failing to the run stopping, with
 #      --hypothesis-strategy continuously --hypothesis-frequency 0.1 --fail-fast
 # Needs: python3 with venv (Debian: python3-venv), GNU time (Debian: time), cargo. PyPI must be reachable.
-# Writes the results to docs/performance-ctk.md and prints a table.
+# Writes the results to target/ctk-compare.md (copy them into the
+# "faultline vs Chaos Toolkit" section of docs/performance.md) and prints a table.
 #
 # Usage: bench/ctk_compare.sh [RUNS]     (RUNS per measurement, default 15)
 set -euo pipefail
@@ -34,4 +35,4 @@ FAULTLINE="$ROOT/target/release/faultline"
 echo "== measuring ($RUNS runs each)"
 python3 "$ROOT/bench/ctk/bench.py" \
     --chaos "$CHAOS" --faultline "$FAULTLINE" --runs "$RUNS" \
-    --work "$WORK" --out "$ROOT/docs/performance-ctk.md"
+    --work "$WORK" --out "$ROOT/target/ctk-compare.md"

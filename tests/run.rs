@@ -47,8 +47,30 @@ fn hypothesis_held_exits_0_with_journal_and_junit() {
         .map(|ph| p[ph]["samples"].as_u64().unwrap())
         .sum();
     assert_eq!(total, counted);
-    assert!(sb.path().join("junit.xml").exists());
-    assert!(sb.path().join("report.md").exists());
+    // The JUnit file is well-formed XML with a passing case per probe phase.
+    let xml = std::fs::read_to_string(sb.path().join("junit.xml")).unwrap();
+    let mut reader = quick_xml::Reader::from_str(&xml);
+    let (mut cases, mut failures) = (0, 0);
+    loop {
+        match reader.read_event().expect("junit.xml is well-formed XML") {
+            quick_xml::events::Event::Eof => break,
+            quick_xml::events::Event::Start(e) | quick_xml::events::Event::Empty(e) => {
+                match e.name().as_ref() {
+                    b"testcase" => cases += 1,
+                    b"failure" => failures += 1,
+                    _ => {}
+                }
+            }
+            _ => {}
+        }
+    }
+    assert!(cases >= 3, "one case per probe and phase: {xml}");
+    assert_eq!(failures, 0, "{xml}");
+    let md = std::fs::read_to_string(sb.path().join("report.md")).unwrap();
+    assert!(
+        md.contains("the server keeps answering") && md.contains("HELD"),
+        "{md}"
+    );
     // Nothing is left in the state directory.
     let st = sb.status();
     assert_eq!(st.status.code(), Some(0), "{}", text(&st));

@@ -344,18 +344,7 @@ impl CgroupLimit {
 
     /// `faultline-<run>-<kind>-<n>[-<group>]`.
     fn cgroup_name(&self, ctx: &FaultContext, group: usize, groups: usize) -> String {
-        let run: String = ctx
-            .run_id
-            .chars()
-            .map(|c| {
-                if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
-                    c
-                } else {
-                    '_'
-                }
-            })
-            .collect();
-        let run = if run.is_empty() { "run".into() } else { run };
+        let run = ctx.run_slug();
         let mut name = format!("faultline-{run}-{}-{}", self.kind, self.seq);
         if groups > 1 {
             name.push_str(&format!("-{}", group + 1));

@@ -171,21 +171,7 @@ impl DiskFill {
     }
 
     fn file_base(ctx: &FaultContext) -> String {
-        let run: String = ctx
-            .run_id
-            .chars()
-            .map(|c| {
-                if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
-                    c
-                } else {
-                    '_'
-                }
-            })
-            .collect();
-        format!(
-            ".faultline-fill-{}",
-            if run.is_empty() { "run".into() } else { run }
-        )
+        format!(".faultline-fill-{}", ctx.run_slug())
     }
 
     /// Bytes our files occupy on disk.

@@ -36,6 +36,29 @@ pub struct FaultContext {
     pub setup_pending: bool,
 }
 
+impl FaultContext {
+    /// The run id made safe for file and cgroup names (`[A-Za-z0-9_-]`,
+    /// never empty).
+    pub fn run_slug(&self) -> String {
+        let slug: String = self
+            .run_id
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                    c
+                } else {
+                    '_'
+                }
+            })
+            .collect();
+        if slug.is_empty() {
+            "run".into()
+        } else {
+            slug
+        }
+    }
+}
+
 /// Pids that are never selectable, whatever the selector.
 #[derive(Clone, Debug, Default)]
 pub struct Protected {

@@ -35,10 +35,7 @@ pub struct CommandCheck {
     /// `expect.tolerance`, parsed (Chaos Toolkit semantics).
     tolerance: Option<crate::chaostoolkit::tolerance::Tolerance>,
     /// `expect.jsonpath`, parsed.
-    jsonpath: Option<(
-        serde_json_path::JsonPath,
-        crate::experiment::model::JsonPathExpect,
-    )>,
+    jsonpath: Option<super::ParsedJsonPath>,
 }
 
 /// What a command's result must look like (compiled from `Expect`).
@@ -87,21 +84,7 @@ impl CommandCheck {
                 })
                 .transpose()
         };
-        let tolerance = match &expect.tolerance {
-            Some(t) => Some(
-                crate::chaostoolkit::tolerance::Tolerance::parse(t)
-                    .map_err(|e| format!("expect.tolerance: {e}"))?,
-            ),
-            None => None,
-        };
-        let jsonpath = match &expect.jsonpath {
-            Some(j) => Some((
-                crate::chaostoolkit::tolerance::parse_jsonpath(&j.path)
-                    .map_err(|e| format!("expect.jsonpath.path: {e}"))?,
-                j.clone(),
-            )),
-            None => None,
-        };
+        let (tolerance, jsonpath) = super::parse_result_checks(expect)?;
         // A tolerance on the whole result judges the exit code itself; with
         // `result_on_stdout` the command must succeed to have a result.
         let exit_code = match (expect.exit_code, &tolerance, expect.result_on_stdout) {

@@ -32,10 +32,7 @@ pub struct HttpCheck {
     /// `expect.tolerance`, parsed (Chaos Toolkit semantics).
     tolerance: Option<crate::chaostoolkit::tolerance::Tolerance>,
     /// `expect.jsonpath`, parsed.
-    jsonpath: Option<(
-        serde_json_path::JsonPath,
-        crate::experiment::model::JsonPathExpect,
-    )>,
+    jsonpath: Option<super::ParsedJsonPath>,
 }
 
 impl HttpCheck {
@@ -96,21 +93,7 @@ impl HttpCheck {
                 ));
             }
         }
-        let tolerance = match &expect.tolerance {
-            Some(t) => Some(
-                crate::chaostoolkit::tolerance::Tolerance::parse(t)
-                    .map_err(|e| format!("expect.tolerance: {e}"))?,
-            ),
-            None => None,
-        };
-        let jsonpath = match &expect.jsonpath {
-            Some(j) => Some((
-                crate::chaostoolkit::tolerance::parse_jsonpath(&j.path)
-                    .map_err(|e| format!("expect.jsonpath.path: {e}"))?,
-                j.clone(),
-            )),
-            None => None,
-        };
+        let (tolerance, jsonpath) = super::parse_result_checks(expect)?;
         // With a tolerance, any status is a result for it to judge.
         let default_status = if tolerance.is_some() {
             StatusSet(vec![(100, 599)])

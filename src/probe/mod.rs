@@ -188,3 +188,38 @@ pub fn check_latency(expect: &Expect, sample: Sample) -> Sample {
         _ => sample,
     }
 }
+
+/// `expect.jsonpath`, parsed, with what it must find.
+pub type ParsedJsonPath = (
+    serde_json_path::JsonPath,
+    crate::experiment::model::JsonPathExpect,
+);
+
+/// Parses `expect.tolerance` and `expect.jsonpath` once, at probe build time
+/// (shared by the http and command probes, which judge a structured result).
+pub fn parse_result_checks(
+    expect: &Expect,
+) -> Result<
+    (
+        Option<crate::chaostoolkit::tolerance::Tolerance>,
+        Option<ParsedJsonPath>,
+    ),
+    String,
+> {
+    let tolerance = match &expect.tolerance {
+        Some(t) => Some(
+            crate::chaostoolkit::tolerance::Tolerance::parse(t)
+                .map_err(|e| format!("expect.tolerance: {e}"))?,
+        ),
+        None => None,
+    };
+    let jsonpath = match &expect.jsonpath {
+        Some(j) => Some((
+            crate::chaostoolkit::tolerance::parse_jsonpath(&j.path)
+                .map_err(|e| format!("expect.jsonpath.path: {e}"))?,
+            j.clone(),
+        )),
+        None => None,
+    };
+    Ok((tolerance, jsonpath))
+}

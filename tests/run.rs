@@ -607,3 +607,45 @@ fn a_second_run_on_the_same_target_refuses_naming_the_first() {
     assert_eq!(o.status.code(), Some(130));
     assert_ne!(proc_state(target.pid()), Some('T'));
 }
+
+#[test]
+fn a_second_ctrl_c_stops_waiting_for_a_slow_probe() {
+    let sb = Sandbox::new();
+    let exp = r#"
+title: slow probe
+hypothesis: h
+steady_state:
+  probes:
+    - name: slow
+      command: {run: [sleep, "30"]}
+      timeout: 40s
+method:
+  - pause: 1s
+"#;
+    let f = sb.write("e.yaml", exp);
+    let child = spawn_run(&sb, &f, &[]);
+    assert!(wait_for_event(
+        &sb,
+        "phase_started\",\"phase\":\"before",
+        Duration::from_secs(10)
+    ));
+    std::thread::sleep(Duration::from_millis(500));
+    let pid = child.id() as i32;
+    signal(pid, nix::sys::signal::Signal::SIGINT);
+    std::thread::sleep(Duration::from_millis(700));
+    assert!(
+        proc_state(pid).is_some_and(|s| s != 'Z'),
+        "the first Ctrl-C waits for the in-flight sample"
+    );
+    let t = Instant::now();
+    signal(pid, nix::sys::signal::Signal::SIGINT);
+    let o = child.wait_with_output().unwrap();
+    assert_eq!(o.status.code(), Some(130), "{}", text(&o));
+    assert!(
+        t.elapsed() < Duration::from_secs(5),
+        "the second Ctrl-C did not wait ({:?})",
+        t.elapsed()
+    );
+    let events = std::fs::read_to_string(sb.path().join("events.jsonl")).unwrap();
+    assert_eq!(events.matches("\"event\":\"interrupted\"").count(), 2);
+}

@@ -96,7 +96,7 @@ struct Ctx {
     cancel_tx: watch::Sender<bool>,
     cancel_rx: watch::Receiver<bool>,
     /// Set on a second Ctrl-C: don't wait for in-flight probe samples.
-    hurry: Arc<std::sync::atomic::AtomicBool>,
+    hurry: watch::Sender<bool>,
     stop: Arc<Mutex<Option<Stop>>>,
     fctx: FaultContext,
     /// Filled by setup; read when faults are injected.
@@ -415,7 +415,7 @@ pub async fn run(
         journal: Arc::new(Mutex::new(journal)),
         cancel_tx,
         cancel_rx,
-        hurry: Arc::new(std::sync::atomic::AtomicBool::new(false)),
+        hurry: watch::channel(false).0,
         stop: Arc::new(Mutex::new(None)),
         fctx,
         setup_pids: Mutex::new(BTreeMap::new()),
@@ -939,6 +939,18 @@ fn emit_sample(ctx: &Ctx, idx: usize, phase: SamplePhase, s: &crate::probe::Samp
     });
 }
 
+/// Takes a sample; `None` when a second interrupt says not to wait for it.
+async fn sample_unless_hurried(ctx: &Ctx, i: usize) -> Option<crate::probe::Sample> {
+    let mut hurry = ctx.hurry.subscribe();
+    if *hurry.borrow() {
+        return None;
+    }
+    tokio::select! {
+        s = ctx.probes[i].sample() => Some(s),
+        _ = hurry.wait_for(|h| *h) => None,
+    }
+}
+
 /// Waits `d`, or less when cancelled. Returns false when cancelled.
 async fn sleep_or_cancel(ctx: &Ctx, d: Duration) -> bool {
     let mut rx = ctx.cancel_rx.clone();
@@ -966,7 +978,9 @@ async fn before(ctx: &Arc<Ctx>) -> bool {
                 if ctx.cancelled() {
                     break;
                 }
-                let s = ctx.probes[i].sample().await;
+                let Some(s) = sample_unless_hurried(&ctx, i).await else {
+                    break;
+                };
                 emit_sample(&ctx, i, SamplePhase::Before, &s);
                 taken += 1;
                 if s.is_success() {
@@ -1111,7 +1125,7 @@ async fn method(ctx: &Arc<Ctx>, faults: Vec<Option<Box<dyn FaultImpl>>>) -> (boo
     // Keep sampling through rollback so the record shows it; the caller
     // rolls back right after this returns, so stop samplers now unless hurrying.
     let _ = stop_tx.send(true);
-    if ctx.hurry.load(std::sync::atomic::Ordering::SeqCst) {
+    if *ctx.hurry.borrow() {
         for s in &samplers {
             s.abort();
         }
@@ -1531,7 +1545,9 @@ async fn after(ctx: &Arc<Ctx>) -> bool {
                 if ctx.cancelled() && matches!(ctx.stop_reason(), Some(Stop::Signal(_))) {
                     break None;
                 }
-                let s = ctx.probes[i].sample().await;
+                let Some(s) = sample_unless_hurried(&ctx, i).await else {
+                    break None;
+                };
                 emit_sample(&ctx, i, SamplePhase::After, &s);
                 if s.is_success() {
                     if streak == 0 {
@@ -1607,7 +1623,7 @@ async fn watch_signals(ctx: Arc<Ctx>) {
             count,
         });
         if count >= 2 {
-            ctx.hurry.store(true, std::sync::atomic::Ordering::SeqCst);
+            ctx.hurry.send_replace(true);
         }
         ctx.stop_with(Stop::Signal(n));
     }

@@ -155,7 +155,7 @@ pub fn build(loaded: &Loaded) -> Plan {
                 Some(r) => format!("ready when its check passes (within {})", r.timeout),
                 None => "ready when it stays up for 200ms".into(),
             };
-            format!("start `{}` as `{}`; {ready}", s.start.join(" "), s.name)
+            format!("start `{}` as `{}`; {ready}", shell_words(&s.start), s.name)
         })
         .collect();
     let abort = exp.abort.iter().map(|a| a.describe()).collect();

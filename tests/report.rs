@@ -411,7 +411,7 @@ fn markdown_details_per_run() {
     let md = markdown::render(&fixture("journal-aborted.json"));
     assert!(md.contains("## Abort"));
     assert!(md.contains("3 samples in a row errored"));
-    assert!(md.contains("processes: 1 (comm=gunicorn pid=31337 state\\_after=S)"));
+    assert!(md.contains("processes: 1 (comm=gunicorn pid=31337)"));
     assert!(md.contains("| Time to abort | 4.09s |"));
 
     let md = markdown::render(&fixture("journal-rollback-failed.json"));

@@ -1,0 +1,121 @@
+//! What stops a run from the outside: signals, the hard deadline, and
+//! panics (whose hook replays the pending undo records first).
+
+use super::*;
+
+pub(super) async fn watch_signals(ctx: Arc<Ctx>) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let kinds = [
+        (SignalKind::interrupt(), libc::SIGINT),
+        (SignalKind::terminate(), libc::SIGTERM),
+        (SignalKind::hangup(), libc::SIGHUP),
+        (SignalKind::quit(), libc::SIGQUIT),
+    ];
+    let mut streams = Vec::new();
+    for (k, n) in kinds {
+        if let Ok(s) = signal(k) {
+            streams.push((s, n));
+        }
+    }
+    let mut count = 0u32;
+    loop {
+        let futs = streams.iter_mut().map(|(s, n)| {
+            let n = *n;
+            Box::pin(async move {
+                s.recv().await;
+                n
+            })
+        });
+        let (n, _, _) = futures_select_all(futs.collect()).await;
+        count += 1;
+        let name = nix::sys::signal::Signal::try_from(n)
+            .map(|s| s.as_str().to_string())
+            .unwrap_or_default();
+        ctx.emit.emit(Event::Interrupted {
+            signal: name,
+            count,
+        });
+        if count >= 2 {
+            ctx.hurry.send_replace(true);
+        }
+        ctx.stop_with(Stop::Signal(n));
+    }
+}
+
+/// A tiny select_all over boxed futures (avoids a dependency for one use).
+pub(super) async fn futures_select_all<F>(futs: Vec<std::pin::Pin<Box<F>>>) -> (i32, usize, ())
+where
+    F: std::future::Future<Output = i32> + ?Sized,
+{
+    let mut futs = futs;
+    std::future::poll_fn(move |cx| {
+        for (i, f) in futs.iter_mut().enumerate() {
+            if let std::task::Poll::Ready(v) = f.as_mut().poll(cx) {
+                return std::task::Poll::Ready((v, i, ()));
+            }
+        }
+        std::task::Poll::Pending
+    })
+    .await
+}
+
+pub(super) async fn watch_deadline(ctx: Arc<Ctx>) {
+    let max = ctx.exp.limits.max_duration.std();
+    let remaining = max.saturating_sub(ctx.start.elapsed());
+    tokio::time::sleep(remaining).await;
+    ctx.emit.emit(Event::AbortTriggered {
+        probe: String::new(),
+        condition: format!(
+            "limits.max_duration ({}) reached",
+            ctx.exp.limits.max_duration
+        ),
+        reason: "the run took longer than its hard limit".into(),
+    });
+    ctx.stop_with(Stop::Abort);
+}
+
+/// The run file the panic hook rolls back, while a run is active.
+pub(super) static PANIC_RUN: Mutex<Option<PathBuf>> = Mutex::new(None);
+
+pub(super) fn set_panic_run(p: Option<PathBuf>) {
+    *PANIC_RUN.lock().unwrap_or_else(|e| e.into_inner()) = p;
+}
+
+/// Installs a panic hook that replays the active run's pending undo records
+/// before the default hook reports the panic.
+pub fn install_panic_hook() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let path = PANIC_RUN.lock().ok().and_then(|g| g.clone());
+        if let Some(path) = path {
+            if let Ok(st) = store::read_run(&path) {
+                let pending: Vec<UndoRecord> = st.pending().into_iter().cloned().collect();
+                if !pending.is_empty() {
+                    eprintln!(
+                        "faultline: internal error; rolling back {} pending operation(s) first",
+                        pending.len()
+                    );
+                    if let Ok(mut f) = store::open_append(&path) {
+                        for r in store::replay(&mut f, &pending, "panic", 3) {
+                            if let Err(e) = r.result {
+                                eprintln!(
+                                    "faultline: rollback failed: {} ({e})",
+                                    r.record.op.manual_command()
+                                );
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        default(info);
+    }));
+}
+
+/// Test knob: `FAULTLINE_TEST_PANIC_AT=<point>` makes the runner panic there
+/// (points: setup, method, injected), to prove that a panic rolls back.
+pub(super) fn maybe_test_panic(point: &str) {
+    if std::env::var("FAULTLINE_TEST_PANIC_AT").is_ok_and(|v| v == point) {
+        panic!("FAULTLINE_TEST_PANIC_AT={point}");
+    }
+}

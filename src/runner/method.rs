@@ -1,0 +1,471 @@
+//! The method: steps in order (faults, pauses, commands, HTTP actions), each
+//! fault injected, verified, held and rolled back; abort conditions checked
+//! on every sample meanwhile.
+
+use super::sampling::{sleep_or_cancel, spawn_samplers};
+use super::*;
+
+/// Runs the method with probes sampling and abort conditions checked.
+/// Returns (during requirements met, anything injected).
+pub(super) async fn method(
+    ctx: &Arc<Ctx>,
+    faults: Vec<Option<Box<dyn FaultImpl>>>,
+) -> (bool, bool) {
+    ctx.emit.emit(Event::PhaseStarted {
+        phase: Phase::Method,
+    });
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let samplers = spawn_samplers(ctx, stop_rx, tx);
+    let injected = Arc::new(std::sync::atomic::AtomicBool::new(false));
+
+    let exec = {
+        let ctx = ctx.clone();
+        let injected = injected.clone();
+        tokio::spawn(async move { execute_steps(ctx, faults, injected).await })
+    };
+    tokio::pin!(exec);
+
+    let mut histories: Vec<abort::History> = (0..ctx.probes.len())
+        .map(|_| abort::History::default())
+        .collect();
+    let mut during: Vec<(u32, u32)> = vec![(0, 0); ctx.probes.len()];
+    let exec_result = loop {
+        tokio::select! {
+            r = &mut exec => break r,
+            Some((i, status, latency, _detail)) = rx.recv() => {
+                during[i].0 += 1;
+                if status == SampleStatus::Success { during[i].1 += 1; }
+                histories[i].push(status, latency);
+                if ctx.cancelled() { continue; }
+                let name = &ctx.probes[i].name;
+                for cond in ctx.exp.abort.iter().filter(|c| &c.probe == name) {
+                    if let Some(reason) = abort::evaluate(cond, &histories[i]) {
+                        ctx.emit.emit(Event::AbortTriggered {
+                            probe: name.clone(),
+                            condition: cond.describe(),
+                            reason,
+                        });
+                        ctx.stop_with(Stop::Abort);
+                        break;
+                    }
+                }
+            }
+        }
+    };
+    if let Err(e) = exec_result {
+        // A panic inside the method task: the panic hook already replayed
+        // the undo records; record it as a failed step.
+        ctx.stop_with(Stop::StepFailed(
+            exit::INTERNAL,
+            format!("internal error in the method: {e}"),
+        ));
+    }
+    // Keep sampling through rollback so the record shows it; the caller
+    // rolls back right after this returns, so stop samplers now unless hurrying.
+    let _ = stop_tx.send(true);
+    if *ctx.hurry.borrow() {
+        for s in &samplers {
+            s.abort();
+        }
+    }
+    for s in samplers {
+        let _ = s.await;
+    }
+    while let Ok((i, status, _, _)) = rx.try_recv() {
+        during[i].0 += 1;
+        if status == SampleStatus::Success {
+            during[i].1 += 1;
+        }
+    }
+    ctx.emit.emit(Event::PhaseEnded {
+        phase: Phase::Method,
+    });
+
+    let mut ok = true;
+    for (i, spec) in ctx.exp.steady_state.probes.iter().enumerate() {
+        if let Some(req) = &spec.during {
+            let (n, good) = during[i];
+            let met = n > 0 && good as f64 >= req.min_success.fraction() * n as f64 - 1e-9;
+            ok &= met;
+            ctx.builder.lock().unwrap().set_requirement(
+                i,
+                SamplePhase::During,
+                format!(
+                    "at least {} of samples succeed (got {good}/{n})",
+                    req.min_success
+                ),
+                Some(met),
+            );
+        }
+    }
+    (ok, injected.load(std::sync::atomic::Ordering::SeqCst))
+}
+
+pub(super) async fn execute_steps(
+    ctx: Arc<Ctx>,
+    mut faults: Vec<Option<Box<dyn FaultImpl>>>,
+    injected: Arc<std::sync::atomic::AtomicBool>,
+) {
+    let mut background: Vec<tokio::task::JoinHandle<()>> = Vec::new();
+    let (method_over_tx, method_over_rx) = watch::channel(false);
+    for (i, step) in ctx.exp.method.iter().enumerate() {
+        if ctx.cancelled() {
+            break;
+        }
+        let label = step.label(i);
+        ctx.emit.emit(Event::StepStarted {
+            index: i,
+            label: label.clone(),
+            kind: step_kind(step).to_string(),
+        });
+        if let Some(d) = step.pause {
+            let completed = sleep_or_cancel(&ctx, d.std()).await;
+            ctx.emit.emit(Event::StepEnded {
+                index: i,
+                status: if completed {
+                    StepStatus::Completed
+                } else {
+                    StepStatus::Interrupted
+                },
+                detail: String::new(),
+            });
+        } else if step.command.is_some() || step.http.is_some() {
+            if step.background {
+                let ctx2 = ctx.clone();
+                let step = step.clone();
+                let label = label.clone();
+                background.push(tokio::spawn(async move {
+                    run_action_step(&ctx2, i, &step, &label).await;
+                }));
+            } else if !run_action_step(&ctx, i, step, &label).await {
+                break;
+            }
+        } else if let Some(imp) = faults[i].take() {
+            let duration = step.duration.map(|d| d.std()).unwrap_or_default();
+            if step.background {
+                let ctx2 = ctx.clone();
+                let injected = injected.clone();
+                let over = method_over_rx.clone();
+                let label2 = label.clone();
+                background.push(tokio::spawn(async move {
+                    run_fault(&ctx2, i, &label2, imp, duration, over, &injected).await;
+                }));
+            } else {
+                run_fault(
+                    &ctx,
+                    i,
+                    &label,
+                    imp,
+                    duration,
+                    method_over_rx.clone(),
+                    &injected,
+                )
+                .await;
+            }
+        }
+    }
+    let _ = method_over_tx.send(true);
+    for b in background {
+        let _ = b.await;
+    }
+}
+
+/// Runs a command or HTTP step; returns false when the method must stop.
+pub(super) async fn run_action_step(ctx: &Arc<Ctx>, i: usize, step: &Step, label: &str) -> bool {
+    let (ok, ignore) = match (&step.command, &step.http) {
+        (Some(a), _) => (run_action(ctx, a, label, false).await, a.ignore_failure),
+        (None, Some(h)) => (run_http_action(ctx, h, label).await, h.ignore_failure),
+        (None, None) => (true, true),
+    };
+    let status = if ok {
+        StepStatus::Completed
+    } else if ctx.cancelled() {
+        StepStatus::Interrupted
+    } else {
+        StepStatus::Failed
+    };
+    ctx.emit.emit(Event::StepEnded {
+        index: i,
+        status,
+        detail: if status == StepStatus::Failed && ignore {
+            "failed (ignored: ignore_failure)".into()
+        } else {
+            String::new()
+        },
+    });
+    if status == StepStatus::Failed && !ignore {
+        ctx.stop_with(Stop::StepFailed(
+            exit::DEVIATED,
+            format!("step {} `{label}` failed", i + 1),
+        ));
+        return false;
+    }
+    true
+}
+
+/// Sends one HTTP request (an action step).
+pub(super) async fn run_http_action(
+    ctx: &Arc<Ctx>,
+    h: &crate::experiment::model::HttpAction,
+    label: &str,
+) -> bool {
+    let t0 = Instant::now();
+    let result: Result<u16, String> = async {
+        let client = reqwest::Client::builder()
+            .timeout(h.timeout.std())
+            .no_proxy()
+            .build()
+            .map_err(|e| e.to_string())?;
+        let method = reqwest::Method::from_bytes(h.method.to_ascii_uppercase().as_bytes())
+            .map_err(|e| e.to_string())?;
+        let mut req = client
+            .request(method, &h.url)
+            .header(crate::probe::RUN_ID_HEADER, ctx.fctx.run_id.as_str());
+        for (k, v) in &h.headers {
+            req = req.header(k, v);
+        }
+        if let Some(b) = &h.body {
+            req = req.body(b.clone());
+        }
+        let mut rx = ctx.cancel_rx.clone();
+        tokio::select! {
+            r = req.send() => r.map(|r| r.status().as_u16()).map_err(|e| e.to_string()),
+            _ = rx.wait_for(|c| *c) => Err("interrupted".into()),
+        }
+    }
+    .await;
+    let (ok, code, detail) = match result {
+        Ok(code) => {
+            let ok = match &h.expect_status {
+                Some(set) => set.contains(code),
+                None => (200..300).contains(&code),
+            };
+            (ok, Some(code as i32), format!("HTTP {code}"))
+        }
+        Err(e) => (false, None, e),
+    };
+    ctx.emit.emit(Event::ActionFinished {
+        label: label.to_string(),
+        command: vec![h.method.clone(), h.url.clone()],
+        rollback: false,
+        exit_code: code,
+        ok,
+        duration_ms: t0.elapsed().as_secs_f64() * 1000.0,
+        detail,
+    });
+    ok
+}
+
+/// Inject -> verify -> hold (ticking) -> roll back, for one fault.
+pub(super) async fn run_fault(
+    ctx: &Arc<Ctx>,
+    index: usize,
+    label: &str,
+    mut imp: Box<dyn FaultImpl>,
+    duration: Duration,
+    mut method_over: watch::Receiver<bool>,
+    injected: &std::sync::atomic::AtomicBool,
+) {
+    let kind = imp.kind().to_string();
+    let target = imp.target();
+    let mut fctx = ctx.fctx.clone();
+    fctx.setup_pids = ctx.setup_pids.lock().unwrap().clone();
+    let operations: Vec<String> = imp
+        .plan(&fctx)
+        .into_iter()
+        .map(|op| match op.command {
+            Some(c) => c.join(" "),
+            None => op.action,
+        })
+        .collect();
+    let t0 = Instant::now();
+    let res = tokio::task::block_in_place(|| {
+        let mut log = JournalLog {
+            journal: &ctx.journal,
+            fault: index,
+            label: label.to_string(),
+            kind: kind.clone(),
+        };
+        imp.inject(&fctx, &mut log)
+    });
+    let inject_ms = t0.elapsed().as_secs_f64() * 1000.0;
+    injected.store(true, std::sync::atomic::Ordering::SeqCst);
+    let mut failed: Option<(i32, String)> = None;
+    match res {
+        Err(e) => {
+            ctx.emit.emit(Event::FaultInjectFailed {
+                step: index,
+                kind: kind.clone(),
+                target: target.clone(),
+                error: e.message.clone(),
+            });
+            failed = Some((
+                e.code,
+                format!(
+                    "step {} `{label}`: injection failed: {}",
+                    index + 1,
+                    e.message
+                ),
+            ));
+        }
+        Ok(()) => {
+            ctx.emit.emit(Event::FaultInjected {
+                step: index,
+                kind: kind.clone(),
+                target: target.clone(),
+                inject_ms,
+                operations,
+            });
+            maybe_test_panic("injected");
+            let t1 = Instant::now();
+            match tokio::task::block_in_place(|| imp.verify(&fctx)) {
+                Ok(evidence) => ctx.emit.emit(Event::FaultVerified {
+                    step: index,
+                    verify_ms: t1.elapsed().as_secs_f64() * 1000.0,
+                    evidence,
+                }),
+                Err(e) => {
+                    ctx.emit.emit(Event::FaultVerifyFailed {
+                        step: index,
+                        error: e.message.clone(),
+                    });
+                    failed = Some((
+                        exit::DEVIATED,
+                        format!(
+                            "step {} `{label}`: the fault did not take effect: {}",
+                            index + 1,
+                            e.message
+                        ),
+                    ));
+                }
+            }
+        }
+    }
+    let mut status = StepStatus::Completed;
+    if failed.is_none() {
+        // Hold the fault for its duration, ticking when the fault asks to.
+        let end = tokio::time::Instant::now() + duration.saturating_sub(t0.elapsed());
+        let tick = imp.tick_every();
+        let mut rx = ctx.cancel_rx.clone();
+        loop {
+            let wake = match tick {
+                Some(t) => (tokio::time::Instant::now() + t).min(end),
+                None => end,
+            };
+            tokio::select! {
+                _ = tokio::time::sleep_until(wake) => {}
+                _ = rx.wait_for(|c| *c) => { status = StepStatus::Interrupted; break; }
+                _ = method_over.wait_for(|c| *c) => { break; }
+            }
+            if tokio::time::Instant::now() >= end {
+                break;
+            }
+            if tick.is_some() {
+                let r = tokio::task::block_in_place(|| {
+                    let mut log = JournalLog {
+                        journal: &ctx.journal,
+                        fault: index,
+                        label: label.to_string(),
+                        kind: kind.clone(),
+                    };
+                    imp.tick(&fctx, &mut log)
+                });
+                if let Err(e) = r {
+                    failed = Some((
+                        e.code,
+                        format!("step {} `{label}`: {}", index + 1, e.message),
+                    ));
+                    break;
+                }
+            }
+        }
+    }
+    // Roll this fault back now.
+    let t2 = Instant::now();
+    tokio::task::block_in_place(|| imp.before_rollback(&fctx));
+    let failures = rollback_pending(ctx, Some(index), "runner");
+    let verify_back = tokio::task::block_in_place(|| imp.verify_rollback(&fctx));
+    let error = if !failures.is_empty() {
+        Some(format!("undo failed: {}", failures.join("; ")))
+    } else {
+        verify_back
+            .err()
+            .map(|e| format!("host not back to its previous state: {}", e.message))
+    };
+    ctx.emit.emit(Event::FaultRolledBack {
+        step: index,
+        rollback_ms: t2.elapsed().as_secs_f64() * 1000.0,
+        ok: error.is_none(),
+        error: error.clone(),
+        observations: imp.observations(),
+    });
+    if let Some(e) = &error {
+        // A failed undo or a host not back to normal decides the verdict.
+        ctx.rollback_errors
+            .lock()
+            .unwrap()
+            .push(format!("step {} `{label}`: {e}", index + 1));
+    }
+    if let Some((code, msg)) = &failed {
+        status = StepStatus::Failed;
+        ctx.stop_with(Stop::StepFailed(*code, msg.clone()));
+    }
+    ctx.emit.emit(Event::StepEnded {
+        index,
+        status,
+        detail: failed.map(|f| f.1).or(error).unwrap_or_default(),
+    });
+}
+
+/// Runs a command action (a method step or a user rollback).
+pub(super) async fn run_action(
+    ctx: &Arc<Ctx>,
+    a: &CommandAction,
+    label: &str,
+    rollback: bool,
+) -> bool {
+    // Rollbacks run even when the run was cancelled (the sender is kept
+    // alive so the flag never turns).
+    let never = watch::channel(false);
+    let cancel = if rollback {
+        never.1.clone()
+    } else {
+        ctx.cancel_rx.clone()
+    };
+    let res =
+        crate::sys::exec::run(&a.run, a.cwd.as_deref(), &a.env, a.timeout.std(), cancel).await;
+    let (ok, exit_code, ms, detail) = match res {
+        Ok(r) => {
+            let ok = !r.timed_out && !r.cancelled && r.exit_code == Some(a.expect_exit);
+            let detail = if r.timed_out {
+                format!("timed out after {}", a.timeout)
+            } else if r.cancelled {
+                "interrupted".into()
+            } else if !ok {
+                format!(
+                    "exit {} (expected {}): {}",
+                    r.exit_code
+                        .map(|c| c.to_string())
+                        .unwrap_or("by signal".into()),
+                    a.expect_exit,
+                    crate::sys::exec::tail(&r.stderr, 3)
+                )
+            } else {
+                String::new()
+            };
+            (ok, r.exit_code, r.elapsed.as_secs_f64() * 1000.0, detail)
+        }
+        Err(e) => (false, None, 0.0, e),
+    };
+    ctx.emit.emit(Event::ActionFinished {
+        label: a.name.clone().unwrap_or_else(|| label.to_string()),
+        command: a.run.clone(),
+        rollback,
+        exit_code,
+        ok,
+        duration_ms: ms,
+        detail,
+    });
+    ok
+}

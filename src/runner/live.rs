@@ -4,7 +4,7 @@
 //! failing or healthy again, so logs stay readable.
 
 use super::events::{Event, EventSink, TimedEvent};
-use crate::report::record::SampleStatus;
+use crate::report::record::{Phase, SampleStatus};
 use indicatif::{ProgressBar, ProgressStyle};
 use std::time::Duration;
 
@@ -33,19 +33,11 @@ pub struct LiveView {
 
 impl LiveView {
     pub fn new(mode: Mode, color: bool) -> Self {
-        let bar = (mode == Mode::Tty).then(|| {
-            let b = ProgressBar::new_spinner();
-            b.set_style(
-                ProgressStyle::with_template("{spinner} [{elapsed_precise}] {msg}")
-                    .unwrap_or_else(|_| ProgressStyle::default_spinner()),
-            );
-            b.enable_steady_tick(Duration::from_millis(120));
-            b
-        });
         LiveView {
             mode,
             color,
-            bar,
+            // Started with the setup phase, after any confirmation prompt.
+            bar: None,
             probes: vec![],
             phase: String::new(),
             step: String::new(),
@@ -119,6 +111,15 @@ impl EventSink for LiveView {
                 self.line(t, &format!("hypothesis: {hypothesis}"));
             }
             Event::PhaseStarted { phase } => {
+                if self.mode == Mode::Tty && self.bar.is_none() && *phase != Phase::Preflight {
+                    let b = ProgressBar::new_spinner();
+                    b.set_style(
+                        ProgressStyle::with_template("{spinner} [{elapsed_precise}] {msg}")
+                            .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+                    );
+                    b.enable_steady_tick(Duration::from_millis(120));
+                    self.bar = Some(b);
+                }
                 self.phase = phase.name().to_string();
                 self.step.clear();
                 self.line(t, &self.paint("1;36", &format!("── {} ──", phase.name())));

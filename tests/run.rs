@@ -457,6 +457,7 @@ fn a_panic_rolls_back_before_exiting() {
     assert_eq!(o.status.code(), Some(70), "{}", text(&o));
     assert!(text(&o).contains("rolling back"), "{}", text(&o));
     assert_ne!(proc_state(target.pid()), Some('T'));
+    assert_eq!(sb.journal()["outcome"]["verdict"], "internal");
     assert_eq!(sb.status().status.code(), Some(0), "{}", text(&sb.status()));
 }
 

@@ -100,7 +100,7 @@ pub fn render(rec: &RunRecord, ctk: &CtkLoaded) -> String {
         Verdict::NotSteady if any_error(SamplePhase::Before) => "failed",
         Verdict::NotSteady => "completed",
         // `--fail-fast` stops the run with "failed" in chaoslib.
-        Verdict::Aborted | Verdict::RollbackFailed => "failed",
+        Verdict::Aborted | Verdict::RollbackFailed | Verdict::Internal => "failed",
         Verdict::Interrupted => "interrupted",
         Verdict::Invalid | Verdict::Precondition | Verdict::Privileges => "aborted",
     };

@@ -56,6 +56,8 @@ pub enum Verdict {
     Precondition,
     Privileges,
     Interrupted,
+    /// A bug in faultline stopped the run (pending faults were rolled back first).
+    Internal,
 }
 
 impl Verdict {
@@ -71,6 +73,7 @@ impl Verdict {
             Verdict::Precondition => exit::PRECONDITION,
             Verdict::Privileges => exit::PRIVILEGES,
             Verdict::Interrupted => exit::INTERRUPTED,
+            Verdict::Internal => exit::INTERNAL,
         }
     }
     pub fn label(self) -> &'static str {
@@ -84,6 +87,7 @@ impl Verdict {
             Verdict::Precondition => "PRECONDITION MISSING",
             Verdict::Privileges => "INSUFFICIENT PRIVILEGES",
             Verdict::Interrupted => "INTERRUPTED",
+            Verdict::Internal => "INTERNAL ERROR",
         }
     }
 }

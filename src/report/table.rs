@@ -40,7 +40,8 @@ fn verdict_sgr(v: Verdict) -> &'static str {
         | Verdict::RollbackFailed
         | Verdict::Invalid
         | Verdict::Precondition
-        | Verdict::Privileges => RED,
+        | Verdict::Privileges
+        | Verdict::Internal => RED,
     }
 }
 

@@ -171,6 +171,7 @@ fn verdict_for_code(code: i32) -> Verdict {
         exit::INVALID => Verdict::Invalid,
         exit::PRECONDITION => Verdict::Precondition,
         exit::DEVIATED => Verdict::Deviated,
+        exit::INTERNAL => Verdict::Internal,
         _ => Verdict::Precondition,
     }
 }

@@ -133,8 +133,12 @@ fn send(p: &TargetProcess, sig: Sig) -> Result<bool, FaultError> {
 }
 
 /// The plan of a process fault: one operation per process the target picks now.
+/// The operations for the processes the target selects now. `rng` is a copy
+/// of the fault's own generator, so an unseeded `one`/`count`/`percent` plan
+/// names the same processes that `inject` then hits.
 fn plan_ops(
     target: &ProcessTarget,
+    mut rng: StdRng,
     ctx: &FaultContext,
     op: impl Fn(&TargetProcess) -> PlannedOp,
     at_run_time: PlannedOp,
@@ -144,7 +148,7 @@ fn plan_ops(
         command: None,
         undo: None,
     };
-    match target.select(ctx, &mut target.rng()) {
+    match target.select(ctx, &mut rng) {
         Ok(Resolved::Now(sel)) if sel.chosen.is_empty() => vec![note(format!(
             "nothing: no process matches `{}` now (allow_none)",
             target.describe()
@@ -376,7 +380,7 @@ impl FaultImpl for ProcessKill {
 
     fn preflight(&mut self, ctx: &FaultContext) -> Result<(), FaultError> {
         self.check_signal()?;
-        match self.spec.target.select(ctx, &mut self.spec.target.rng())? {
+        match self.spec.target.select(ctx, &mut self.rng.clone())? {
             Resolved::Now(sel) => check_privileges(&sel.chosen, self.sig().as_str()),
             Resolved::AtRunTime(_) => Ok(()),
         }
@@ -386,6 +390,7 @@ impl FaultImpl for ProcessKill {
         let sig = self.sig().as_str();
         let mut ops = plan_ops(
             &self.spec.target,
+            self.rng.clone(),
             ctx,
             |p| PlannedOp {
                 action: format!("{sig} pid {}", p.label()),
@@ -589,7 +594,7 @@ impl FaultImpl for ProcessPause {
     }
 
     fn preflight(&mut self, ctx: &FaultContext) -> Result<(), FaultError> {
-        match self.spec.target.select(ctx, &mut self.spec.target.rng())? {
+        match self.spec.target.select(ctx, &mut self.rng.clone())? {
             Resolved::Now(sel) => check_privileges(&sel.chosen, "SIGSTOP"),
             Resolved::AtRunTime(_) => Ok(()),
         }
@@ -598,6 +603,7 @@ impl FaultImpl for ProcessPause {
     fn plan(&self, ctx: &FaultContext) -> Vec<PlannedOp> {
         plan_ops(
             &self.spec.target,
+            self.rng.clone(),
             ctx,
             |p| PlannedOp {
                 action: format!("SIGSTOP pid {}", p.label()),

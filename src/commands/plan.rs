@@ -7,6 +7,7 @@ use crate::exit;
 use crate::experiment::model::{Experiment, Step};
 use crate::experiment::{self, Loaded};
 use crate::fault::{self, FaultContext, PlannedOp, Protected};
+use crate::journal::undo::shell_words;
 use crate::probe::{ProbeContext, ProbeRunner};
 use serde::Serialize;
 use std::path::Path;
@@ -355,11 +356,4 @@ pub fn render_text(p: &Plan) -> String {
         );
     }
     o
-}
-
-fn shell_words(argv: &[String]) -> String {
-    argv.iter()
-        .map(|a| crate::journal::undo::shell_quote(a))
-        .collect::<Vec<_>>()
-        .join(" ")
 }

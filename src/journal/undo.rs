@@ -70,11 +70,7 @@ impl UndoOp {
             UndoOp::StopProcessGroup { pgid, signal, .. } => {
                 format!("kill -{} -- -{pgid}", signal.unwrap_or(libc::SIGTERM))
             }
-            UndoOp::Command { argv, .. } => argv
-                .iter()
-                .map(|a| shell_quote(a))
-                .collect::<Vec<_>>()
-                .join(" "),
+            UndoOp::Command { argv, .. } => shell_words(argv),
             UndoOp::MoveToCgroup {
                 pid, procs_file, ..
             } => format!("echo {pid} > {}", procs_file.display()),
@@ -224,6 +220,14 @@ fn stop_group(
     }
     let _ = killpg(Pid::from_raw(pgid), Signal::SIGKILL);
     Ok(Applied::Done)
+}
+
+/// A command line as a person would type it, each word quoted when needed.
+pub fn shell_words(argv: &[String]) -> String {
+    argv.iter()
+        .map(|a| shell_quote(a))
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// Quotes a word for a POSIX shell when it needs it.

@@ -11,10 +11,10 @@
 
 use super::{check_latency, ProbeContext, Sample};
 use crate::experiment::model::{CommandProbe, Expect};
+use crate::journal::undo::shell_words;
 use nix::sys::signal::{killpg, Signal};
 use nix::unistd::Pid;
 use regex::{Regex, RegexBuilder};
-use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -407,63 +407,31 @@ fn output_hint(out: &str, err: &str) -> String {
     }
 }
 
-/// Finds `program` the way exec does: a name with a `/` is a path (relative
-/// to `cwd` if given), anything else is looked up in `path_var`.
+/// Finds `program` the way exec does (see `sys::exec::find_program_in`),
+/// with a message that says what to fix.
 fn find_program(program: &str, path_var: &str, cwd: Option<&Path>) -> Result<PathBuf, String> {
     if program.is_empty() {
         return Err("command.run[0] (the program) is empty".into());
+    }
+    if let Some(p) = crate::sys::exec::find_program_in(program, path_var, cwd) {
+        return Ok(p);
     }
     if program.contains('/') {
         let p = match cwd {
             Some(dir) if Path::new(program).is_relative() => dir.join(program),
             _ => PathBuf::from(program),
         };
-        return if is_executable(&p) {
-            Ok(p)
-        } else if p.exists() {
-            Err(format!(
+        return Err(if p.exists() {
+            format!(
                 "command probe program `{program}` is not an executable file; check the path and its permissions"
-            ))
+            )
         } else {
-            Err(format!(
-                "command probe program `{program}` does not exist; fix the path in command.run"
-            ))
-        };
-    }
-    for dir in path_var.split(':') {
-        let dir = if dir.is_empty() { "." } else { dir };
-        let base = match cwd {
-            Some(c) if Path::new(dir).is_relative() => c.join(dir),
-            _ => PathBuf::from(dir),
-        };
-        let p = base.join(program);
-        if is_executable(&p) {
-            return Ok(p);
-        }
+            format!("command probe program `{program}` does not exist; fix the path in command.run")
+        });
     }
     Err(format!(
         "command probe program `{program}` is not on PATH ({path_var}); install it or give its full path"
     ))
-}
-
-fn is_executable(p: &Path) -> bool {
-    std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
-}
-
-fn shell_words(argv: &[String]) -> String {
-    argv.iter()
-        .map(|a| {
-            if !a.is_empty()
-                && a.chars()
-                    .all(|c| c.is_ascii_alphanumeric() || "-_./=:,@+%".contains(c))
-            {
-                a.clone()
-            } else {
-                format!("'{}'", a.replace('\'', r"'\''"))
-            }
-        })
-        .collect::<Vec<_>>()
-        .join(" ")
 }
 
 #[cfg(test)]

@@ -37,22 +37,40 @@ pub fn command(argv: &[String], cwd: Option<&str>, env: &BTreeMap<String, String
     cmd
 }
 
-/// Finds a program the way exec would (absolute/relative path or PATH).
-pub fn find_program(prog: &str) -> Option<std::path::PathBuf> {
+/// Finds a program the way exec would: a name with a `/` is a path
+/// (relative to `cwd` if given), anything else is looked up in `path_var`
+/// (empty entries mean the current directory).
+pub fn find_program_in(
+    program: &str,
+    path_var: &str,
+    cwd: Option<&std::path::Path>,
+) -> Option<std::path::PathBuf> {
     use std::os::unix::fs::PermissionsExt;
-    let is_exec = |p: &std::path::Path| {
-        p.metadata()
-            .map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
-            .unwrap_or(false)
+    use std::path::{Path, PathBuf};
+    let is_exec = |p: &Path| {
+        std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
     };
-    if prog.contains('/') {
-        let p = std::path::PathBuf::from(prog);
+    let under_cwd = |p: &str| match cwd {
+        Some(dir) if Path::new(p).is_relative() => dir.join(p),
+        _ => PathBuf::from(p),
+    };
+    if program.is_empty() {
+        return None;
+    }
+    if program.contains('/') {
+        let p = under_cwd(program);
         return is_exec(&p).then_some(p);
     }
-    let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path)
-        .map(|d| d.join(prog))
+    path_var
+        .split(':')
+        .map(|dir| under_cwd(if dir.is_empty() { "." } else { dir }).join(program))
         .find(|p| is_exec(p))
+}
+
+/// [`find_program_in`] with this process's PATH.
+pub fn find_program(prog: &str) -> Option<std::path::PathBuf> {
+    let path = std::env::var("PATH").unwrap_or_default();
+    find_program_in(prog, &path, None)
 }
 
 /// Kills a child's whole process group and reaps the child.

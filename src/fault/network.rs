@@ -494,6 +494,16 @@ fn check_netns(netns: Option<&str>) -> Result<(), FaultError> {
     Ok(())
 }
 
+/// What every tc fault needs: tc and ip, CAP_NET_ADMIN, the namespace and
+/// the interface.
+fn check_tc_interface(netns: Option<&str>, dev: &str) -> Result<(), FaultError> {
+    check_tool("tc", "iproute2")?;
+    check_tool("ip", "iproute2")?;
+    check_privileges()?;
+    check_netns(netns)?;
+    check_link(netns, dev)
+}
+
 fn check_link(netns: Option<&str>, dev: &str) -> Result<(), FaultError> {
     if !net::link_exists(netns, dev) {
         let wher = netns
@@ -1418,13 +1428,9 @@ impl FaultImpl for NetemFault {
     }
 
     fn preflight(&mut self, ctx: &FaultContext) -> Result<(), FaultError> {
-        check_tool("tc", "iproute2")?;
-        check_tool("ip", "iproute2")?;
-        check_privileges()?;
         let ns = self.ns().map(str::to_string);
         let ns = ns.as_deref();
-        check_netns(ns)?;
-        check_link(ns, &self.spec.interface)?;
+        check_tc_interface(ns, &self.spec.interface)?;
         if let Some(f) = &self.spec.filter {
             u32_matches(f)?;
         }
@@ -1692,13 +1698,9 @@ impl FaultImpl for BandwidthFault {
     }
 
     fn preflight(&mut self, _ctx: &FaultContext) -> Result<(), FaultError> {
-        check_tool("tc", "iproute2")?;
-        check_tool("ip", "iproute2")?;
-        check_privileges()?;
         let ns = self.ns().map(str::to_string);
         let ns = ns.as_deref();
-        check_netns(ns)?;
-        check_link(ns, &self.spec.interface)?;
+        check_tc_interface(ns, &self.spec.interface)?;
         probe_features(&[Feature::Tbf])?;
         let before = net::qdiscs(ns, &self.spec.interface).map_err(FaultError::precondition)?;
         let root = classify_root(ns, &self.spec.interface, self.spec.replace_existing_qdisc)?;

@@ -51,6 +51,32 @@ impl RecordBuilder {
         }
     }
 
+    /// A fault record for a method step, with nothing measured yet.
+    fn new_fault(&self, step: usize, kind: &str, target: &str) -> FaultRecord {
+        FaultRecord {
+            step,
+            label: self
+                .rec
+                .steps
+                .get(step)
+                .map(|s| s.label.clone())
+                .unwrap_or_default(),
+            kind: kind.to_string(),
+            target: target.to_string(),
+            operations: vec![],
+            injected_at_ms: None,
+            inject_ms: None,
+            verify_ms: None,
+            verified: None,
+            inject_error: None,
+            rolled_back_at_ms: None,
+            rollback_ms: None,
+            rolled_back: false,
+            rollback_error: None,
+            observations: serde_json::Value::Null,
+        }
+    }
+
     fn fault_mut(&mut self, step: usize) -> Option<&mut FaultRecord> {
         self.rec.faults.iter_mut().rev().find(|f| f.step == step)
     }
@@ -164,29 +190,11 @@ impl RecordBuilder {
                 if self.first_injection_ms.is_none() {
                     self.first_injection_ms = Some(ms);
                 }
-                let label = self
-                    .rec
-                    .steps
-                    .get(*step)
-                    .map(|s| s.label.clone())
-                    .unwrap_or_default();
-                self.rec.faults.push(FaultRecord {
-                    step: *step,
-                    label,
-                    kind: kind.clone(),
-                    target: target.clone(),
-                    operations: operations.clone(),
-                    injected_at_ms: Some(ms),
-                    inject_ms: Some(*inject_ms),
-                    verify_ms: None,
-                    verified: None,
-                    inject_error: None,
-                    rolled_back_at_ms: None,
-                    rollback_ms: None,
-                    rolled_back: false,
-                    rollback_error: None,
-                    observations: serde_json::Value::Null,
-                });
+                let mut f = self.new_fault(*step, kind, target);
+                f.operations = operations.clone();
+                f.injected_at_ms = Some(ms);
+                f.inject_ms = Some(*inject_ms);
+                self.rec.faults.push(f);
             }
             Event::FaultInjectFailed {
                 step,
@@ -194,29 +202,9 @@ impl RecordBuilder {
                 target,
                 error,
             } => {
-                let label = self
-                    .rec
-                    .steps
-                    .get(*step)
-                    .map(|s| s.label.clone())
-                    .unwrap_or_default();
-                self.rec.faults.push(FaultRecord {
-                    step: *step,
-                    label,
-                    kind: kind.clone(),
-                    target: target.clone(),
-                    operations: vec![],
-                    injected_at_ms: None,
-                    inject_ms: None,
-                    verify_ms: None,
-                    verified: None,
-                    inject_error: Some(error.clone()),
-                    rolled_back_at_ms: None,
-                    rollback_ms: None,
-                    rolled_back: false,
-                    rollback_error: None,
-                    observations: serde_json::Value::Null,
-                });
+                let mut f = self.new_fault(*step, kind, target);
+                f.inject_error = Some(error.clone());
+                self.rec.faults.push(f);
             }
             Event::FaultVerified {
                 step,

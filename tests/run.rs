@@ -325,6 +325,26 @@ fn spawn_run(sb: &Sandbox, file: &std::path::Path, envs: &[(&str, &str)]) -> std
     c.spawn().unwrap()
 }
 
+/// Starts a run and returns once its fault is injected and verified.
+fn spawn_until_verified(sb: &Sandbox, file: &std::path::Path) -> std::process::Child {
+    let child = spawn_run(sb, file, &[]);
+    assert!(
+        wait_for_event(sb, "fault_verified", Duration::from_secs(10)),
+        "the fault was not verified within 10s"
+    );
+    child
+}
+
+/// `faultline status` reports nothing pending (within 3s).
+fn assert_nothing_pending(sb: &Sandbox) {
+    assert!(
+        wait_until(Duration::from_secs(3), || sb.status().status.code()
+            == Some(0)),
+        "{}",
+        text(&sb.status())
+    );
+}
+
 fn wait_for_event(sb: &Sandbox, event: &str, timeout: Duration) -> bool {
     let p = sb.path().join("events.jsonl");
     let needle = format!("\"event\":\"{event}\"");
@@ -367,12 +387,7 @@ fn abort_resumes_the_paused_process() {
         "e.yaml",
         &pause_experiment(&srv.url(), target.pid(), "30s", &abort),
     );
-    let child = spawn_run(&sb, &f, &[]);
-    assert!(wait_for_event(
-        &sb,
-        "fault_verified",
-        Duration::from_secs(10)
-    ));
+    let child = spawn_until_verified(&sb, &f);
     assert_eq!(
         proc_state(target.pid()),
         Some('T'),
@@ -404,12 +419,7 @@ fn interrupted_by(sig: nix::sys::signal::Signal, code: i32) {
         "e.yaml",
         &pause_experiment(&srv.url(), target.pid(), "30s", ""),
     );
-    let child = spawn_run(&sb, &f, &[]);
-    assert!(wait_for_event(
-        &sb,
-        "fault_verified",
-        Duration::from_secs(10)
-    ));
+    let child = spawn_until_verified(&sb, &f);
     assert_eq!(proc_state(target.pid()), Some('T'));
     signal(child.id() as i32, sig);
     let o = child.wait_with_output().unwrap();
@@ -470,12 +480,7 @@ fn sigkill_of_the_runner_mid_fault_is_undone_by_the_watchdog() {
         "e.yaml",
         &pause_experiment(&srv.url(), target.pid(), "60s", ""),
     );
-    let mut child = spawn_run(&sb, &f, &[]);
-    assert!(wait_for_event(
-        &sb,
-        "fault_verified",
-        Duration::from_secs(10)
-    ));
+    let mut child = spawn_until_verified(&sb, &f);
     assert_eq!(proc_state(target.pid()), Some('T'));
     signal(child.id() as i32, nix::sys::signal::Signal::SIGKILL);
     let _ = child.wait();
@@ -489,11 +494,7 @@ fn sigkill_of_the_runner_mid_fault_is_undone_by_the_watchdog() {
         "watchdog restored the state {:?} after the runner died",
         t.elapsed()
     );
-    assert!(wait_until(Duration::from_secs(3), || sb
-        .status()
-        .status
-        .code()
-        == Some(0)));
+    assert_nothing_pending(&sb);
 }
 
 #[test]
@@ -505,12 +506,7 @@ fn when_the_watchdog_dies_too_recover_restores_and_is_harmless_twice() {
         "e.yaml",
         &pause_experiment(&srv.url(), target.pid(), "60s", ""),
     );
-    let mut child = spawn_run(&sb, &f, &[]);
-    assert!(wait_for_event(
-        &sb,
-        "fault_verified",
-        Duration::from_secs(10)
-    ));
+    let mut child = spawn_until_verified(&sb, &f);
     let wd = watchdog_pid(&sb).expect("the watchdog registered itself");
     signal(wd, nix::sys::signal::Signal::SIGKILL);
     signal(child.id() as i32, nix::sys::signal::Signal::SIGKILL);
@@ -568,11 +564,7 @@ fn a_stuck_runner_is_rolled_back_by_the_watchdog_at_the_deadline() {
     );
     signal(child.id() as i32, nix::sys::signal::Signal::SIGCONT);
     let _ = child.wait();
-    assert!(wait_until(Duration::from_secs(3), || sb
-        .status()
-        .status
-        .code()
-        == Some(0)));
+    assert_nothing_pending(&sb);
 }
 
 #[test]
@@ -584,12 +576,7 @@ fn a_second_run_on_the_same_target_refuses_naming_the_first() {
         "e.yaml",
         &pause_experiment(&srv.url(), target.pid(), "30s", ""),
     );
-    let first = spawn_run(&sb, &f, &[]);
-    assert!(wait_for_event(
-        &sb,
-        "fault_verified",
-        Duration::from_secs(10)
-    ));
+    let first = spawn_until_verified(&sb, &f);
     let journal = std::fs::read_to_string(sb.path().join("events.jsonl")).unwrap();
     let first_id: serde_json::Value =
         serde_json::from_str(journal.lines().next().unwrap()).unwrap();

@@ -6,23 +6,18 @@ use super::sampling::{sleep_or_cancel, spawn_samplers};
 use super::*;
 
 /// Runs the method with probes sampling and abort conditions checked.
-/// Returns (during requirements met, anything injected).
-pub(super) async fn method(
-    ctx: &Arc<Ctx>,
-    faults: Vec<Option<Box<dyn FaultImpl>>>,
-) -> (bool, bool) {
+/// Returns whether the `during` requirements were met.
+pub(super) async fn method(ctx: &Arc<Ctx>, faults: Vec<Option<Box<dyn FaultImpl>>>) -> bool {
     ctx.emit.emit(Event::PhaseStarted {
         phase: Phase::Method,
     });
     let (stop_tx, stop_rx) = watch::channel(false);
     let (tx, mut rx) = mpsc::unbounded_channel();
     let samplers = spawn_samplers(ctx, stop_rx, tx);
-    let injected = Arc::new(std::sync::atomic::AtomicBool::new(false));
 
     let exec = {
         let ctx = ctx.clone();
-        let injected = injected.clone();
-        tokio::spawn(async move { execute_steps(ctx, faults, injected).await })
+        tokio::spawn(async move { execute_steps(ctx, faults).await })
     };
     tokio::pin!(exec);
 
@@ -99,14 +94,10 @@ pub(super) async fn method(
             );
         }
     }
-    (ok, injected.load(std::sync::atomic::Ordering::SeqCst))
+    ok
 }
 
-pub(super) async fn execute_steps(
-    ctx: Arc<Ctx>,
-    mut faults: Vec<Option<Box<dyn FaultImpl>>>,
-    injected: Arc<std::sync::atomic::AtomicBool>,
-) {
+pub(super) async fn execute_steps(ctx: Arc<Ctx>, mut faults: Vec<Option<Box<dyn FaultImpl>>>) {
     let mut background: Vec<tokio::task::JoinHandle<()>> = Vec::new();
     let (method_over_tx, method_over_rx) = watch::channel(false);
     for (i, step) in ctx.exp.method.iter().enumerate() {
@@ -145,23 +136,13 @@ pub(super) async fn execute_steps(
             let duration = step.duration.map(|d| d.std()).unwrap_or_default();
             if step.background {
                 let ctx2 = ctx.clone();
-                let injected = injected.clone();
                 let over = method_over_rx.clone();
                 let label2 = label.clone();
                 background.push(tokio::spawn(async move {
-                    run_fault(&ctx2, i, &label2, imp, duration, over, &injected).await;
+                    run_fault(&ctx2, i, &label2, imp, duration, over).await;
                 }));
             } else {
-                run_fault(
-                    &ctx,
-                    i,
-                    &label,
-                    imp,
-                    duration,
-                    method_over_rx.clone(),
-                    &injected,
-                )
-                .await;
+                run_fault(&ctx, i, &label, imp, duration, method_over_rx.clone()).await;
             }
         }
     }
@@ -265,7 +246,6 @@ pub(super) async fn run_fault(
     mut imp: Box<dyn FaultImpl>,
     duration: Duration,
     mut method_over: watch::Receiver<bool>,
-    injected: &std::sync::atomic::AtomicBool,
 ) {
     let kind = imp.kind().to_string();
     let target = imp.target();
@@ -290,7 +270,6 @@ pub(super) async fn run_fault(
         imp.inject(&fctx, &mut log)
     });
     let inject_ms = t0.elapsed().as_secs_f64() * 1000.0;
-    injected.store(true, std::sync::atomic::Ordering::SeqCst);
     let mut failed: Option<(i32, String)> = None;
     match res {
         Err(e) => {

@@ -518,7 +518,7 @@ async fn run_phases(
         });
         if steady_before && !ctx.cancelled() {
             maybe_test_panic("method");
-            let (ok, _injected) = method(&ctx, faults).await;
+            let ok = method(&ctx, faults).await;
             during_ok = ok;
             method_ran = true;
         }
@@ -764,12 +764,16 @@ fn rollback_pending(ctx: &Ctx, only: Option<usize>, by: &str) -> Vec<String> {
         return vec![];
     }
     let results = tokio::task::block_in_place(|| j.replay(&records, by, 5));
-    results
-        .into_iter()
-        .filter_map(|r| {
-            r.result
-                .err()
-                .map(|e| format!("{} ({e})", r.record.op.manual_command()))
-        })
-        .collect()
+    drop(j);
+    let mut failures = Vec::new();
+    for r in results {
+        match r.result {
+            Ok(_) if r.record.fault == SETUP => ctx.emit.emit(Event::SetupStopped {
+                name: r.record.fault_label,
+            }),
+            Ok(_) => {}
+            Err(e) => failures.push(format!("{} ({e})", r.record.op.manual_command())),
+        }
+    }
+    failures
 }

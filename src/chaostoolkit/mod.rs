@@ -144,14 +144,7 @@ pub fn may_be_ctk(text: &str) -> bool {
 }
 
 fn diag(file: &str, spans: &yaml::SpanIndex, path: &str, message: String) -> Diagnostic {
-    let (line, column) = spans.locate(path);
-    Diagnostic {
-        file: file.to_string(),
-        path: path.to_string(),
-        line,
-        column,
-        message,
-    }
+    Diagnostic::at(file, path, spans.locate(path), message)
 }
 
 /// Parses JSON or YAML text into a value, with its span index.
@@ -166,13 +159,7 @@ pub fn parse(file: &str, bytes: &[u8]) -> Result<(Value, yaml::SpanIndex), Diagn
     };
     match v {
         Ok(v) => Ok((v, spans)),
-        Err(m) => Err(Diagnostic {
-            file: file.to_string(),
-            path: String::new(),
-            line: 1,
-            column: 1,
-            message: m,
-        }),
+        Err(m) => Err(Diagnostic::at(file, "", (1, 1), m)),
     }
 }
 

@@ -21,6 +21,24 @@ pub struct Diagnostic {
     pub message: String,
 }
 
+impl Diagnostic {
+    /// A problem at `path`, found at 1-based `(line, column)`.
+    pub fn at(
+        file: &str,
+        path: &str,
+        (line, column): (usize, usize),
+        message: impl Into<String>,
+    ) -> Self {
+        Diagnostic {
+            file: file.to_string(),
+            path: path.to_string(),
+            line,
+            column,
+            message: message.into(),
+        }
+    }
+}
+
 impl fmt::Display for Diagnostic {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}:{}:{}: ", self.file, self.line, self.column)?;
@@ -43,15 +61,7 @@ pub struct Loaded {
 /// returned (parse errors stop at the first; semantic checks report all).
 pub fn load_file(path: &Path) -> Result<Loaded, Vec<Diagnostic>> {
     let file = path.display().to_string();
-    let bytes = read_capped(path).map_err(|m| {
-        vec![Diagnostic {
-            file: file.clone(),
-            path: String::new(),
-            line: 1,
-            column: 1,
-            message: m,
-        }]
-    })?;
+    let bytes = read_capped(path).map_err(|m| vec![Diagnostic::at(&file, "", (1, 1), m)])?;
     load_bytes(&file, &bytes)
 }
 

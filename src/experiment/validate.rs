@@ -24,26 +24,16 @@ impl<'a> Checker<'a> {
 
     /// Reports a problem at the key of `path`.
     pub fn error(&mut self, path: &str, message: impl Into<String>) {
-        let (line, column) = self.spans.locate(path);
-        self.problems.push(Diagnostic {
-            file: self.file.to_string(),
-            path: path.to_string(),
-            line,
-            column,
-            message: message.into(),
-        });
+        let at = self.spans.locate(path);
+        self.problems
+            .push(Diagnostic::at(self.file, path, at, message));
     }
 
     /// Reports a problem at the value of `path`.
     pub fn value_error(&mut self, path: &str, message: impl Into<String>) {
-        let (line, column) = self.spans.locate_value(path);
-        self.problems.push(Diagnostic {
-            file: self.file.to_string(),
-            path: path.to_string(),
-            line,
-            column,
-            message: message.into(),
-        });
+        let at = self.spans.locate_value(path);
+        self.problems
+            .push(Diagnostic::at(self.file, path, at, message));
     }
 
     fn nonzero(&mut self, path: &str, d: crate::units::Duration) {

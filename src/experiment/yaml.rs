@@ -224,14 +224,8 @@ impl MarkedEventReceiver for Indexer {
     }
 }
 
-fn diag(file: &str, path: &str, (line, column): (usize, usize), message: String) -> Diagnostic {
-    Diagnostic {
-        file: file.to_string(),
-        path: path.to_string(),
-        line,
-        column,
-        message,
-    }
+fn diag(file: &str, path: &str, at: (usize, usize), message: String) -> Diagnostic {
+    Diagnostic::at(file, path, at, message)
 }
 
 /// Checks the raw bytes of a file: size, emptiness, text.

@@ -1,6 +1,6 @@
 //! Typed values parsed once from the experiment file: durations (`250ms`, `5m`),
-//! sizes (`64MiB`), percentages (`50%`), signals (`SIGKILL`, `9`) and rates
-//! (`1mbit`). Each has a clear error that lists the accepted forms.
+//! sizes (`64MiB`), percentages (`50%`), signals (`SIGKILL`, `9`), rates
+//! (`1mbit`) and addresses (`10.0.0.0/24`). Each has a clear error that lists the accepted forms.
 
 use schemars::gen::SchemaGenerator;
 use schemars::schema::{InstanceType, Schema, SchemaObject, SingleOrVec, StringValidation};
@@ -493,6 +493,28 @@ impl JsonSchema for Rate {
             false,
         )
     }
+}
+
+/// An IPv4/IPv6 address or CIDR.
+pub fn parse_cidr(s: &str) -> Result<(std::net::IpAddr, u8), String> {
+    let (addr, len) = match s.split_once('/') {
+        Some((a, l)) => (a, Some(l)),
+        None => (s, None),
+    };
+    let ip: std::net::IpAddr = addr.trim().parse().map_err(|_| {
+        format!("`{s}` is not an IP address or CIDR (e.g. `10.0.0.2` or `10.0.0.0/24`)")
+    })?;
+    let max = if ip.is_ipv4() { 32 } else { 128 };
+    let len = match len {
+        Some(l) => l
+            .trim()
+            .parse::<u8>()
+            .ok()
+            .filter(|l| *l <= max)
+            .ok_or_else(|| format!("`{s}`: the prefix length must be 0-{max}"))?,
+        None => max,
+    };
+    Ok((ip, len))
 }
 
 #[cfg(test)]

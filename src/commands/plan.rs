@@ -7,8 +7,8 @@ use crate::exit;
 use crate::experiment::model::{Experiment, Step};
 use crate::experiment::{self, Loaded};
 use crate::fault::{self, FaultContext, PlannedOp, Protected};
-use crate::journal::undo::shell_words;
 use crate::probe::{ProbeContext, ProbeRunner};
+use crate::sys::exec::shell_words;
 use serde::Serialize;
 use std::path::Path;
 

@@ -816,30 +816,8 @@ fn check_ifname(c: &mut Checker, path: &str, name: &str) {
     }
 }
 
-/// An IPv4/IPv6 address or CIDR.
-pub fn parse_cidr(s: &str) -> Result<(std::net::IpAddr, u8), String> {
-    let (addr, len) = match s.split_once('/') {
-        Some((a, l)) => (a, Some(l)),
-        None => (s, None),
-    };
-    let ip: std::net::IpAddr = addr.trim().parse().map_err(|_| {
-        format!("`{s}` is not an IP address or CIDR (e.g. `10.0.0.2` or `10.0.0.0/24`)")
-    })?;
-    let max = if ip.is_ipv4() { 32 } else { 128 };
-    let len = match len {
-        Some(l) => l
-            .trim()
-            .parse::<u8>()
-            .ok()
-            .filter(|l| *l <= max)
-            .ok_or_else(|| format!("`{s}`: the prefix length must be 0-{max}"))?,
-        None => max,
-    };
-    Ok((ip, len))
-}
-
 fn check_cidr(c: &mut Checker, path: &str, s: &str) {
-    if let Err(e) = parse_cidr(s) {
+    if let Err(e) = crate::units::parse_cidr(s) {
         c.value_error(path, e);
     }
 }

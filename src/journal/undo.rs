@@ -7,6 +7,7 @@
 //! Every operation is idempotent: when its effect is already gone it reports
 //! [`Applied::AlreadyGone`] instead of failing.
 
+use crate::sys::exec::{shell_quote, shell_words};
 use crate::sys::proc::{self, SignalOutcome};
 use nix::sys::signal::Signal;
 use serde::{Deserialize, Serialize};
@@ -222,26 +223,6 @@ fn stop_group(
     Ok(Applied::Done)
 }
 
-/// A command line as a person would type it, each word quoted when needed.
-pub fn shell_words(argv: &[String]) -> String {
-    argv.iter()
-        .map(|a| shell_quote(a))
-        .collect::<Vec<_>>()
-        .join(" ")
-}
-
-/// Quotes a word for a POSIX shell when it needs it.
-pub fn shell_quote(s: &str) -> String {
-    if !s.is_empty()
-        && s.chars()
-            .all(|c| c.is_ascii_alphanumeric() || "-_./:=@%+,".contains(c))
-    {
-        s.to_string()
-    } else {
-        format!("'{}'", s.replace('\'', "'\\''"))
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -276,12 +257,5 @@ mod tests {
             start_time: st + 1,
         };
         assert_eq!(op.apply().unwrap(), Applied::AlreadyGone);
-    }
-
-    #[test]
-    fn quoting() {
-        assert_eq!(shell_quote("eth0"), "eth0");
-        assert_eq!(shell_quote("a b"), "'a b'");
-        assert_eq!(shell_quote("it's"), "'it'\\''s'");
     }
 }

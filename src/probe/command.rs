@@ -11,7 +11,7 @@
 
 use super::{check_latency, ProbeContext, Sample};
 use crate::experiment::model::{CommandProbe, Expect};
-use crate::journal::undo::shell_words;
+use crate::sys::exec::shell_words;
 use nix::sys::signal::{killpg, Signal};
 use nix::unistd::Pid;
 use regex::{Regex, RegexBuilder};

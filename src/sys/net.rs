@@ -71,7 +71,7 @@ pub fn run_ok(argv: &[String]) -> Result<String, String> {
         Err(format!(
             "`{}` failed: {}",
             argv.iter()
-                .map(|a| crate::journal::undo::shell_quote(a))
+                .map(|a| crate::sys::exec::shell_quote(a))
                 .collect::<Vec<_>>()
                 .join(" "),
             out.stderr.trim()

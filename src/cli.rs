@@ -10,8 +10,10 @@ Exit codes:
   2   aborted by an abort condition (everything rolled back)
   3   steady state not met before injection (nothing injected)
   4   rollback failed: faults may remain (run `faultline recover`)
+  5   inconclusive: the experiment did not test what it said (the report says why)
   64  invalid experiment or usage
   69  a precondition is missing (tool, kernel feature, target)
+  70  internal error (after rollback); please report it
   77  insufficient privileges
   130 interrupted (after rollback)
 

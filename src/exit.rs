@@ -10,6 +10,9 @@ pub const ABORTED: i32 = 2;
 pub const NOT_STEADY: i32 = 3;
 /// A rollback failed: faults may remain on the host (`faultline recover`).
 pub const ROLLBACK_FAILED: i32 = 4;
+/// INCONCLUSIVE: the experiment did not test what it said (a fault missing or
+/// under-delivered, a setup process died, too few samples), so it cannot be HELD.
+pub const INCONCLUSIVE: i32 = 5;
 /// The experiment file or the command line is invalid (EX_USAGE / EX_DATAERR).
 pub const INVALID: i32 = 64;
 /// A precondition is missing: a tool, a kernel feature, a target (EX_UNAVAILABLE).
@@ -29,6 +32,7 @@ pub fn meaning(code: i32) -> &'static str {
         ABORTED => "aborted by an abort condition (rolled back)",
         NOT_STEADY => "steady state not met before injection (nothing injected)",
         ROLLBACK_FAILED => "rollback failed: faults may remain (run `faultline recover`)",
+        INCONCLUSIVE => "the experiment did not test what it said, so it cannot be held",
         INVALID => "invalid experiment or usage",
         PRECONDITION => "a precondition is missing",
         PRIVILEGES => "insufficient privileges",

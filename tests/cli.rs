@@ -735,9 +735,11 @@ fn the_format_doc_covers_every_field_and_its_example_is_valid() {
         ABORTED,
         NOT_STEADY,
         ROLLBACK_FAILED,
+        INCONCLUSIVE,
         INVALID,
         PRECONDITION,
         PRIVILEGES,
+        INTERNAL,
         INTERRUPTED,
     ] {
         assert!(

@@ -561,7 +561,7 @@ fn bad_journals_exit_64_with_a_clear_message() {
     let dir = tempfile::tempdir().unwrap();
     let held = std::fs::read_to_string(fixture_path("journal-held.json")).unwrap();
     let mut newer: serde_json::Value = serde_json::from_str(&held).unwrap();
-    newer["schema_version"] = 2.into();
+    newer["schema_version"] = 99.into();
     let mut broken: serde_json::Value = serde_json::from_str(&held).unwrap();
     broken["outcome"]["verdict"] = "great".into();
     let cases: Vec<(&str, String, &str)> = vec![
@@ -574,7 +574,7 @@ fn bad_journals_exit_64_with_a_clear_message() {
         (
             "newer.json",
             newer.to_string(),
-            "journal schema_version 2 is newer than this faultline understands",
+            "journal schema_version 99 is newer than this faultline understands",
         ),
         (
             "broken.json",

@@ -101,6 +101,8 @@ pub fn render(rec: &RunRecord, ctk: &CtkLoaded) -> String {
         Verdict::NotSteady => "completed",
         // `--fail-fast` stops the run with "failed" in chaoslib.
         Verdict::Aborted | Verdict::RollbackFailed | Verdict::Internal => "failed",
+        // The experiment did not test what it said: not a completed run.
+        Verdict::Inconclusive => "failed",
         Verdict::Interrupted => "interrupted",
         Verdict::Invalid | Verdict::Precondition | Verdict::Privileges => "aborted",
     };

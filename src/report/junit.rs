@@ -6,7 +6,8 @@
 //! - `abort`: failure with the abort reason (only when the run was aborted);
 //! - `rollback action: <label>`: one per user rollback action;
 //! - `verdict`: failure unless the run held, so a CI view always shows why the
-//!   exit code was not 0.
+//!   exit code was not 0; an `<error>` (not a failure) when INCONCLUSIVE, with
+//!   every reason: the experiment did not test what it said.
 
 use super::record::{FaultRecord, RunRecord, SampleStatus, Verdict};
 use super::summary::{
@@ -260,6 +261,29 @@ pub fn render(rec: &RunRecord) -> String {
     let line = format!("{head}{tail}");
     let status = if rec.outcome.verdict == Verdict::Held && rec.outcome.exit_code == 0 {
         TestCaseStatus::success()
+    } else if rec.outcome.verdict == Verdict::Inconclusive {
+        let mut s = TestCaseStatus::non_success(NonSuccessKind::Error);
+        s.set_message(line.clone());
+        s.set_type("inconclusive");
+        let reasons: Vec<String> = rec
+            .inconclusive
+            .iter()
+            .map(|r| {
+                let at = r.at_ms.map(|ms| format!(" at {}", fmt_offset(ms)));
+                format!(
+                    "{} ({}){}: {}",
+                    r.subject,
+                    r.kind.name(),
+                    at.unwrap_or_default(),
+                    r.message
+                )
+            })
+            .collect();
+        s.set_description(format!(
+            "the experiment did not test what it said:\n{}",
+            reasons.join("\n")
+        ));
+        s
     } else {
         failure(line.clone(), String::new())
     };
@@ -307,6 +331,26 @@ mod tests {
         assert_eq!(count(&xml, "<failure"), 2, "{xml}");
         assert!(xml.contains("100% success not met: 0/3 successful (0%), 0 failed, 3 errors"));
         assert!(!xml.contains("latency:"));
+    }
+
+    #[test]
+    fn inconclusive_is_an_error_with_the_reasons() {
+        let mut r = testdata::held();
+        r.outcome.verdict = Verdict::Inconclusive;
+        r.outcome.exit_code = 5;
+        r.inconclusive
+            .push(super::super::record::InconclusiveReason::too_few_samples(
+                "web | api",
+                "3 samples during the method, fewer than the 10 required",
+            ));
+        let xml = render(&r);
+        assert_eq!(count(&xml, "<error"), 1, "{xml}");
+        assert_eq!(count(&xml, "<failure"), 0, "{xml}");
+        assert!(xml.contains("type=\"inconclusive\""), "{xml}");
+        assert!(
+            xml.contains("probe `web | api` (too_few_samples): 3 samples during the method"),
+            "{xml}"
+        );
     }
 
     #[test]

@@ -98,6 +98,23 @@ pub fn render(rec: &RunRecord) -> String {
             format!(" — {}", text(reason))
         }
     );
+    if !rec.inconclusive.is_empty() {
+        let _ = writeln!(out, "The experiment did not test what it said:\n");
+        for r in &rec.inconclusive {
+            let at = r
+                .at_ms
+                .map(|ms| format!(" at {}", fmt_offset(ms)))
+                .unwrap_or_default();
+            let _ = writeln!(
+                out,
+                "- ⚠️ {} ({}){at}: {}",
+                text(&r.subject),
+                code(r.kind.name()),
+                text(&r.message)
+            );
+        }
+        out.push('\n');
+    }
     let _ = writeln!(out, "> **Hypothesis:** {}\n", text(&e.hypothesis));
     if let Some(d) = e.description.as_deref().filter(|d| !d.trim().is_empty()) {
         let _ = writeln!(out, "{}\n", d.trim());
@@ -438,6 +455,24 @@ mod tests {
                 expected = None;
             }
         }
+    }
+
+    #[test]
+    fn inconclusive_reasons_are_listed_under_the_verdict() {
+        let mut r = testdata::held();
+        r.outcome.verdict = crate::report::record::Verdict::Inconclusive;
+        r.outcome.exit_code = 5;
+        r.inconclusive
+            .push(crate::report::record::InconclusiveReason::setup_died(
+                "web",
+                "exited with status 1: Address already in use",
+            ));
+        let md = render(&r);
+        assert!(md.contains("**Verdict: INCONCLUSIVE (exit 5)**"), "{md}");
+        assert!(
+            md.contains("- ⚠️ setup \\`web\\` (`setup_died`): exited with status 1"),
+            "{md}"
+        );
     }
 
     #[test]

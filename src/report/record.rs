@@ -5,7 +5,8 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-pub const SCHEMA_VERSION: u32 = 1;
+/// 2: the `inconclusive` verdict and the `inconclusive` list of reasons.
+pub const SCHEMA_VERSION: u32 = 2;
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct RunRecord {
@@ -31,6 +32,10 @@ pub struct RunRecord {
     /// Undo commands a person must still run (after a failed rollback).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub manual_recovery: Vec<String>,
+    /// Why the experiment did not test what it said (any makes a run that
+    /// would have held INCONCLUSIVE), in the order they were found.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub inconclusive: Vec<InconclusiveReason>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -58,6 +63,9 @@ pub enum Verdict {
     Interrupted,
     /// A bug in faultline stopped the run (pending faults were rolled back first).
     Internal,
+    /// The experiment did not test what it said, so it cannot be HELD; the
+    /// record's `inconclusive` list says why.
+    Inconclusive,
 }
 
 impl Verdict {
@@ -74,6 +82,7 @@ impl Verdict {
             Verdict::Privileges => exit::PRIVILEGES,
             Verdict::Interrupted => exit::INTERRUPTED,
             Verdict::Internal => exit::INTERNAL,
+            Verdict::Inconclusive => exit::INCONCLUSIVE,
         }
     }
     pub fn label(self) -> &'static str {
@@ -88,6 +97,7 @@ impl Verdict {
             Verdict::Privileges => "INSUFFICIENT PRIVILEGES",
             Verdict::Interrupted => "INTERRUPTED",
             Verdict::Internal => "INTERNAL ERROR",
+            Verdict::Inconclusive => "INCONCLUSIVE",
         }
     }
 }
@@ -303,6 +313,105 @@ pub struct AbortRecord {
     pub at_ms: f64,
     /// The samples that tripped it, in words.
     pub reason: String,
+}
+
+/// What kind of gap made a run INCONCLUSIVE.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum InconclusiveKind {
+    /// A fault was not in effect for part of its window (removed from outside).
+    FaultMissing,
+    /// A fault delivered less than its documented share of the target.
+    FaultUnderDelivered,
+    /// A setup process exited while the run needed it.
+    SetupDied,
+    /// A requirement rests on fewer samples than its minimum.
+    TooFewSamples,
+}
+
+impl InconclusiveKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            InconclusiveKind::FaultMissing => "fault_missing",
+            InconclusiveKind::FaultUnderDelivered => "fault_under_delivered",
+            InconclusiveKind::SetupDied => "setup_died",
+            InconclusiveKind::TooFewSamples => "too_few_samples",
+        }
+    }
+}
+
+/// One reason why a run is INCONCLUSIVE. Build it with the constructors
+/// (`InconclusiveReason::fault_missing(step, label, message)`...) and emit it as
+/// `Event::Inconclusive { reason }`; the record builder stamps `at_ms`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct InconclusiveReason {
+    pub kind: InconclusiveKind,
+    /// What it concerns, in words: "fault 2 `cpu limit`", "probe `api`",
+    /// "setup `web`".
+    pub subject: String,
+    /// Index of the method step, for a fault.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub step: Option<usize>,
+    /// The probe or setup process's name, for those.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// One sentence for a person, e.g. "nft table gone at +4.1s".
+    pub message: String,
+    /// When it was found, in milliseconds since the run started.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub at_ms: Option<f64>,
+}
+
+impl InconclusiveReason {
+    fn fault(kind: InconclusiveKind, step: usize, label: &str, message: String) -> Self {
+        InconclusiveReason {
+            kind,
+            subject: format!("fault {} `{label}`", step + 1),
+            step: Some(step),
+            name: None,
+            message,
+            at_ms: None,
+        }
+    }
+    /// The fault of method step `step` (0-based) was missing for part of its window.
+    pub fn fault_missing(step: usize, label: &str, message: impl Into<String>) -> Self {
+        Self::fault(InconclusiveKind::FaultMissing, step, label, message.into())
+    }
+    /// The fault of method step `step` (0-based) delivered too little.
+    pub fn fault_under_delivered(step: usize, label: &str, message: impl Into<String>) -> Self {
+        Self::fault(
+            InconclusiveKind::FaultUnderDelivered,
+            step,
+            label,
+            message.into(),
+        )
+    }
+    /// The setup process `name` died during the run.
+    pub fn setup_died(name: &str, message: impl Into<String>) -> Self {
+        InconclusiveReason {
+            kind: InconclusiveKind::SetupDied,
+            subject: format!("setup `{name}`"),
+            step: None,
+            name: Some(name.to_string()),
+            message: message.into(),
+            at_ms: None,
+        }
+    }
+    /// A requirement of probe `name` rests on too few samples.
+    pub fn too_few_samples(probe: &str, message: impl Into<String>) -> Self {
+        InconclusiveReason {
+            kind: InconclusiveKind::TooFewSamples,
+            subject: format!("probe `{probe}`"),
+            step: None,
+            name: Some(probe.to_string()),
+            message: message.into(),
+            at_ms: None,
+        }
+    }
+    /// `fault 2 `cpu limit` (fault_missing): nft table gone at +4.1s`.
+    pub fn describe(&self) -> String {
+        format!("{} ({}): {}", self.subject, self.kind.name(), self.message)
+    }
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]

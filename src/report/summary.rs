@@ -393,6 +393,7 @@ pub(crate) mod testdata {
                 rollback_ms: Some(50.0),
             },
             manual_recovery: vec![],
+            inconclusive: vec![],
         }
     }
 

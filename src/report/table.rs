@@ -35,7 +35,9 @@ fn paint(s: &str, sgr: &str, color: bool) -> String {
 fn verdict_sgr(v: Verdict) -> &'static str {
     match v {
         Verdict::Held => GREEN,
-        Verdict::Aborted | Verdict::NotSteady | Verdict::Interrupted => YELLOW,
+        Verdict::Aborted | Verdict::NotSteady | Verdict::Interrupted | Verdict::Inconclusive => {
+            YELLOW
+        }
         Verdict::Deviated
         | Verdict::RollbackFailed
         | Verdict::Invalid
@@ -372,6 +374,25 @@ pub fn render(rec: &RunRecord, color: bool) -> String {
         }
     }
 
+    if !rec.inconclusive.is_empty() {
+        section(
+            &mut out,
+            "Inconclusive: not what the experiment said",
+            color,
+        );
+        for r in &rec.inconclusive {
+            let at = r.at_ms.map(|ms| format!(" at {}", fmt_offset(ms)));
+            let line = format!(
+                "? {} ({}){}: {}",
+                r.subject,
+                r.kind.name(),
+                at.unwrap_or_default(),
+                r.message
+            );
+            put(&mut out, "  ", "    ", &line, Some(YELLOW), color);
+        }
+    }
+
     section(&mut out, "Timings", color);
     let t = &rec.timings;
     let line = format!(
@@ -474,6 +495,33 @@ mod tests {
             .collect();
         assert!(hyp[0].chars().count() <= WIDTH as usize);
         assert!(hyp[1].starts_with("  word"), "{hyp:?}");
+    }
+
+    #[test]
+    fn inconclusive_reasons_are_listed_before_the_verdict() {
+        let mut r = testdata::held();
+        r.outcome = crate::report::record::Outcome {
+            verdict: Verdict::Inconclusive,
+            exit_code: 5,
+            reason: "fault 1 `pause worker`: gone".into(),
+        };
+        r.inconclusive
+            .push(crate::report::record::InconclusiveReason {
+                at_ms: Some(4_100.0),
+                ..crate::report::record::InconclusiveReason::fault_missing(
+                    0,
+                    "pause worker",
+                    "process resumed from outside",
+                )
+            });
+        let out = render(&r, false);
+        assert!(
+            out.contains("? fault 1 `pause worker` (fault_missing) at +4.10s: process resumed"),
+            "{out}"
+        );
+        assert!(out.ends_with(
+            "INCONCLUSIVE (exit 5): the experiment did not test what it said, so it cannot be held — fault 1 `pause worker`: gone\n"
+        ), "{out}");
     }
 
     #[test]

@@ -44,6 +44,7 @@ impl RecordBuilder {
                 rollbacks: vec![],
                 timings: Timings::default(),
                 manual_recovery: vec![],
+                inconclusive: vec![],
             },
             open_phases: vec![],
             first_injection_ms: None,
@@ -254,6 +255,11 @@ impl RecordBuilder {
                 }
             }
             Event::Interrupted { .. } | Event::Note { .. } => {}
+            Event::Inconclusive { reason } => {
+                let mut r = reason.clone();
+                r.at_ms.get_or_insert(ms);
+                self.rec.inconclusive.push(r);
+            }
             Event::ActionFinished {
                 label,
                 command,

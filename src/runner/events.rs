@@ -3,7 +3,9 @@
 //! every report) all consume the same stream. Matches over `Event` have no
 //! catch-all arm, so a new event makes every consumer decide what to do.
 
-use crate::report::record::{Phase, SamplePhase, SampleStatus, StepStatus, Verdict};
+use crate::report::record::{
+    InconclusiveReason, Phase, SamplePhase, SampleStatus, StepStatus, Verdict,
+};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use std::io::Write;
@@ -115,6 +117,13 @@ pub enum Event {
     },
     Note {
         message: String,
+    },
+    /// The experiment did not test what it said: a run that would have held
+    /// ends INCONCLUSIVE (exit 5) with this reason. Emit it through
+    /// `Ctx::inconclusive` in the runner; anything holding an `Emitter` may
+    /// emit it directly. The record builder stamps `at_ms`.
+    Inconclusive {
+        reason: InconclusiveReason,
     },
     RunFinished {
         verdict: Verdict,

@@ -293,6 +293,10 @@ impl EventSink for LiveView {
                 ),
             },
             Event::Note { message } => self.line(t, message),
+            Event::Inconclusive { reason } => self.line(
+                t,
+                &self.paint("33", &format!("inconclusive: {}", reason.describe())),
+            ),
             Event::RunFinished { .. } => {
                 if let Some(b) = self.bar.take() {
                     b.finish_and_clear();

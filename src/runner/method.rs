@@ -4,6 +4,7 @@
 
 use super::sampling::{sleep_or_cancel, spawn_samplers};
 use super::*;
+use crate::report::record::InconclusiveReason;
 
 /// Runs the method with probes sampling and abort conditions checked.
 /// Returns whether the `during` requirements were met.
@@ -81,17 +82,28 @@ pub(super) async fn method(ctx: &Arc<Ctx>, faults: Vec<Option<Box<dyn FaultImpl>
     for (i, spec) in ctx.exp.steady_state.probes.iter().enumerate() {
         if let Some(req) = &spec.during {
             let (n, good) = during[i];
-            let met = n > 0 && good as f64 >= req.min_success.fraction() * n as f64 - 1e-9;
-            ok &= met;
-            ctx.builder.lock().unwrap().set_requirement(
-                i,
-                SamplePhase::During,
-                format!(
-                    "at least {} of samples succeed (got {good}/{n})",
-                    req.min_success
-                ),
-                Some(met),
+            let text = format!(
+                "at least {} of samples succeed (got {good}/{n})",
+                req.min_success
             );
+            if n == 0 {
+                // `0/0` is not a failure: nothing was measured.
+                ctx.builder
+                    .lock()
+                    .unwrap()
+                    .set_requirement(i, SamplePhase::During, text, None);
+                ctx.inconclusive(InconclusiveReason::too_few_samples(
+                    &spec.name,
+                    "no sample finished during the method, so its `during` requirement was not tested",
+                ));
+                continue;
+            }
+            let met = good as f64 >= req.min_success.fraction() * n as f64 - 1e-9;
+            ok &= met;
+            ctx.builder
+                .lock()
+                .unwrap()
+                .set_requirement(i, SamplePhase::During, text, Some(met));
         }
     }
     ok

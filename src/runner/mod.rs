@@ -133,6 +133,13 @@ impl Ctx {
     fn stop_reason(&self) -> Option<Stop> {
         self.stop.lock().unwrap().clone()
     }
+    /// Records why the experiment did not test what it said (a fault gone or
+    /// weak, a setup process dead, too few samples). The run goes on; a run
+    /// that would have held ends INCONCLUSIVE (exit 5) with every reason;
+    /// DEVIATED, ABORTED, NOT STEADY and the rest keep their precedence.
+    pub(crate) fn inconclusive(&self, reason: crate::report::record::InconclusiveReason) {
+        self.emit.emit(Event::Inconclusive { reason });
+    }
 }
 
 /// Writes undo records of one fault into the run's journal.
@@ -172,6 +179,7 @@ fn verdict_for_code(code: i32) -> Verdict {
         exit::PRECONDITION => Verdict::Precondition,
         exit::DEVIATED => Verdict::Deviated,
         exit::INTERNAL => Verdict::Internal,
+        exit::INCONCLUSIVE => Verdict::Inconclusive,
         _ => Verdict::Precondition,
     }
 }
@@ -643,6 +651,8 @@ async fn run_phases(
         (verdict_for_code(code), code, msg)
     } else if !during_ok || !recovered {
         (Verdict::Deviated, exit::DEVIATED, deviation_reason(&ctx))
+    } else if let Some(reason) = inconclusive_reason(&ctx) {
+        (Verdict::Inconclusive, exit::INCONCLUSIVE, reason)
     } else {
         (Verdict::Held, exit::HELD, held_reason(&ctx))
     };
@@ -728,6 +738,21 @@ fn deviation_reason(ctx: &Ctx) -> String {
     } else {
         parts.join("; ")
     }
+}
+
+/// Every recorded reason in one sentence, or `None` when there is none.
+fn inconclusive_reason(ctx: &Ctx) -> Option<String> {
+    let b = ctx.builder.lock().unwrap();
+    if b.rec.inconclusive.is_empty() {
+        return None;
+    }
+    let parts: Vec<String> = b
+        .rec
+        .inconclusive
+        .iter()
+        .map(|r| format!("{}: {}", r.subject, r.message))
+        .collect();
+    Some(parts.join("; "))
 }
 
 fn held_reason(ctx: &Ctx) -> String {

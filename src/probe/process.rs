@@ -117,25 +117,13 @@ impl Selector {
         let me = std::process::id() as i32;
         match self {
             Selector::Pidfile(path) => {
-                let raw = match std::fs::read_to_string(path) {
-                    Ok(r) => r,
-                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                let pid = match proc::read_pidfile_if_exists(path)? {
+                    Some(pid) => pid,
+                    None => {
                         return Ok(Found {
                             pids: vec![],
                             note: Some(format!("pidfile {} does not exist", path.display())),
                         })
-                    }
-                    Err(e) => return Err(format!("cannot read pidfile {}: {e}", path.display())),
-                };
-                let first = raw.split_whitespace().next().unwrap_or("");
-                let pid: i32 = match first.parse() {
-                    Ok(p) if p > 0 => p,
-                    _ => {
-                        return Err(format!(
-                            "pidfile {} does not hold a pid (it contains {:?})",
-                            path.display(),
-                            raw.chars().take(40).collect::<String>()
-                        ))
                     }
                 };
                 if proc::alive(pid) {

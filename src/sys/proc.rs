@@ -173,18 +173,77 @@ pub fn may_signal_ids(ruid: u32, euid: u32, cap_kill: bool, t_ruid: u32, t_suid:
     cap_kill || ruid == t_ruid || ruid == t_suid || euid == t_ruid || euid == t_suid
 }
 
+/// At most this many bytes of a pid file are read: a pid and some whitespace.
+const PIDFILE_MAX: usize = 64;
+
 /// Reads a pid file: one positive number, surrounding whitespace allowed.
+/// Only a regular file is read (not a FIFO or a device such as /dev/zero),
+/// and at most a few bytes of it; errors name the file, never its content.
 pub fn read_pidfile(path: &Path) -> Result<i32, String> {
-    let raw = fs::read_to_string(path)
-        .map_err(|e| format!("cannot read pid file {}: {e}", path.display()))?;
-    let first = raw.split_whitespace().next().unwrap_or("");
-    match first.parse::<i32>() {
-        Ok(p) if p > 0 => Ok(p),
-        _ => Err(format!(
-            "pid file {} does not hold a process id (it holds `{}`)",
-            path.display(),
-            raw.trim().chars().take(40).collect::<String>()
+    match read_pidfile_if_exists(path)? {
+        Some(pid) => Ok(pid),
+        None => Err(format!(
+            "cannot read pid file {}: it does not exist",
+            path.display()
         )),
+    }
+}
+
+/// Like [`read_pidfile`], but a missing file is `Ok(None)`.
+pub fn read_pidfile_if_exists(path: &Path) -> Result<Option<i32>, String> {
+    use std::io::Read;
+    use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
+    // O_NONBLOCK: opening a FIFO must not wait for a writer.
+    let file = match fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
+        .open(path)
+    {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(format!("cannot read pid file {}: {e}", path.display())),
+    };
+    let ft = file
+        .metadata()
+        .map_err(|e| format!("cannot read pid file {}: {e}", path.display()))?
+        .file_type();
+    if !ft.is_file() {
+        let what = if ft.is_fifo() {
+            "a FIFO"
+        } else if ft.is_char_device() || ft.is_block_device() {
+            "a device"
+        } else if ft.is_dir() {
+            "a directory"
+        } else if ft.is_socket() {
+            "a socket"
+        } else {
+            "not a regular file"
+        };
+        return Err(format!(
+            "pid file {} is {what}; give a regular file that holds a process id",
+            path.display()
+        ));
+    }
+    let mut buf = Vec::with_capacity(PIDFILE_MAX);
+    file.take(PIDFILE_MAX as u64)
+        .read_to_end(&mut buf)
+        .map_err(|e| format!("cannot read pid file {}: {e}", path.display()))?;
+    let not_a_pid = || {
+        format!(
+            "pid file {} does not hold a pid (its content is not shown)",
+            path.display()
+        )
+    };
+    let text = std::str::from_utf8(&buf).map_err(|_| not_a_pid())?;
+    let mut words = text.split_ascii_whitespace();
+    let first = words.next().unwrap_or("");
+    // A pid that runs up to the read limit may be cut short: not a pid.
+    if buf.len() == PIDFILE_MAX && words.next().is_none() && !text.ends_with(char::is_whitespace) {
+        return Err(not_a_pid());
+    }
+    match first.parse::<i32>() {
+        Ok(p) if p > 0 && first.bytes().all(|b| b.is_ascii_digit()) => Ok(Some(p)),
+        _ => Err(not_a_pid()),
     }
 }
 
@@ -312,8 +371,20 @@ mod tests {
         let f = dir.path().join("x.pid");
         fs::write(&f, " 4242\n").unwrap();
         assert_eq!(read_pidfile(&f), Ok(4242));
-        fs::write(&f, "abc").unwrap();
-        assert!(read_pidfile(&f).unwrap_err().contains("abc"));
+        fs::write(&f, "root:$6$secret:19000:0:99999:7:::\n").unwrap();
+        let e = read_pidfile(&f).unwrap_err();
+        assert!(
+            e.contains("does not hold a pid") && !e.contains("secret"),
+            "{e}"
+        );
+        fs::write(&f, "+12").unwrap();
+        assert!(read_pidfile(&f).is_err());
+        assert_eq!(read_pidfile_if_exists(&dir.path().join("none")), Ok(None));
+        let e = read_pidfile(Path::new("/dev/zero")).unwrap_err();
+        assert!(e.contains("a device"), "{e}");
+        let fifo = dir.path().join("fifo");
+        nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::S_IRWXU).unwrap();
+        assert!(read_pidfile(&fifo).unwrap_err().contains("a FIFO"));
         assert!(read_pidfile(&dir.path().join("none"))
             .unwrap_err()
             .contains("cannot read"));

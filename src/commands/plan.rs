@@ -9,6 +9,7 @@ use crate::experiment::{self, Loaded};
 use crate::fault::{self, FaultContext, PlannedOp, Protected};
 use crate::probe::{ProbeContext, ProbeRunner};
 use crate::sys::exec::shell_words;
+use crate::sys::text::escape_text;
 use serde::Serialize;
 use std::path::Path;
 
@@ -59,7 +60,7 @@ pub fn run(file: &Path, format: PlanFormat, chaostoolkit: bool) -> i32 {
         Ok(l) => l,
         Err(problems) => {
             for p in &problems {
-                eprintln!("{p}");
+                eprintln!("{}", escape_text(&p.to_string()));
             }
             return exit::INVALID;
         }
@@ -355,5 +356,5 @@ pub fn render_text(p: &Plan) -> String {
             exit::meaning(p.exit_code)
         );
     }
-    o
+    crate::sys::text::escape_text(&o).into_owned()
 }

@@ -6,6 +6,7 @@ use crate::exit;
 use crate::experiment::{self, Experiment, Loaded};
 use crate::report::record::RunRecord;
 use crate::runner::{self, events::EventSink, live};
+use crate::sys::text::{escape, escape_text};
 use std::fs::File;
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
@@ -33,7 +34,7 @@ pub fn run(args: RunArgs, state_dir: &Path, color: ColorChoice) -> i32 {
         Ok(v) => v,
         Err(problems) => {
             for p in &problems {
-                eprintln!("{p}");
+                eprintln!("{}", escape_text(&p.to_string()));
             }
             return exit::INVALID;
         }
@@ -194,10 +195,19 @@ fn write_outputs(rec: &RunRecord, outputs: Outputs, quiet_paths: bool, journal: 
 /// Asks on the terminal before anything changes on the host.
 fn confirm(exp: &Experiment) -> bool {
     let mut err = std::io::stderr();
-    let _ = writeln!(err, "\nAbout to run \"{}\" on this host:", exp.title);
+    let _ = writeln!(
+        err,
+        "\nAbout to run \"{}\" on this host:",
+        escape(&exp.title)
+    );
     for (i, s) in exp.method.iter().enumerate() {
         if let (Some(f), Some(d)) = (&s.fault, s.duration) {
-            let _ = writeln!(err, "  - inject {} for {d} ({})", f.kind_name(), s.label(i));
+            let _ = writeln!(
+                err,
+                "  - inject {} for {d} ({})",
+                f.kind_name(),
+                escape(&s.label(i))
+            );
         }
     }
     let _ = writeln!(
@@ -262,7 +272,10 @@ fn load(
     match chaostoolkit::try_load_with(&args.file, args.chaostoolkit, opts) {
         Some(r) => r.map(|c| {
             for w in &c.translation.warnings {
-                eprintln!("{}: warning: {w}", c.loaded.file);
+                eprintln!(
+                    "{}",
+                    escape_text(&format!("{}: warning: {w}", c.loaded.file))
+                );
             }
             (c.loaded.clone(), Some(c))
         }),

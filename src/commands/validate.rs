@@ -3,6 +3,7 @@
 use crate::cli::ValidateFormat;
 use crate::exit;
 use crate::experiment::{self, Diagnostic};
+use crate::sys::text::{escape, escape_text};
 use std::path::PathBuf;
 
 pub fn run(files: &[PathBuf], format: ValidateFormat, chaostoolkit: bool) -> i32 {
@@ -11,15 +12,18 @@ pub fn run(files: &[PathBuf], format: ValidateFormat, chaostoolkit: bool) -> i32
     for f in files {
         let result = experiment::load_any(f, chaostoolkit);
         let shown = f.display().to_string();
+        let shown_safe = escape(&shown);
         match (&result, format) {
-            (Ok(l), ValidateFormat::Text) => println!("ok       {shown}  ({})", l.experiment.title),
+            (Ok(l), ValidateFormat::Text) => {
+                println!("ok       {shown_safe}  ({})", escape(&l.experiment.title))
+            }
             (Err(problems), ValidateFormat::Text) => {
                 all_ok = false;
                 for p in problems {
-                    eprintln!("{p}");
+                    eprintln!("{}", escape_text(&p.to_string()));
                 }
                 println!(
-                    "invalid  {shown}  ({} problem{})",
+                    "invalid  {shown_safe}  ({} problem{})",
                     problems.len(),
                     if problems.len() == 1 { "" } else { "s" }
                 );

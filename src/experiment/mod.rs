@@ -110,7 +110,8 @@ pub fn load_any(path: &Path, force_chaostoolkit: bool) -> Result<Loaded, Vec<Dia
         None => load_file(path),
         Some(r) => r.map(|c| {
             for w in &c.translation.warnings {
-                eprintln!("{}: warning: {w}", c.loaded.file);
+                let line = format!("{}: warning: {w}", c.loaded.file);
+                eprintln!("{}", crate::sys::text::escape_text(&line));
             }
             c.loaded
         }),

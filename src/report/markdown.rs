@@ -80,6 +80,11 @@ fn step_word(s: StepStatus) -> &'static str {
 
 /// The whole Markdown report.
 pub fn render(rec: &RunRecord) -> String {
+    // Markdown is read on terminals too (`cat`, `less -R`).
+    crate::sys::text::escape_text(&render_unescaped(rec)).into_owned()
+}
+
+fn render_unescaped(rec: &RunRecord) -> String {
     let mut out = String::new();
     let e = &rec.experiment;
     let _ = writeln!(out, "# {}\n", text(&e.title));

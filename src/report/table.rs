@@ -49,6 +49,19 @@ fn verdict_sgr(v: Verdict) -> &'static str {
 
 /// `HELD (exit 0): hypothesis held — web answers recovered 1.2s after rollback`.
 pub fn verdict_line(rec: &RunRecord, color: bool) -> String {
+    safe(rec, color, verdict_line_of)
+}
+
+/// Renders `rec` with every string from it escaped for the terminal
+/// (`sys::text`); colors are added after escaping.
+fn safe(rec: &RunRecord, color: bool, f: fn(&RunRecord, bool) -> String) -> String {
+    match crate::sys::text::escape_strings(rec) {
+        Some(rec) => f(&rec, color),
+        None => crate::sys::text::escape_text(&f(rec, false)).into_owned(),
+    }
+}
+
+fn verdict_line_of(rec: &RunRecord, color: bool) -> String {
     let (head, tail) = verdict_text(rec);
     let sgr = format!("{BOLD};{}", verdict_sgr(rec.outcome.verdict));
     format!("{}{tail}", paint(&head, &sgr, color))
@@ -278,6 +291,10 @@ fn put(out: &mut String, first: &str, rest: &str, text: &str, sgr: Option<&str>,
 
 /// The whole terminal report, ending with the verdict line and a newline.
 pub fn render(rec: &RunRecord, color: bool) -> String {
+    safe(rec, color, render_escaped)
+}
+
+fn render_escaped(rec: &RunRecord, color: bool) -> String {
     let mut out = String::new();
     let e = &rec.experiment;
     put(&mut out, "", "", &e.title, Some(BOLD), color);
@@ -419,7 +436,7 @@ pub fn render(rec: &RunRecord, color: bool) -> String {
     }
 
     let _ = writeln!(out);
-    let _ = writeln!(out, "{}", verdict_line(rec, color));
+    let _ = writeln!(out, "{}", verdict_line_of(rec, color));
     out
 }
 

@@ -5,6 +5,7 @@
 
 use super::events::{Event, EventSink, TimedEvent};
 use crate::report::record::{Phase, SampleStatus};
+use crate::sys::text::{escape, escape_text};
 use indicatif::{ProgressBar, ProgressStyle};
 use std::time::Duration;
 
@@ -52,7 +53,17 @@ impl LiveView {
         }
     }
 
+    /// One line of the view; `s` is escaped (it holds names, targets and
+    /// errors from outside), then painted with `code` when colors are on.
+    fn painted(&self, at_ms: f64, code: &str, s: &str) {
+        self.put(at_ms, &self.paint(code, &escape_text(s)))
+    }
+
     fn line(&self, at_ms: f64, s: &str) {
+        self.put(at_ms, &escape_text(s))
+    }
+
+    fn put(&self, at_ms: f64, s: &str) {
         let text = format!("{:>8.1}s  {s}", at_ms / 1000.0);
         match &self.bar {
             Some(b) => b.println(text),
@@ -71,13 +82,13 @@ impl LiveView {
                     } else {
                         self.paint("32", "✓")
                     };
-                    format!("{mark} {} {}/{}", p.name, p.ok, p.ok + p.bad)
+                    format!("{mark} {} {}/{}", escape(&p.name), p.ok, p.ok + p.bad)
                 })
                 .collect();
             let step = if self.step.is_empty() {
                 String::new()
             } else {
-                format!(" · {}", self.step)
+                format!(" · {}", escape(&self.step))
             };
             b.set_message(format!("{}{step} │ {}", self.phase, probes.join("  ")));
         }
@@ -107,7 +118,7 @@ impl EventSink for LiveView {
                     })
                     .collect();
                 let head = format!("faultline run {}: {title}", ev.run_id);
-                self.line(t, &self.paint("1", &head));
+                self.painted(t, "1", &head);
                 self.line(t, &format!("hypothesis: {hypothesis}"));
             }
             Event::PhaseStarted { phase } => {
@@ -122,7 +133,7 @@ impl EventSink for LiveView {
                 }
                 self.phase = phase.name().to_string();
                 self.step.clear();
-                self.line(t, &self.paint("1;36", &format!("── {} ──", phase.name())));
+                self.painted(t, "1;36", &format!("── {} ──", phase.name()));
             }
             Event::PhaseEnded { .. } => {}
             Event::SetupStarted { name, pid, command } => self.line(
@@ -161,28 +172,18 @@ impl EventSink for LiveView {
                         } else {
                             "failing"
                         };
-                        self.line(
-                            t,
-                            &self.paint("31", &format!("probe `{name}` {kind}: {detail}")),
-                        )
+                        self.painted(t, "31", &format!("probe `{name}` {kind}: {detail}"))
                     }
-                    Some(false) => self.line(
+                    Some(false) => self.painted(
                         t,
-                        &self.paint(
-                            "32",
-                            &format!("probe `{name}` ok again ({detail}, {latency_ms:.1}ms)"),
-                        ),
+                        "32",
+                        &format!("probe `{name}` ok again ({detail}, {latency_ms:.1}ms)"),
                     ),
                     None => {}
                 }
             }
             Event::SteadyState { held, detail, .. } => {
-                let s = if *held {
-                    self.paint("32", detail)
-                } else {
-                    self.paint("31", detail)
-                };
-                self.line(t, &s)
+                self.painted(t, if *held { "32" } else { "31" }, detail)
             }
             Event::StepStarted { index, label, kind } => {
                 self.step = format!("step {} {label}", index + 1);
@@ -208,22 +209,18 @@ impl EventSink for LiveView {
                 target,
                 inject_ms,
                 ..
-            } => self.line(
+            } => self.painted(
                 t,
-                &self.paint(
-                    "33",
-                    &format!("injected {kind} on {target} ({inject_ms:.1}ms)"),
-                ),
+                "33",
+                &format!("injected {kind} on {target} ({inject_ms:.1}ms)"),
             ),
-            Event::FaultInjectFailed { kind, error, .. } => self.line(
-                t,
-                &self.paint("31", &format!("{kind} could not be injected: {error}")),
-            ),
+            Event::FaultInjectFailed { kind, error, .. } => {
+                self.painted(t, "31", &format!("{kind} could not be injected: {error}"))
+            }
             Event::FaultVerified { evidence, .. } => self.line(t, &format!("verified: {evidence}")),
-            Event::FaultVerifyFailed { error, .. } => self.line(
-                t,
-                &self.paint("31", &format!("the fault did not take effect: {error}")),
-            ),
+            Event::FaultVerifyFailed { error, .. } => {
+                self.painted(t, "31", &format!("the fault did not take effect: {error}"))
+            }
             Event::FaultRolledBack {
                 ok,
                 error,
@@ -231,28 +228,21 @@ impl EventSink for LiveView {
                 ..
             } => {
                 if *ok {
-                    self.line(
-                        t,
-                        &self.paint("32", &format!("rolled back ({rollback_ms:.1}ms)")),
-                    )
+                    self.painted(t, "32", &format!("rolled back ({rollback_ms:.1}ms)"))
                 } else {
-                    self.line(
+                    self.painted(
                         t,
-                        &self.paint(
-                            "1;31",
-                            &format!("ROLLBACK FAILED: {}", error.clone().unwrap_or_default()),
-                        ),
+                        "1;31",
+                        &format!("ROLLBACK FAILED: {}", error.clone().unwrap_or_default(),),
                     )
                 }
             }
             Event::AbortTriggered {
                 condition, reason, ..
-            } => self.line(
+            } => self.painted(
                 t,
-                &self.paint(
-                    "1;31",
-                    &format!("ABORT: {condition} ({reason}); rolling back"),
-                ),
+                "1;31",
+                &format!("ABORT: {condition} ({reason}); rolling back"),
             ),
             Event::Interrupted { signal, count } => {
                 let msg = if *count == 1 {
@@ -260,7 +250,7 @@ impl EventSink for LiveView {
                 } else {
                     format!("{signal} received again: not waiting for probes; still rolling back")
                 };
-                self.line(t, &self.paint("1;33", &msg))
+                self.painted(t, "1;33", &msg)
             }
             Event::ActionFinished {
                 label,
@@ -269,28 +259,22 @@ impl EventSink for LiveView {
                 detail,
                 ..
             } => {
-                let s = if *ok {
-                    format!("`{label}` ok ({duration_ms:.0}ms)")
+                if *ok {
+                    self.line(t, &format!("`{label}` ok ({duration_ms:.0}ms)"))
                 } else {
-                    self.paint("31", &format!("`{label}` failed: {detail}"))
-                };
-                self.line(t, &s)
+                    self.painted(t, "31", &format!("`{label}` failed: {detail}"))
+                }
             }
             Event::Recovered { probe, after_ms } => match after_ms {
-                Some(ms) => self.line(
+                Some(ms) => self.painted(
                     t,
-                    &self.paint(
-                        "32",
-                        &format!(
-                            "`{probe}` recovered {} after rollback",
-                            super::human_ms(*ms)
-                        ),
+                    "32",
+                    &format!(
+                        "`{probe}` recovered {} after rollback",
+                        super::human_ms(*ms),
                     ),
                 ),
-                None => self.line(
-                    t,
-                    &self.paint("31", &format!("`{probe}` did not recover in time")),
-                ),
+                None => self.painted(t, "31", &format!("`{probe}` did not recover in time")),
             },
             Event::Note { message } => self.line(t, message),
             Event::Inconclusive { reason } => self.line(

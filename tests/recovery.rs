@@ -43,7 +43,8 @@ fn paused_sleeper() -> (ChildGuard, u64) {
 fn recover_undoes_what_a_dead_run_left_and_is_idempotent() {
     let sb = Sandbox::new();
     let (proc_, start_time) = paused_sleeper();
-    let fill = sb.path().join("fill");
+    // Named as disk_fill names its files: recover removes nothing else.
+    let fill = sb.path().join(".faultline-fill-run-a-1");
     std::fs::write(&fill, "x").unwrap();
     let mut j = RunJournal::create(&sb.state_dir(), dead_header("run-a")).unwrap();
     j.record(
@@ -135,7 +136,7 @@ fn a_corrupted_state_file_is_reported_and_the_rest_recovered() {
 fn recover_leaves_a_live_run_alone_unless_forced() {
     let sb = Sandbox::new();
     let me = std::process::id() as i32;
-    let fill = sb.path().join("fill");
+    let fill = sb.path().join(".faultline-fill-run-c-1");
     std::fs::write(&fill, "x").unwrap();
     let mut h = dead_header("run-c");
     h.runner_pid = me;
@@ -171,8 +172,19 @@ fn an_undo_that_cannot_be_applied_reports_the_manual_command_and_exits_4() {
         "net",
         "network",
         "eth-test",
+        // An undo faultline records, in a network namespace that is gone.
         UndoOp::Command {
-            argv: vec!["sh".into(), "-c".into(), "echo boom >&2; exit 3".into()],
+            argv: [
+                "ip",
+                "-n",
+                "fl-no-such-ns-d",
+                "link",
+                "del",
+                "dev",
+                "flifb0000000d",
+            ]
+            .map(String::from)
+            .to_vec(),
             gone_if: vec!["Cannot find".into()],
         },
     )
@@ -181,7 +193,10 @@ fn an_undo_that_cannot_be_applied_reports_the_manual_command_and_exits_4() {
     let r = sb.cmd().arg("recover").output().unwrap();
     assert_eq!(r.status.code(), Some(4), "{}", text(&r));
     let out = text(&r);
-    assert!(out.contains("boom") && out.contains("by hand"), "{out}");
+    assert!(
+        out.contains("fl-no-such-ns-d") && out.contains("by hand"),
+        "{out}"
+    );
     let st = sb.status();
     assert_eq!(st.status.code(), Some(1));
     assert!(

@@ -2,8 +2,19 @@
 
 use crate::exit;
 use crate::journal::store::{self, Line, RunState};
+use crate::journal::trust;
 use crate::journal::undo::Applied;
+use crate::sys::text::escape_text;
 use std::path::Path;
+
+// State files are read as hostile text: everything printed goes through
+// `escape_text`.
+macro_rules! out {
+    ($($t:tt)*) => { println!("{}", escape_text(&format!($($t)*))) };
+}
+macro_rules! err {
+    ($($t:tt)*) => { eprintln!("{}", escape_text(&format!($($t)*))) };
+}
 
 fn alive_text(st: &RunState) -> String {
     match &st.header {
@@ -24,13 +35,23 @@ pub fn status(state_dir: &Path, json: bool) -> i32 {
     let runs = match store::read_all(state_dir) {
         Ok(r) => r,
         Err(e) => {
-            eprintln!("faultline: {e:#}");
-            return exit::PRECONDITION;
+            err!("faultline: {e:#}");
+            return trust::exit_code(&e);
         }
     };
     let mut pending_total = 0;
+    let mut untrusted = 0;
     let mut out = Vec::new();
     for st in &runs {
+        if let Some(why) = &st.untrusted {
+            untrusted += 1;
+            if json {
+                out.push(serde_json::json!({"file": st.path, "untrusted": why}));
+            } else {
+                err!("untrusted  {why}");
+            }
+            continue;
+        }
         let pending = st.pending();
         if pending.is_empty() && st.damaged.is_empty() {
             continue;
@@ -47,19 +68,31 @@ pub fn status(state_dir: &Path, json: bool) -> i32 {
                     "id": r.id, "fault": r.fault_label, "kind": r.kind, "target": r.target,
                     "since": r.at, "undo": r.op.manual_command(),
                     "last_error": st.last_error.get(&r.id),
+                    "refused": r.refused,
                 })).collect::<Vec<_>>(),
                 "damaged_lines": st.damaged.iter().map(|(n, e)| serde_json::json!({"line": n, "error": e})).collect::<Vec<_>>(),
             }));
             continue;
         }
-        println!(
+        out!(
             "run {} ({}; {})",
             st.run_id(),
             st.header.as_ref().map(|h| h.title.as_str()).unwrap_or("?"),
             alive_text(st)
         );
         for r in &pending {
-            println!(
+            if let Some(why) = &r.refused {
+                out!(
+                    "  refused  {} [{}] on {} since {}: {why}; faultline will not run it (inspect {})",
+                    r.fault_label,
+                    r.kind,
+                    r.target,
+                    r.at.format("%Y-%m-%d %H:%M:%S UTC"),
+                    st.path.display()
+                );
+                continue;
+            }
+            out!(
                 "  pending  {} [{}] on {} since {}  undo: {}",
                 r.fault_label,
                 r.kind,
@@ -68,21 +101,23 @@ pub fn status(state_dir: &Path, json: bool) -> i32 {
                 r.op.manual_command()
             );
             if let Some(e) = st.last_error.get(&r.id) {
-                println!("           last rollback attempt failed: {e}");
+                out!("           last rollback attempt failed: {e}");
             }
         }
         for (n, e) in &st.damaged {
-            println!("  damaged  {}:{n}: {e}", st.path.display());
+            out!("  damaged  {}:{n}: {e}", st.path.display());
         }
     }
     if json {
-        println!("{}", serde_json::to_string_pretty(&out).unwrap());
-    } else if pending_total == 0 && out.is_empty() {
-        println!("nothing pending: no fault from any run is active on this host");
+        out!("{}", serde_json::to_string_pretty(&out).unwrap());
+    } else if pending_total == 0 && out.is_empty() && untrusted == 0 {
+        out!("nothing pending: no fault from any run is active on this host");
     } else if pending_total > 0 {
-        println!("{pending_total} pending; run `faultline recover` to roll back");
+        out!("{pending_total} pending; run `faultline recover` to roll back");
     }
-    if pending_total == 0 {
+    if untrusted > 0 {
+        exit::PRIVILEGES
+    } else if pending_total == 0 {
         exit::HELD
     } else {
         1
@@ -93,12 +128,14 @@ pub fn recover(state_dir: &Path, run_id: Option<&str>, force: bool) -> i32 {
     let runs = match store::read_all(state_dir) {
         Ok(r) => r,
         Err(e) => {
-            eprintln!("faultline: {e:#}");
-            return exit::PRECONDITION;
+            err!("faultline: {e:#}");
+            return trust::exit_code(&e);
         }
     };
     let mut matched = false;
     let mut failed = Vec::new();
+    let mut refused = 0;
+    let mut untrusted = 0;
     let mut done = 0;
     for st in runs {
         let id = st.run_id();
@@ -106,8 +143,13 @@ pub fn recover(state_dir: &Path, run_id: Option<&str>, force: bool) -> i32 {
             continue;
         }
         matched = true;
+        if let Some(why) = &st.untrusted {
+            err!("faultline: {why}; nothing in it was run");
+            untrusted += 1;
+            continue;
+        }
         for (n, e) in &st.damaged {
-            eprintln!(
+            err!(
                 "warning: {}:{n} could not be read ({e}); recovering everything else in the file",
                 st.path.display()
             );
@@ -115,7 +157,7 @@ pub fn recover(state_dir: &Path, run_id: Option<&str>, force: bool) -> i32 {
         let pending: Vec<_> = st.pending().into_iter().cloned().collect();
         if st.is_live() && !force {
             if !pending.is_empty() {
-                eprintln!(
+                err!(
                     "run {id} is still running (runner pid {}); it will roll back itself. Stop it with `kill -TERM {}`, or use --force to roll back now.",
                     st.header.as_ref().map(|h| h.runner_pid).unwrap_or(0),
                     st.header.as_ref().map(|h| h.runner_pid).unwrap_or(0),
@@ -127,8 +169,8 @@ pub fn recover(state_dir: &Path, run_id: Option<&str>, force: bool) -> i32 {
         let mut file = match store::open_append(&st.path) {
             Ok(f) => f,
             Err(e) => {
-                eprintln!("faultline: {e:#}");
-                return exit::PRIVILEGES;
+                err!("faultline: {e:#}");
+                return trust::exit_code(&e);
             }
         };
         let results = store::replay(&mut file, &pending, "recover", 3);
@@ -136,7 +178,7 @@ pub fn recover(state_dir: &Path, run_id: Option<&str>, force: bool) -> i32 {
             match &r.result {
                 Ok(a) => {
                     done += 1;
-                    println!(
+                    out!(
                         "{} {} [{}] on {}: {}",
                         id,
                         r.record.fault_label,
@@ -148,10 +190,24 @@ pub fn recover(state_dir: &Path, run_id: Option<&str>, force: bool) -> i32 {
                         }
                     );
                 }
+                Err(e) if r.record.refused.is_some() => {
+                    err!(
+                        "{} {} [{}] on {}: REFUSED: {e} (in {}; inspect the file, then remove it)",
+                        id,
+                        r.record.fault_label,
+                        r.record.kind,
+                        r.record.target,
+                        st.path.display()
+                    );
+                    refused += 1;
+                }
                 Err(e) => {
-                    eprintln!(
+                    err!(
                         "{} {} [{}] on {}: FAILED: {e}",
-                        id, r.record.fault_label, r.record.kind, r.record.target
+                        id,
+                        r.record.fault_label,
+                        r.record.kind,
+                        r.record.target
                     );
                     failed.push(r.record.op.manual_command());
                 }
@@ -171,7 +227,7 @@ pub fn recover(state_dir: &Path, run_id: Option<&str>, force: bool) -> i32 {
             } else {
                 let kept = st.path.with_extension("jsonl.damaged");
                 let _ = std::fs::rename(&st.path, &kept);
-                eprintln!(
+                err!(
                     "the damaged run file was kept as {} for inspection",
                     kept.display()
                 );
@@ -180,22 +236,27 @@ pub fn recover(state_dir: &Path, run_id: Option<&str>, force: bool) -> i32 {
     }
     if let Some(r) = run_id {
         if !matched {
-            eprintln!(
+            err!(
                 "faultline: no run `{r}` in {}; `faultline status` lists runs with pending faults",
                 state_dir.display()
             );
             return exit::INVALID;
         }
     }
-    if failed.is_empty() {
+    if untrusted > 0 {
+        return exit::PRIVILEGES;
+    }
+    if failed.is_empty() && refused == 0 {
         if done == 0 {
-            println!("nothing to recover");
+            out!("nothing to recover");
         }
         exit::HELD
     } else {
-        eprintln!("Not everything could be rolled back. Left to do by hand:");
-        for f in &failed {
-            eprintln!("  {f}");
+        if !failed.is_empty() {
+            err!("Not everything could be rolled back. Left to do by hand:");
+            for f in &failed {
+                err!("  {f}");
+            }
         }
         exit::ROLLBACK_FAILED
     }

@@ -2,5 +2,6 @@
 //! replays them when the runner dies, and `status` / `recover`.
 
 pub mod store;
+pub mod trust;
 pub mod undo;
 pub mod watchdog;

@@ -11,13 +11,14 @@
 //! parse (a torn last line after a crash) and report them, and still recover
 //! everything they can read.
 
-use super::undo::{Applied, UndoOp};
+use super::trust;
+use super::undo::{Applied, RunBounds, UndoOp};
 use anyhow::{Context, Result};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 /// Where state lives unless `--state-dir` / FAULTLINE_STATE_DIR says otherwise.
@@ -45,17 +46,10 @@ pub fn run_file(state_dir: &Path, run_id: &str) -> PathBuf {
     runs_dir(state_dir).join(format!("{run_id}.jsonl"))
 }
 
+/// Creates the state directory (0700) when missing and checks that nobody
+/// else could write it (see [`trust`]).
 pub fn ensure_state_dir(state_dir: &Path) -> Result<()> {
-    fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(runs_dir(state_dir))
-        .with_context(|| {
-            format!(
-                "cannot create the state directory {} (set --state-dir or FAULTLINE_STATE_DIR to a writable place)",
-                state_dir.display()
-            )
-        })
+    Ok(trust::ensure_state_dir(state_dir)?)
 }
 
 /// A line of a run file.
@@ -110,6 +104,27 @@ pub struct UndoRecord {
     pub target: String,
     pub at: DateTime<Utc>,
     pub op: UndoOp,
+    /// The uid of the process the op signals or moves, when it acts on one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uid: Option<u32>,
+    /// Set when read back from a file: why this record is not run (it is not
+    /// an undo faultline records for this run).
+    #[serde(skip)]
+    pub refused: Option<String>,
+}
+
+/// The process an op acts on, if any.
+fn process_of(op: &UndoOp) -> Option<i32> {
+    match op {
+        UndoOp::ResumeProcess { pid, .. }
+        | UndoOp::KillProcess { pid, .. }
+        | UndoOp::MoveToCgroup { pid, .. } => Some(*pid),
+        UndoOp::StopProcessGroup { pgid, .. } => Some(*pgid),
+        UndoOp::Command { .. }
+        | UndoOp::WriteFile { .. }
+        | UndoOp::RemoveCgroup { .. }
+        | UndoOp::RemoveFile { .. } => None,
+    }
 }
 
 /// The writer side, owned by the runner.
@@ -179,7 +194,9 @@ impl RunJournal {
             kind: kind.to_string(),
             target: target.to_string(),
             at: Utc::now(),
+            uid: process_of(&op).and_then(|pid| crate::sys::proc::uids(pid).map(|u| u[0])),
             op,
+            refused: None,
         };
         self.append(&Line::Undo(rec.clone()))?;
         self.records.push(rec);
@@ -237,6 +254,9 @@ pub struct RunState {
     pub ended: bool,
     /// Lines that could not be read (line number, reason).
     pub damaged: Vec<(usize, String)>,
+    /// Set by [`read_all`] for a run file it did not read because others
+    /// could have written it (a link, another owner, writable by others).
+    pub untrusted: Option<String>,
 }
 
 impl RunState {
@@ -252,7 +272,16 @@ impl RunState {
             })
     }
 
-    /// Undo records not yet applied, in the order they were recorded.
+    /// Records refused as not faultline's (see [`UndoOp::out_of_bounds`]).
+    pub fn refused(&self) -> Vec<&UndoRecord> {
+        self.pending()
+            .into_iter()
+            .filter(|r| r.refused.is_some())
+            .collect()
+    }
+
+    /// Undo records not yet applied, in the order they were recorded
+    /// (refused ones included: replaying them fails without running them).
     pub fn pending(&self) -> Vec<&UndoRecord> {
         self.records
             .iter()
@@ -273,8 +302,16 @@ impl RunState {
     }
 }
 
+/// Reads a run file. It is read only when it and the directories it is in
+/// are trusted (see [`trust`]); its undo records are checked against its
+/// header, and those faultline would not have written are marked refused.
 pub fn read_run(path: &Path) -> Result<RunState> {
-    let bytes = fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+    use std::io::Read;
+    trust::check_run_file_dirs(path)?;
+    let mut file = trust::open_file(path, OpenOptions::new().read(true))?;
+    let mut bytes = Vec::new();
+    file.read_to_end(&mut bytes)
+        .with_context(|| format!("cannot read {}", path.display()))?;
     let mut st = RunState {
         path: path.to_path_buf(),
         ..Default::default()
@@ -306,13 +343,28 @@ pub fn read_run(path: &Path) -> Result<RunState> {
             Line::End { .. } => st.ended = true,
         }
     }
+    let bounds = st.header.as_ref().map(|h| RunBounds {
+        run_id: h.run_id.clone(),
+        runner_start_time: h.runner_start_time,
+    });
+    for r in &mut st.records {
+        r.refused = match &bounds {
+            Some(b) => r.op.out_of_bounds(b, r.uid),
+            None => Some("the run file has no header line naming its run".into()),
+        };
+    }
     Ok(st)
 }
 
 /// Every run file in the state directory, oldest first.
+/// A run file that others could have written is not read; it comes back
+/// with [`RunState::untrusted`] set. An untrusted state directory is an error.
 pub fn read_all(state_dir: &Path) -> Result<Vec<RunState>> {
     let dir = runs_dir(state_dir);
     let mut out = Vec::new();
+    if !trust::check_state_dir(state_dir)? {
+        return Ok(out);
+    }
     let entries = match fs::read_dir(&dir) {
         Ok(e) => e,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(out),
@@ -324,16 +376,22 @@ pub fn read_all(state_dir: &Path) -> Result<Vec<RunState>> {
         .collect();
     paths.sort();
     for p in paths {
-        out.push(read_run(&p)?);
+        match read_run(&p) {
+            Ok(st) => out.push(st),
+            Err(e) if trust::exit_code(&e) == crate::exit::PRIVILEGES => out.push(RunState {
+                path: p.clone(),
+                untrusted: Some(format!("{e:#}")),
+                ..Default::default()
+            }),
+            Err(e) => return Err(e),
+        }
     }
     Ok(out)
 }
 
 /// Opens an existing run file for appending `done` lines (watchdog, recover).
 pub fn open_append(path: &Path) -> Result<File> {
-    OpenOptions::new()
-        .append(true)
-        .open(path)
+    trust::open_file(path, OpenOptions::new().append(true))
         .with_context(|| format!("cannot open {} for writing", path.display()))
 }
 
@@ -357,7 +415,10 @@ pub struct Replayed {
 pub fn replay(file: &mut File, records: &[UndoRecord], by: &str, attempts: u32) -> Vec<Replayed> {
     let mut out = Vec::new();
     for r in records.iter().rev() {
-        let result = apply_with_retry(&r.op, attempts);
+        let result = match &r.refused {
+            Some(why) => Err(format!("refused, not run: {why}")),
+            None => apply_with_retry(&r.op, attempts),
+        };
         let line = match &result {
             Ok(a) => Line::Done {
                 id: r.id,
@@ -426,13 +487,14 @@ impl StateLock {
     pub fn acquire(state_dir: &Path) -> Result<Self> {
         ensure_state_dir(state_dir)?;
         let path = state_dir.join("lock");
-        let file = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .mode(0o600)
-            .open(&path)
-            .with_context(|| format!("cannot open {}", path.display()))?;
+        let file = trust::open_file(
+            &path,
+            OpenOptions::new()
+                .create(true)
+                .truncate(false)
+                .write(true)
+                .mode(0o600),
+        )?;
         nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusive)
             .map(|f| StateLock { _lock: f })
             .map_err(|(_, e)| anyhow::anyhow!("cannot lock {}: {e}", path.display()))
@@ -502,7 +564,7 @@ mod tests {
     fn replay_marks_records_done_and_is_idempotent() {
         let dir = tempfile::tempdir().unwrap();
         let mut j = RunJournal::create(dir.path(), header("r2")).unwrap();
-        let f = dir.path().join("fill");
+        let f = dir.path().join(".faultline-fill-r2-1");
         fs::write(&f, "x").unwrap();
         j.record(
             0,
@@ -526,6 +588,70 @@ mod tests {
         assert!(
             !path.exists(),
             "a finished run with nothing pending is removed"
+        );
+    }
+
+    #[test]
+    fn records_read_back_that_faultline_would_not_write_are_refused_not_run() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut j = RunJournal::create(dir.path(), header("r3")).unwrap();
+        let victim = dir.path().join("victim");
+        fs::write(&victim, "x").unwrap();
+        let pwned = dir.path().join("pwned");
+        j.record(
+            0,
+            "s",
+            "disk_fill",
+            "x",
+            UndoOp::RemoveFile {
+                path: victim.clone(),
+            },
+        )
+        .unwrap();
+        j.record(
+            0,
+            "s",
+            "network",
+            "x",
+            UndoOp::Command {
+                argv: vec!["touch".into(), pwned.display().to_string()],
+                gone_if: vec![],
+            },
+        )
+        .unwrap();
+        let me = std::process::id() as i32;
+        j.record(
+            0,
+            "s",
+            "process_pause",
+            "me",
+            UndoOp::ResumeProcess {
+                pid: me,
+                start_time: crate::sys::proc::start_time(me).unwrap(),
+            },
+        )
+        .unwrap();
+        let path = j.path().to_path_buf();
+        let st = read_run(&path).unwrap();
+        assert_eq!(st.pending().len(), 3);
+        assert_eq!(st.refused().len(), 2, "{:?}", st.refused());
+        let resume = &st.records[2];
+        assert_eq!(resume.uid, crate::sys::proc::uids(me).map(|u| u[0]));
+        assert!(resume.refused.is_none());
+        let pending: Vec<UndoRecord> = st.pending().into_iter().cloned().collect();
+        let mut file = open_append(&path).unwrap();
+        let r = replay(&mut file, &pending, "recover", 1);
+        assert!(
+            victim.exists(),
+            "a path that is not a fill file is not removed"
+        );
+        assert!(!pwned.exists(), "a crafted command is not run");
+        let errors: Vec<String> = r.iter().filter_map(|r| r.result.clone().err()).collect();
+        assert_eq!(errors.len(), 2, "{errors:?}");
+        assert!(errors.iter().all(|e| e.starts_with("refused, not run:")));
+        assert!(
+            read_run(&path).unwrap().pending().len() == 2,
+            "refused records stay pending"
         );
     }
 }

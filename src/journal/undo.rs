@@ -189,6 +189,281 @@ impl UndoOp {
     }
 }
 
+/// What a run's own undo records may touch, from the run file's header. A
+/// record read back from a state file (by the watchdog, `recover` or the
+/// panic hook) is run only when it is something faultline itself records
+/// ([`UndoOp::out_of_bounds`]); anything else is refused, never executed.
+#[derive(Clone, Debug)]
+pub struct RunBounds {
+    pub run_id: String,
+    /// The runner's start time: processes the run started are not older.
+    pub runner_start_time: u64,
+}
+
+/// The run id as faultline puts it in cgroup and fill-file names
+/// (`FaultContext::run_slug`).
+fn run_slug(run_id: &str) -> String {
+    let slug: String = run_id
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    if slug.is_empty() {
+        "run".into()
+    } else {
+        slug
+    }
+}
+
+/// A word faultline puts in a tc/ip/nft command: a name, a handle, a number;
+/// never an option (leading `-`), a path or whitespace.
+fn plain_word(w: &str) -> bool {
+    !w.is_empty()
+        && w.len() <= 64
+        && !w.starts_with('-')
+        && w.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "_.:@".contains(c))
+}
+
+/// A network namespace name (a file in /run/netns): no `/`, not `.`/`..`.
+fn netns_name(w: &str) -> bool {
+    !w.is_empty()
+        && w.len() <= 64
+        && !w.starts_with('-')
+        && w != "."
+        && w != ".."
+        && w.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "_.-@".contains(c))
+}
+
+/// An interface name as the kernel allows it (at most 15 bytes; no `/`, `:`
+/// or whitespace).
+fn ifname(w: &str) -> bool {
+    !w.is_empty()
+        && w.len() <= 15
+        && !w.starts_with('-')
+        && w.chars()
+            .all(|c| c.is_ascii_graphic() && c != '/' && c != ':')
+}
+
+/// An absolute path without `.`/`..` components.
+fn clean_absolute(p: &std::path::Path) -> bool {
+    use std::path::Component;
+    p.is_absolute()
+        && p.components()
+            .all(|c| matches!(c, Component::RootDir | Component::Normal(_)))
+}
+
+/// Is `p` on a cgroup (v1 or v2) file system?
+fn on_cgroupfs(p: &std::path::Path) -> bool {
+    use nix::sys::statfs::{statfs, CGROUP2_SUPER_MAGIC, CGROUP_SUPER_MAGIC};
+    statfs(p).is_ok_and(|s| {
+        s.filesystem_type() == CGROUP_SUPER_MAGIC || s.filesystem_type() == CGROUP2_SUPER_MAGIC
+    })
+}
+
+fn file_name(p: &std::path::Path) -> &str {
+    p.file_name().and_then(|n| n.to_str()).unwrap_or("")
+}
+
+impl UndoOp {
+    /// Why this op is not one faultline records for the run `b` (`None` when
+    /// it is). `uid` is the uid recorded for the process the op acts on.
+    pub fn out_of_bounds(&self, b: &RunBounds, uid: Option<u32>) -> Option<String> {
+        let slug = run_slug(&b.run_id);
+        let process = |pid: i32, start_time: u64, started_by_run: bool| -> Option<String> {
+            if pid <= 1 {
+                return Some(format!("pid {pid} is never a target"));
+            }
+            if started_by_run && start_time < b.runner_start_time {
+                return Some(format!(
+                    "pid {pid} is older than the run's runner, so the run did not start it"
+                ));
+            }
+            // Gone or reused: apply() finds it gone and does nothing.
+            if !proc::is_same(pid, start_time) {
+                return None;
+            }
+            let now = proc::uids(pid).map(|u| u[0]);
+            match (uid, now) {
+                (Some(want), Some(got)) if want == got => None,
+                (None, _) => Some(format!(
+                    "no uid is recorded for pid {pid} (faultline records one with every process)"
+                )),
+                (Some(want), got) => Some(format!(
+                    "pid {pid} now runs as uid {}, not uid {want} as recorded",
+                    got.map(|u| u.to_string()).unwrap_or_else(|| "?".into())
+                )),
+            }
+        };
+        match self {
+            UndoOp::ResumeProcess { pid, start_time } => process(*pid, *start_time, false),
+            UndoOp::KillProcess { pid, start_time } => process(*pid, *start_time, true),
+            UndoOp::StopProcessGroup {
+                pgid, start_time, ..
+            } => process(*pgid, *start_time, true),
+            UndoOp::MoveToCgroup {
+                pid,
+                start_time,
+                procs_file,
+            } => {
+                let parent = procs_file.parent().unwrap_or(procs_file);
+                if !clean_absolute(procs_file)
+                    || file_name(procs_file) != "cgroup.procs"
+                    || !on_cgroupfs(parent)
+                {
+                    return Some(format!(
+                        "{} is not a cgroup.procs file on a cgroup file system",
+                        procs_file.display()
+                    ));
+                }
+                process(*pid, *start_time, false)
+            }
+            UndoOp::RemoveCgroup { path } => {
+                let prefix = format!("faultline-{slug}-");
+                if !clean_absolute(path) || !file_name(path).starts_with(&prefix) {
+                    return Some(format!(
+                        "{} is not a cgroup of this run (its name starts with {prefix})",
+                        path.display()
+                    ));
+                }
+                if path.exists() && !on_cgroupfs(path) {
+                    return Some(format!("{} is not on a cgroup file system", path.display()));
+                }
+                None
+            }
+            UndoOp::WriteFile { path, contents } => {
+                let parent = path.parent().unwrap_or(path);
+                let in_ours = file_name(parent).starts_with(&format!("faultline-{slug}-"));
+                let disable = file_name(path) == "cgroup.subtree_control"
+                    && contents.trim_end().strip_prefix('-').is_some_and(|c| {
+                        !c.is_empty() && c.chars().all(|c| c.is_ascii_lowercase() || c == '_')
+                    });
+                if !clean_absolute(path) || !(in_ours || disable) || !on_cgroupfs(parent) {
+                    return Some(format!(
+                        "writing {} is not an undo faultline records (only cgroup control files)",
+                        path.display()
+                    ));
+                }
+                None
+            }
+            UndoOp::RemoveFile { path } => {
+                let prefix = format!(".faultline-fill-{slug}-");
+                let ok = clean_absolute(path)
+                    && file_name(path)
+                        .strip_prefix(&prefix)
+                        .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()));
+                if ok {
+                    None
+                } else {
+                    Some(format!(
+                        "{} is not a disk_fill file of this run (named {prefix}N)",
+                        path.display()
+                    ))
+                }
+            }
+            UndoOp::Command { argv, .. } => command_out_of_bounds(argv, b),
+        }
+    }
+}
+
+/// The tc, ip and nft commands faultline records as undo: deleting its own
+/// qdiscs (handle `fa17:`, the ingress `ffff:`), re-creating a saved root
+/// qdisc, deleting its IFB device and its own nft table.
+fn command_out_of_bounds(argv: &[String], b: &RunBounds) -> Option<String> {
+    let refuse = |why: &str| {
+        Some(format!(
+            "`{}` is not an undo command faultline records: {why}",
+            shell_words(argv)
+        ))
+    };
+    let a: Vec<&str> = argv.iter().map(String::as_str).collect();
+    let table_ok = |t: &str| {
+        let prefix = format!(
+            "faultline_{}_",
+            crate::fault::network::sanitize_run_id(&b.run_id)
+        );
+        t.starts_with(&prefix) && plain_word(t)
+    };
+    let nft_ok = |rest: &[&str]| matches!(rest, ["delete", "table", "inet", t] if table_ok(t));
+    // `tool [-n NS] rest...`
+    let strip_ns = |rest: &[&str]| -> Option<Vec<String>> {
+        match rest {
+            ["-n", ns, tail @ ..] if netns_name(ns) => {
+                Some(tail.iter().map(|s| s.to_string()).collect())
+            }
+            ["-n", ..] => None,
+            _ => Some(rest.iter().map(|s| s.to_string()).collect()),
+        }
+    };
+    match a.as_slice() {
+        ["nft", rest @ ..] => {
+            if nft_ok(rest) {
+                None
+            } else {
+                refuse("nft may only delete this run's own table (inet faultline_<run>_...)")
+            }
+        }
+        ["ip", "netns", "exec", ns, "nft", rest @ ..] => {
+            if netns_name(ns) && nft_ok(rest) {
+                None
+            } else {
+                refuse("nft may only delete this run's own table (inet faultline_<run>_...)")
+            }
+        }
+        ["ip", rest @ ..] => {
+            let Some(tail) = strip_ns(rest) else {
+                return refuse("not a network namespace name");
+            };
+            let t: Vec<&str> = tail.iter().map(String::as_str).collect();
+            match t.as_slice() {
+                ["link", "del", "dev", dev]
+                    if dev.strip_prefix("flifb").is_some_and(|h| {
+                        h.len() == 8 && h.bytes().all(|b| b.is_ascii_hexdigit())
+                    }) =>
+                {
+                    None
+                }
+                _ => refuse("ip may only delete faultline's IFB device (flifbXXXXXXXX)"),
+            }
+        }
+        ["tc", rest @ ..] => {
+            let Some(tail) = strip_ns(rest) else {
+                return refuse("not a network namespace name");
+            };
+            let t: Vec<&str> = tail.iter().map(String::as_str).collect();
+            match t.as_slice() {
+                ["qdisc", "del", "dev", dev, "root", "handle", "fa17:"]
+                | ["qdisc", "del", "dev", dev, "handle", "ffff:", "ingress"]
+                    if ifname(dev) =>
+                {
+                    None
+                }
+                ["qdisc", "replace", "dev", dev, where_ @ ..] if ifname(dev) => {
+                    let opts: &[&str] = match where_ {
+                        ["root", "handle", h, o @ ..] if plain_word(h) => o,
+                        ["root", o @ ..] => o,
+                        ["parent", p, o @ ..] if plain_word(p) => o,
+                        _ => return refuse("a qdisc is restored at the root or under a parent"),
+                    };
+                    if !opts.is_empty() && opts.iter().all(|w| plain_word(w)) {
+                        None
+                    } else {
+                        refuse("a restored qdisc has a kind and plain options only")
+                    }
+                }
+                _ => refuse("tc may only delete faultline's qdiscs (handle fa17:, ffff: ingress) or re-create a saved root qdisc"),
+            }
+        }
+        _ => refuse("only tc, ip and nft are run to undo a fault"),
+    }
+}
+
 /// SIGTERM to a process group whose leader is still the recorded process,
 /// then SIGKILL to the group if the leader outlives `grace_ms`.
 fn stop_group(
@@ -257,5 +532,147 @@ mod tests {
             start_time: st + 1,
         };
         assert_eq!(op.apply().unwrap(), Applied::AlreadyGone);
+    }
+
+    fn bounds() -> RunBounds {
+        RunBounds {
+            run_id: "20261202-101500-ab12".into(),
+            runner_start_time: 0,
+        }
+    }
+
+    fn cmd(line: &str) -> UndoOp {
+        UndoOp::Command {
+            argv: line.split(' ').map(String::from).collect(),
+            gone_if: vec![],
+        }
+    }
+
+    #[test]
+    fn undo_commands_faultline_records_are_within_bounds() {
+        let b = bounds();
+        for line in [
+            "tc qdisc del dev eth0 root handle fa17:",
+            "tc -n app qdisc del dev veth0 root handle fa17:",
+            "tc -n app qdisc del dev eth0 handle ffff: ingress",
+            "tc qdisc replace dev eth0 root handle 8001: tbf rate 125000bps burst 1600b mtu 2047b latency 50000us",
+            "tc qdisc replace dev eth0 root fq_codel",
+            "tc qdisc replace dev eth0 parent 8001:1 pfifo_fast",
+            "ip -n app link del dev flifb0a1b2c3d",
+            "nft delete table inet faultline_20261202_101500_ab12_packet_loss_0a1b2c",
+            "ip netns exec app nft delete table inet faultline_20261202_101500_ab12_block_0a1b2c",
+        ] {
+            assert_eq!(cmd(line).out_of_bounds(&b, None), None, "{line}");
+        }
+    }
+
+    #[test]
+    fn crafted_undo_commands_are_refused() {
+        let b = bounds();
+        for line in [
+            "touch /tmp/pwned",
+            "sh -c id",
+            "/usr/sbin/tc qdisc del dev eth0 root handle fa17:",
+            "tc -batch /tmp/cmds",
+            "tc qdisc add dev eth0 root netem loss 100%",
+            "tc qdisc del dev eth0 root",
+            "tc qdisc replace dev eth0 root handle 1: tbf -batch x",
+            "tc qdisc del dev ../x root handle fa17:",
+            "ip link del dev eth0",
+            "ip netns exec app sh",
+            "ip netns exec ../../proc/1/ns/net nft delete table inet faultline_20261202_101500_ab12_x",
+            "nft flush ruleset",
+            "nft delete table inet faultline_other_run_block_0a1b2c",
+            "nft -f /tmp/rules",
+        ] {
+            let why = cmd(line).out_of_bounds(&b, None);
+            assert!(why.is_some(), "{line} was accepted");
+        }
+        assert!(UndoOp::Command {
+            argv: vec![],
+            gone_if: vec![]
+        }
+        .out_of_bounds(&b, None)
+        .is_some());
+    }
+
+    #[test]
+    fn paths_are_limited_to_the_runs_own_files_and_cgroups() {
+        let b = bounds();
+        let ok = UndoOp::RemoveFile {
+            path: "/srv/data/.faultline-fill-20261202-101500-ab12-3".into(),
+        };
+        assert_eq!(ok.out_of_bounds(&b, None), None);
+        for p in [
+            "/etc/passwd",
+            "relative/.faultline-fill-20261202-101500-ab12-3",
+            "/srv/.faultline-fill-20261202-101500-ab12-3/../../etc/shadow",
+            "/srv/.faultline-fill-otherrun-3",
+            "/srv/.faultline-fill-20261202-101500-ab12-x",
+        ] {
+            let op = UndoOp::RemoveFile { path: p.into() };
+            assert!(op.out_of_bounds(&b, None).is_some(), "{p}");
+        }
+        let cg = UndoOp::RemoveCgroup {
+            path: "/sys/fs/cgroup/faultline-20261202-101500-ab12-cpu_limit-1".into(),
+        };
+        assert_eq!(cg.out_of_bounds(&b, None), None);
+        let home = UndoOp::RemoveCgroup {
+            path: "/home/alice".into(),
+        };
+        assert!(home.out_of_bounds(&b, None).is_some());
+        let w = UndoOp::WriteFile {
+            path: "/etc/sudoers".into(),
+            contents: "alice ALL=(ALL) NOPASSWD: ALL".into(),
+        };
+        assert!(w.out_of_bounds(&b, None).is_some());
+        let m = UndoOp::MoveToCgroup {
+            pid: std::process::id() as i32,
+            start_time: 0,
+            procs_file: "/tmp/cgroup.procs".into(),
+        };
+        assert!(m.out_of_bounds(&b, None).is_some());
+    }
+
+    #[test]
+    fn processes_must_match_their_recorded_uid_and_age() {
+        let me = std::process::id() as i32;
+        let st = proc::start_time(me).unwrap();
+        let my_uid = proc::uids(me).unwrap()[0];
+        let resume = UndoOp::ResumeProcess {
+            pid: me,
+            start_time: st,
+        };
+        let b = bounds();
+        assert_eq!(resume.out_of_bounds(&b, Some(my_uid)), None);
+        assert!(resume
+            .out_of_bounds(&b, Some(my_uid + 1))
+            .unwrap()
+            .contains("uid"));
+        assert!(resume.out_of_bounds(&b, None).unwrap().contains("no uid"));
+        // A process the run started is not older than its runner.
+        let kill = UndoOp::KillProcess {
+            pid: me,
+            start_time: st,
+        };
+        let later = RunBounds {
+            runner_start_time: st + 1,
+            ..bounds()
+        };
+        assert!(kill
+            .out_of_bounds(&later, Some(my_uid))
+            .unwrap()
+            .contains("older"));
+        let init = UndoOp::KillProcess {
+            pid: 1,
+            start_time: proc::start_time(1).unwrap_or(0),
+        };
+        assert!(init.out_of_bounds(&b, Some(0)).is_some());
+        // Gone or reused: nothing to refuse, apply() does nothing.
+        let gone = UndoOp::ResumeProcess {
+            pid: me,
+            start_time: st + 1,
+        };
+        assert_eq!(gone.out_of_bounds(&b, None), None);
     }
 }

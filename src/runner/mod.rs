@@ -246,7 +246,7 @@ fn preflight(
 /// Refuses to start when a live run already targets one of our targets.
 fn check_conflicts(state_dir: &std::path::Path, targets: &[String]) -> Result<(), PreflightError> {
     let runs = store::read_all(state_dir).map_err(|e| PreflightError {
-        code: exit::PRECONDITION,
+        code: crate::journal::trust::exit_code(&e),
         message: format!("{e:#}"),
     })?;
     for st in runs {
@@ -352,11 +352,7 @@ pub async fn run(
     let _lock = match store::StateLock::acquire(&opts.state_dir) {
         Ok(l) => l,
         Err(e) => {
-            let code = if nix::unistd::geteuid().is_root() {
-                exit::PRECONDITION
-            } else {
-                exit::PRIVILEGES
-            };
+            let code = crate::journal::trust::exit_code(&e);
             return finish_early(
                 &emit,
                 &builder,
@@ -367,7 +363,7 @@ pub async fn run(
         }
     };
     if let Err(e) = check_conflicts(&opts.state_dir, &targets) {
-        return finish_early(&emit, &builder, Verdict::Precondition, e.code, e.message);
+        return finish_early(&emit, &builder, verdict_for_code(e.code), e.code, e.message);
     }
     if !confirm(&exp) {
         return finish_early(
@@ -395,13 +391,14 @@ pub async fn run(
     let journal = match RunJournal::create(&opts.state_dir, header) {
         Ok(j) => j,
         Err(e) => {
+            let code = crate::journal::trust::exit_code(&e);
             return finish_early(
                 &emit,
                 &builder,
-                Verdict::Precondition,
-                exit::PRECONDITION,
+                verdict_for_code(code),
+                code,
                 format!("{e:#}"),
-            )
+            );
         }
     };
     drop(_lock);

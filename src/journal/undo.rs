@@ -303,7 +303,19 @@ impl UndoOp {
         };
         match self {
             UndoOp::ResumeProcess { pid, start_time } => process(*pid, *start_time, false),
-            UndoOp::KillProcess { pid, start_time } => process(*pid, *start_time, true),
+            UndoOp::KillProcess { pid, start_time } => {
+                // Only stressor workers are killed: `faultline stress-worker ...`.
+                let worker = || {
+                    std::fs::read(format!("/proc/{pid}/cmdline"))
+                        .is_ok_and(|c| c.split(|b| *b == 0).nth(1) == Some(b"stress-worker"))
+                };
+                if proc::is_same(*pid, *start_time) && !worker() {
+                    return Some(format!(
+                        "pid {pid} is not a stressor worker (`faultline stress-worker`), the only process faultline kills"
+                    ));
+                }
+                process(*pid, *start_time, true)
+            }
             UndoOp::StopProcessGroup {
                 pgid, start_time, ..
             } => process(*pgid, *start_time, true),
@@ -651,10 +663,20 @@ mod tests {
             .contains("uid"));
         assert!(resume.out_of_bounds(&b, None).unwrap().contains("no uid"));
         // A process the run started is not older than its runner.
-        let kill = UndoOp::KillProcess {
+        let kill = UndoOp::StopProcessGroup {
+            pgid: me,
+            start_time: st,
+            grace_ms: 0,
+            signal: None,
+        };
+        let not_a_worker = UndoOp::KillProcess {
             pid: me,
             start_time: st,
         };
+        assert!(not_a_worker
+            .out_of_bounds(&b, Some(my_uid))
+            .unwrap()
+            .contains("stress-worker"));
         let later = RunBounds {
             runner_start_time: st + 1,
             ..bounds()
@@ -663,7 +685,7 @@ mod tests {
             .out_of_bounds(&later, Some(my_uid))
             .unwrap()
             .contains("older"));
-        let init = UndoOp::KillProcess {
+        let init = UndoOp::ResumeProcess {
             pid: 1,
             start_time: proc::start_time(1).unwrap_or(0),
         };

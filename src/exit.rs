@@ -17,7 +17,8 @@ pub const INCONCLUSIVE: i32 = 5;
 pub const INVALID: i32 = 64;
 /// A precondition is missing: a tool, a kernel feature, a target (EX_UNAVAILABLE).
 pub const PRECONDITION: i32 = 69;
-/// Not enough privileges (EX_NOPERM).
+/// Not enough privileges (EX_NOPERM), or a state directory or file others
+/// could write (see docs/safety.md).
 pub const PRIVILEGES: i32 = 77;
 /// An internal error (a bug in faultline); pending faults were rolled back first.
 pub const INTERNAL: i32 = 70;

@@ -344,6 +344,30 @@ fn the_fallback_state_dir_in_tmp_is_refused_when_another_user_planted_it() {
     assert_eq!(meta.mode() & 0o777, 0o700);
 }
 
+#[test]
+fn status_and_recover_exit_77_when_the_state_dir_is_not_theirs_to_read() {
+    let Some(u) = users(&["r"]) else { return };
+    let sb = Sandbox::new();
+    std::fs::set_permissions(sb.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    // root's private state directory, with a run in it.
+    let sd = sb.state_dir();
+    faultline::journal::store::ensure_state_dir(&sd).unwrap();
+    std::fs::write(sd.join("runs/r.jsonl"), "").unwrap();
+    for args in [&["status"][..], &["recover"]] {
+        let o = Command::new(bin())
+            .arg("--state-dir")
+            .arg(&sd)
+            .args(args)
+            .stdin(Stdio::null())
+            .uid(u[0].uid)
+            .gid(u[0].gid)
+            .output()
+            .unwrap();
+        assert_eq!(o.status.code(), Some(77), "{args:?}: {}", text(&o));
+        assert!(text(&o).contains("ermission denied"), "{}", text(&o));
+    }
+}
+
 /// Runs the binary with a deadline; a hang fails the test instead of blocking it.
 fn output_within(cmd: &mut Command, limit: Duration) -> Output {
     let child = cmd

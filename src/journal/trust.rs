@@ -96,8 +96,15 @@ fn check_ancestors(state_dir: &Path) -> Result<(), ExitError> {
     };
     // Symbolic links above the state directory are resolved; each directory
     // on the real path is checked.
-    let Ok(real) = fs::canonicalize(parent) else {
-        return Ok(()); // created next, by us
+    let real = match fs::canonicalize(parent) {
+        Ok(r) => r,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()), // we create it
+        Err(e) => {
+            return Err(ExitError::new(
+                io_code(&e),
+                format!("cannot read {}: {e}", parent.display()),
+            ))
+        }
     };
     for dir in real.ancestors() {
         let Ok(meta) = fs::metadata(dir) else {

@@ -546,3 +546,109 @@ method:
     let report = sb.cmd().args(["report", "j.json"]).output().unwrap();
     check("report", &text(&report));
 }
+
+/// A network namespace, deleted on drop.
+struct Netns(String);
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let _ = Command::new("ip").args(["netns", "del", &self.0]).output();
+    }
+}
+
+fn qdiscs(ns: &str) -> String {
+    let o = Command::new("tc")
+        .args(["-n", ns, "qdisc", "show", "dev", "lo"])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+/// The bounds let through what faultline records: a tbf that replaced the
+/// user's own root qdisc, rolled back by the watchdog from the run file
+/// after the runner is SIGKILLed (delete `fa17:`, re-create the saved root).
+#[test]
+fn the_watchdog_still_runs_the_tc_records_faultline_writes() {
+    if !is_root() || faultline::sys::exec::find_program("tc").is_none() {
+        println!("skipped: needs root and tc (iproute2)");
+        return;
+    }
+    let ns = Netns(format!("flht{}", std::process::id()));
+    let _ = Command::new("ip").args(["netns", "del", &ns.0]).output();
+    let o = Command::new("ip")
+        .args(["netns", "add", &ns.0])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+    let o = Command::new("tc")
+        .args([
+            "-n", &ns.0, "qdisc", "add", "dev", "lo", "root", "handle", "1:",
+        ])
+        .args(["pfifo", "limit", "77"])
+        .output()
+        .unwrap();
+    if !o.status.success() {
+        println!("skipped: cannot add a pfifo qdisc: {}", text(&o));
+        return;
+    }
+    let sb = Sandbox::new();
+    let f = sb.write(
+        "bw.yaml",
+        &format!(
+            r#"
+title: bandwidth
+hypothesis: h
+steady_state:
+  interval: 200ms
+  probes:
+    - name: alive
+      command: {{run: ["true"]}}
+      before: {{samples: 1}}
+method:
+  - fault:
+      bandwidth: {{interface: lo, netns: {ns}, rate: 1mbit, replace_existing_qdisc: true}}
+    duration: 60s
+"#,
+            ns = ns.0
+        ),
+    );
+    let mut child = sb
+        .cmd()
+        .arg("run")
+        .arg(&f)
+        .args(["--no-journal", "--events", "events.jsonl"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let events = sb.path().join("events.jsonl");
+    let verified = wait_until(Duration::from_secs(30), || {
+        std::fs::read_to_string(&events).is_ok_and(|s| s.contains("\"event\":\"fault_verified\""))
+    });
+    let _ = nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGKILL,
+    );
+    let _ = child.wait();
+    if !verified {
+        let ev = std::fs::read_to_string(&events).unwrap_or_default();
+        if ev.contains("sch_tbf") || ev.contains("Specified qdisc kind is unknown") {
+            println!("skipped: this kernel has no tbf: {ev}");
+            return;
+        }
+        panic!("the fault was not injected and verified: {ev}");
+    }
+    assert!(
+        wait_until(Duration::from_secs(10), || {
+            let q = qdiscs(&ns.0);
+            !q.contains("tbf") && q.contains("pfifo 1:") && q.contains("limit 77")
+        }),
+        "the watchdog restored the saved root qdisc: {}",
+        qdiscs(&ns.0)
+    );
+    assert!(wait_until(Duration::from_secs(5), || sb
+        .status()
+        .status
+        .code()
+        == Some(0)));
+}

@@ -224,7 +224,11 @@ pub fn render(rec: &RunRecord, ctk: &CtkLoaded) -> String {
             "reason": rec.outcome.reason,
         }),
     );
-    let mut out = serde_json::to_string_pretty(&Value::Object(j)).expect("JSON serializes");
+    let mut j = Value::Object(j);
+    // The experiment as written may hold inline secrets; activities hold
+    // substituted ones.
+    ctk.loaded.redactor.value(&mut j);
+    let mut out = serde_json::to_string_pretty(&j).expect("JSON serializes");
     out.push('\n');
     out
 }

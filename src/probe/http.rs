@@ -65,9 +65,13 @@ impl HttpCheck {
             run_id,
         );
 
-        let client = Client::builder()
-            .timeout(timeout)
-            .connect_timeout(timeout)
+        let mut builder = Client::builder().timeout(timeout).connect_timeout(timeout);
+        if let Some(t) = spec.split_timeout {
+            builder = builder
+                .connect_timeout(t.connect.std())
+                .read_timeout(t.read.std());
+        }
+        let client = builder
             .no_proxy()
             .redirect(reqwest::redirect::Policy::none())
             .danger_accept_invalid_certs(spec.insecure)

@@ -588,3 +588,65 @@ fn validate_and_plan_take_var_and_var_file() {
         .unwrap();
     assert_eq!(code(&o), Some(0), "{}", text(&o));
 }
+
+#[test]
+fn the_chaos_toolkit_journal_records_what_activities_returned() {
+    let sb = Sandbox::new();
+    let server = FlagServer::start(sb.path());
+    let mut method = vec![
+        json!({"type": "action", "name": "proc",
+               "provider": {"type": "process", "path": "sh",
+                            "arguments": ["-c", "echo out; echo err >&2; exit 3"]}}),
+        json!({"type": "action", "name": "web", "provider":
+               {"type": "http", "url": server.url(), "method": "POST"}}),
+    ];
+    let python = have_python();
+    if python {
+        sb.write(
+            "ret_mod.py",
+            "def give():\n    return {'a': 1, 'b': [True]}\n",
+        );
+        method.push(json!({"type": "action", "name": "py",
+            "provider": {"type": "python", "module": "ret_mod", "func": "give"}}));
+    }
+    let f = write_json(
+        &sb,
+        "exp.json",
+        &json!({"title": "outputs",
+                "steady-state-hypothesis": {"title": "h", "probes": [http_probe(&server.url())]},
+                "method": method,
+                "rollbacks": [
+                    {"type": "action", "name": "rb-proc",
+                     "provider": {"type": "process", "path": "echo", "arguments": ["undone"]}},
+                    {"type": "action", "name": "rb-web",
+                     "provider": {"type": "http", "url": server.url(), "method": "POST"}}]}),
+    );
+    let o = sb
+        .cmd()
+        .args(["run", &f, "--yes", "--journal-format", "chaostoolkit"])
+        .args(["--journal", "ctk.json"])
+        .output()
+        .unwrap();
+    assert_eq!(code(&o), Some(0), "{}", text(&o));
+    let j: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(sb.path().join("ctk.json")).unwrap())
+            .unwrap();
+    let before = &j["steady_states"]["before"]["probes"][0]["output"];
+    assert_eq!(before["status"], 200, "{j:#}");
+    assert_eq!(before["body"], "ok", "{j:#}");
+    assert_eq!(
+        j["run"][0]["output"],
+        json!({"status": 3, "stdout": "out\n", "stderr": "err\n"}),
+        "{j:#}"
+    );
+    assert_eq!(j["run"][1]["output"]["status"], 200, "{j:#}");
+    assert_eq!(j["run"][1]["output"]["body"], "ok", "{j:#}");
+    assert!(j["run"][1]["output"]["headers"].is_object(), "{j:#}");
+    if python {
+        assert_eq!(j["run"][2]["output"], json!({"a": 1, "b": [true]}), "{j:#}");
+    }
+    assert_eq!(j["rollbacks"][0]["output"]["stdout"], "undone\n", "{j:#}");
+    if Path::new("/usr/bin/curl").exists() {
+        assert_eq!(j["rollbacks"][1]["output"], json!({"status": 200}), "{j:#}");
+    }
+}

@@ -1209,6 +1209,8 @@ fn build_rollback(a: &Value, path: &str, ctx: &Ctx) -> Result<CommandAction, Pro
             "silent".to_string(),
             "show-error".into(),
             format!("output = {}", curl_quote("/dev/null")),
+            // The status on stdout, for the journal's `output`.
+            format!("write-out = {}", curl_quote("%{http_code}")),
             format!("request = {}", curl_quote(&r.method)),
         ];
         for (k, val) in &r.headers {

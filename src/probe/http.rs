@@ -250,10 +250,11 @@ impl HttpCheck {
                 serde_json::Value::String(String::from_utf8_lossy(body).to_string())
             };
             let result = serde_json::json!({"status": code, "headers": hmap, "body": body_value});
-            return match t.check(&result, Some("body")) {
+            let sample = match t.check(&result, Some("body")) {
                 Ok(_) => Sample::success(latency, format!("status {code}, within tolerance")),
                 Err(why) => Sample::failure(latency, format!("tolerance not met: {why}")),
             };
+            return sample.with_output(result);
         }
         sample
     }

@@ -48,6 +48,9 @@ pub enum Event {
         latency_ms: f64,
         status: SampleStatus,
         detail: String,
+        /// What the tolerance judged (Chaos Toolkit probes).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        output: Option<serde_json::Value>,
     },
     SteadyState {
         phase: SamplePhase,
@@ -111,6 +114,9 @@ pub enum Event {
         ok: bool,
         duration_ms: f64,
         detail: String,
+        /// What it returned: `{status, stdout, stderr}` or `{status, headers, body}`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        output: Option<serde_json::Value>,
     },
     Recovered {
         probe: String,

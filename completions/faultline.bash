@@ -301,7 +301,7 @@ _faultline() {
             return 0
             ;;
         faultline__subcmd__plan)
-            opts="-h -V --format --chaostoolkit --state-dir --color --help --version"
+            opts="-h -V --format --chaostoolkit --var --var-file --state-dir --color --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -309,6 +309,14 @@ _faultline() {
             case "${prev}" in
                 --format)
                     COMPREPLY=($(compgen -W "text json" -- "${cur}"))
+                    return 0
+                    ;;
+                --var)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --var-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
                 --state-dir)
@@ -383,7 +391,7 @@ _faultline() {
             return 0
             ;;
         faultline__subcmd__run)
-            opts="-y -q -h -V --journal --no-journal --junit --markdown --events --yes --quiet --chaostoolkit --rollback-strategy --hypothesis-strategy --hypothesis-frequency --fail-fast --var --var-file --journal-format --dry-run --state-dir --color --help --version"
+            opts="-y -q -h -V --journal --no-journal --junit --markdown --events --yes --quiet --chaostoolkit --rollback-strategy --hypothesis-strategy --hypothesis-frequency --fail-fast --var --var-file --ignore-controls --journal-format --dry-run --state-dir --color --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -511,7 +519,7 @@ _faultline() {
             return 0
             ;;
         faultline__subcmd__validate)
-            opts="-h -V --format --chaostoolkit --state-dir --color --help --version"
+            opts="-h -V --format --chaostoolkit --var --var-file --state-dir --color --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -519,6 +527,14 @@ _faultline() {
             case "${prev}" in
                 --format)
                     COMPREPLY=($(compgen -W "text json" -- "${cur}"))
+                    return 0
+                    ;;
+                --var)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --var-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
                 --state-dir)

@@ -68,11 +68,14 @@ complete -c faultline -n "__fish_faultline_using_subcommand run" -s y -l yes -d 
 complete -c faultline -n "__fish_faultline_using_subcommand run" -s q -l quiet -d 'Only print the verdict line (and errors)'
 complete -c faultline -n "__fish_faultline_using_subcommand run" -l chaostoolkit -d 'Read the file as a Chaos Toolkit experiment (default: detected from its keys)'
 complete -c faultline -n "__fish_faultline_using_subcommand run" -l fail-fast -d 'Chaos Toolkit: stop at the first deviation with `continuously`'
+complete -c faultline -n "__fish_faultline_using_subcommand run" -l ignore-controls -d 'Chaos Toolkit: run even though the file has controls that may guard an activity (a prompt, a safeguard); faultline cannot run controls'
 complete -c faultline -n "__fish_faultline_using_subcommand run" -l dry-run -d 'Same as `faultline plan FILE`'
 complete -c faultline -n "__fish_faultline_using_subcommand run" -s h -l help -d 'Print help'
 complete -c faultline -n "__fish_faultline_using_subcommand run" -s V -l version -d 'Print version'
 complete -c faultline -n "__fish_faultline_using_subcommand validate" -l format -d 'Output format' -r -f -a "text\t''
 json\t''"
+complete -c faultline -n "__fish_faultline_using_subcommand validate" -l var -d 'Chaos Toolkit: set a configuration value (`name=value`, repeatable)' -r
+complete -c faultline -n "__fish_faultline_using_subcommand validate" -l var-file -d 'Chaos Toolkit: read configuration values from a JSON or YAML file' -r -F
 complete -c faultline -n "__fish_faultline_using_subcommand validate" -l state-dir -d 'Where undo records and locks live (default: /run/faultline as root, else $XDG_RUNTIME_DIR/faultline)' -r -F
 complete -c faultline -n "__fish_faultline_using_subcommand validate" -l color -d 'When to use colours (NO_COLOR is respected with `auto`)' -r -f -a "auto\t''
 always\t''
@@ -82,6 +85,8 @@ complete -c faultline -n "__fish_faultline_using_subcommand validate" -s h -l he
 complete -c faultline -n "__fish_faultline_using_subcommand validate" -s V -l version -d 'Print version'
 complete -c faultline -n "__fish_faultline_using_subcommand plan" -l format -r -f -a "text\t''
 json\t''"
+complete -c faultline -n "__fish_faultline_using_subcommand plan" -l var -d 'Chaos Toolkit: set a configuration value (`name=value`, repeatable)' -r
+complete -c faultline -n "__fish_faultline_using_subcommand plan" -l var-file -d 'Chaos Toolkit: read configuration values from a JSON or YAML file' -r -F
 complete -c faultline -n "__fish_faultline_using_subcommand plan" -l state-dir -d 'Where undo records and locks live (default: /run/faultline as root, else $XDG_RUNTIME_DIR/faultline)' -r -F
 complete -c faultline -n "__fish_faultline_using_subcommand plan" -l color -d 'When to use colours (NO_COLOR is respected with `auto`)' -r -f -a "auto\t''
 always\t''

@@ -66,6 +66,8 @@ pub enum Command {
         /// Read files as Chaos Toolkit experiments (default: detected from their keys).
         #[arg(long)]
         chaostoolkit: bool,
+        #[command(flatten)]
+        vars: VarArgs,
     },
 
     /// Dry run: print every phase and the exact operations each fault would
@@ -81,6 +83,8 @@ pub enum Command {
         /// Read the file as a Chaos Toolkit experiment.
         #[arg(long)]
         chaostoolkit: bool,
+        #[command(flatten)]
+        vars: VarArgs,
     },
 
     /// List faults still active on this host from any run; exit 1 when any is pending.
@@ -195,18 +199,29 @@ pub struct RunArgs {
     /// Chaos Toolkit: stop at the first deviation with `continuously`.
     #[arg(long)]
     pub fail_fast: bool,
-    /// Chaos Toolkit: set a configuration value (`name=value`, repeatable).
-    #[arg(long = "var", value_name = "NAME=VALUE")]
-    pub vars: Vec<String>,
-    /// Chaos Toolkit: read configuration values from a JSON or YAML file.
-    #[arg(long = "var-file", value_name = "FILE")]
-    pub var_files: Vec<PathBuf>,
+    #[command(flatten)]
+    pub vars: VarArgs,
+    /// Chaos Toolkit: run even though the file has controls that may guard
+    /// an activity (a prompt, a safeguard); faultline cannot run controls.
+    #[arg(long)]
+    pub ignore_controls: bool,
     /// Write the journal in Chaos Toolkit's format instead of faultline's.
     #[arg(long, value_enum, default_value_t = JournalFormat::Faultline)]
     pub journal_format: JournalFormat,
     /// Same as `faultline plan FILE`.
     #[arg(long, alias = "dry")]
     pub dry_run: bool,
+}
+
+/// Chaos Toolkit configuration from the command line (run, validate, plan).
+#[derive(Args, Debug, Clone, Default)]
+pub struct VarArgs {
+    /// Chaos Toolkit: set a configuration value (`name=value`, repeatable).
+    #[arg(long = "var", value_name = "NAME=VALUE")]
+    pub vars: Vec<String>,
+    /// Chaos Toolkit: read configuration values from a JSON or YAML file.
+    #[arg(long = "var-file", value_name = "FILE")]
+    pub var_files: Vec<PathBuf>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]

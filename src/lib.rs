@@ -5,7 +5,8 @@
 //! plan -> inject -> verify, undo recorded first), `sys` (the only code that
 //! touches the host), `journal` (undo records, watchdog, recover, status),
 //! `runner` (phases, events, abort conditions, signals), `report` (one file
-//! per output format), `commands` (one function per subcommand).
+//! per output format), `commands` (one function per subcommand), `load`
+//! (faultline or Chaos Toolkit format), `chaostoolkit` (its reader).
 
 pub mod chaostoolkit;
 pub mod cli;
@@ -14,6 +15,7 @@ pub mod exit;
 pub mod experiment;
 pub mod fault;
 pub mod journal;
+pub mod load;
 pub mod probe;
 pub mod report;
 pub mod runner;

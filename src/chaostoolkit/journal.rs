@@ -34,7 +34,11 @@ fn probe_run(rec: &RunRecord, activity: &Value, s: &SampleRecord) -> Value {
     let start = end - ChronoDuration::microseconds((s.latency_ms * 1000.0) as i64);
     let mut run = json!({
         "activity": activity,
-        "output": if s.detail.is_empty() { Value::Null } else { Value::String(s.detail.clone()) },
+        "output": match &s.output {
+            Some(o) => o.clone(),
+            None if s.detail.is_empty() => Value::Null,
+            None => Value::String(s.detail.clone()),
+        },
         "start": iso(start),
         "status": if s.status == SampleStatus::Error { "failed" } else { "succeeded" },
         "end": iso(end),
@@ -45,6 +49,26 @@ fn probe_run(rec: &RunRecord, activity: &Value, s: &SampleRecord) -> Value {
         run["exception"] = json!([s.detail]);
     }
     run
+}
+
+/// What an activity returned, as chaoslib records it: `{status, stdout,
+/// stderr}` for a process, `{status, headers, body}` for http, the function's
+/// return value for python (printed as JSON by the runner script). An http
+/// rollback ran through curl: its status.
+fn returned(activity: &Value, output: Option<&Value>) -> Value {
+    let Some(out) = output else {
+        return Value::Null;
+    };
+    let stdout = out.get("stdout").and_then(Value::as_str);
+    match activity.pointer("/provider/type").and_then(Value::as_str) {
+        Some("python") => stdout
+            .and_then(|s| serde_json::from_str(s).ok())
+            .unwrap_or(Value::Null),
+        Some("http") if stdout.is_some() => {
+            json!({"status": stdout.and_then(|s| s.trim().parse::<u16>().ok())})
+        }
+        _ => out.clone(),
+    }
 }
 
 /// A steady-state check made of the `k`-th sample of each probe in `phase`.
@@ -157,7 +181,7 @@ pub fn render(rec: &RunRecord, ctk: &CtkLoaded) -> String {
         let ok = s.status == StepStatus::Completed;
         let mut r = json!({
             "activity": activity,
-            "output": if s.detail.is_empty() { Value::Null } else { Value::String(s.detail.clone()) },
+            "output": returned(activity, s.output.as_ref()),
             "start": iso(start),
             "status": if ok { "succeeded" } else { "failed" },
             "end": iso(end),
@@ -192,7 +216,7 @@ pub fn render(rec: &RunRecord, ctk: &CtkLoaded) -> String {
         let end = t + ChronoDuration::microseconds((a.duration_ms * 1000.0) as i64);
         let mut r = json!({
             "activity": act,
-            "output": {"status": a.exit_code, "detail": a.detail},
+            "output": returned(&act, a.output.as_ref()),
             "start": iso(t),
             "status": if a.ok { "succeeded" } else { "failed" },
             "end": iso(end),
@@ -224,7 +248,11 @@ pub fn render(rec: &RunRecord, ctk: &CtkLoaded) -> String {
             "reason": rec.outcome.reason,
         }),
     );
-    let mut out = serde_json::to_string_pretty(&Value::Object(j)).expect("JSON serializes");
+    let mut j = Value::Object(j);
+    // The experiment as written may hold inline secrets; activities hold
+    // substituted ones.
+    ctk.loaded.redactor.value(&mut j);
+    let mut out = serde_json::to_string_pretty(&j).expect("JSON serializes");
     out.push('\n');
     out
 }

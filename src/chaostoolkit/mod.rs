@@ -8,10 +8,10 @@ pub mod tolerance;
 pub mod translate;
 pub mod vars;
 
+use crate::experiment::model::{Policy, RollbackPolicy};
+use crate::experiment::secrets::Redactor;
 use crate::experiment::{validate, yaml, Diagnostic, Loaded};
-use crate::runner::{Policy, RollbackPolicy};
 use serde_json::Value;
-use std::path::Path;
 
 /// When the steady-state hypothesis is checked (`--hypothesis-strategy`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -76,7 +76,8 @@ impl RollbackStrategy {
     pub fn policy(self) -> RollbackPolicy {
         match self {
             Self::Default => RollbackPolicy::UnlessInterrupted,
-            Self::Always => RollbackPolicy::Always,
+            // As chaoslib: also after a failed before check.
+            Self::Always => RollbackPolicy::Unconditional,
             Self::Never => RollbackPolicy::Never,
             Self::Deviated => RollbackPolicy::Deviated,
         }
@@ -103,7 +104,9 @@ pub struct CtkLoaded {
     pub raw: Value,
     pub translation: translate::Translation,
     pub hypothesis_strategy: HypothesisStrategy,
-    pub rollback_strategy: RollbackStrategy,
+    /// `None`: neither the command line nor the file chose one; faultline's
+    /// default then runs rollbacks whenever the method ran.
+    pub rollback_strategy: Option<RollbackStrategy>,
 }
 
 impl CtkLoaded {
@@ -113,7 +116,9 @@ impl CtkLoaded {
         Policy {
             check_before: self.hypothesis_strategy.before(),
             check_after: self.hypothesis_strategy.after(),
-            user_rollbacks: self.rollback_strategy.policy(),
+            user_rollbacks: self
+                .rollback_strategy
+                .map_or(RollbackPolicy::Always, RollbackStrategy::policy),
             check_after_before_rollbacks: true,
         }
     }
@@ -140,7 +145,64 @@ pub fn looks_like_ctk(v: &Value) -> bool {
 
 /// Cheap pre-check on the text before parsing it twice.
 pub fn may_be_ctk(text: &str) -> bool {
-    text.contains("steady-state-hypothesis") || text.contains("provider")
+    text.contains("steady-state") || text.contains("provider") || text.contains("layer")
+}
+
+/// Whether parsed text is a Chaos Toolkit experiment in the format before
+/// its 1.0 specification, which neither Chaos Toolkit nor faultline reads
+/// any more: `(path, message)` pointing at what gives it away.
+pub fn legacy_format(v: &Value) -> Option<(String, String)> {
+    let m = v.as_object()?;
+    // faultline's own files and current Chaos Toolkit files are not legacy.
+    if m.contains_key("steady-state-hypothesis")
+        || m.contains_key("steady_state")
+        || m.contains_key("hypothesis")
+    {
+        return None;
+    }
+    // An activity of the old format: the provider's fields on the activity.
+    let old_activity = |a: &Value| {
+        a.get("provider").is_none()
+            && (a.get("layer").is_some()
+                || (matches!(
+                    a.get("type").and_then(Value::as_str),
+                    Some("python") | Some("process") | Some("http")
+                ) && (a.get("module").is_some()
+                    || a.get("path").is_some()
+                    || a.get("url").is_some())))
+    };
+    let mut found = None;
+    if m.contains_key("steady-state") {
+        found = Some((
+            "steady-state".to_string(),
+            "a `steady-state` section".to_string(),
+        ));
+    }
+    if let Some(method) = m.get("method").and_then(Value::as_array) {
+        for (i, step) in method.iter().enumerate() {
+            if found.is_some() {
+                break;
+            }
+            if step.get("action").is_some() || step.get("probes").is_some() {
+                found = Some((
+                    format!("method[{i}]"),
+                    "method steps with `action` and `probes`".to_string(),
+                ));
+            } else if old_activity(step) {
+                found = Some((
+                    format!("method[{i}]"),
+                    "activities with `layer`/`type: python` and no `provider`".to_string(),
+                ));
+            }
+        }
+    }
+    let (path, what) = found?;
+    Some((
+        path,
+        format!(
+            "this is a Chaos Toolkit experiment in the format from before Chaos Toolkit 1.0 ({what}), which current Chaos Toolkit and faultline do not read: write the checks as a `steady-state-hypothesis` with `probes`, each with a `tolerance`, and each activity as `{{type: action|probe, name, provider: {{type: python|process|http, ...}}}}` (see docs/chaostoolkit.md)"
+        ),
+    ))
 }
 
 fn diag(file: &str, spans: &yaml::SpanIndex, path: &str, message: String) -> Diagnostic {
@@ -168,15 +230,6 @@ fn runtime_str<'a>(raw: &'a Value, section: &str) -> Option<&'a str> {
     raw.get("runtime")?.get(section)?.get("strategy")?.as_str()
 }
 
-/// Loads, translates and validates a Chaos Toolkit experiment file.
-pub fn load(path: &Path, opts: &Options) -> Result<CtkLoaded, Vec<Diagnostic>> {
-    let file = path.display().to_string();
-    let bytes = crate::experiment::read_capped(path)
-        .map_err(|m| vec![diag(&file, &Default::default(), "", m)])?;
-    let (raw, spans) = parse(&file, &bytes).map_err(|d| vec![d])?;
-    load_value(&file, raw, spans, opts)
-}
-
 /// Translates an already parsed Chaos Toolkit experiment.
 pub fn load_value(
     file: &str,
@@ -184,6 +237,17 @@ pub fn load_value(
     spans: yaml::SpanIndex,
     opts: &Options,
 ) -> Result<CtkLoaded, Vec<Diagnostic>> {
+    // Known secrets are masked in every message, as everywhere else.
+    let mut redactor = Redactor::default();
+    if let Ok(sec) = vars::load_secrets(raw.get("secrets"), &opts.extra) {
+        redactor.add_all(&Value::Object(sec));
+    }
+    let hide = |mut ds: Vec<Diagnostic>| {
+        for d in &mut ds {
+            d.message = redactor.text(&d.message);
+        }
+        ds
+    };
     let mut problems = Vec::new();
     // Strategies: command line, else the file's `runtime`, else the default.
     let hypothesis_strategy = match opts.hypothesis_strategy {
@@ -201,12 +265,10 @@ pub fn load_value(
             }),
         },
     };
-    let rollback_strategy = match opts.rollback_strategy {
-        Some(s) => s,
-        None => match runtime_str(&raw, "rollbacks") {
-            // faultline's own default: user rollbacks run whenever the method ran.
-            None => RollbackStrategy::Always,
-            Some(s) => RollbackStrategy::parse(s).unwrap_or_else(|| {
+    // `None`: faultline's own default (user rollbacks whenever the method ran).
+    let rollback_strategy = opts.rollback_strategy.or_else(|| {
+        runtime_str(&raw, "rollbacks").map(|s| {
+            RollbackStrategy::parse(s).unwrap_or_else(|| {
                 problems.push(diag(
                     file,
                     &spans,
@@ -214,58 +276,71 @@ pub fn load_value(
                     format!("`{s}` is not one of default, always, never, deviated"),
                 ));
                 RollbackStrategy::Default
-            }),
-        },
-    };
+            })
+        })
+    });
     let mut o = opts.clone();
     o.strategy = hypothesis_strategy;
     let t = match translate::translate(&raw, &o) {
         Ok(t) => t,
         Err(ps) => {
             problems.extend(ps.into_iter().map(|(p, m)| diag(file, &spans, &p, m)));
-            return Err(problems);
+            return Err(hide(problems));
         }
     };
     if !problems.is_empty() {
-        return Err(problems);
+        return Err(hide(problems));
     }
     // Validate the translation like any experiment; report at the Chaos
     // Toolkit activity.
     let checked = validate::validate(&t.experiment, file, &Default::default());
     if !checked.is_empty() {
-        return Err(checked
-            .into_iter()
-            .map(|d| {
-                let hit = t
-                    .paths
-                    .iter()
-                    .filter(|(fl, _, _)| d.path == *fl || d.path.starts_with(&format!("{fl}.")))
-                    .max_by_key(|(fl, _, _)| fl.len());
-                match hit {
-                    Some((_, ctk, name)) => diag(
-                        file,
-                        &spans,
-                        ctk,
-                        format!(
-                            "activity `{name}`: {} (translated field `{}`)",
-                            d.message, d.path
+        return Err(hide(
+            checked
+                .into_iter()
+                .map(|d| {
+                    let hit = t
+                        .paths
+                        .iter()
+                        .filter(|(fl, _, _)| d.path == *fl || d.path.starts_with(&format!("{fl}.")))
+                        .max_by_key(|(fl, _, _)| fl.len());
+                    match hit {
+                        Some((_, ctk, name)) => diag(
+                            file,
+                            &spans,
+                            ctk,
+                            format!(
+                                "activity `{name}`: {} (translated field `{}`)",
+                                d.message, d.path
+                            ),
                         ),
-                    ),
-                    None => diag(
-                        file,
-                        &spans,
-                        "",
-                        format!("{} (translated field `{}`)", d.message, d.path),
-                    ),
-                }
-            })
-            .collect());
+                        None => diag(
+                            file,
+                            &spans,
+                            "",
+                            format!("{} (translated field `{}`)", d.message, d.path),
+                        ),
+                    }
+                })
+                .collect(),
+        ));
+    }
+    // Credentials in the activities as substituted (an http rollback's
+    // headers are not in the translated model: they travel to curl).
+    redactor.merge(&Redactor::for_experiment(&t.experiment));
+    redactor.merge(&Redactor::for_experiment(&t.probes));
+    redactor.merge(&Redactor::for_experiment(&t.rollbacks));
+    for s in &t.steps {
+        if let translate::StepOrigin::Activity { activity, .. } = s {
+            redactor.merge(&Redactor::for_experiment(activity));
+        }
     }
     Ok(CtkLoaded {
         loaded: Loaded {
             file: file.to_string(),
             experiment: t.experiment.clone(),
             spans,
+            redactor,
         },
         raw,
         translation: t,
@@ -279,37 +354,4 @@ impl Options {
     pub fn strategy(&self) -> HypothesisStrategy {
         self.strategy
     }
-}
-
-/// For `load_any`: `Some(result)` when the file is a Chaos Toolkit
-/// experiment (or `force`), `None` for a faultline file.
-pub fn try_load(path: &Path, force: bool) -> Option<Result<CtkLoaded, Vec<Diagnostic>>> {
-    try_load_with(path, force, &Options::default())
-}
-
-/// `try_load` with command-line options.
-pub fn try_load_with(
-    path: &Path,
-    force: bool,
-    opts: &Options,
-) -> Option<Result<CtkLoaded, Vec<Diagnostic>>> {
-    let file = path.display().to_string();
-    let bytes = match crate::experiment::read_capped(path) {
-        Ok(b) => b,
-        Err(m) => return Some(Err(vec![diag(&file, &Default::default(), "", m)])),
-    };
-    if !force {
-        let text = String::from_utf8_lossy(&bytes);
-        if !may_be_ctk(&text) {
-            return None;
-        }
-    }
-    let (raw, spans) = match parse(&file, &bytes) {
-        Ok(v) => v,
-        Err(d) => return if force { Some(Err(vec![d])) } else { None },
-    };
-    if !force && !looks_like_ctk(&raw) {
-        return None;
-    }
-    Some(load_value(&file, raw, spans, opts))
 }

@@ -69,7 +69,8 @@ def run(provider, extra=None):
                 headers.setdefault("Content-Type", "application/x-www-form-urlencoded")
         timeout = provider.get("timeout")
         if isinstance(timeout, list):
-            timeout = sum(timeout)
+            # urllib has one socket timeout, for connecting and each read.
+            timeout = max(timeout)
         req = urllib.request.Request(url, data=data, headers=headers, method=method)
         try:
             r = urllib.request.urlopen(req, timeout=timeout)
@@ -127,15 +128,34 @@ fn package_hint(module: &str) -> String {
     match known.iter().find(|(m, _)| *m == top) {
         Some((_, pkg)) => format!("install it with `pip install {pkg}`"),
         None => format!(
-            "install the package that provides it (`pip install ...`, or the Debian package `python3-{}` if there is one) or put it on PYTHONPATH",
-            top.replace('_', "-")
+            "install the Python package that provides `{top}` (its pip name may differ) or put its directory on PYTHONPATH"
         ),
     }
 }
 
+/// Finds a module's top-level package without running any of its code:
+/// a search of the import path (PYTHONPATH, the current directory, the
+/// user's and the system's site-packages) for its file or directory. Python
+/// runs isolated (`-I`): no startup file, nothing from the current directory.
+const FIND_SCRIPT: &str = r#"
+import importlib.machinery, os, site, sys
+top = sys.argv[1].split(".")[0]
+if top in sys.builtin_module_names or importlib.machinery.FrozenImporter.find_spec(top):
+    sys.exit(0)
+paths = [p for p in sys.argv[2].split(os.pathsep) if p] + [os.getcwd()]
+try:
+    paths.append(site.getusersitepackages())
+except Exception:
+    pass
+paths += [p for p in sys.path if p]
+sys.exit(0 if importlib.machinery.PathFinder.find_spec(top, paths) else 1)
+"#;
+
 static CHECKED: Mutex<Vec<(String, Result<(), String>)>> = Mutex::new(Vec::new());
 
-/// Whether python3 can import `module`: `Err` says what to install.
+/// Whether python3 can find `module` (its top-level package; nothing is
+/// imported, so validating a file runs none of its code): `Err` says what
+/// to install.
 pub fn check_module(module: &str) -> Result<(), String> {
     if let Some((_, r)) = CHECKED.lock().unwrap().iter().find(|(m, _)| m == module) {
         return r.clone();
@@ -144,11 +164,8 @@ pub fn check_module(module: &str) -> Result<(), String> {
         Err("python providers run through python3, which is not installed: install the Debian package `python3`".to_string())
     } else {
         match std::process::Command::new("python3")
-            .args([
-                "-c",
-                "import importlib, sys; importlib.import_module(sys.argv[1])",
-                module,
-            ])
+            .args(["-I", "-c", FIND_SCRIPT, module])
+            .arg(std::env::var_os("PYTHONPATH").unwrap_or_default())
             .stdin(std::process::Stdio::null())
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
@@ -156,7 +173,7 @@ pub fn check_module(module: &str) -> Result<(), String> {
         {
             Ok(s) if s.success() => Ok(()),
             Ok(_) => Err(format!(
-                "python3 cannot import the module `{module}`: {}",
+                "python3 cannot find the module `{module}`: {}",
                 package_hint(module)
             )),
             Err(e) => Err(format!("cannot run python3: {e}")),

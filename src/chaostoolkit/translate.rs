@@ -19,6 +19,8 @@ pub enum StepOrigin {
     Activity { index: usize, activity: Value },
     /// A `pauses.before`/`pauses.after` of the method activity `index`.
     Pause { index: usize, before: bool },
+    /// The stand-in step of an empty method (`"method": []`).
+    Empty,
 }
 
 /// The translated experiment and what is needed to map results back.
@@ -35,6 +37,9 @@ pub struct Translation {
     /// faultline path prefix -> (Chaos Toolkit path, activity name).
     pub paths: Vec<(String, String, String)>,
     pub warnings: Vec<String>,
+    /// Controls that may guard what they are attached to (a prompt, a
+    /// safeguard): `run` refuses to go on without them unless told to.
+    pub guarding_controls: Vec<String>,
 }
 
 type Problems = Vec<(String, String)>;
@@ -71,6 +76,7 @@ pub fn translate(raw: &Value, opts: &Options) -> Result<Translation, Problems> {
         secrets: &secrets,
     };
     let sub = |v: &Value| vars::substitute(v, &lookup);
+    let sub_activity = |a: &Value| substitute_activity(a, &lookup);
 
     let title = match top.get("title").map(&sub) {
         Some(Value::String(s)) if !s.trim().is_empty() => s,
@@ -89,11 +95,13 @@ pub fn translate(raw: &Value, opts: &Options) -> Result<Translation, Problems> {
         .map(|a| a.iter().map(|t| vars::py_str(&sub(t))).collect())
         .unwrap_or_default();
     let mut warnings = Vec::new();
-    if top.get("controls").is_some() {
-        warnings.push(
-            "`controls` are ignored: faultline has no Python control hooks (its events stream with `--events`)".into(),
-        );
-    }
+    let mut guarding_controls = Vec::new();
+    controls(
+        top.get("controls"),
+        "controls",
+        &mut warnings,
+        &mut guarding_controls,
+    );
 
     // Every named activity, for `ref` (a later definition wins, as chaoslib's cache).
     let mut by_name: BTreeMap<String, Value> = BTreeMap::new();
@@ -165,10 +173,16 @@ pub fn translate(raw: &Value, opts: &Options) -> Result<Translation, Problems> {
         HypothesisStrategy::DuringMethodOnly | HypothesisStrategy::Continuously
     );
     let frequency = opts.frequency.unwrap_or(1.0);
-    if !(frequency.is_finite() && frequency > 0.0) {
+    if let Err(m) = seconds(&Value::from(frequency)).and_then(|f| {
+        if f > 0.0 {
+            Ok(f)
+        } else {
+            Err("it must be more than 0".into())
+        }
+    }) {
         p.push((
             String::new(),
-            format!("--hypothesis-frequency {frequency}: give a positive number of seconds"),
+            format!("--hypothesis-frequency {frequency}: {m}"),
         ));
     }
     let mut probes = Vec::new();
@@ -192,8 +206,14 @@ pub fn translate(raw: &Value, opts: &Options) -> Result<Translation, Problems> {
         let Some(a) = resolve(a, &path, &mut p) else {
             continue;
         };
-        let a = sub(&a);
+        let a = sub_activity(&a);
         let name = activity_name(&a, &path, &mut p);
+        controls(
+            a.get("controls"),
+            &format!("{path}.controls"),
+            &mut warnings,
+            &mut guarding_controls,
+        );
         if a.get("tolerance").is_none() {
             p.push((
                 format!("{path}.tolerance"),
@@ -267,8 +287,14 @@ pub fn translate(raw: &Value, opts: &Options) -> Result<Translation, Problems> {
         let Some(a) = resolve(a, &path, &mut p) else {
             continue;
         };
-        let a = sub(&a);
+        let a = sub_activity(&a);
         let name = activity_name(&a, &path, &mut p);
+        controls(
+            a.get("controls"),
+            &format!("{path}.controls"),
+            &mut warnings,
+            &mut guarding_controls,
+        );
         let background = match a.get("background") {
             None | Some(Value::Bool(false)) => false,
             Some(Value::Bool(true)) => true,
@@ -347,6 +373,22 @@ pub fn translate(raw: &Value, opts: &Options) -> Result<Translation, Problems> {
         }
     }
 
+    if method.is_empty() && p.is_empty() {
+        // Chaos Toolkit runs an empty method: the steady state is checked
+        // only. faultline's model needs a step; this one does nothing.
+        paths.push(("method[0]".into(), "method".into(), "(empty method)".into()));
+        origins.push(StepOrigin::Empty);
+        steps.push(Step {
+            name: Some("(empty method: the steady state is checked only)".into()),
+            fault: None,
+            pause: Some(Duration::from_millis(1)),
+            command: None,
+            http: None,
+            duration: None,
+            background: false,
+        });
+    }
+
     // Rollbacks.
     let mut rb = Vec::new();
     let mut rb_acts = Vec::new();
@@ -355,14 +397,21 @@ pub fn translate(raw: &Value, opts: &Options) -> Result<Translation, Problems> {
         let Some(a) = resolve(a, &path, &mut p) else {
             continue;
         };
-        let a = sub(&a);
+        let a = sub_activity(&a);
         let name = activity_name(&a, &path, &mut p);
+        controls(
+            a.get("controls"),
+            &format!("{path}.controls"),
+            &mut warnings,
+            &mut guarding_controls,
+        );
         let (before, after) = pauses(&a, &path, &mut p);
         match build_rollback(&a, &path, &ctx) {
             Ok(mut c) => {
                 if before > 0.0 || after > 0.0 {
                     c.run = sleep_wrap(&c.run, before, after);
-                    c.timeout = Duration(c.timeout.std() + secs(before + after).std());
+                    c.timeout =
+                        Duration(c.timeout.std().saturating_add(secs(before + after).std()));
                 }
                 c.name = Some(name.clone());
                 paths.push((format!("rollbacks[{}]", rb.len()), path.clone(), name));
@@ -407,7 +456,9 @@ pub fn translate(raw: &Value, opts: &Options) -> Result<Translation, Problems> {
         tags,
         limits: Limits {
             // Chaos Toolkit has no overall limit; keep a generous one.
-            max_duration: Duration(std::time::Duration::from_secs(86_400) + secs(waits).std()),
+            max_duration: Duration(
+                std::time::Duration::from_secs(86_400).saturating_add(secs(waits).std()),
+            ),
             blast_radius: BlastRadius::default(),
         },
         setup: vec![],
@@ -424,7 +475,73 @@ pub fn translate(raw: &Value, opts: &Options) -> Result<Translation, Problems> {
         has_hypothesis,
         paths,
         warnings,
+        guarding_controls,
     })
+}
+
+/// Substitutes `${name}` in an activity. A process provider's string of
+/// arguments runs through `sh -c`: values pasted into it are shell-quoted,
+/// so a value cannot add commands.
+fn substitute_activity(a: &Value, l: &Lookup) -> Value {
+    let mut out = vars::substitute(a, l);
+    let is_process = a.pointer("/provider/type").and_then(Value::as_str) == Some("process");
+    if let (true, Some(Value::String(raw))) = (is_process, a.pointer("/provider/arguments")) {
+        if let Some(args) = out.pointer_mut("/provider/arguments") {
+            *args = Value::String(vars::substitute_for_shell(raw, l));
+        }
+    }
+    out
+}
+
+/// Module names of controls that only observe a run (tracing, logs,
+/// notifications): ignoring them changes nothing that runs.
+const OBSERVING_CONTROLS: [&str; 12] = [
+    "trac",
+    "log",
+    "otel",
+    "opentelemetry",
+    "metric",
+    "report",
+    "slack",
+    "notif",
+    "prometheus",
+    "datadog",
+    "journal",
+    "reliably",
+];
+
+/// Warns about every control (faultline cannot run them) and lists those
+/// that may guard what they are attached to.
+fn controls(v: Option<&Value>, path: &str, warnings: &mut Vec<String>, guarding: &mut Vec<String>) {
+    let Some(v) = v else { return };
+    let list: Vec<&Value> = match v {
+        Value::Array(a) => a.iter().collect(),
+        Value::Null => return,
+        other => vec![other],
+    };
+    for (i, c) in list.iter().enumerate() {
+        let name = c.get("name").and_then(Value::as_str).unwrap_or("(unnamed)");
+        let module = c
+            .pointer("/provider/module")
+            .and_then(Value::as_str)
+            .unwrap_or("");
+        let what = if module.is_empty() {
+            format!("`{path}[{i}]` (`{name}`)")
+        } else {
+            format!("`{path}[{i}]` (`{name}`, module `{module}`)")
+        };
+        let words = format!("{name} {module}").to_ascii_lowercase();
+        if OBSERVING_CONTROLS.iter().any(|w| words.contains(w)) {
+            warnings.push(format!(
+                "control {what} is not supported and is ignored: faultline cannot run Chaos Toolkit controls (its events stream with `--events`)"
+            ));
+        } else {
+            warnings.push(format!(
+                "control {what} is not supported: it may guard what it is attached to (a prompt, a safeguard); `faultline run` refuses to run without it unless you pass --ignore-controls"
+            ));
+            guarding.push(what);
+        }
+    }
 }
 
 struct Ctx<'a> {
@@ -432,8 +549,15 @@ struct Ctx<'a> {
     secrets: &'a Map<String, Value>,
 }
 
+/// Never panics: values come from `seconds`, which bounds them; anything
+/// else becomes 0 or the bound.
 fn secs(s: f64) -> Duration {
-    Duration(std::time::Duration::from_secs_f64(s.max(0.0)))
+    let s = if s.is_nan() {
+        0.0
+    } else {
+        s.clamp(0.0, MAX_SECONDS)
+    };
+    Duration(std::time::Duration::from_secs_f64(s))
 }
 
 fn unique(name: &str, taken: &mut Vec<String>) -> String {
@@ -457,14 +581,29 @@ fn activity_name(a: &Value, path: &str, p: &mut Problems) -> String {
     }
 }
 
-/// A number of seconds: a number or a numeric string (after substitution).
-fn seconds(v: &Value) -> Option<f64> {
-    match v {
+/// The longest pause or timeout accepted: a year, as faultline's durations.
+const MAX_SECONDS: f64 = 366.0 * 86_400.0;
+
+/// A number of seconds: a number or a numeric string (after substitution),
+/// from 0 to a year.
+fn seconds(v: &Value) -> Result<f64, String> {
+    let x = match v {
         Value::Number(n) => n.as_f64(),
-        Value::String(s) => s.trim().parse().ok(),
+        Value::String(s) => s.trim().parse::<f64>().ok(),
         _ => None,
     }
-    .filter(|x: &f64| x.is_finite() && *x >= 0.0)
+    .ok_or_else(|| format!("{v} is not a number of seconds"))?;
+    if x.is_nan() {
+        Err("NaN is not a number of seconds".into())
+    } else if x < 0.0 {
+        Err(format!("{v} is negative; give a number of seconds from 0"))
+    } else if x > MAX_SECONDS {
+        Err(format!(
+            "{v} seconds is longer than a year ({MAX_SECONDS} s); that is surely a mistake"
+        ))
+    } else {
+        Ok(x)
+    }
 }
 
 fn pauses(a: &Value, path: &str, p: &mut Problems) -> (f64, f64) {
@@ -473,11 +612,8 @@ fn pauses(a: &Value, path: &str, p: &mut Problems) -> (f64, f64) {
     };
     let mut get = |k: &str| match ps.get(k) {
         None | Some(Value::Null) => 0.0,
-        Some(v) => seconds(v).unwrap_or_else(|| {
-            p.push((
-                format!("{path}.pauses.{k}"),
-                format!("a pause is a number of seconds, not {v}"),
-            ));
+        Some(v) => seconds(v).unwrap_or_else(|m| {
+            p.push((format!("{path}.pauses.{k}"), format!("a pause: {m}")));
             0.0
         }),
     };
@@ -539,44 +675,91 @@ fn provider<'a>(a: &'a Value, path: &str) -> Result<(&'a Map<String, Value>, &'a
     Ok((pr, t))
 }
 
-/// Timeout: the provider's (a number, or `[connect, read]` summed), else the activity's.
+/// An activity's timeout, in seconds.
+#[derive(Clone, Copy, Debug)]
+struct Timeout {
+    /// What bounds the whole activity.
+    total: f64,
+    /// `[connect, read]`: each applies on its own, as in Python requests.
+    split: Option<(f64, f64)>,
+}
+
+impl Timeout {
+    fn split(&self) -> Option<SplitTimeout> {
+        self.split.map(|(c, r)| SplitTimeout {
+            connect: secs(c),
+            read: secs(r),
+        })
+    }
+}
+
+/// Timeout: the provider's (a number, or `[connect, read]`), else the activity's.
 fn timeout_of(
     a: &Value,
     pr: &Map<String, Value>,
     path: &str,
     default: f64,
-) -> Result<f64, Problems> {
-    let bad = |k: &str| {
+) -> Result<Timeout, Problems> {
+    let bad = |k: &str, m: String| {
         vec![(
             k.to_string(),
-            "a timeout is a number of seconds (or `[connect, read]` for http)".to_string(),
+            format!("a timeout is a number of seconds (or `[connect, read]` for http): {m}"),
         )]
     };
+    let at = format!("{path}.provider.timeout");
     match pr.get("timeout") {
         Some(Value::Array(v)) => {
-            let mut t = 0.0;
-            for x in v {
-                t += seconds(x).ok_or_else(|| bad(&format!("{path}.provider.timeout")))?;
-            }
-            if t > 0.0 {
-                return Ok(t);
+            let parts = v
+                .iter()
+                .map(seconds)
+                .collect::<Result<Vec<f64>, String>>()
+                .map_err(|m| bad(&at, m))?;
+            match parts[..] {
+                [c, r] if c > 0.0 && r > 0.0 => {
+                    return Ok(Timeout {
+                        total: c + r,
+                        split: Some((c, r)),
+                    })
+                }
+                [c, r] => {
+                    return Err(bad(
+                        &at,
+                        format!("[{c}, {r}]: both parts must be more than 0"),
+                    ))
+                }
+                _ => {
+                    return Err(bad(
+                        &at,
+                        format!("a list has two numbers, not {}", parts.len()),
+                    ))
+                }
             }
         }
         Some(Value::Null) | None => {}
         Some(v) => {
-            let t = seconds(v).ok_or_else(|| bad(&format!("{path}.provider.timeout")))?;
+            let t = seconds(v).map_err(|m| bad(&at, m))?;
             if t > 0.0 {
-                return Ok(t);
+                return Ok(Timeout {
+                    total: t,
+                    split: None,
+                });
             }
         }
     }
-    match a.get("timeout") {
-        Some(Value::Null) | None => Ok(default),
+    let total = match a.get("timeout") {
+        Some(Value::Null) | None => default,
         Some(v) => match seconds(v) {
-            Some(t) if t > 0.0 => Ok(t),
-            _ => Err(bad(&format!("{path}.timeout"))),
+            Ok(t) if t > 0.0 => t,
+            Ok(_) => {
+                return Err(bad(
+                    &format!("{path}.timeout"),
+                    "it must be more than 0".into(),
+                ))
+            }
+            Err(m) => return Err(bad(&format!("{path}.timeout"), m)),
         },
-    }
+    };
+    Ok(Timeout { total, split: None })
 }
 
 /// An http provider's request: (url, method, headers, body).
@@ -752,7 +935,12 @@ fn process_argv(pr: &Map<String, Value>, path: &str) -> Result<Vec<String>, Prob
     };
     match pr.get("arguments") {
         None | Some(Value::Null) => Ok(vec![program]),
-        Some(Value::String(s)) => Ok(vec!["sh".into(), "-c".into(), format!("{program} {s}")]),
+        // `s` was substituted with shell-quoted values (`substitute_activity`).
+        Some(Value::String(s)) => Ok(vec![
+            "sh".into(),
+            "-c".into(),
+            format!("{} {s}", vars::shell_quote(&program)),
+        ]),
         Some(Value::Array(a)) => {
             let mut v = vec![program];
             v.extend(
@@ -788,7 +976,26 @@ fn python_spec(pr: &Map<String, Value>, ctx: &Ctx, mode: &str, tol: Option<&Valu
         "configuration".into(),
         Value::Object(ctx.configuration.clone()),
     );
-    spec.insert("secrets".into(), Value::Object(ctx.secrets.clone()));
+    // Only the scopes the provider (or its tolerance probe) lists, as chaoslib.
+    let mut scopes = Map::new();
+    let listed = |p: Option<&Value>| -> Vec<String> {
+        p.and_then(|p| p.get("secrets"))
+            .and_then(Value::as_array)
+            .map(|a| {
+                a.iter()
+                    .filter_map(|x| x.as_str().map(String::from))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let mut names = listed(Some(&Value::Object(pr.clone())));
+    names.extend(listed(tol.and_then(|t| t.get("provider"))));
+    for n in names {
+        if let Some(v) = ctx.secrets.get(&n) {
+            scopes.insert(n, v.clone());
+        }
+    }
+    spec.insert("secrets".into(), Value::Object(scopes));
     if let Some(t) = tol {
         spec.insert("tolerance".into(), t.clone());
     }
@@ -862,7 +1069,7 @@ fn build_probe(a: &Value, path: &str, ctx: &Ctx) -> Result<Probe, Problems> {
             cwd: None,
             env,
         });
-        probe.timeout = secs(timeout_of(a, pr, path, PROCESS_PROBE_TIMEOUT)?);
+        probe.timeout = secs(timeout_of(a, pr, path, PROCESS_PROBE_TIMEOUT)?.total);
         return Ok(probe);
     }
     Tolerance::parse(&tol)
@@ -871,17 +1078,19 @@ fn build_probe(a: &Value, path: &str, ctx: &Ctx) -> Result<Probe, Problems> {
     match kind {
         "http" => {
             let r = http_request(pr, path)?;
+            let timeout = timeout_of(a, pr, path, HTTP_TIMEOUT)?;
             probe.http = Some(HttpProbe {
                 url: r.url,
                 method: r.method,
                 headers: r.headers,
                 body: r.body,
                 insecure: r.insecure,
+                split_timeout: timeout.split(),
             });
             // Any status is a result; the tolerance judges it.
             probe.expect.status =
                 Some(expected_status(pr, path)?.unwrap_or(StatusSet(vec![(100, 599)])));
-            probe.timeout = secs(timeout_of(a, pr, path, HTTP_TIMEOUT)?);
+            probe.timeout = secs(timeout.total);
         }
         "process" => {
             probe.command = Some(CommandProbe {
@@ -889,7 +1098,7 @@ fn build_probe(a: &Value, path: &str, ctx: &Ctx) -> Result<Probe, Problems> {
                 cwd: None,
                 env: BTreeMap::new(),
             });
-            probe.timeout = secs(timeout_of(a, pr, path, PROCESS_PROBE_TIMEOUT)?);
+            probe.timeout = secs(timeout_of(a, pr, path, PROCESS_PROBE_TIMEOUT)?.total);
         }
         _ => {
             check_python_provider(pr, path, name)?;
@@ -900,7 +1109,7 @@ fn build_probe(a: &Value, path: &str, ctx: &Ctx) -> Result<Probe, Problems> {
                 env,
             });
             probe.expect.result_on_stdout = true;
-            probe.timeout = secs(timeout_of(a, pr, path, PROCESS_PROBE_TIMEOUT)?);
+            probe.timeout = secs(timeout_of(a, pr, path, PROCESS_PROBE_TIMEOUT)?.total);
         }
     }
     Ok(probe)
@@ -934,13 +1143,15 @@ fn build_action(a: &Value, path: &str, ctx: &Ctx, default_timeout: f64) -> Resul
                     "`verify_tls: false` is supported on hypothesis probes only".into(),
                 )]);
             }
+            let timeout = timeout_of(a, pr, path, HTTP_TIMEOUT)?;
             step.http = Some(HttpAction {
                 name: Some(name),
                 url: r.url,
                 method: r.method,
                 headers: r.headers,
                 body: r.body,
-                timeout: secs(timeout_of(a, pr, path, HTTP_TIMEOUT)?),
+                timeout: secs(timeout.total),
+                split_timeout: timeout.split(),
                 expect_status: Some(
                     expected_status(pr, path)?.unwrap_or(StatusSet(vec![(100, 599)])),
                 ),
@@ -953,7 +1164,7 @@ fn build_action(a: &Value, path: &str, ctx: &Ctx, default_timeout: f64) -> Resul
                 run: process_argv(pr, path)?,
                 cwd: None,
                 env: BTreeMap::new(),
-                timeout: secs(timeout_of(a, pr, path, default_timeout)?),
+                timeout: secs(timeout_of(a, pr, path, default_timeout)?.total),
                 expect_exit: 0,
                 ignore_failure: true,
             });
@@ -966,7 +1177,7 @@ fn build_action(a: &Value, path: &str, ctx: &Ctx, default_timeout: f64) -> Resul
                 run,
                 cwd: None,
                 env,
-                timeout: secs(timeout_of(a, pr, path, default_timeout)?),
+                timeout: secs(timeout_of(a, pr, path, default_timeout)?.total),
                 expect_exit: 0,
                 ignore_failure: true,
             });
@@ -991,24 +1202,48 @@ fn build_rollback(a: &Value, path: &str, ctx: &Ctx) -> Result<CommandAction, Pro
     let r = http_request(pr, path)?;
     let timeout = timeout_of(a, pr, path, HTTP_TIMEOUT)?;
     let run = if crate::sys::exec::find_program("curl").is_some() {
-        let mut v: Vec<String> = vec!["curl".into(), "-sS".into(), "-o".into(), "/dev/null".into()];
-        v.extend(["-X".into(), r.method.clone()]);
+        // Headers, body and URL may carry credentials: they reach curl as a
+        // config on its stdin, from an environment variable (readable by
+        // this user only), never on argv where every user can read them.
+        let mut cfg = vec![
+            "silent".to_string(),
+            "show-error".into(),
+            format!("output = {}", curl_quote("/dev/null")),
+            // The status on stdout, for the journal's `output`.
+            format!("write-out = {}", curl_quote("%{http_code}")),
+            format!("request = {}", curl_quote(&r.method)),
+        ];
         for (k, val) in &r.headers {
-            v.extend(["-H".into(), format!("{k}: {val}")]);
+            cfg.push(format!("header = {}", curl_quote(&format!("{k}: {val}"))));
         }
         if let Some(b) = &r.body {
-            v.extend(["--data-binary".into(), b.clone()]);
+            // `data-raw`: a body starting with `@` is not a file name.
+            cfg.push(format!("data-raw = {}", curl_quote(b)));
         }
         if r.insecure {
-            v.push("-k".into());
+            cfg.push("insecure".into());
         }
-        v.extend([
-            "--max-time".into(),
-            format!("{timeout}"),
-            "--".into(),
-            r.url.clone(),
-        ]);
-        (v, BTreeMap::new())
+        if let Some((c, rd)) = timeout.split {
+            // As requests: connect and read apart; a read stalls when
+            // nothing arrives for `rd` seconds.
+            cfg.push(format!("connect-timeout = {c}"));
+            cfg.push(format!(
+                "speed-limit = 1\nspeed-time = {}",
+                rd.ceil().max(1.0)
+            ));
+        }
+        cfg.push(format!("max-time = {}", timeout.total));
+        cfg.push(format!("url = {}", curl_quote(&r.url)));
+        let mut env = BTreeMap::new();
+        env.insert(CURL_CONFIG_ENV.to_string(), cfg.join("\n") + "\n");
+        (
+            vec![
+                "sh".into(),
+                "-c".into(),
+                format!("printf '%s' \"${CURL_CONFIG_ENV}\" | exec curl --config -"),
+            ],
+            env,
+        )
     } else {
         python::check_python().map_err(|e| {
             vec![(
@@ -1023,8 +1258,29 @@ fn build_rollback(a: &Value, path: &str, ctx: &Ctx) -> Result<CommandAction, Pro
         run: run.0,
         cwd: None,
         env: run.1,
-        timeout: secs(timeout + 5.0),
+        timeout: secs(timeout.total + 5.0),
         expect_exit: 0,
         ignore_failure: true,
     })
+}
+
+/// Environment variable that carries an http rollback's curl config.
+const CURL_CONFIG_ENV: &str = "FAULTLINE_CTK_CURL";
+
+/// A value in a curl config file: double-quoted, with curl's escapes.
+fn curl_quote(s: &str) -> String {
+    let mut o = String::with_capacity(s.len() + 2);
+    o.push('"');
+    for c in s.chars() {
+        match c {
+            '\\' => o.push_str("\\\\"),
+            '"' => o.push_str("\\\""),
+            '\n' => o.push_str("\\n"),
+            '\r' => o.push_str("\\r"),
+            '\t' => o.push_str("\\t"),
+            c => o.push(c),
+        }
+    }
+    o.push('"');
+    o
 }

@@ -205,7 +205,7 @@ pub fn load_configuration(
                         errs.push((
                             path,
                             format!(
-                                "the environment variable `{env_key}` is not set and there is no `default`; set it, add `default`, or pass `--var {key}=VALUE`"
+                                "the environment variable `{env_key}` is not set and there is no `default`; set it, add `default`, or pass `--var {key}=VALUE` (run, validate and plan take it)"
                             ),
                         ));
                         continue;
@@ -365,7 +365,6 @@ fn is_ident(c: u8) -> bool {
 /// Python's `string.Template.safe_substitute` plus chaoslib's typed rule: a
 /// string that is exactly `${name}` (or `$name`) takes the value's own type.
 pub fn substitute_str(s: &str, l: &Lookup) -> Value {
-    let b = s.as_bytes();
     // Whole-string reference keeps the type.
     let whole = if let Some(inner) = s.strip_prefix("${").and_then(|x| x.strip_suffix('}')) {
         Some(inner)
@@ -380,6 +379,23 @@ pub fn substitute_str(s: &str, l: &Lookup) -> Value {
             }
         }
     }
+    Value::String(substitute_with(s, l, py_str))
+}
+
+/// Substitution into a string that `sh -c` runs: every value is one
+/// shell word, quoted, so it cannot add commands or split into words.
+pub fn substitute_for_shell(s: &str, l: &Lookup) -> String {
+    substitute_with(s, l, |v| shell_quote(&py_str(v)))
+}
+
+/// Quotes a word for a POSIX shell (always, so no character is special).
+pub fn shell_quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "'\\''"))
+}
+
+/// `string.Template.safe_substitute`, with `show` turning a value into text.
+fn substitute_with(s: &str, l: &Lookup, show: impl Fn(&Value) -> String) -> String {
+    let b = s.as_bytes();
     let mut out = String::with_capacity(s.len());
     let mut i = 0;
     while i < b.len() {
@@ -420,7 +436,7 @@ pub fn substitute_str(s: &str, l: &Lookup) -> Value {
         };
         match name.and_then(|n| l.get(n)) {
             Some(v) => {
-                out.push_str(&py_str(v));
+                out.push_str(&show(v));
                 i = end;
             }
             None => {
@@ -430,7 +446,7 @@ pub fn substitute_str(s: &str, l: &Lookup) -> Value {
             }
         }
     }
-    Value::String(out)
+    out
 }
 
 /// Python's `str()` of a JSON value, as an argument or a substituted string.
@@ -482,6 +498,16 @@ mod tests {
         assert_eq!(substitute_str("cost: $$5 ${", &l), json!("cost: $5 ${"));
         assert_eq!(substitute_str("$1 and $", &l), json!("$1 and $"));
         assert_eq!(substitute_str("${host}x", &l), json!("127.0.0.1x"));
+        // Into `sh -c`: one quoted word, whatever the value holds.
+        let (c2, s2) = lookup_with(json!({"x": "1; id > /tmp/p", "q": "it's"}), json!({}));
+        let l2 = Lookup {
+            configuration: &c2,
+            secrets: &s2,
+        };
+        assert_eq!(
+            substitute_for_shell("-n ${x} $q $$ ${nope}", &l2),
+            "-n '1; id > /tmp/p' 'it'\\''s' $ ${nope}"
+        );
         let v = substitute(&json!({"a": ["${host}", 1, {"b": "${port}"}]}), &l);
         assert_eq!(v, json!({"a": ["127.0.0.1", 1, {"b": 8080}]}));
     }

@@ -30,12 +30,20 @@ pub fn main(cli: Cli) -> i32 {
             files,
             format,
             chaostoolkit,
-        } => validate::run(&files, format, chaostoolkit),
+            vars,
+        } => match ctk_vars(&vars) {
+            Ok(o) => validate::run(&files, format, chaostoolkit, &o),
+            Err(e) => usage_error(&e),
+        },
         Command::Plan {
             file,
             format,
             chaostoolkit,
-        } => plan::run(&file, format, chaostoolkit),
+            vars,
+        } => match ctk_vars(&vars) {
+            Ok(o) => plan::run(&file, format, chaostoolkit, &o),
+            Err(e) => usage_error(&e),
+        },
         Command::Schema => {
             println!("{}", schema_json());
             exit::HELD
@@ -66,4 +74,26 @@ pub fn schema_json() -> String {
         "A hypothesis-driven chaos experiment for faultline. See docs/experiment-format.md.".into(),
     );
     serde_json::to_string_pretty(&schema).expect("schema serializes")
+}
+
+fn usage_error(e: &str) -> i32 {
+    eprintln!("faultline: {e}");
+    exit::INVALID
+}
+
+/// Chaos Toolkit values from `--var-file` and `--var`. `.env` var files also
+/// set the environment of the whole run (as `chaos run` does), so process
+/// activities see them too.
+pub fn ctk_vars(v: &crate::cli::VarArgs) -> Result<crate::chaostoolkit::Options, String> {
+    let mut o = crate::chaostoolkit::Options::default();
+    for f in &v.var_files {
+        o.extra.add_file(f)?;
+    }
+    for x in &v.vars {
+        o.extra.add_var(x)?;
+    }
+    for (k, val) in &o.extra.env {
+        std::env::set_var(k, val);
+    }
+    Ok(o)
 }

@@ -5,7 +5,7 @@
 use crate::cli::PlanFormat;
 use crate::exit;
 use crate::experiment::model::{Experiment, Step};
-use crate::experiment::{self, Loaded};
+use crate::experiment::Loaded;
 use crate::fault::{self, FaultContext, PlannedOp, Protected};
 use crate::probe::{ProbeContext, ProbeRunner};
 use crate::sys::exec::shell_words;
@@ -55,8 +55,13 @@ pub struct PlannedStep {
     pub operations: Vec<PlannedOp>,
 }
 
-pub fn run(file: &Path, format: PlanFormat, chaostoolkit: bool) -> i32 {
-    let loaded = match experiment::load_any(file, chaostoolkit) {
+pub fn run(
+    file: &Path,
+    format: PlanFormat,
+    chaostoolkit: bool,
+    opts: &crate::chaostoolkit::Options,
+) -> i32 {
+    let loaded = match crate::load::load(file, chaostoolkit, opts).map(|(l, _)| l) {
         Ok(l) => l,
         Err(problems) => {
             for p in &problems {
@@ -66,9 +71,10 @@ pub fn run(file: &Path, format: PlanFormat, chaostoolkit: bool) -> i32 {
         }
     };
     let plan = build(&loaded);
+    let r = &loaded.redactor;
     match format {
-        PlanFormat::Json => println!("{}", serde_json::to_string_pretty(&plan).unwrap()),
-        PlanFormat::Text => print!("{}", render_text(&plan)),
+        PlanFormat::Json => println!("{}", r.text(&serde_json::to_string_pretty(&plan).unwrap())),
+        PlanFormat::Text => print!("{}", r.text(&render_text(&plan))),
     }
     plan.exit_code
 }

@@ -1,9 +1,9 @@
 //! `faultline run FILE`.
 
-use crate::chaostoolkit::{self, CtkLoaded};
+use crate::chaostoolkit;
 use crate::cli::{ColorChoice, JournalFormat, RunArgs};
 use crate::exit;
-use crate::experiment::{self, Experiment, Loaded};
+use crate::experiment::Experiment;
 use crate::report::record::RunRecord;
 use crate::runner::{self, events::EventSink, live};
 use crate::sys::text::{escape, escape_text};
@@ -18,8 +18,24 @@ struct Outputs {
     markdown: Option<(PathBuf, File)>,
 }
 
+/// Journals, reports and event logs are readable by their owner only: they
+/// describe the host and the run.
 fn create(path: &Path, what: &str) -> Result<File, String> {
-    File::create(path).map_err(|e| format!("cannot write the {what} to {}: {e}", path.display()))
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(|e| format!("cannot write the {what} to {}: {e}", path.display()))?;
+    // An existing file keeps its mode on open: narrow it.
+    if let Ok(m) = f.metadata() {
+        if m.is_file() && m.permissions().mode() & 0o077 != 0 {
+            let _ = f.set_permissions(std::fs::Permissions::from_mode(0o600));
+        }
+    }
+    Ok(f)
 }
 
 pub fn run(args: RunArgs, state_dir: &Path, color: ColorChoice) -> i32 {
@@ -30,7 +46,7 @@ pub fn run(args: RunArgs, state_dir: &Path, color: ColorChoice) -> i32 {
             return exit::INVALID;
         }
     };
-    let (loaded, ctk) = match load(&args, &ctk_opts) {
+    let (loaded, ctk) = match crate::load::load(&args.file, args.chaostoolkit, &ctk_opts) {
         Ok(v) => v,
         Err(problems) => {
             for p in &problems {
@@ -39,6 +55,16 @@ pub fn run(args: RunArgs, state_dir: &Path, color: ColorChoice) -> i32 {
             return exit::INVALID;
         }
     };
+    if let Some(c) = &ctk {
+        if !c.translation.guarding_controls.is_empty() && !args.ignore_controls {
+            eprintln!(
+                "faultline: {} has controls faultline cannot run, which may guard what they are attached to: {}. Nothing was run. Remove them, or pass --ignore-controls to run without them.",
+                c.loaded.file,
+                c.translation.guarding_controls.join(", ")
+            );
+            return exit::PRECONDITION;
+        }
+    }
     let policy = match &ctk {
         Some(c) => c.policy(),
         None => match faultline_policy(&args) {
@@ -51,7 +77,7 @@ pub fn run(args: RunArgs, state_dir: &Path, color: ColorChoice) -> i32 {
     };
     if args.dry_run {
         let plan = super::plan::build(&loaded);
-        print!("{}", super::plan::render_text(&plan));
+        print!("{}", loaded.redactor.text(&super::plan::render_text(&plan)));
         return plan.exit_code;
     }
     let run_id = runner::new_run_id();
@@ -117,6 +143,11 @@ pub fn run(args: RunArgs, state_dir: &Path, color: ColorChoice) -> i32 {
     };
     // Do not wait for stray blocking tasks (e.g. a hung probe after a second Ctrl-C).
     rt.shutdown_background();
+    // Secrets never reach a report, whatever wrote them into the record.
+    let mut finished = finished;
+    if let Some(r) = loaded.redactor.serde(&finished.record) {
+        finished.record = r;
+    }
     let journal_text = match (&ctk, args.journal_format) {
         (Some(c), JournalFormat::Chaostoolkit) => {
             chaostoolkit::journal::render(&finished.record, c)
@@ -223,21 +254,10 @@ fn confirm(exp: &Experiment) -> bool {
     matches!(line.trim().to_ascii_lowercase().as_str(), "y" | "yes")
 }
 
-/// Chaos Toolkit options from the command line. `.env` var files also set
-/// the environment of the whole run (as `chaos run` does), so process
-/// activities see them too.
+/// Chaos Toolkit options from the command line.
 fn ctk_options(args: &RunArgs) -> Result<chaostoolkit::Options, String> {
     use crate::cli::{HypothesisStrategy as H, RollbackStrategy as R};
-    let mut o = chaostoolkit::Options::default();
-    for f in &args.var_files {
-        o.extra.add_file(f)?;
-    }
-    for v in &args.vars {
-        o.extra.add_var(v)?;
-    }
-    for (k, v) in &o.extra.env {
-        std::env::set_var(k, v);
-    }
+    let mut o = super::ctk_vars(&args.vars)?;
     o.hypothesis_strategy = args.hypothesis_strategy.map(|h| match h {
         H::Default => chaostoolkit::HypothesisStrategy::Default,
         H::BeforeMethodOnly => chaostoolkit::HypothesisStrategy::BeforeMethodOnly,
@@ -252,9 +272,10 @@ fn ctk_options(args: &RunArgs) -> Result<chaostoolkit::Options, String> {
         R::Deviated => chaostoolkit::RollbackStrategy::Deviated,
     });
     if let Some(f) = args.hypothesis_frequency {
-        if !(f.is_finite() && f > 0.0) {
+        // At most a year, as every duration (a larger one cannot be waited for).
+        if !(f.is_finite() && f > 0.0 && f <= 366.0 * 86_400.0) {
             return Err(format!(
-                "--hypothesis-frequency {f}: give a positive number of seconds, e.g. 1 or 0.5"
+                "--hypothesis-frequency {f}: give a positive number of seconds up to a year, e.g. 1 or 0.5"
             ));
         }
     }
@@ -263,33 +284,14 @@ fn ctk_options(args: &RunArgs) -> Result<chaostoolkit::Options, String> {
     Ok(o)
 }
 
-/// A Chaos Toolkit file (forced or detected) is translated; anything else
-/// is a faultline experiment.
-fn load(
-    args: &RunArgs,
-    opts: &chaostoolkit::Options,
-) -> Result<(Loaded, Option<CtkLoaded>), Vec<experiment::Diagnostic>> {
-    match chaostoolkit::try_load_with(&args.file, args.chaostoolkit, opts) {
-        Some(r) => r.map(|c| {
-            for w in &c.translation.warnings {
-                eprintln!(
-                    "{}",
-                    escape_text(&format!("{}: warning: {w}", c.loaded.file))
-                );
-            }
-            (c.loaded.clone(), Some(c))
-        }),
-        None => experiment::load_file(&args.file).map(|l| (l, None)),
-    }
-}
-
 /// The run policy of a faultline experiment: faultline's defaults, changed
 /// only by the strategy flags that mean something without a Chaos Toolkit file.
 fn faultline_policy(args: &RunArgs) -> Result<runner::Policy, String> {
     use crate::cli::HypothesisStrategy as H;
     let ctk_only = [
-        (!args.vars.is_empty(), "--var"),
-        (!args.var_files.is_empty(), "--var-file"),
+        (!args.vars.vars.is_empty(), "--var"),
+        (!args.vars.var_files.is_empty(), "--var-file"),
+        (args.ignore_controls, "--ignore-controls"),
         (
             args.hypothesis_frequency.is_some(),
             "--hypothesis-frequency",

@@ -2,15 +2,20 @@
 
 use crate::cli::ValidateFormat;
 use crate::exit;
-use crate::experiment::{self, Diagnostic};
+use crate::experiment::Diagnostic;
 use crate::sys::text::{escape, escape_text};
 use std::path::PathBuf;
 
-pub fn run(files: &[PathBuf], format: ValidateFormat, chaostoolkit: bool) -> i32 {
+pub fn run(
+    files: &[PathBuf],
+    format: ValidateFormat,
+    chaostoolkit: bool,
+    opts: &crate::chaostoolkit::Options,
+) -> i32 {
     let mut all_ok = true;
     let mut json = Vec::new();
     for f in files {
-        let result = experiment::load_any(f, chaostoolkit);
+        let result = crate::load::load(f, chaostoolkit, opts).map(|(l, _)| l);
         let shown = f.display().to_string();
         let shown_safe = escape(&shown);
         match (&result, format) {

@@ -1,6 +1,7 @@
 //! The experiment: its model, loading with located errors, and semantic validation.
 
 pub mod model;
+pub mod secrets;
 pub mod validate;
 pub mod yaml;
 
@@ -55,6 +56,8 @@ pub struct Loaded {
     pub file: String,
     pub experiment: Experiment,
     pub spans: yaml::SpanIndex,
+    /// What must never be shown or written (secrets, passwords, credentials).
+    pub redactor: secrets::Redactor,
 }
 
 /// Reads, parses and validates an experiment file. All problems found are
@@ -76,6 +79,7 @@ pub fn load_bytes(file: &str, bytes: &[u8]) -> Result<Loaded, Vec<Diagnostic>> {
     }
     Ok(Loaded {
         file: file.to_string(),
+        redactor: secrets::Redactor::for_experiment(&experiment),
         experiment,
         spans,
     })
@@ -101,19 +105,4 @@ pub fn read_capped(path: &Path) -> Result<Vec<u8>, String> {
         ));
     }
     Ok(buf)
-}
-
-/// Loads a faultline experiment, or a Chaos Toolkit one (forced, or detected
-/// from its keys) translated into faultline's model.
-pub fn load_any(path: &Path, force_chaostoolkit: bool) -> Result<Loaded, Vec<Diagnostic>> {
-    match crate::chaostoolkit::try_load(path, force_chaostoolkit) {
-        None => load_file(path),
-        Some(r) => r.map(|c| {
-            for w in &c.translation.warnings {
-                let line = format!("{}: warning: {w}", c.loaded.file);
-                eprintln!("{}", crate::sys::text::escape_text(&line));
-            }
-            c.loaded
-        }),
-    }
 }

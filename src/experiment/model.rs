@@ -231,6 +231,19 @@ pub struct HttpProbe {
     /// Accept invalid TLS certificates (self-signed test servers).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub insecure: bool,
+    /// Chaos Toolkit's `timeout: [connect, read]`, kept apart as requests
+    /// does; set by its translation only, not part of the file format.
+    #[serde(skip)]
+    #[schemars(skip)]
+    pub split_timeout: Option<SplitTimeout>,
+}
+
+/// A connect timeout and a read timeout (the longest wait for the server's
+/// next bytes), each on its own, as Python requests applies `(connect, read)`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct SplitTimeout {
+    pub connect: Duration,
+    pub read: Duration,
 }
 
 fn default_method() -> String {
@@ -829,6 +842,10 @@ pub struct HttpAction {
     /// Default 30s.
     #[serde(default = "default_http_action_timeout")]
     pub timeout: Duration,
+    /// See `HttpProbe::split_timeout`.
+    #[serde(skip)]
+    #[schemars(skip)]
+    pub split_timeout: Option<SplitTimeout>,
     /// Status codes that count as success (default any 2xx).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expect_status: Option<StatusSet>,
@@ -893,4 +910,46 @@ impl AbortCondition {
             format!("{}: (no condition)", self.probe)
         }
     }
+}
+
+/// Which checks gate the run, and when user rollbacks run. faultline's own
+/// defaults are all `true` / `Always`; Chaos Toolkit strategies change them.
+/// Automatic undo of faults is not affected: it always happens.
+#[derive(Clone, Copy, Debug)]
+pub struct Policy {
+    /// The steady state must hold before the method (else exit 3).
+    pub check_before: bool,
+    /// Sample after rollback until recovered.
+    pub check_after: bool,
+    pub user_rollbacks: RollbackPolicy,
+    /// Chaos Toolkit's order: check the steady state after the method and
+    /// only then run the user rollbacks (faultline's: rollback, then check
+    /// recovery). Fault undo is not affected.
+    pub check_after_before_rollbacks: bool,
+}
+
+impl Default for Policy {
+    fn default() -> Self {
+        Policy {
+            check_before: true,
+            check_after: true,
+            user_rollbacks: RollbackPolicy::Always,
+            check_after_before_rollbacks: false,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RollbackPolicy {
+    /// Whenever the method ran, also after an abort or a signal (faultline's default).
+    Always,
+    /// Never run user rollbacks.
+    Never,
+    /// Only when the hypothesis deviated (or the run was aborted).
+    Deviated,
+    /// Chaos Toolkit's default: unless the run was interrupted or aborted.
+    UnlessInterrupted,
+    /// Chaos Toolkit's explicit `always`: also when the method did not run
+    /// because the steady state did not hold before it.
+    Unconditional,
 }

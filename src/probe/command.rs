@@ -269,12 +269,13 @@ impl CommandCheck {
                     "stderr": String::from_utf8_lossy(stderr),
                 })
             };
-            return match t.check(&result, Some("stdout")) {
+            let sample = match t.check(&result, Some("stdout")) {
                 Ok(_) => {
                     Sample::success(latency, format!("{}, within tolerance", ended_text(ended)))
                 }
                 Err(why) => Sample::failure(latency, format!("tolerance not met: {why}")),
             };
+            return sample.with_output(result);
         }
         sample
     }

@@ -65,9 +65,13 @@ impl HttpCheck {
             run_id,
         );
 
-        let client = Client::builder()
-            .timeout(timeout)
-            .connect_timeout(timeout)
+        let mut builder = Client::builder().timeout(timeout).connect_timeout(timeout);
+        if let Some(t) = spec.split_timeout {
+            builder = builder
+                .connect_timeout(t.connect.std())
+                .read_timeout(t.read.std());
+        }
+        let client = builder
             .no_proxy()
             .redirect(reqwest::redirect::Policy::none())
             .danger_accept_invalid_certs(spec.insecure)
@@ -246,10 +250,11 @@ impl HttpCheck {
                 serde_json::Value::String(String::from_utf8_lossy(body).to_string())
             };
             let result = serde_json::json!({"status": code, "headers": hmap, "body": body_value});
-            return match t.check(&result, Some("body")) {
+            let sample = match t.check(&result, Some("body")) {
                 Ok(_) => Sample::success(latency, format!("status {code}, within tolerance")),
                 Err(why) => Sample::failure(latency, format!("tolerance not met: {why}")),
             };
+            return sample.with_output(result);
         }
         sample
     }

@@ -23,6 +23,9 @@ pub struct Sample {
     pub latency: Duration,
     /// Why it failed or errored; for a success a short summary (e.g. `200`, `value 3`).
     pub detail: String,
+    /// The result a tolerance judged (`{status, stdout, stderr}`,
+    /// `{status, headers, body}`, a python value), for the Chaos Toolkit journal.
+    pub output: Option<serde_json::Value>,
 }
 
 impl Sample {
@@ -31,6 +34,7 @@ impl Sample {
             status: SampleStatus::Success,
             latency,
             detail: detail.into(),
+            output: None,
         }
     }
     pub fn failure(latency: Duration, detail: impl Into<String>) -> Self {
@@ -38,6 +42,7 @@ impl Sample {
             status: SampleStatus::Failure,
             latency,
             detail: detail.into(),
+            output: None,
         }
     }
     pub fn error(latency: Duration, detail: impl Into<String>) -> Self {
@@ -45,7 +50,12 @@ impl Sample {
             status: SampleStatus::Error,
             latency,
             detail: detail.into(),
+            output: None,
         }
+    }
+    pub fn with_output(mut self, v: serde_json::Value) -> Self {
+        self.output = Some(v);
+        self
     }
     pub fn is_success(&self) -> bool {
         self.status == SampleStatus::Success

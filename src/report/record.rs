@@ -242,6 +242,9 @@ pub struct SampleRecord {
     /// Why it failed or errored; for successes a short summary (status code, value).
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub detail: String,
+    /// The result a tolerance judged, before and after the method only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output: Option<serde_json::Value>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -268,6 +271,9 @@ pub struct StepRecord {
     pub ended_ms: Option<f64>,
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub detail: String,
+    /// What a command or HTTP step returned (see `ActionRecord::output`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output: Option<serde_json::Value>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -424,6 +430,10 @@ pub struct ActionRecord {
     pub duration_ms: f64,
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub detail: String,
+    /// What it returned: `{status, stdout, stderr}` for a command (output
+    /// cut at 64 KiB), `{status, headers, body}` for an HTTP request.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output: Option<serde_json::Value>,
 }
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]

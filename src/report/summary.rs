@@ -355,6 +355,7 @@ pub(crate) mod testdata {
                     latency_ms: 3.0,
                     status: SampleStatus::Success,
                     detail: "200".into(),
+                    output: None,
                 }],
             }],
             steps: vec![StepRecord {
@@ -365,6 +366,7 @@ pub(crate) mod testdata {
                 started_ms: Some(5_000.0),
                 ended_ms: Some(15_000.0),
                 detail: String::new(),
+                output: None,
             }],
             faults: vec![FaultRecord {
                 step: 0,

@@ -120,6 +120,7 @@ impl RecordBuilder {
                         started_ms: None,
                         ended_ms: None,
                         detail: String::new(),
+                        output: None,
                     })
                     .collect();
             }
@@ -144,6 +145,7 @@ impl RecordBuilder {
                 latency_ms,
                 status,
                 detail,
+                output,
                 ..
             } => {
                 if *phase == SamplePhase::During
@@ -161,6 +163,13 @@ impl RecordBuilder {
                         latency_ms: *latency_ms,
                         status: *status,
                         detail: detail.clone(),
+                        // Not for every sample during the method: the journal
+                        // would grow with the run's length.
+                        output: if *phase == SamplePhase::During {
+                            None
+                        } else {
+                            output.clone()
+                        },
                     });
                 }
             }
@@ -268,6 +277,7 @@ impl RecordBuilder {
                 ok,
                 duration_ms,
                 detail,
+                output,
             } => {
                 if *rollback {
                     self.rec.rollbacks.push(ActionRecord {
@@ -277,7 +287,15 @@ impl RecordBuilder {
                         ok: *ok,
                         duration_ms: *duration_ms,
                         detail: detail.clone(),
+                        output: output.clone(),
                     });
+                } else if let Some(s) =
+                    self.rec.steps.iter_mut().find(|s| {
+                        &s.label == label && s.started_ms.is_some() && s.ended_ms.is_none()
+                    })
+                {
+                    // The step this action ran for: started, not given an output yet.
+                    s.output = output.clone();
                 }
             }
             Event::Recovered { probe, after_ms } => {

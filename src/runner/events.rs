@@ -3,16 +3,17 @@
 //! every report) all consume the same stream. Matches over `Event` have no
 //! catch-all arm, so a new event makes every consumer decide what to do.
 
+use crate::experiment::secrets::Redactor;
 use crate::report::record::{
     InconclusiveReason, Phase, SamplePhase, SampleStatus, StepStatus, Verdict,
 };
 use chrono::{DateTime, Utc};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::io::Write;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(tag = "event", rename_all = "snake_case")]
 pub enum Event {
     RunStarted {
@@ -47,6 +48,9 @@ pub enum Event {
         latency_ms: f64,
         status: SampleStatus,
         detail: String,
+        /// What the tolerance judged (Chaos Toolkit probes).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        output: Option<serde_json::Value>,
     },
     SteadyState {
         phase: SamplePhase,
@@ -110,6 +114,9 @@ pub enum Event {
         ok: bool,
         duration_ms: f64,
         detail: String,
+        /// What it returned: `{status, stdout, stderr}` or `{status, headers, body}`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        output: Option<serde_json::Value>,
     },
     Recovered {
         probe: String,
@@ -132,14 +139,14 @@ pub enum Event {
     },
 }
 
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct ProbeInfo {
     pub name: String,
     pub kind: String,
     pub target: String,
 }
 
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct StepInfo {
     pub label: String,
     pub kind: String,
@@ -165,6 +172,7 @@ pub struct Emitter {
     inner: Arc<Mutex<Vec<Box<dyn EventSink>>>>,
     run_id: String,
     start: Instant,
+    redactor: Arc<Redactor>,
 }
 
 impl Emitter {
@@ -173,7 +181,14 @@ impl Emitter {
             inner: Arc::new(Mutex::new(sinks)),
             run_id: run_id.to_string(),
             start,
+            redactor: Arc::default(),
         }
+    }
+
+    /// Masks secrets in every event before any sink sees it.
+    pub fn with_redactor(mut self, r: Redactor) -> Self {
+        self.redactor = Arc::new(r);
+        self
     }
 
     pub fn elapsed_ms(&self) -> f64 {
@@ -181,6 +196,13 @@ impl Emitter {
     }
 
     pub fn emit(&self, event: Event) {
+        let event = if self.redactor.is_empty() {
+            event
+        } else {
+            self.redactor.serde(&event).unwrap_or(Event::Note {
+                message: "(an event was withheld: it could not be checked for secrets)".into(),
+            })
+        };
         let ev = TimedEvent {
             run_id: self.run_id.clone(),
             at: Utc::now(),

@@ -204,12 +204,14 @@ pub(super) async fn run_http_action(
     label: &str,
 ) -> bool {
     let t0 = Instant::now();
-    let result: Result<u16, String> = async {
-        let client = reqwest::Client::builder()
-            .timeout(h.timeout.std())
-            .no_proxy()
-            .build()
-            .map_err(|e| e.to_string())?;
+    let result: Result<(u16, serde_json::Value), String> = async {
+        let mut builder = reqwest::Client::builder().timeout(h.timeout.std());
+        if let Some(t) = h.split_timeout {
+            builder = builder
+                .connect_timeout(t.connect.std())
+                .read_timeout(t.read.std());
+        }
+        let client = builder.no_proxy().build().map_err(|e| e.to_string())?;
         let method = reqwest::Method::from_bytes(h.method.to_ascii_uppercase().as_bytes())
             .map_err(|e| e.to_string())?;
         let mut req = client
@@ -223,20 +225,23 @@ pub(super) async fn run_http_action(
         }
         let mut rx = ctx.cancel_rx.clone();
         tokio::select! {
-            r = req.send() => r.map(|r| r.status().as_u16()).map_err(|e| e.to_string()),
+            r = async {
+                let r = req.send().await.map_err(|e| e.to_string())?;
+                Ok((r.status().as_u16(), http_output(r).await))
+            } => r,
             _ = rx.wait_for(|c| *c) => Err("interrupted".into()),
         }
     }
     .await;
-    let (ok, code, detail) = match result {
-        Ok(code) => {
+    let (ok, code, detail, output) = match result {
+        Ok((code, output)) => {
             let ok = match &h.expect_status {
                 Some(set) => set.contains(code),
                 None => (200..300).contains(&code),
             };
-            (ok, Some(code as i32), format!("HTTP {code}"))
+            (ok, Some(code as i32), format!("HTTP {code}"), Some(output))
         }
-        Err(e) => (false, None, e),
+        Err(e) => (false, None, e, None),
     };
     ctx.emit.emit(Event::ActionFinished {
         label: label.to_string(),
@@ -246,8 +251,44 @@ pub(super) async fn run_http_action(
         ok,
         duration_ms: t0.elapsed().as_secs_f64() * 1000.0,
         detail,
+        output,
     });
     ok
+}
+
+/// `{status, headers, body}` of a response, as Chaos Toolkit records it: the
+/// body is parsed JSON when the response says `application/json`. At most
+/// `OUTPUT_LIMIT` bytes of the body are read.
+async fn http_output(mut r: reqwest::Response) -> serde_json::Value {
+    let status = r.status().as_u16();
+    let headers: serde_json::Map<String, serde_json::Value> = r
+        .headers()
+        .iter()
+        .map(|(k, v)| {
+            (
+                k.as_str().to_string(),
+                String::from_utf8_lossy(v.as_bytes()).into_owned().into(),
+            )
+        })
+        .collect();
+    let json = r
+        .headers()
+        .get(reqwest::header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes() == b"application/json");
+    let mut body = Vec::new();
+    while let Ok(Some(chunk)) = r.chunk().await {
+        let room = crate::sys::exec::OUTPUT_LIMIT.saturating_sub(body.len());
+        body.extend_from_slice(&chunk[..chunk.len().min(room)]);
+        if room <= chunk.len() {
+            break;
+        }
+    }
+    let text = String::from_utf8_lossy(&body).into_owned();
+    let body = match json {
+        true => serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text)),
+        false => serde_json::Value::String(text),
+    };
+    serde_json::json!({"status": status, "headers": headers, "body": body})
 }
 
 /// Inject -> verify -> hold (ticking) -> roll back, for one fault.
@@ -426,8 +467,16 @@ pub(super) async fn run_action(
     };
     let res =
         crate::sys::exec::run(&a.run, a.cwd.as_deref(), &a.env, a.timeout.std(), cancel).await;
+    let mut output = None;
     let (ok, exit_code, ms, detail) = match res {
         Ok(r) => {
+            // chaoslib's process result; a signal is a negative status there,
+            // here the status is null.
+            output = Some(serde_json::json!({
+                "status": r.exit_code,
+                "stdout": r.stdout,
+                "stderr": r.stderr,
+            }));
             let ok = !r.timed_out && !r.cancelled && r.exit_code == Some(a.expect_exit);
             let detail = if r.timed_out {
                 format!("timed out after {}", a.timeout)
@@ -457,6 +506,7 @@ pub(super) async fn run_action(
         ok,
         duration_ms: ms,
         detail,
+        output,
     });
     ok
 }

@@ -49,44 +49,7 @@ pub struct RunOptions {
     pub policy: Policy,
 }
 
-/// Which checks gate the run, and when user rollbacks run. faultline's own
-/// defaults are all `true` / `Always`; Chaos Toolkit strategies change them.
-/// Automatic undo of faults is not affected: it always happens.
-#[derive(Clone, Copy, Debug)]
-pub struct Policy {
-    /// The steady state must hold before the method (else exit 3).
-    pub check_before: bool,
-    /// Sample after rollback until recovered.
-    pub check_after: bool,
-    pub user_rollbacks: RollbackPolicy,
-    /// Chaos Toolkit's order: check the steady state after the method and
-    /// only then run the user rollbacks (faultline's: rollback, then check
-    /// recovery). Fault undo is not affected.
-    pub check_after_before_rollbacks: bool,
-}
-
-impl Default for Policy {
-    fn default() -> Self {
-        Policy {
-            check_before: true,
-            check_after: true,
-            user_rollbacks: RollbackPolicy::Always,
-            check_after_before_rollbacks: false,
-        }
-    }
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum RollbackPolicy {
-    /// Whenever the method ran, also after an abort or a signal (faultline's default).
-    Always,
-    /// Never run user rollbacks.
-    Never,
-    /// Only when the hypothesis deviated (or the run was aborted).
-    Deviated,
-    /// Chaos Toolkit's default: unless the run was interrupted or aborted.
-    UnlessInterrupted,
-}
+pub use crate::experiment::model::{Policy, RollbackPolicy};
 
 /// Why the run stopped early, if it did.
 #[derive(Clone, Debug, PartialEq)]
@@ -297,7 +260,7 @@ pub async fn run(
     )));
     let mut sinks = opts.sinks;
     sinks.push(Box::new(SharedBuilder(builder.clone())));
-    let emit = Emitter::new(&opts.run_id, start, sinks);
+    let emit = Emitter::new(&opts.run_id, start, sinks).with_redactor(loaded.redactor.clone());
 
     let mut fctx = FaultContext {
         run_id: opts.run_id.clone(),
@@ -560,15 +523,20 @@ async fn run_phases(
     rollback_failures.extend(early_undo);
     rollback_failures.extend(rollback_pending(&ctx, None, "runner"));
     let stop = ctx.stop_reason();
-    let run_user_rollbacks = method_ran
-        && match ctx.policy.user_rollbacks {
-            RollbackPolicy::Always => true,
-            RollbackPolicy::Never => false,
-            RollbackPolicy::Deviated => !during_ok || !recovered || stop.is_some(),
-            RollbackPolicy::UnlessInterrupted => {
-                !matches!(stop, Some(Stop::Signal(_)) | Some(Stop::Abort))
-            }
-        };
+    let run_user_rollbacks = match ctx.policy.user_rollbacks {
+        RollbackPolicy::Unconditional => setup_ok.is_ok(),
+        policy => {
+            method_ran
+                && match policy {
+                    RollbackPolicy::Always | RollbackPolicy::Unconditional => true,
+                    RollbackPolicy::Never => false,
+                    RollbackPolicy::Deviated => !during_ok || !recovered || stop.is_some(),
+                    RollbackPolicy::UnlessInterrupted => {
+                        !matches!(stop, Some(Stop::Signal(_)) | Some(Stop::Abort))
+                    }
+                }
+        }
+    };
     if run_user_rollbacks {
         for (i, r) in ctx.exp.rollbacks.iter().enumerate() {
             run_action(&ctx, r, &format!("rollback {}", i + 1), true).await;

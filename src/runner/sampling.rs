@@ -12,6 +12,7 @@ pub(super) fn emit_sample(ctx: &Ctx, idx: usize, phase: SamplePhase, s: &crate::
         latency_ms: s.latency.as_secs_f64() * 1000.0,
         status: s.status,
         detail: s.detail.clone(),
+        output: s.output.clone(),
     });
 }
 

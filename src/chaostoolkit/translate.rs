@@ -496,6 +496,8 @@ fn pause_step(name: &str, s: f64, before: bool) -> Step {
         http: None,
         duration: None,
         background: false,
+        min_effect: None,
+        max_missing: None,
     }
 }
 
@@ -923,6 +925,8 @@ fn build_action(a: &Value, path: &str, ctx: &Ctx, default_timeout: f64) -> Resul
         http: None,
         duration: None,
         background: false,
+        min_effect: None,
+        max_missing: None,
     };
     match kind {
         "http" => {

@@ -609,6 +609,16 @@ pub struct Step {
     /// a command or HTTP action is waited for at the end of the method.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub background: bool,
+    /// With `fault`: the share of its target the fault must deliver on
+    /// average while active (CPU load, memory, disk space) for the run to
+    /// count; less makes the run INCONCLUSIVE. Default 80%.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_effect: Option<crate::units::Percent>,
+    /// With `fault`: how much of its duration the fault may be missing
+    /// (removed or undone by someone else) before the run is INCONCLUSIVE.
+    /// Default 5%.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_missing: Option<crate::units::Percent>,
 }
 
 impl Step {

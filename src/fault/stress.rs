@@ -217,6 +217,8 @@ pub struct Stress {
     /// memory: the RSS the worker aims at.
     target_bytes: u64,
     observations: serde_json::Map<String, serde_json::Value>,
+    /// The previous health check: when, and each worker's CPU ticks then.
+    last_health: Option<(Instant, Vec<u64>)>,
 }
 
 impl Stress {
@@ -227,6 +229,7 @@ impl Stress {
             started: None,
             target_bytes: 0,
             observations: serde_json::Map::new(),
+            last_health: None,
         }
     }
 
@@ -586,6 +589,71 @@ impl FaultImpl for Stress {
                     }
                     std::thread::sleep(StdDuration::from_millis(50));
                 }
+            }
+        }
+    }
+
+    /// Every worker is alive and delivers its load: CPU time used since the
+    /// previous check (cpu_stress, in CPUs), or resident memory against what
+    /// the ramp should have reached (memory_stress, in bytes).
+    fn health(&mut self, _ctx: &FaultContext) -> Option<super::FaultHealth> {
+        self.started?;
+        if let Some(d) = self.dead_worker() {
+            return Some(super::FaultHealth::missing(d));
+        }
+        match self.load {
+            Load::Cpu { load, .. } => {
+                let now = Instant::now();
+                let ticks: Vec<u64> = self
+                    .workers
+                    .iter()
+                    .map(|w| cpu_ticks(w.pid).unwrap_or(0))
+                    .collect();
+                let target = load * self.workers.len() as f64;
+                let prev = self.last_health.replace((now, ticks.clone()));
+                let (t0, before) = match prev {
+                    Some(p) => p,
+                    None => (
+                        self.started.unwrap_or(now),
+                        self.workers.iter().map(|w| w.ticks_at_start).collect(),
+                    ),
+                };
+                let secs = now.duration_since(t0).as_secs_f64();
+                // Ticks have a 10 ms grain: measure over at least 200 ms.
+                if secs < 0.2 {
+                    self.last_health = Some((t0, before));
+                    return Some(super::FaultHealth::present(format!(
+                        "{} workers alive",
+                        self.workers.len()
+                    )));
+                }
+                let hz = clock_ticks_per_sec() as f64;
+                let used: u64 = ticks
+                    .iter()
+                    .zip(&before)
+                    .map(|(n, b)| n.saturating_sub(*b))
+                    .sum();
+                let cpus = used as f64 / hz / secs;
+                Some(
+                    super::FaultHealth::present(format!(
+                        "{} workers using {cpus:.2} CPUs (target {target:.2})",
+                        self.workers.len()
+                    ))
+                    .measured(cpus.min(target), target),
+                )
+            }
+            Load::Memory { .. } => {
+                let pid = self.workers.first()?.pid;
+                let rss = status_bytes(pid, "VmRSS").unwrap_or(0);
+                let want = self.expected_rss_now();
+                Some(
+                    super::FaultHealth::present(format!(
+                        "worker pid {pid} holds {} (expected {})",
+                        Size(rss),
+                        Size(want)
+                    ))
+                    .measured(rss.min(want) as f64, want.max(1) as f64),
+                )
             }
         }
     }

@@ -3,6 +3,7 @@
 //! every report) all consume the same stream. Matches over `Event` have no
 //! catch-all arm, so a new event makes every consumer decide what to do.
 
+use crate::fault::health::{FaultEffect, HealthPoint};
 use crate::report::record::{
     InconclusiveReason, Phase, SamplePhase, SampleStatus, StepStatus, Verdict,
 };
@@ -92,6 +93,18 @@ pub enum Event {
         #[serde(skip_serializing_if = "Option::is_none")]
         error: Option<String>,
         observations: serde_json::Value,
+    },
+    /// A health check of an active fault (at most about one a second, and
+    /// every change).
+    FaultHealth {
+        step: usize,
+        #[serde(flatten)]
+        point: HealthPoint,
+    },
+    /// What a fault delivered over its window, just before its rollback.
+    FaultEffect {
+        step: usize,
+        effect: FaultEffect,
     },
     AbortTriggered {
         probe: String,

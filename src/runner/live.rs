@@ -245,6 +245,16 @@ impl EventSink for LiveView {
                     )
                 }
             }
+            Event::FaultHealth { point, .. } => {
+                if let Some(c) = &point.change {
+                    self.line(t, &self.paint("1;33", c))
+                }
+            }
+            Event::FaultEffect { effect, .. } => {
+                if let Some(p) = &effect.problem {
+                    self.line(t, &self.paint("1;33", p.message()))
+                }
+            }
             Event::AbortTriggered {
                 condition, reason, ..
             } => self.line(

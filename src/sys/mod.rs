@@ -5,3 +5,4 @@ pub mod cgroup;
 pub mod exec;
 pub mod net;
 pub mod proc;
+pub mod text;

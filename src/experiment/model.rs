@@ -98,6 +98,11 @@ pub struct SetupProcess {
     pub stop_signal: Option<crate::units::Signal>,
     #[serde(default = "default_stop_timeout")]
     pub stop_timeout: Duration,
+    /// The process is part of the hypothesis: if it exits before teardown,
+    /// the run is DEVIATED. Otherwise its exit makes the run INCONCLUSIVE
+    /// (the experiment no longer tests what it said).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub must_stay_up: bool,
 }
 
 fn default_stop_timeout() -> Duration {

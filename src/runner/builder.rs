@@ -139,7 +139,10 @@ impl RecordBuilder {
                     }
                 }
             }
-            Event::SetupStarted { .. } | Event::SetupReady { .. } | Event::SetupStopped { .. } => {}
+            Event::SetupStarted { .. }
+            | Event::SetupReady { .. }
+            | Event::SetupStopped { .. }
+            | Event::SetupExited { .. } => {}
             Event::Sample {
                 probe,
                 phase,

@@ -41,6 +41,15 @@ pub enum Event {
     SetupStopped {
         name: String,
     },
+    /// A setup process exited before teardown.
+    SetupExited {
+        name: String,
+        pid: i32,
+        status: String,
+        /// Its last lines of stderr, escaped.
+        last_stderr: String,
+        must_stay_up: bool,
+    },
     Sample {
         probe: usize,
         name: String,

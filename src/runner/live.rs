@@ -133,6 +133,19 @@ impl EventSink for LiveView {
                 self.line(t, &format!("`{name}` is ready after {:.0}ms", ready_ms))
             }
             Event::SetupStopped { name } => self.line(t, &format!("stopped `{name}`")),
+            Event::SetupExited {
+                name,
+                pid,
+                status,
+                last_stderr,
+                ..
+            } => {
+                let mut msg = format!("setup `{name}` (pid {pid}) exited ({status})");
+                if !last_stderr.trim().is_empty() {
+                    msg.push_str(&format!("; last stderr:\n{}", last_stderr.trim_end()));
+                }
+                self.line(t, &self.paint("1;31", &msg))
+            }
             Event::Sample {
                 probe,
                 name,

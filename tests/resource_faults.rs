@@ -246,6 +246,7 @@ fn cpu_limit_holds_a_busy_loop_to_its_quota_and_rolls_back() {
         Fault::CpuLimit(CpuLimitSpec {
             target: target_pid(pid),
             cpus: 0.2,
+            include_descendants: true,
         }),
         "cpulimit",
     );
@@ -303,6 +304,7 @@ fn memory_limit_oom_kills_a_process_that_grows_past_it() {
             target: target_pid(pid),
             limit: Size(64 * MIB),
             kind: MemoryLimitKind::Hard,
+            include_descendants: true,
         }),
         "memlimit",
     );
@@ -343,6 +345,7 @@ fn soft_memory_limit_is_set_and_read_back() {
             target: target_pid(sleeper.pid()),
             limit: Size(32 * MIB),
             kind: MemoryLimitKind::Soft,
+            include_descendants: true,
         }),
         "memsoft",
     );
@@ -378,6 +381,7 @@ fn children_forked_while_limited_go_back_too() {
         Fault::CpuLimit(CpuLimitSpec {
             target: target_pid(parent.pid()),
             cpus: 0.5,
+            include_descendants: true,
         }),
         "fork",
     );
@@ -424,6 +428,7 @@ fn cgroup_faults_refuse_missing_and_protected_targets() {
     let mut f = faultline::fault::build(&Fault::CpuLimit(CpuLimitSpec {
         target: target_pid(std::process::id() as i32),
         cpus: 0.5,
+        include_descendants: true,
     }));
     let e = f.preflight(&c).unwrap_err();
     assert_eq!(e.code, 69, "{e}");
@@ -433,6 +438,7 @@ fn cgroup_faults_refuse_missing_and_protected_targets() {
             ..Default::default()
         },
         cpus: 0.5,
+        include_descendants: true,
     }));
     let e = f.preflight(&c).unwrap_err();
     assert_eq!(e.code, 69);
@@ -444,6 +450,7 @@ fn cgroup_faults_refuse_missing_and_protected_targets() {
         write_bytes_per_sec: None,
         read_iops: None,
         write_iops: None,
+        include_descendants: true,
     }));
     let e = f.preflight(&c).unwrap_err();
     assert_eq!(e.code, 69);
@@ -500,6 +507,7 @@ fn io_limit_throttles_direct_reads_from_a_loop_device() {
             write_bytes_per_sec: None,
             read_iops: None,
             write_iops: None,
+            include_descendants: true,
         }),
         "io",
     );

@@ -181,6 +181,7 @@ fn nested_cpu_limit() {
         let mut f = faultline::fault::build(&Fault::CpuLimit(CpuLimitSpec {
             target: target(pid),
             cpus: 0.5,
+            include_descendants: true,
         }));
         let mut undo = VecUndo::default();
         let ev = start(f.as_mut(), &c, &mut undo)?;
@@ -234,6 +235,7 @@ fn cpu_limit() {
     let mut f = faultline::fault::build(&Fault::CpuLimit(CpuLimitSpec {
         target: target(pid),
         cpus: 0.2,
+        include_descendants: true,
     }));
     let mut undo = VecUndo::default();
     let hz = faultline::fault::stress::clock_ticks_per_sec() as f64;
@@ -324,6 +326,7 @@ fn memory_limit() {
         target: target(pid),
         limit: Size(32 * MIB),
         kind: MemoryLimitKind::Hard,
+        include_descendants: true,
     }));
     let mut undo = VecUndo::default();
     report(

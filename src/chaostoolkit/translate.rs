@@ -386,6 +386,8 @@ pub fn translate(raw: &Value, opts: &Options) -> Result<Translation, Problems> {
             http: None,
             duration: None,
             background: false,
+            min_effect: None,
+            max_missing: None,
         });
     }
 
@@ -632,6 +634,8 @@ fn pause_step(name: &str, s: f64, before: bool) -> Step {
         http: None,
         duration: None,
         background: false,
+        min_effect: None,
+        max_missing: None,
     }
 }
 
@@ -1132,6 +1136,8 @@ fn build_action(a: &Value, path: &str, ctx: &Ctx, default_timeout: f64) -> Resul
         http: None,
         duration: None,
         background: false,
+        min_effect: None,
+        max_missing: None,
     };
     match kind {
         "http" => {

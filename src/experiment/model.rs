@@ -98,6 +98,11 @@ pub struct SetupProcess {
     pub stop_signal: Option<crate::units::Signal>,
     #[serde(default = "default_stop_timeout")]
     pub stop_timeout: Duration,
+    /// The process is part of the hypothesis: if it exits before teardown,
+    /// the run is DEVIATED. Otherwise its exit makes the run INCONCLUSIVE
+    /// (the experiment no longer tests what it said).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub must_stay_up: bool,
 }
 
 fn default_stop_timeout() -> Duration {
@@ -622,6 +627,16 @@ pub struct Step {
     /// a command or HTTP action is waited for at the end of the method.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub background: bool,
+    /// With `fault`: the share of its target the fault must deliver on
+    /// average while active (CPU load, memory, disk space) for the run to
+    /// count; less makes the run INCONCLUSIVE. Default 80%.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_effect: Option<crate::units::Percent>,
+    /// With `fault`: how much of its duration the fault may be missing
+    /// (removed or undone by someone else) before the run is INCONCLUSIVE.
+    /// Default 5%.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_missing: Option<crate::units::Percent>,
 }
 
 impl Step {

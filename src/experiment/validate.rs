@@ -446,6 +446,17 @@ fn check_method(c: &mut Checker, exp: &Experiment, setup_names: &[String]) {
             ),
             (None, None) => {}
         }
+        for (field, set) in [
+            ("min_effect", s.min_effect.is_some()),
+            ("max_missing", s.max_missing.is_some()),
+        ] {
+            if set && s.fault.is_none() {
+                c.error(
+                    &format!("{p}.{field}"),
+                    format!("`{field}` applies to fault steps only; remove it or add a `fault`"),
+                );
+            }
+        }
         if s.background && s.pause.is_some() {
             c.error(
                 &format!("{p}.background"),

@@ -19,6 +19,20 @@ pub struct CpuLimitSpec {
     pub target: ProcessTarget,
     /// CPU quota in CPUs, e.g. `0.2` (a fifth of one CPU) or `1.5`.
     pub cpus: f64,
+    /// Also limit the targets' descendants (threads always go with their
+    /// process), found when the fault starts and on every check while it is
+    /// active. `false`: only the selected processes (their children forked
+    /// later still inherit the cgroup). Default `true`.
+    #[serde(default = "yes", skip_serializing_if = "is_true")]
+    pub include_descendants: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+fn is_true(b: &bool) -> bool {
+    *b
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
@@ -38,6 +52,12 @@ pub struct MemoryLimitSpec {
     pub limit: Size,
     #[serde(default)]
     pub kind: MemoryLimitKind,
+    /// Also limit the targets' descendants (threads always go with their
+    /// process), found when the fault starts and on every check while it is
+    /// active. `false`: only the selected processes (their children forked
+    /// later still inherit the cgroup). Default `true`.
+    #[serde(default = "yes", skip_serializing_if = "is_true")]
+    pub include_descendants: bool,
 }
 
 #[derive(Clone, Debug, Deserialize, Serialize, JsonSchema)]
@@ -54,40 +74,51 @@ pub struct IoLimitSpec {
     pub read_iops: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub write_iops: Option<u64>,
+    /// Also limit the targets' descendants (threads always go with their
+    /// process), found when the fault starts and on every check while it is
+    /// active. `false`: only the selected processes (their children forked
+    /// later still inherit the cgroup). Default `true`.
+    #[serde(default = "yes", skip_serializing_if = "is_true")]
+    pub include_descendants: bool,
 }
 
 /// The CFS period used for `cpu_limit` quotas (100 ms, the kernel default).
 pub const CPU_PERIOD_US: u64 = 100_000;
 
 pub fn build_cpu_limit(s: &CpuLimitSpec) -> Box<dyn FaultImpl> {
-    Box::new(CgroupLimit::new(
-        "cpu_limit",
-        s.target.clone(),
-        Limit::Cpu { cpus: s.cpus },
-    ))
+    Box::new(
+        CgroupLimit::new("cpu_limit", s.target.clone(), Limit::Cpu { cpus: s.cpus })
+            .descendants(s.include_descendants),
+    )
 }
 pub fn build_memory_limit(s: &MemoryLimitSpec) -> Box<dyn FaultImpl> {
-    Box::new(CgroupLimit::new(
-        "memory_limit",
-        s.target.clone(),
-        Limit::Memory {
-            bytes: s.limit.bytes(),
-            kind: s.kind,
-        },
-    ))
+    Box::new(
+        CgroupLimit::new(
+            "memory_limit",
+            s.target.clone(),
+            Limit::Memory {
+                bytes: s.limit.bytes(),
+                kind: s.kind,
+            },
+        )
+        .descendants(s.include_descendants),
+    )
 }
 pub fn build_io_limit(s: &IoLimitSpec) -> Box<dyn FaultImpl> {
-    Box::new(CgroupLimit::new(
-        "io_limit",
-        s.target.clone(),
-        Limit::Io {
-            device: s.device.clone(),
-            read_bps: s.read_bytes_per_sec.map(|z| z.bytes()),
-            write_bps: s.write_bytes_per_sec.map(|z| z.bytes()),
-            read_iops: s.read_iops,
-            write_iops: s.write_iops,
-        },
-    ))
+    Box::new(
+        CgroupLimit::new(
+            "io_limit",
+            s.target.clone(),
+            Limit::Io {
+                device: s.device.clone(),
+                read_bps: s.read_bytes_per_sec.map(|z| z.bytes()),
+                write_bps: s.write_bytes_per_sec.map(|z| z.bytes()),
+                read_iops: s.read_iops,
+                write_iops: s.write_iops,
+            },
+        )
+        .descendants(s.include_descendants),
+    )
 }
 
 /// What a cgroup fault limits.
@@ -325,6 +356,11 @@ pub struct CgroupLimit {
     started: Option<Instant>,
     ticks_at_start: BTreeMap<i32, u64>,
     observations: serde_json::Map<String, serde_json::Value>,
+    /// Also move the targets' descendants.
+    include_descendants: bool,
+    /// Whether the last health check found the fault in place: descendants
+    /// are adopted only then (a removed fault is never re-applied).
+    in_place: bool,
 }
 
 impl CgroupLimit {
@@ -339,7 +375,14 @@ impl CgroupLimit {
             started: None,
             ticks_at_start: BTreeMap::new(),
             observations: serde_json::Map::new(),
+            include_descendants: true,
+            in_place: true,
         }
+    }
+
+    fn descendants(mut self, yes: bool) -> Self {
+        self.include_descendants = yes;
+        self
     }
 
     /// `faultline-<run>-<kind>-<n>[-<group>]`.
@@ -374,9 +417,21 @@ impl CgroupLimit {
             Limit::Io { device, .. } => Some(resolve_device(device)?),
             _ => None,
         };
-        let procs = resolve_targets(&self.target, ctx)?;
+        let mut procs = resolve_targets(&self.target, ctx)?;
+        if self.include_descendants {
+            let all = proc::list();
+            let chosen: BTreeSet<i32> = procs.iter().map(|p| p.pid).collect();
+            procs.extend(
+                descendants_of(&chosen, &all)
+                    .into_iter()
+                    .filter(|p| !ctx.protected.contains(p.pid)),
+            );
+        }
         let mut members = Vec::new();
         for p in procs {
+            if !proc::is_same(p.pid, p.start_time) {
+                continue; // exited since it was listed
+            }
             let original = layout.cgroup_of(p.pid, &h).map_err(|e| {
                 FaultError::precondition(format!(
                     "{}: cannot find the {} cgroup of pid {} ({}): {e}",
@@ -563,6 +618,139 @@ impl CgroupLimit {
             }
         }
         self.observations = obs;
+    }
+
+    fn check_in_place(&self, done: &Prepared) -> super::FaultHealth {
+        use super::FaultHealth;
+        let Ok(layout) = Cgroups::detect() else {
+            return FaultHealth::present("cgroup layout unreadable; not checked");
+        };
+        let mut procs = 0;
+        for g in &done.groups {
+            if !g.cgroup.exists() {
+                return FaultHealth::missing(format!("cgroup {} removed", g.cgroup.dir.display()));
+            }
+            for (f, v) in self.limit.settings(done.hierarchy.version, done.device) {
+                match g.cgroup.read(&f) {
+                    Ok(actual) if setting_matches(&f, &v, &actual) => {}
+                    Ok(actual) => {
+                        return FaultHealth::missing(format!(
+                            "{} reads `{}`, not `{v}`",
+                            g.cgroup.file(&f).display(),
+                            crate::sys::text::escape(actual.trim()).into_owned()
+                        ))
+                    }
+                    Err(e) => return FaultHealth::missing(format!("{e}")),
+                }
+            }
+            let tasks: Option<BTreeSet<i32>> = match done.hierarchy.version {
+                Version::V1 => g.cgroup.read("tasks").ok().map(|t| {
+                    t.split_whitespace()
+                        .filter_map(|x| x.parse().ok())
+                        .collect()
+                }),
+                Version::V2 => None,
+            };
+            for m in &g.members {
+                if !proc::is_same(m.pid, m.start_time) {
+                    continue;
+                }
+                match layout.cgroup_of(m.pid, &done.hierarchy) {
+                    Ok(now) if now == g.cgroup => {}
+                    Ok(now) => {
+                        return FaultHealth::missing(format!(
+                            "pid {} ({}) was moved out, to {}",
+                            m.pid,
+                            crate::sys::text::escape(&m.comm).into_owned(),
+                            now.dir.display()
+                        ))
+                    }
+                    Err(_) => continue, // exited meanwhile
+                }
+                procs += 1;
+                if let Some(tasks) = &tasks {
+                    let dir = proc::proc_root().join(m.pid.to_string()).join("task");
+                    let tids = std::fs::read_dir(dir).into_iter().flatten().flatten();
+                    for tid in tids.filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok()) {
+                        if !tasks.contains(&tid) && proc::alive(tid) {
+                            return FaultHealth::missing(format!(
+                                "thread {tid} of pid {} ({}) was moved out of {}",
+                                m.pid,
+                                crate::sys::text::escape(&m.comm).into_owned(),
+                                g.cgroup.dir.display()
+                            ));
+                        }
+                    }
+                }
+            }
+        }
+        FaultHealth::present(format!(
+            "{}; {procs} target process(es) in place",
+            self.limit.describe()
+        ))
+    }
+
+    /// Moves into the run's cgroup every descendant of a process in it that
+    /// is outside (forked before the move, or moved by a race), recording the
+    /// way back first. A process moved out on purpose is left where it is.
+    fn adopt_descendants(
+        &mut self,
+        ctx: &FaultContext,
+        undo: &mut dyn UndoLog,
+    ) -> Result<(), FaultError> {
+        let Some(done) = self.done.as_mut() else {
+            return Ok(());
+        };
+        let Ok(layout) = Cgroups::detect() else {
+            return Ok(());
+        };
+        let all = proc::list();
+        for gi in 0..done.groups.len() {
+            let Ok(inside) = done.groups[gi].cgroup.procs() else {
+                continue;
+            };
+            let inside: BTreeSet<i32> = inside.into_iter().collect();
+            for p in descendants_of(&inside, &all) {
+                if inside.contains(&p.pid)
+                    || ctx.protected.contains(p.pid)
+                    || self.moved.contains(&(p.pid, p.start_time))
+                {
+                    continue;
+                }
+                let Ok(original) = layout.cgroup_of(p.pid, &done.hierarchy) else {
+                    continue;
+                };
+                if done.groups.iter().any(|g| g.cgroup == original) {
+                    continue;
+                }
+                let g = &mut done.groups[gi];
+                undo.record(
+                    &format!("{} {}", self.kind, self.target.describe()),
+                    UndoOp::MoveToCgroup {
+                        pid: p.pid,
+                        start_time: p.start_time,
+                        procs_file: original.procs_file(),
+                    },
+                )
+                .map_err(|e| FaultError::failed(format!("cannot write the undo record: {e:#}")))?;
+                self.moved.insert((p.pid, p.start_time));
+                match g.cgroup.add_process(p.pid) {
+                    Ok(()) => {}
+                    Err(e) if e.raw_os_error() == Some(libc::ESRCH) => continue,
+                    Err(e) => return Err(cg_err(self.kind, e)),
+                }
+                if let Some(t) = super::stress::cpu_ticks(p.pid) {
+                    self.ticks_at_start.insert(p.pid, t);
+                }
+                g.members.push(Member {
+                    pid: p.pid,
+                    start_time: p.start_time,
+                    comm: p.comm.clone(),
+                    original,
+                });
+            }
+        }
+        Ok(())
     }
 
     /// Processes in the run's cgroups that were not moved there by us
@@ -889,8 +1077,9 @@ impl FaultImpl for CgroupLimit {
         Some(std::time::Duration::from_secs(1))
     }
 
-    /// Records how to move back children the targets forked into the run's cgroups.
-    fn tick(&mut self, _ctx: &FaultContext, undo: &mut dyn UndoLog) -> Result<(), FaultError> {
+    /// Records how to move back children the targets forked into the run's
+    /// cgroups, and moves in descendants of the targets that are outside.
+    fn tick(&mut self, ctx: &FaultContext, undo: &mut dyn UndoLog) -> Result<(), FaultError> {
         let who = self.undo_target();
         for (pid, start_time, home) in self.strays() {
             undo.record(
@@ -904,7 +1093,19 @@ impl FaultImpl for CgroupLimit {
             .map_err(|e| FaultError::failed(format!("cannot write the undo record: {e:#}")))?;
             self.moved.insert((pid, start_time));
         }
+        if self.include_descendants && self.in_place {
+            self.adopt_descendants(ctx, undo)?;
+        }
         Ok(())
+    }
+
+    /// The run's cgroups are still there, hold their limits and every target
+    /// (threads included, on cgroup v1). Read-only.
+    fn health(&mut self, _ctx: &FaultContext) -> Option<super::FaultHealth> {
+        let done = self.done.as_ref()?;
+        let h = self.check_in_place(done);
+        self.in_place = h.present;
+        Some(h)
     }
 
     fn before_rollback(&mut self, _ctx: &FaultContext) {
@@ -973,6 +1174,29 @@ impl FaultImpl for CgroupLimit {
             serde_json::Value::Object(self.observations.clone())
         }
     }
+}
+
+/// Every process whose parent chain reaches one of `roots` (not the roots),
+/// from one listing of /proc.
+fn descendants_of(roots: &BTreeSet<i32>, all: &[proc::ProcInfo]) -> Vec<proc::ProcInfo> {
+    let mut children: BTreeMap<i32, Vec<&proc::ProcInfo>> = BTreeMap::new();
+    for p in all {
+        if !p.kernel_thread {
+            children.entry(p.ppid).or_default().push(p);
+        }
+    }
+    let mut out = Vec::new();
+    let mut seen: BTreeSet<i32> = roots.clone();
+    let mut stack: Vec<i32> = roots.iter().copied().collect();
+    while let Some(pid) = stack.pop() {
+        for c in children.get(&pid).map(|v| v.as_slice()).unwrap_or_default() {
+            if seen.insert(c.pid) {
+                stack.push(c.pid);
+                out.push((*c).clone());
+            }
+        }
+    }
+    out
 }
 
 /// Resolves a [`ProcessTarget`] to live processes, with the same selection,

@@ -345,6 +345,39 @@ impl FaultImpl for DiskFill {
         }
     }
 
+    /// The fill files are still there and still hold their space
+    /// (achieved/target: bytes allocated / bytes written).
+    fn health(&mut self, _ctx: &FaultContext) -> Option<super::FaultHealth> {
+        let p = self.planned.as_ref()?;
+        let gone: Vec<String> = self
+            .files
+            .iter()
+            .filter(|f| !f.exists())
+            .map(|f| f.display().to_string())
+            .collect();
+        if !gone.is_empty() && gone.len() == self.files.len() {
+            return Some(super::FaultHealth::missing(format!(
+                "fill file(s) deleted: {}",
+                crate::sys::text::escape(&gone.join(", ")).into_owned()
+            )));
+        }
+        let allocated = self.allocated();
+        let level = FsSpace::of(&p.dir).map(|s| s.level()).unwrap_or(0.0);
+        let detail = if gone.is_empty() {
+            format!("{} allocated, filesystem {level:.1}% full", Size(allocated))
+        } else {
+            format!(
+                "{} allocated, filesystem {level:.1}% full; deleted: {}",
+                Size(allocated),
+                crate::sys::text::escape(&gone.join(", ")).into_owned()
+            )
+        };
+        Some(
+            super::FaultHealth::present(detail)
+                .measured(allocated as f64, self.bytes_written.max(1) as f64),
+        )
+    }
+
     fn before_rollback(&mut self, _ctx: &FaultContext) {
         let mut obs = serde_json::Map::new();
         obs.insert("path".into(), self.spec.path.clone().into());

@@ -7,6 +7,7 @@
 
 pub mod cgroup;
 pub mod disk;
+pub mod health;
 pub mod network;
 pub mod process;
 pub mod stress;
@@ -15,6 +16,7 @@ pub mod target;
 use crate::exit;
 use crate::experiment::model::{BlastRadius, Fault as FaultSpec};
 use crate::journal::undo::UndoOp;
+pub use health::FaultHealth;
 use std::collections::{BTreeMap, BTreeSet};
 
 /// What every fault may need to know about the run.
@@ -173,6 +175,13 @@ pub trait FaultImpl: Send {
     /// Repeated action while active.
     fn tick(&mut self, _ctx: &FaultContext, _undo: &mut dyn UndoLog) -> Result<(), FaultError> {
         Ok(())
+    }
+    /// Checks, while the fault is active, that it is still in place and what
+    /// it delivers; called on the runner's health tick after `verify`.
+    /// Read-only: a fault found missing is reported, never re-applied.
+    /// `None` when the kind has nothing to watch.
+    fn health(&mut self, _ctx: &FaultContext) -> Option<FaultHealth> {
+        None
     }
     /// Called just before the undo operations are replayed, to take final
     /// measurements (OOM kills, achieved load, restarts).

@@ -740,6 +740,33 @@ impl FaultImpl for ProcessPause {
         ))
     }
 
+    /// Every paused process is still stopped (state T). One that exited is
+    /// not a missing fault (it is no less unavailable); one that runs again
+    /// was resumed by someone else.
+    fn health(&mut self, _ctx: &FaultContext) -> Option<super::FaultHealth> {
+        self.started?;
+        let mut exited = Vec::new();
+        for p in &self.paused {
+            match running_state(p.pid, p.start_time) {
+                None => exited.push(p.pid),
+                Some(s) if is_stopped(s) => {}
+                Some(s) => {
+                    return Some(super::FaultHealth::missing(format!(
+                        "pid {} ({}) runs again (state {s}): someone sent it SIGCONT",
+                        p.pid,
+                        crate::sys::text::escape(&p.name).into_owned()
+                    )))
+                }
+            }
+        }
+        let stopped = self.paused.len() - exited.len();
+        Some(super::FaultHealth::present(if exited.is_empty() {
+            format!("{stopped} process(es) stopped")
+        } else {
+            format!("{stopped} process(es) stopped; exited since: {exited:?}")
+        }))
+    }
+
     /// Every paused process that still exists runs again (state not T).
     fn verify_rollback(&mut self, _ctx: &FaultContext) -> Result<(), FaultError> {
         let deadline = Instant::now() + STATE_WAIT;

@@ -217,6 +217,8 @@ pub struct Stress {
     /// memory: the RSS the worker aims at.
     target_bytes: u64,
     observations: serde_json::Map<String, serde_json::Value>,
+    /// The previous health check: when, and each worker's CPU ticks then.
+    last_health: Option<(Instant, Vec<u64>)>,
 }
 
 impl Stress {
@@ -227,6 +229,7 @@ impl Stress {
             started: None,
             target_bytes: 0,
             observations: serde_json::Map::new(),
+            last_health: None,
         }
     }
 
@@ -556,18 +559,19 @@ impl FaultImpl for Stress {
                 let Some(pid) = self.workers.first().map(|w| w.pid) else {
                     return Err(FaultError::failed("memory_stress: no worker running"));
                 };
-                // Touching pages takes time: allow ~4 s per GiB beyond a base.
-                let patience = StdDuration::from_secs(5)
-                    + StdDuration::from_secs_f64(self.target_bytes as f64 / (256.0 * 1048576.0));
+                // Touching pages takes time, more on a busy host: wait as long
+                // as the worker keeps growing; fail when it exits, stalls
+                // (no growth for STALL) or is still short after MAX_RAMP_WAIT.
                 let t0 = Instant::now();
+                let mut progress = (Instant::now(), 0u64);
                 loop {
                     if let Some(d) = self.dead_worker() {
                         return Err(FaultError::failed(format!("{kind}: {d}")));
                     }
                     let rss = status_bytes(pid, "VmRSS").unwrap_or(0);
-                    // Slack: one allocation step plus 5%.
+                    // Slack: one batch of chunks plus 5%.
                     let want = (self.expected_rss_now() as f64 * 0.95) as u64;
-                    let want = want.saturating_sub(4 << 20);
+                    let want = want.saturating_sub((MEM_CHUNK * TOUCH_THREADS) as u64);
                     if rss >= want {
                         return Ok(format!(
                             "worker pid {pid} holds {} (expected so far {}, target {})",
@@ -576,16 +580,89 @@ impl FaultImpl for Stress {
                             Size(self.target_bytes)
                         ));
                     }
-                    if t0.elapsed() > patience {
+                    if rss > progress.1 + (MEM_CHUNK as u64) {
+                        progress = (Instant::now(), rss);
+                    }
+                    if progress.0.elapsed() > STALL || t0.elapsed() > MAX_RAMP_WAIT {
                         return Err(FaultError::failed(format!(
-                            "memory_stress: worker pid {pid} holds only {} after {:.1}s; expected {}",
+                            "memory_stress: worker pid {pid} holds only {} after {:.1}s ({}); expected {}",
                             Size(rss),
                             t0.elapsed().as_secs_f64(),
+                            if progress.0.elapsed() > STALL {
+                                format!("no growth for {}s", STALL.as_secs())
+                            } else {
+                                "still growing".to_string()
+                            },
                             Size(want)
                         )));
                     }
                     std::thread::sleep(StdDuration::from_millis(50));
                 }
+            }
+        }
+    }
+
+    /// Every worker is alive and delivers its load: CPU time used since the
+    /// previous check (cpu_stress, in CPUs), or resident memory against what
+    /// the ramp should have reached (memory_stress, in bytes).
+    fn health(&mut self, _ctx: &FaultContext) -> Option<super::FaultHealth> {
+        self.started?;
+        if let Some(d) = self.dead_worker() {
+            return Some(super::FaultHealth::missing(d));
+        }
+        match self.load {
+            Load::Cpu { load, .. } => {
+                let now = Instant::now();
+                let ticks: Vec<u64> = self
+                    .workers
+                    .iter()
+                    .map(|w| cpu_ticks(w.pid).unwrap_or(0))
+                    .collect();
+                let target = load * self.workers.len() as f64;
+                let prev = self.last_health.replace((now, ticks.clone()));
+                let (t0, before) = match prev {
+                    Some(p) => p,
+                    None => (
+                        self.started.unwrap_or(now),
+                        self.workers.iter().map(|w| w.ticks_at_start).collect(),
+                    ),
+                };
+                let secs = now.duration_since(t0).as_secs_f64();
+                // Ticks have a 10 ms grain: measure over at least 200 ms.
+                if secs < 0.2 {
+                    self.last_health = Some((t0, before));
+                    return Some(super::FaultHealth::present(format!(
+                        "{} workers alive",
+                        self.workers.len()
+                    )));
+                }
+                let hz = clock_ticks_per_sec() as f64;
+                let used: u64 = ticks
+                    .iter()
+                    .zip(&before)
+                    .map(|(n, b)| n.saturating_sub(*b))
+                    .sum();
+                let cpus = used as f64 / hz / secs;
+                Some(
+                    super::FaultHealth::present(format!(
+                        "{} workers using {cpus:.2} CPUs (target {target:.2})",
+                        self.workers.len()
+                    ))
+                    .measured(cpus.min(target), target),
+                )
+            }
+            Load::Memory { .. } => {
+                let pid = self.workers.first()?.pid;
+                let rss = status_bytes(pid, "VmRSS").unwrap_or(0);
+                let want = self.expected_rss_now();
+                Some(
+                    super::FaultHealth::present(format!(
+                        "worker pid {pid} holds {} (expected {})",
+                        Size(rss),
+                        Size(want)
+                    ))
+                    .measured(rss.min(want) as f64, want.max(1) as f64),
+                )
             }
         }
     }
@@ -635,6 +712,11 @@ impl FaultImpl for Stress {
         }
     }
 }
+
+/// `memory_stress` verification: the worker failed when it did not grow for this long...
+const STALL: StdDuration = StdDuration::from_secs(10);
+/// ...or is still short of its size after this long, however steadily it grows.
+const MAX_RAMP_WAIT: StdDuration = StdDuration::from_secs(180);
 
 // ---------------------------------------------------------------- the worker
 
@@ -772,7 +854,9 @@ fn cpu_worker(load: f64, parent: Option<i32>) -> i32 {
 }
 
 /// Allocation step for the memory worker.
-const MEM_CHUNK: usize = 4 << 20;
+const MEM_CHUNK: usize = 16 << 20;
+/// Chunks the memory worker touches in parallel.
+const TOUCH_THREADS: usize = 4;
 
 fn memory_worker(size: u64, ramp: Option<StdDuration>, parent: Option<i32>) -> i32 {
     // Be the OOM killer's first choice rather than the service under test.
@@ -790,16 +874,28 @@ fn memory_worker(size: u64, ramp: Option<StdDuration>, parent: Option<i32>) -> i
             _ => 1.0,
         };
         let want = (target as f64 * frac) as usize;
+        // Touch up to TOUCH_THREADS chunks at once: on a busy host each
+        // thread gets its own share of CPU, so the ramp keeps its pace.
         while held < want {
-            let n = MEM_CHUNK.min(target - held);
-            let mut v = vec![0u8; n];
-            for i in (0..n).step_by(page) {
-                // Volatile: the write must happen, so the page is really resident.
-                // SAFETY: i < n = v.len().
-                unsafe { std::ptr::write_volatile(v.as_mut_ptr().add(i), 1) };
+            let mut batch = Vec::new();
+            while held < want && batch.len() < TOUCH_THREADS {
+                let n = MEM_CHUNK.min(target - held);
+                batch.push(vec![0u8; n]);
+                held += n;
             }
-            held += n;
-            chunks.push(v);
+            std::thread::scope(|s| {
+                for v in batch.iter_mut() {
+                    s.spawn(move || {
+                        let n = v.len();
+                        for i in (0..n).step_by(page) {
+                            // Volatile: the write must happen, so the page is really resident.
+                            // SAFETY: i < n = v.len().
+                            unsafe { std::ptr::write_volatile(v.as_mut_ptr().add(i), 1) };
+                        }
+                    });
+                }
+            });
+            chunks.extend(batch);
         }
         if orphaned(parent) {
             return 0;

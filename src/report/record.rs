@@ -309,6 +309,13 @@ pub struct FaultRecord {
     /// Fault-specific findings: processes hit, load achieved, OOM kills...
     #[serde(default, skip_serializing_if = "serde_json::Value::is_null")]
     pub observations: serde_json::Value,
+    /// What the fault delivered while active: effective seconds, mean
+    /// achieved/target, and why it does not count if it does not.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub effect: Option<crate::fault::health::FaultEffect>,
+    /// Its health checks over time (about one a second, and every change).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub health: Vec<crate::fault::health::HealthPoint>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]

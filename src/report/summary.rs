@@ -384,6 +384,8 @@ pub(crate) mod testdata {
                 rolled_back: true,
                 rollback_error: None,
                 observations: serde_json::json!({"processes": [{"pid": 4242, "comm": "worker"}]}),
+                effect: None,
+                health: vec![],
             }],
             abort: None,
             rollbacks: vec![],

@@ -75,6 +75,8 @@ impl RecordBuilder {
             rolled_back: false,
             rollback_error: None,
             observations: serde_json::Value::Null,
+            effect: None,
+            health: vec![],
         }
     }
 
@@ -138,7 +140,10 @@ impl RecordBuilder {
                     }
                 }
             }
-            Event::SetupStarted { .. } | Event::SetupReady { .. } | Event::SetupStopped { .. } => {}
+            Event::SetupStarted { .. }
+            | Event::SetupReady { .. }
+            | Event::SetupStopped { .. }
+            | Event::SetupExited { .. } => {}
             Event::Sample {
                 probe,
                 phase,
@@ -244,6 +249,18 @@ impl RecordBuilder {
                     f.rolled_back = *ok;
                     f.rollback_error = error.clone();
                     f.observations = observations.clone();
+                }
+            }
+            Event::FaultHealth { step, point } => {
+                if let Some(f) = self.fault_mut(*step) {
+                    if f.health.len() < crate::fault::health::MAX_POINTS || point.change.is_some() {
+                        f.health.push(point.clone());
+                    }
+                }
+            }
+            Event::FaultEffect { step, effect } => {
+                if let Some(f) = self.fault_mut(*step) {
+                    f.effect = Some(effect.clone());
                 }
             }
             Event::AbortTriggered {

@@ -4,6 +4,7 @@
 //! catch-all arm, so a new event makes every consumer decide what to do.
 
 use crate::experiment::secrets::Redactor;
+use crate::fault::health::{FaultEffect, HealthPoint};
 use crate::report::record::{
     InconclusiveReason, Phase, SamplePhase, SampleStatus, StepStatus, Verdict,
 };
@@ -40,6 +41,15 @@ pub enum Event {
     },
     SetupStopped {
         name: String,
+    },
+    /// A setup process exited before teardown.
+    SetupExited {
+        name: String,
+        pid: i32,
+        status: String,
+        /// Its last lines of stderr, escaped.
+        last_stderr: String,
+        must_stay_up: bool,
     },
     Sample {
         probe: usize,
@@ -96,6 +106,18 @@ pub enum Event {
         #[serde(skip_serializing_if = "Option::is_none")]
         error: Option<String>,
         observations: serde_json::Value,
+    },
+    /// A health check of an active fault (at most about one a second, and
+    /// every change).
+    FaultHealth {
+        step: usize,
+        #[serde(flatten)]
+        point: HealthPoint,
+    },
+    /// What a fault delivered over its window, just before its rollback.
+    FaultEffect {
+        step: usize,
+        effect: FaultEffect,
     },
     AbortTriggered {
         probe: String,

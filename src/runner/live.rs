@@ -144,6 +144,19 @@ impl EventSink for LiveView {
                 self.line(t, &format!("`{name}` is ready after {:.0}ms", ready_ms))
             }
             Event::SetupStopped { name } => self.line(t, &format!("stopped `{name}`")),
+            Event::SetupExited {
+                name,
+                pid,
+                status,
+                last_stderr,
+                ..
+            } => {
+                let mut msg = format!("setup `{name}` (pid {pid}) exited ({status})");
+                if !last_stderr.trim().is_empty() {
+                    msg.push_str(&format!("; last stderr:\n{}", last_stderr.trim_end()));
+                }
+                self.line(t, &self.paint("1;31", &msg))
+            }
             Event::Sample {
                 probe,
                 name,
@@ -235,6 +248,16 @@ impl EventSink for LiveView {
                         "1;31",
                         &format!("ROLLBACK FAILED: {}", error.clone().unwrap_or_default(),),
                     )
+                }
+            }
+            Event::FaultHealth { point, .. } => {
+                if let Some(c) = &point.change {
+                    self.line(t, &self.paint("1;33", c))
+                }
+            }
+            Event::FaultEffect { effect, .. } => {
+                if let Some(p) = &effect.problem {
+                    self.line(t, &self.paint("1;33", p.message()))
                 }
             }
             Event::AbortTriggered {

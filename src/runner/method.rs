@@ -4,6 +4,7 @@
 
 use super::sampling::{sleep_or_cancel, spawn_samplers};
 use super::*;
+use crate::fault::health::{self, HealthPoint, HealthTracker};
 use crate::report::record::InconclusiveReason;
 
 /// Runs the method with probes sampling and abort conditions checked.
@@ -376,24 +377,64 @@ pub(super) async fn run_fault(
     }
     let mut status = StepStatus::Completed;
     if failed.is_none() {
-        // Hold the fault for its duration, ticking when the fault asks to.
+        // Hold the fault for its duration, ticking when the fault asks to and
+        // checking its health at every probe interval (or faster).
+        let step = &ctx.exp.method[index];
+        let mut watch = HealthTracker::new(
+            &kind,
+            t0.elapsed().as_secs_f64(),
+            step.min_effect
+                .map(|p| p.fraction())
+                .unwrap_or(health::DEFAULT_MIN_EFFECT),
+            step.max_missing
+                .map(|p| p.fraction())
+                .unwrap_or(health::DEFAULT_MAX_MISSING),
+        );
+        let mut watched = false;
+        let health_every = ctx
+            .exp
+            .steady_state
+            .interval
+            .std()
+            .min(health::MAX_HEALTH_INTERVAL);
         let end = tokio::time::Instant::now() + duration.saturating_sub(t0.elapsed());
         let tick = imp.tick_every();
+        let mut next_tick = tick.map(|t| tokio::time::Instant::now() + t);
+        let mut next_health = tokio::time::Instant::now() + health_every;
+        let mut last_point = f64::NEG_INFINITY;
         let mut rx = ctx.cancel_rx.clone();
         loop {
-            let wake = match tick {
-                Some(t) => (tokio::time::Instant::now() + t).min(end),
-                None => end,
-            };
+            let wake = next_tick.unwrap_or(end).min(next_health).min(end);
             tokio::select! {
                 _ = tokio::time::sleep_until(wake) => {}
                 _ = rx.wait_for(|c| *c) => { status = StepStatus::Interrupted; break; }
                 _ = method_over.wait_for(|c| *c) => { break; }
             }
-            if tokio::time::Instant::now() >= end {
+            let now = tokio::time::Instant::now();
+            if now >= end {
                 break;
             }
-            if tick.is_some() {
+            if now >= next_health {
+                next_health = now + health_every;
+                if let Some(h) = tokio::task::block_in_place(|| imp.health(&fctx)) {
+                    watched = true;
+                    let at = t0.elapsed().as_secs_f64();
+                    let change = watch.observe(at, &h);
+                    // One point a second in the journal, and every change.
+                    if change.is_some() || at - last_point >= 1.0 {
+                        last_point = at;
+                        ctx.emit.emit(Event::FaultHealth {
+                            step: index,
+                            point: HealthPoint::new(at, &h, change.as_ref()),
+                        });
+                    }
+                }
+            }
+            if let (Some(t), Some(due)) = (tick, next_tick) {
+                if now < due {
+                    continue;
+                }
+                next_tick = Some(now + t);
                 let r = tokio::task::block_in_place(|| {
                     let mut log = JournalLog {
                         journal: &ctx.journal,
@@ -410,6 +451,33 @@ pub(super) async fn run_fault(
                     ));
                     break;
                 }
+            }
+        }
+        // A last look just before rollback.
+        if let Some(h) = tokio::task::block_in_place(|| imp.health(&fctx)) {
+            watched = true;
+            let at = t0.elapsed().as_secs_f64();
+            let change = watch.observe(at, &h);
+            ctx.emit.emit(Event::FaultHealth {
+                step: index,
+                point: HealthPoint::new(at, &h, change.as_ref()),
+            });
+        }
+        if watched {
+            let effect = watch.finish(t0.elapsed().as_secs_f64());
+            let problem = effect.problem.clone();
+            ctx.emit.emit(Event::FaultEffect {
+                step: index,
+                effect,
+            });
+            match problem {
+                Some(health::Problem::Missing(m)) => {
+                    ctx.inconclusive(InconclusiveReason::fault_missing(index, label, m))
+                }
+                Some(health::Problem::UnderDelivered(m)) => {
+                    ctx.inconclusive(InconclusiveReason::fault_under_delivered(index, label, m))
+                }
+                None => {}
             }
         }
     }

@@ -76,6 +76,8 @@ struct Ctx {
     setup_pids: Mutex<BTreeMap<String, i32>>,
     /// Rollbacks that failed or left the host different (manual commands).
     rollback_errors: Mutex<Vec<String>>,
+    /// Set when teardown starts: setup processes exiting from then on are expected.
+    setup_over: std::sync::atomic::AtomicBool,
     builder: Arc<Mutex<RecordBuilder>>,
     start: Instant,
     policy: Policy,
@@ -399,6 +401,7 @@ pub async fn run(
         fctx,
         setup_pids: Mutex::new(BTreeMap::new()),
         rollback_errors: Mutex::new(Vec::new()),
+        setup_over: std::sync::atomic::AtomicBool::new(false),
         builder: builder.clone(),
         start,
         policy: opts.policy,
@@ -561,6 +564,8 @@ async fn run_phases(
     }
 
     // Teardown: stop setup processes, newest first.
+    ctx.setup_over
+        .store(true, std::sync::atomic::Ordering::SeqCst);
     ctx.emit.emit(Event::PhaseStarted {
         phase: Phase::Teardown,
     });
@@ -606,14 +611,16 @@ async fn run_phases(
                 None => "aborted; everything was rolled back".into(),
             },
         )
+    } else if let Some(Stop::StepFailed(code, msg)) = stop {
+        // Before NOT STEADY: a setup process that died during the before
+        // phase stops the run with its own verdict.
+        (verdict_for_code(code), code, msg)
     } else if !steady_before {
         (
             Verdict::NotSteady,
             exit::NOT_STEADY,
             not_steady_reason(&ctx),
         )
-    } else if let Some(Stop::StepFailed(code, msg)) = stop {
-        (verdict_for_code(code), code, msg)
     } else if !during_ok || !recovered {
         (Verdict::Deviated, exit::DEVIATED, deviation_reason(&ctx))
     } else if let Some(reason) = inconclusive_reason(&ctx) {

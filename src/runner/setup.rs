@@ -3,6 +3,8 @@
 //! the faults' targets again now that they exist.
 
 use super::*;
+use crate::experiment::model::{ReadyCheck, SetupProcess};
+use crate::report::record::InconclusiveReason;
 
 pub(super) async fn setup(ctx: &Arc<Ctx>) -> Result<(), PreflightError> {
     let pctx = ProbeContext {
@@ -12,6 +14,9 @@ pub(super) async fn setup(ctx: &Arc<Ctx>) -> Result<(), PreflightError> {
     for s in &ctx.exp.setup {
         if ctx.cancelled() {
             break;
+        }
+        if let Some(r) = &s.ready {
+            refuse_if_taken(s, r, &pctx).await?;
         }
         let mut cmd = crate::sys::exec::command(&s.start, s.cwd.as_deref(), &s.env);
         cmd.stdin(std::process::Stdio::null())
@@ -52,7 +57,7 @@ pub(super) async fn setup(ctx: &Arc<Ctx>) -> Result<(), PreflightError> {
         let stderr = child.stderr.take();
         // Keep the last lines of its stderr for error messages.
         let err_tail = Arc::new(Mutex::new(String::new()));
-        {
+        let reader = {
             let tail = err_tail.clone();
             tokio::spawn(async move {
                 use tokio::io::AsyncBufReadExt;
@@ -68,8 +73,8 @@ pub(super) async fn setup(ctx: &Arc<Ctx>) -> Result<(), PreflightError> {
                         }
                     }
                 }
-            });
-        }
+            })
+        };
         let t0 = Instant::now();
         let ready = match &s.ready {
             Some(r) => {
@@ -110,10 +115,27 @@ pub(super) async fn setup(ctx: &Arc<Ctx>) -> Result<(), PreflightError> {
                 }
             }
         };
-        // The child is reaped by tokio when dropped? No: keep it in a task that waits.
-        tokio::spawn(async move {
-            let _ = child.wait().await;
-        });
+        // Reap the child, and report it when it exits before teardown.
+        {
+            let ctx = ctx.clone();
+            let tail = err_tail.clone();
+            let (name, must_stay_up) = (s.name.clone(), s.must_stay_up);
+            let watched = ready.is_ok();
+            tokio::spawn(async move {
+                let st = child.wait().await;
+                if !watched || ctx.setup_over.load(std::sync::atomic::Ordering::SeqCst) {
+                    return;
+                }
+                // Its last words may still be in the pipe.
+                let _ = tokio::time::timeout(Duration::from_millis(500), reader).await;
+                let status = match st {
+                    Ok(st) => st.to_string(),
+                    Err(e) => e.to_string(),
+                };
+                let last = crate::sys::exec::tail(&tail.lock().unwrap(), 5);
+                setup_exited(&ctx, &name, pid, must_stay_up, status, last);
+            });
+        }
         if let Err(e) = ready {
             if ctx.cancelled() {
                 break;
@@ -166,4 +188,100 @@ pub(super) fn preflight_after_setup(
         }
     }
     Ok(())
+}
+
+/// A setup process exited during the run: the run stops, DEVIATED when the
+/// experiment says it must stay up, else INCONCLUSIVE.
+fn setup_exited(
+    ctx: &Arc<Ctx>,
+    name: &str,
+    pid: i32,
+    must_stay_up: bool,
+    status: String,
+    last_stderr: String,
+) {
+    let at = human_ms(ctx.emit.elapsed_ms());
+    let stderr = crate::sys::text::escape_text(&last_stderr).into_owned();
+    let mut message =
+        format!("setup `{name}` (pid {pid}) exited during the run at {at} ({status})");
+    if stderr.trim().is_empty() {
+        message.push_str("; it wrote nothing to stderr");
+    } else {
+        message.push_str(&format!("; its last stderr: {}", stderr.trim_end()));
+    }
+    ctx.emit.emit(Event::SetupExited {
+        name: name.to_string(),
+        pid,
+        status,
+        last_stderr: stderr,
+        must_stay_up,
+    });
+    if must_stay_up {
+        ctx.stop_with(Stop::StepFailed(
+            exit::DEVIATED,
+            format!("{message}; the experiment says it must stay up"),
+        ));
+    } else {
+        ctx.inconclusive(InconclusiveReason::setup_died(name, message.clone()));
+        ctx.stop_with(Stop::StepFailed(exit::INCONCLUSIVE, message));
+    }
+}
+
+/// Where a ready check connects, when that is this host: its TCP port.
+fn local_port(r: &ReadyCheck) -> Option<u16> {
+    let local = |h: &str| {
+        let h = h.trim_start_matches('[').trim_end_matches(']');
+        h == "localhost"
+            || h.parse::<std::net::IpAddr>()
+                .is_ok_and(|ip| ip.is_loopback() || ip.is_unspecified())
+    };
+    if let Some(t) = &r.tcp {
+        return local(&t.host).then_some(t.port);
+    }
+    let u = reqwest::Url::parse(&r.http.as_ref()?.url).ok()?;
+    local(u.host_str()?).then_some(u.port_or_known_default()?)
+}
+
+/// Before a setup process starts: if its ready check already passes, or its
+/// port is already held, something else would be tested. Refuse (exit 69)
+/// and name who holds the port.
+async fn refuse_if_taken(
+    s: &SetupProcess,
+    r: &ReadyCheck,
+    pctx: &ProbeContext,
+) -> Result<(), PreflightError> {
+    let probe = ProbeRunner::for_ready(&s.name, r, pctx).map_err(|e| PreflightError {
+        code: exit::PRECONDITION,
+        message: format!("setup `{}`: ready check cannot run: {e}", s.name),
+    })?;
+    let port = local_port(r);
+    let answers = probe.sample().await.is_success();
+    let holders = port.map(crate::sys::sockets::listeners).unwrap_or_default();
+    if !answers && holders.is_empty() {
+        return Ok(());
+    }
+    let who = match (port, holders.is_empty()) {
+        (Some(p), false) => format!(
+            "port {p} is already held by {}",
+            holders
+                .iter()
+                .map(|h| h.to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+        (Some(p), true) => {
+            format!("something already answers on port {p} (its process is not visible from here)")
+        }
+        (None, _) => "something already answers it".into(),
+    };
+    Err(PreflightError {
+        code: exit::PRECONDITION,
+        message: format!(
+            "setup `{}`: its ready check ({}) {} before `{}` was started: {who}; the run would test that instead. Stop it or give the setup process another port",
+            s.name,
+            probe.describe(),
+            if answers { "already passes" } else { "targets a port in use" },
+            crate::sys::text::escape(&crate::sys::exec::shell_words(&s.start)).into_owned()
+        ),
+    })
 }

@@ -5,4 +5,5 @@ pub mod cgroup;
 pub mod exec;
 pub mod net;
 pub mod proc;
+pub mod sockets;
 pub mod text;

@@ -148,6 +148,9 @@ then start experiment files with
     Watchdog {
         #[arg(long)]
         run_id: String,
+        /// Inherited pipe on which the watchdog says it is watching.
+        #[arg(long)]
+        ready_fd: Option<i32>,
     },
 
     /// Internal: a built-in stressor worker process (not for direct use).

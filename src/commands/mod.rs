@@ -61,7 +61,9 @@ pub fn main(cli: Cli) -> i32 {
         Command::StressWorker { args } => crate::fault::stress::worker_main(&args),
         Command::Status { json } => status::status(&state_dir, json),
         Command::Recover { run_id, force } => status::recover(&state_dir, run_id.as_deref(), force),
-        Command::Watchdog { run_id } => crate::journal::watchdog::main(&state_dir, &run_id),
+        Command::Watchdog { run_id, ready_fd } => {
+            crate::journal::watchdog::main(&state_dir, &run_id, ready_fd)
+        }
         Command::Run(args) => run::run(args, &state_dir, cli.color),
     }
 }

@@ -41,9 +41,19 @@ impl WatchdogHandle {
     }
 }
 
-/// Starts the watchdog for a run whose file is already in the state directory.
+/// How long the runner waits for the watchdog to say it is watching.
+pub const READY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The fd number the watchdog's end of the handshake pipe gets.
+const READY_FD: i32 = 3;
+
+/// Starts the watchdog for a run whose file is already in the state
+/// directory, and waits until it says it is watching: a run must not change
+/// anything without one.
 pub fn spawn(state_dir: &Path, run_id: &str) -> Result<WatchdogHandle> {
     let (read_end, write_end): (OwnedFd, OwnedFd) =
+        nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).context("cannot create a pipe")?;
+    let (ready_read, ready_write): (OwnedFd, OwnedFd) =
         nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).context("cannot create a pipe")?;
     let exe = std::env::current_exe()
         .context("cannot find the faultline binary to start the watchdog")?;
@@ -58,24 +68,72 @@ pub fn spawn(state_dir: &Path, run_id: &str) -> Result<WatchdogHandle> {
         .arg("watchdog")
         .arg("--run-id")
         .arg(run_id)
+        .arg("--ready-fd")
+        .arg(READY_FD.to_string())
         .stdin(Stdio::from(read_end))
         .stdout(Stdio::from(log.try_clone()?))
         .stderr(Stdio::from(log));
     // Its own session: no terminal signals (Ctrl-C goes to the runner's
     // process group only) and it survives the runner's process group.
+    let ready_raw = ready_write.as_raw_fd();
     unsafe {
-        cmd.pre_exec(|| {
+        cmd.pre_exec(move || {
             nix::unistd::setsid().map_err(std::io::Error::from)?;
+            // dup2 clears close-on-exec on the copy.
+            if libc::dup2(ready_raw, READY_FD) < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
             Ok(())
         });
     }
-    let child = cmd.spawn().context("cannot start the watchdog")?;
+    let mut child = cmd.spawn().context("cannot start the watchdog")?;
+    drop(ready_write);
     let pid = child.id() as i32;
+    if let Err(why) = wait_ready(ready_read, READY_TIMEOUT) {
+        let _ = child.kill();
+        let _ = child.wait();
+        anyhow::bail!(
+            "the watchdog did not start ({why}; its log is {}), so nothing was changed: \
+             without it a killed run could not be rolled back. Check that the state \
+             directory's filesystem has free space and that the faultline binary can run",
+            log_path.display()
+        );
+    }
     Ok(WatchdogHandle {
         pipe: Some(File::from(write_end)),
         pid,
         child: Some(child),
     })
+}
+
+/// Waits for the watchdog's `ready` line on the handshake pipe.
+fn wait_ready(fd: OwnedFd, timeout: Duration) -> std::result::Result<(), String> {
+    let deadline = std::time::Instant::now() + timeout;
+    let mut got = Vec::new();
+    loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        if left.is_zero() {
+            return Err(format!("no answer within {}s", timeout.as_secs()));
+        }
+        let mut pfd = libc::pollfd {
+            fd: fd.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        let n = unsafe { libc::poll(&mut pfd, 1, left.as_millis().min(i32::MAX as u128) as i32) };
+        if n <= 0 {
+            continue;
+        }
+        let mut buf = [0u8; 16];
+        let r = unsafe { libc::read(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
+        if r <= 0 {
+            return Err("it exited before it was watching".into());
+        }
+        got.extend_from_slice(&buf[..r as usize]);
+        if got.windows(5).any(|w| w == b"ready") {
+            return Ok(());
+        }
+    }
 }
 
 /// What woke the watchdog.
@@ -114,8 +172,13 @@ fn wait_stdin(timeout: Duration) -> Wake {
     }
 }
 
+/// Best effort: a full or broken log must never stop the watchdog.
 fn log(msg: &str) {
-    println!("{} watchdog: {msg}", chrono::Utc::now().to_rfc3339());
+    let _ = writeln!(
+        std::io::stdout(),
+        "{} watchdog: {msg}",
+        chrono::Utc::now().to_rfc3339()
+    );
 }
 
 /// Replays every pending record of the run; returns how many remain pending.
@@ -162,7 +225,7 @@ fn replay_pending(path: &Path, why: &str) -> usize {
 }
 
 /// Body of `faultline watchdog --run-id ID`.
-pub fn main(state_dir: &Path, run_id: &str) -> i32 {
+pub fn main(state_dir: &Path, run_id: &str, ready_fd: Option<i32>) -> i32 {
     // Terminal signals are for the runner; the watchdog must outlive them.
     unsafe {
         libc::signal(libc::SIGINT, libc::SIG_IGN);
@@ -193,6 +256,16 @@ pub fn main(state_dir: &Path, run_id: &str) -> i32 {
             },
         );
     }
+    if std::env::var("FAULTLINE_TEST_PANIC_AT").is_ok_and(|v| v == "watchdog") {
+        panic!("FAULTLINE_TEST_PANIC_AT=watchdog");
+    }
+    if let Some(fd) = ready_fd {
+        // SAFETY: the runner passed this fd for the handshake only.
+        let mut ready = unsafe { <File as std::os::fd::FromRawFd>::from_raw_fd(fd) };
+        if ready.write_all(b"ready\n").is_err() {
+            log("the runner is gone before the handshake");
+        }
+    }
     log(&format!(
         "watching run {run_id} (runner pid {}, deadline {})",
         header.runner_pid, header.deadline
@@ -212,6 +285,7 @@ pub fn main(state_dir: &Path, run_id: &str) -> i32 {
                 return 0;
             }
             Wake::RunnerGone => {
+                settle_host_children(header.runner_pid);
                 let left = replay_pending(&path, "the runner died");
                 finish_file(&path, left);
                 return if left == 0 {
@@ -226,10 +300,23 @@ pub fn main(state_dir: &Path, run_id: &str) -> i32 {
                         log("the run's deadline (limits.max_duration) passed");
                     }
                     deadline_passed = true;
+                    settle_host_children(header.runner_pid);
                     replay_pending(&path, "deadline passed");
                 }
             }
         }
+    }
+}
+
+/// Kills the runner's `tc`/`nft`/`ip` children still in flight and waits
+/// until they are gone: one finishing after the replay would re-apply what
+/// the replay found "already gone".
+fn settle_host_children(runner_pid: i32) {
+    let left = crate::sys::exec::reap_host_children(runner_pid, Duration::from_secs(10));
+    if !left.is_empty() {
+        log(&format!(
+            "the runner's host commands {left:?} are still running after SIGKILL; rolling back anyway"
+        ));
     }
 }
 

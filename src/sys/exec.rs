@@ -150,6 +150,73 @@ pub async fn run(
     })
 }
 
+/// Environment variable set on every host-changing child (`tc`, `nft`,
+/// `ip`) the runner starts: its value is the runner's pid, so a watchdog can
+/// find the children still in flight after the runner died.
+pub const HOST_CHILD_MARKER: &str = "FAULTLINE_HOST_CHILD_OF";
+
+/// Makes a child die with this process: SIGKILL on the parent's death
+/// (PR_SET_PDEATHSIG), checked again after setting it in case the parent
+/// died in between, plus [`HOST_CHILD_MARKER`]. Only for children the calling
+/// thread waits for (the signal follows the thread that forked).
+pub fn die_with_parent(cmd: &mut std::process::Command) {
+    use std::os::unix::process::CommandExt;
+    let parent = std::process::id() as libc::pid_t;
+    cmd.env(HOST_CHILD_MARKER, parent.to_string());
+    // SAFETY: only async-signal-safe calls between fork and exec.
+    unsafe {
+        cmd.pre_exec(move || {
+            if libc::prctl(
+                libc::PR_SET_PDEATHSIG,
+                libc::SIGKILL as libc::c_ulong,
+                0,
+                0,
+                0,
+            ) != 0
+            {
+                return Err(std::io::Error::last_os_error());
+            }
+            if libc::getppid() != parent {
+                libc::_exit(137);
+            }
+            Ok(())
+        });
+    }
+}
+
+/// Pids of live processes carrying [`HOST_CHILD_MARKER`]`=runner_pid`.
+pub fn host_children_of(runner_pid: i32) -> Vec<i32> {
+    let want = format!("{HOST_CHILD_MARKER}={runner_pid}");
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    dir.flatten()
+        .filter_map(|d| d.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/environ"))
+                .is_ok_and(|env| env.split(|b| *b == 0).any(|kv| kv == want.as_bytes()))
+        })
+        .collect()
+}
+
+/// After the runner died: kills its host-changing children still in flight
+/// and waits (up to `timeout`) until they are gone, so an undo that finds
+/// nothing to undo is not overtaken by a `tc`/`nft` finishing late.
+/// Returns the pids that were still there when the wait ended.
+pub fn reap_host_children(runner_pid: i32, timeout: Duration) -> Vec<i32> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let left = host_children_of(runner_pid);
+        if left.is_empty() || Instant::now() >= deadline {
+            return left;
+        }
+        for pid in &left {
+            let _ = nix::sys::signal::kill(Pid::from_raw(*pid), Signal::SIGKILL);
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 /// The last `n` lines of some output, for error messages.
 pub fn tail(s: &str, n: usize) -> String {
     let lines: Vec<&str> = s.lines().collect();

@@ -50,8 +50,10 @@ pub struct Output {
 /// Runs `argv`; `Err` only when it cannot be started at all.
 pub fn run(argv: &[String]) -> Result<Output, String> {
     let (prog, args) = argv.split_first().ok_or("empty command")?;
-    let out = Command::new(prog)
-        .args(args)
+    let mut cmd = Command::new(prog);
+    cmd.args(args);
+    crate::sys::exec::die_with_parent(&mut cmd);
+    let out = cmd
         .output()
         .map_err(|e| format!("cannot run `{prog}`: {e}"))?;
     Ok(Output {

@@ -1,0 +1,281 @@
+//! The host is left as it was found, whatever happens to the runner: real
+//! runs of the binary, SIGKILLed at the worst moment, with a slow `tc` shim
+//! on PATH, a nearly full state filesystem (a small tmpfs), forking targets.
+//! Needs root; tc/nft only inside network namespaces the tests create.
+
+mod support;
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+use support::*;
+
+fn sh(cmd: &[&str]) -> std::process::Output {
+    Command::new(cmd[0]).args(&cmd[1..]).output().unwrap()
+}
+
+/// A network namespace with a veth pair `v0`/`v1` inside, deleted on drop.
+struct Netns(String);
+
+impl Netns {
+    fn new(tag: &str) -> Netns {
+        let name = format!("flhh{tag}{}", std::process::id());
+        let _ = sh(&["ip", "netns", "del", &name]);
+        let o = sh(&["ip", "netns", "add", &name]);
+        assert!(o.status.success(), "{}", text(&o));
+        let ns = Netns(name);
+        let o = sh(&[
+            "ip", "-n", &ns.0, "link", "add", "v0", "type", "veth", "peer", "name", "v1",
+        ]);
+        assert!(o.status.success(), "{}", text(&o));
+        for dev in ["v0", "v1"] {
+            sh(&["ip", "-n", &ns.0, "link", "set", dev, "up"]);
+        }
+        ns
+    }
+    fn qdiscs(&self, dev: &str) -> String {
+        let o = sh(&["tc", "-n", &self.0, "qdisc", "show", "dev", dev]);
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let _ = sh(&["ip", "netns", "del", &self.0]);
+    }
+}
+
+/// Starts `faultline run FILE` with an events file in the sandbox.
+fn spawn_run(sb: &Sandbox, file: &Path, envs: &[(&str, String)]) -> std::process::Child {
+    let mut c = sb.cmd();
+    c.arg("run")
+        .arg(file)
+        .args(["--no-journal", "--events", "events.jsonl"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    for (k, v) in envs {
+        c.env(k, v);
+    }
+    c.spawn().unwrap()
+}
+
+fn events(sb: &Sandbox) -> String {
+    std::fs::read_to_string(sb.path().join("events.jsonl")).unwrap_or_default()
+}
+
+fn sigkill(pid: i32) {
+    let _ = nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid),
+        nix::sys::signal::Signal::SIGKILL,
+    );
+}
+
+/// A directory with a `tc` that sleeps `secs` (after touching `started`)
+/// before it runs the real tc, when its arguments add or replace a qdisc in
+/// namespace `ns`.
+fn slow_tc_shim(dir: &Path, ns: &str, secs: u32) -> (PathBuf, PathBuf) {
+    let real = faultline::sys::exec::find_program("tc").expect("tc installed");
+    let bin = dir.join("shim");
+    std::fs::create_dir_all(&bin).unwrap();
+    let started = dir.join("tc-started");
+    let script = format!(
+        "#!/bin/sh\ncase \"$*\" in\n  *\"-n {ns} qdisc add\"*|*\"-n {ns} qdisc replace\"*)\n    \
+         touch '{}'; sleep {secs};;\nesac\nexec '{}' \"$@\"\n",
+        started.display(),
+        real.display()
+    );
+    let p = bin.join("tc");
+    std::fs::write(&p, script).unwrap();
+    std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
+    (bin, started)
+}
+
+fn path_with(dir: &Path) -> String {
+    format!(
+        "{}:{}",
+        dir.display(),
+        std::env::var("PATH").unwrap_or_default()
+    )
+}
+
+// ------------------------------------------------------------------ item 8
+
+#[test]
+fn a_tc_still_running_when_the_runner_is_killed_does_not_apply_its_fault_later() {
+    if !is_root() {
+        println!("skipped: needs root (network namespaces, tc)");
+        return;
+    }
+    if faultline::sys::exec::find_program("tc").is_none() {
+        println!("skipped: tc not installed (apt-get install iproute2)");
+        return;
+    }
+    let sb = Sandbox::new();
+    let ns = Netns::new("tc");
+    let before = ns.qdiscs("v0");
+    let (shim, started) = slow_tc_shim(sb.path(), &ns.0, 3);
+    let exp = format!(
+        r#"
+title: slow tc
+hypothesis: h
+steady_state:
+  interval: 200ms
+  probes:
+    - name: alive
+      command: {{run: ["true"]}}
+      before: {{samples: 1}}
+method:
+  - fault:
+      bandwidth:
+        netns: {ns}
+        interface: v0
+        rate: 1mbit
+    duration: 60s
+"#,
+        ns = ns.0
+    );
+    let f = sb.write("e.yaml", &exp);
+    let mut run = spawn_run(&sb, &f, &[("PATH", path_with(&shim))]);
+    assert!(
+        wait_until(Duration::from_secs(30), || started.exists()),
+        "the runner started its tc: {}",
+        events(&sb)
+    );
+    sigkill(run.id() as i32);
+    let _ = run.wait();
+    // Past the shim's sleep: an orphaned tc would have added its qdisc by now.
+    std::thread::sleep(Duration::from_secs(5));
+    let after = ns.qdiscs("v0");
+    assert!(
+        !after.contains("tbf") && !after.contains("fa17"),
+        "no qdisc of the run is left: {after}"
+    );
+    assert_eq!(after, before, "v0's qdiscs are as before");
+    let st = sb.status();
+    assert_eq!(st.status.code(), Some(0), "status is clean: {}", text(&st));
+}
+
+// ------------------------------------------------------------------ item 9
+
+/// A small tmpfs mounted as the sandbox's state dir, unmounted on drop.
+struct Tmpfs(PathBuf);
+
+impl Tmpfs {
+    fn mount(at: &Path, size: &str) -> Option<Tmpfs> {
+        std::fs::create_dir_all(at).unwrap();
+        let o = sh(&[
+            "mount",
+            "-t",
+            "tmpfs",
+            "-o",
+            &format!("size={size},mode=0700"),
+            "tmpfs",
+            at.to_str().unwrap(),
+        ]);
+        o.status.success().then(|| Tmpfs(at.to_path_buf()))
+    }
+    /// Fills it up, then frees `pages` pages.
+    fn fill_leaving(&self, pages: u64) {
+        use std::io::Write;
+        let p = self.0.join("filler");
+        let mut f = std::fs::File::create(&p).unwrap();
+        let chunk = vec![0u8; 4096];
+        while f.write_all(&chunk).is_ok() {}
+        let len = std::fs::metadata(&p).unwrap().len() / 4096 * 4096;
+        f.set_len(len.saturating_sub(pages * 4096)).unwrap();
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = sh(&["umount", "-l", self.0.to_str().unwrap()]);
+    }
+}
+
+fn pause_experiment(pid: i32) -> String {
+    format!(
+        r#"
+title: pause
+hypothesis: h
+steady_state:
+  interval: 200ms
+  probes:
+    - name: alive
+      command: {{run: ["true"]}}
+      before: {{samples: 1}}
+method:
+  - fault:
+      process_pause:
+        target: {{pid: {pid}}}
+    duration: 60s
+"#
+    )
+}
+
+#[test]
+fn a_full_state_filesystem_does_not_kill_the_watchdog() {
+    if !is_root() {
+        println!("skipped: needs root (mount tmpfs)");
+        return;
+    }
+    let sb = Sandbox::new();
+    let Some(fs) = Tmpfs::mount(&sb.state_dir(), "256k") else {
+        println!("skipped: cannot mount a tmpfs");
+        return;
+    };
+    // Room for the run file only: the watchdog's log cannot grow.
+    fs.fill_leaving(1);
+    let target = sleeper(120);
+    let f = sb.write("e.yaml", &pause_experiment(target.pid()));
+    let mut run = spawn_run(&sb, &f, &[]);
+    let verified = wait_until(Duration::from_secs(20), || {
+        events(&sb).contains("\"event\":\"fault_verified\"")
+            || matches!(run.try_wait(), Ok(Some(_)))
+    });
+    assert!(verified, "the run went on: {}", events(&sb));
+    if let Ok(Some(st)) = run.try_wait() {
+        // Refusing to start without a watchdog is also correct.
+        assert_eq!(st.code(), Some(69), "{}", events(&sb));
+        assert_ne!(proc_state(target.pid()), Some('T'));
+        return;
+    }
+    assert_eq!(proc_state(target.pid()), Some('T'), "the target is paused");
+    sigkill(run.id() as i32);
+    let _ = run.wait();
+    assert!(
+        wait_until(Duration::from_secs(5), || proc_state(target.pid())
+            != Some('T')),
+        "the watchdog resumed the target although its log could not be written"
+    );
+    drop(fs);
+}
+
+#[test]
+fn a_run_whose_watchdog_does_not_start_changes_nothing_and_exits_69() {
+    if !is_root() {
+        println!("skipped: needs root (process_pause of a test process)");
+        return;
+    }
+    let sb = Sandbox::new();
+    let target = sleeper(120);
+    let f = sb.write("e.yaml", &pause_experiment(target.pid()));
+    let o = sb
+        .cmd()
+        .arg("run")
+        .arg(&f)
+        .args(["--no-journal", "--events", "events.jsonl"])
+        .env("FAULTLINE_TEST_PANIC_AT", "watchdog")
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(69), "{}", text(&o));
+    assert!(
+        text(&o).contains("watchdog did not start"),
+        "says why: {}",
+        text(&o)
+    );
+    assert!(!events(&sb).contains("fault_injected"), "{}", events(&sb));
+    assert_ne!(proc_state(target.pid()), Some('T'));
+    let st = sb.status();
+    assert_eq!(st.status.code(), Some(0), "status is clean: {}", text(&st));
+}

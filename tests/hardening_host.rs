@@ -279,3 +279,36 @@ fn a_run_whose_watchdog_does_not_start_changes_nothing_and_exits_69() {
     let st = sb.status();
     assert_eq!(st.status.code(), Some(0), "status is clean: {}", text(&st));
 }
+
+// ------------------------------------------------------- item 17 (cpu_stress)
+
+#[test]
+fn cpu_stress_at_one_to_three_percent_passes_its_own_verification() {
+    let sb = Sandbox::new();
+    for load in ["1%", "2%", "3%"] {
+        let exp = format!(
+            r#"
+title: low cpu
+hypothesis: h
+steady_state:
+  interval: 200ms
+  probes:
+    - name: alive
+      command: {{run: ["true"]}}
+      before: {{samples: 1}}
+method:
+  - fault:
+      cpu_stress:
+        workers: 4
+        load: {load}
+    duration: 1s
+"#
+        );
+        let f = sb.write("e.yaml", &exp);
+        let o = sb.run(&f, &[]);
+        assert_eq!(o.status.code(), Some(0), "load {load}: {}", text(&o));
+        let j = sb.journal();
+        let s = j.to_string();
+        assert!(s.contains("workers alive"), "load {load}: verified: {s}");
+    }
+}

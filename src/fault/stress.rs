@@ -74,6 +74,41 @@ pub fn cpu_ticks(pid: i32) -> Option<u64> {
     Some(utime + stime)
 }
 
+/// CPU time a process used, in seconds, and the resolution of that number:
+/// /proc/PID/schedstat (nanoseconds) where the kernel has it, else clock
+/// ticks from /proc/PID/stat (10 ms at the usual 100 Hz).
+fn cpu_seconds(pid: i32) -> Option<(f64, f64)> {
+    if let Ok(s) = std::fs::read_to_string(format!("/proc/{pid}/schedstat")) {
+        if let Some(ns) = s
+            .split_whitespace()
+            .next()
+            .and_then(|v| v.parse::<u64>().ok())
+        {
+            return Some((ns as f64 / 1e9, 1e-6));
+        }
+    }
+    let hz = clock_ticks_per_sec() as f64;
+    cpu_ticks(pid).map(|t| (t as f64 / hz, 1.0 / hz))
+}
+
+/// How long verify watches the workers: 500 ms, longer (up to 3 s) when a
+/// low load would use less than a few units of what can be measured.
+fn verify_window(load: f64, resolution: f64) -> StdDuration {
+    let needed = if load > 0.0 {
+        3.0 * resolution / load
+    } else {
+        0.0
+    };
+    StdDuration::from_secs_f64(needed.clamp(0.5, 3.0))
+}
+
+/// Whether a worker that used `used` s of CPU in `secs` s shows it is not
+/// running: no CPU at all, when its share was at least three units of the
+/// measurement's resolution (below that, zero proves nothing).
+fn looks_idle(used: f64, load: f64, secs: f64, resolution: f64) -> bool {
+    used <= 0.0 && load * secs >= 3.0 * resolution
+}
+
 /// A `kB` field of /proc/PID/status (VmRSS, VmHWM), in bytes.
 pub fn status_bytes(pid: i32, field: &str) -> Option<u64> {
     let s = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
@@ -522,24 +557,25 @@ impl FaultImpl for Stress {
         let kind = self.kind_name();
         match self.load {
             Load::Cpu { load, .. } => {
-                let before: Vec<u64> = self
+                let before: Vec<(f64, f64)> = self
                     .workers
                     .iter()
-                    .map(|w| cpu_ticks(w.pid).unwrap_or(0))
+                    .map(|w| cpu_seconds(w.pid).unwrap_or((0.0, 0.0)))
                     .collect();
+                let resolution = before.iter().map(|b| b.1).fold(0.0, f64::max);
                 let t0 = Instant::now();
-                std::thread::sleep(StdDuration::from_millis(500));
+                std::thread::sleep(verify_window(load, resolution));
                 if let Some(d) = self.dead_worker() {
                     return Err(FaultError::failed(format!("{kind}: {d}")));
                 }
                 let secs = t0.elapsed().as_secs_f64();
-                let hz = clock_ticks_per_sec() as f64;
                 let mut idle = Vec::new();
                 let mut total = 0.0;
                 for (w, b) in self.workers.iter().zip(before) {
-                    let used = cpu_ticks(w.pid).unwrap_or(b).saturating_sub(b) as f64 / hz;
+                    let (now, res) = cpu_seconds(w.pid).unwrap_or(b);
+                    let used = (now - b.0).max(0.0);
                     total += used / secs;
-                    if used == 0.0 {
+                    if looks_idle(used, load, secs, res) {
                         idle.push(w.pid);
                     }
                 }
@@ -958,5 +994,18 @@ mod tests {
             ramp: None,
         });
         assert!(s.memory_target().unwrap() > 0);
+    }
+
+    #[test]
+    fn a_low_load_worker_is_idle_only_when_its_share_was_measurable() {
+        // 1% over 0.5 s is 5 ms: below three 10 ms ticks, zero ticks prove nothing.
+        assert!(!looks_idle(0.0, 0.01, 0.5, 0.01));
+        assert_eq!(verify_window(0.01, 0.01), StdDuration::from_secs(3));
+        assert!(looks_idle(0.0, 0.01, 3.0, 0.01));
+        // With nanosecond accounting 0.5 s is plenty, and zero is idle.
+        assert_eq!(verify_window(0.01, 1e-6), StdDuration::from_millis(500));
+        assert!(looks_idle(0.0, 0.01, 0.5, 1e-6));
+        assert!(!looks_idle(0.004, 0.01, 0.5, 1e-6));
+        assert!(looks_idle(0.0, 1.0, 0.5, 0.01));
     }
 }

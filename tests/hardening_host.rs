@@ -312,3 +312,134 @@ method:
         assert!(s.contains("workers alive"), "load {load}: verified: {s}");
     }
 }
+
+// ------------------------------------------------------------------ item 11
+
+/// The cgroup v1 cpu hierarchy path of a process (or the v2 path).
+fn cpu_cgroup(pid: i32) -> String {
+    std::fs::read_to_string(format!("/proc/{pid}/cgroup"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| {
+            let mut parts = l.splitn(3, ':');
+            let (_, ctl, path) = (parts.next()?, parts.next()?, parts.next()?);
+            (ctl.split(',').any(|c| c == "cpu") || ctl.is_empty()).then(|| path.to_string())
+        })
+        .unwrap_or_default()
+}
+
+/// The children of `pid` whose command line starts with `prefix`.
+fn children_named(pid: i32, prefix: &str) -> Vec<i32> {
+    std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
+        .unwrap_or_default()
+        .split_whitespace()
+        .filter_map(|c| c.parse::<i32>().ok())
+        .filter(|c| {
+            std::fs::read(format!("/proc/{c}/cmdline")).is_ok_and(|b| {
+                String::from_utf8_lossy(&b)
+                    .replace('\0', " ")
+                    .starts_with(prefix)
+            })
+        })
+        .collect()
+}
+
+/// Cgroup directories removed on drop (when a failed test left them).
+struct CgroupDirs(Vec<String>);
+
+impl Drop for CgroupDirs {
+    fn drop(&mut self) {
+        for d in &self.0 {
+            if Path::new(d).exists() {
+                faultline::sys::cgroup::evacuate(Path::new(d), None);
+                let _ = std::fs::remove_dir(d);
+            }
+        }
+    }
+}
+
+#[test]
+fn a_child_forked_by_a_cgroup_target_does_not_keep_the_runs_cgroup_alive() {
+    if !is_root() {
+        println!("skipped: needs root (cgroups)");
+        return;
+    }
+    use std::os::unix::process::CommandExt;
+    let sb = Sandbox::new();
+    let go = sb.path().join("go");
+    // Forks a long-lived child once `go` exists (inside the run's cgroup).
+    let target = ChildGuard(
+        Command::new("sh")
+            .arg("-c")
+            .arg(format!(
+                "while [ ! -e '{}' ]; do sleep 0.05; done; sleep 301 & wait",
+                go.display()
+            ))
+            .process_group(0)
+            .spawn()
+            .unwrap(),
+    );
+    let original = cpu_cgroup(target.pid());
+    let exp = format!(
+        r#"
+title: cpu limit of a forking target
+hypothesis: h
+steady_state:
+  interval: 200ms
+  probes:
+    - name: alive
+      command: {{run: ["true"]}}
+      before: {{samples: 1}}
+method:
+  - fault:
+      cpu_limit:
+        target: {{pid: {pid}}}
+        cpus: 0.5
+    duration: 60s
+"#,
+        pid = target.pid()
+    );
+    let f = sb.write("e.yaml", &exp);
+    let mut run = spawn_run(&sb, &f, &[]);
+    assert!(
+        wait_until(Duration::from_secs(20), || events(&sb)
+            .contains("\"event\":\"fault_verified\"")),
+        "the fault was verified: {}",
+        events(&sb)
+    );
+    let limited = cpu_cgroup(target.pid());
+    assert!(limited.contains("faultline"), "{limited}");
+    std::fs::write(&go, "").unwrap();
+    let mut forked = Vec::new();
+    assert!(wait_until(Duration::from_secs(5), || {
+        forked = children_named(target.pid(), "sleep 301");
+        !forked.is_empty()
+    }));
+    // Before the runner's next look for strays.
+    sigkill(run.id() as i32);
+    let _ = run.wait();
+    assert_eq!(
+        cpu_cgroup(forked[0]),
+        limited,
+        "the child was born in the run's cgroup"
+    );
+    let dirs: Vec<String> = ["/sys/fs/cgroup/cpu", "/sys/fs/cgroup"]
+        .iter()
+        .map(|root| format!("{root}{limited}"))
+        .collect();
+    let _cleanup = CgroupDirs(dirs.clone());
+    assert!(
+        wait_until(Duration::from_secs(5), || dirs
+            .iter()
+            .all(|d| !Path::new(d).exists())),
+        "the watchdog removed the run's cgroup {dirs:?}"
+    );
+    assert_eq!(cpu_cgroup(target.pid()), original);
+    assert_eq!(
+        cpu_cgroup(forked[0]),
+        original,
+        "the forked child went back too"
+    );
+    let st = sb.status();
+    assert_eq!(st.status.code(), Some(0), "status is clean: {}", text(&st));
+}

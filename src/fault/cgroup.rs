@@ -978,6 +978,7 @@ impl FaultImpl for CgroupLimit {
                 undo,
                 UndoOp::RemoveCgroup {
                     path: g.cgroup.dir.clone(),
+                    leftovers_to: g.members.first().map(|m| m.original.procs_file()),
                 },
             )?;
             g.cgroup.create().map_err(|e| cg_err(self.kind, e))?;

@@ -48,8 +48,15 @@ pub enum UndoOp {
     },
     /// Write a value back into a file (a cgroup control file, for example).
     WriteFile { path: PathBuf, contents: String },
-    /// Remove a cgroup directory the run created (after its processes left).
-    RemoveCgroup { path: PathBuf },
+    /// Remove a cgroup directory the run created. Processes still in it
+    /// (children a target forked since the last record) are moved first to
+    /// `leftovers_to` (a `cgroup.procs` file: the targets' original cgroup),
+    /// else to the root cgroup of the hierarchy.
+    RemoveCgroup {
+        path: PathBuf,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        leftovers_to: Option<PathBuf>,
+    },
     /// Delete a file the run created.
     RemoveFile { path: PathBuf },
 }
@@ -82,7 +89,7 @@ impl UndoOp {
                     path.display()
                 )
             }
-            UndoOp::RemoveCgroup { path } => format!("rmdir {}", path.display()),
+            UndoOp::RemoveCgroup { path, .. } => format!("rmdir {}", path.display()),
             UndoOp::RemoveFile { path } => format!("rm -f {}", path.display()),
         }
     }
@@ -158,10 +165,11 @@ impl UndoOp {
                     .map(|_| Applied::Done)
                     .map_err(|e| format!("writing {}: {e}", path.display()))
             }
-            UndoOp::RemoveCgroup { path } => {
+            UndoOp::RemoveCgroup { path, leftovers_to } => {
                 if !path.exists() {
                     return Ok(Applied::AlreadyGone);
                 }
+                crate::sys::cgroup::evacuate(path, leftovers_to.as_deref());
                 // Processes may take a moment to leave (exiting, being moved).
                 let mut last = None;
                 for _ in 0..50 {

@@ -475,6 +475,37 @@ pub fn parse_keyed(text: &str) -> BTreeMap<String, u64> {
         .collect()
 }
 
+/// Moves every process out of the cgroup directory `dir` (so it can be
+/// removed): into the cgroup whose `cgroup.procs` is `to`, or when that
+/// fails into the root cgroup of the hierarchy (the highest directory above
+/// `dir` with a `cgroup.procs`). Repeats while processes keep appearing
+/// (a target forking); best effort, bounded.
+pub fn evacuate(dir: &Path, to: Option<&Path>) {
+    let root_procs = dir
+        .ancestors()
+        .skip(1)
+        .filter(|d| d.join("cgroup.procs").is_file())
+        .last()
+        .map(|d| d.join("cgroup.procs"));
+    for _ in 0..20 {
+        let Ok(list) = std::fs::read_to_string(dir.join("cgroup.procs")) else {
+            return;
+        };
+        let pids: Vec<&str> = list.split_whitespace().collect();
+        if pids.is_empty() {
+            return;
+        }
+        for pid in pids {
+            let moved = to.is_some_and(|t| std::fs::write(t, pid).is_ok());
+            if !moved {
+                if let Some(r) = &root_procs {
+                    let _ = std::fs::write(r, pid);
+                }
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

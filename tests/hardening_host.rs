@@ -443,3 +443,138 @@ method:
     let st = sb.status();
     assert_eq!(st.status.code(), Some(0), "status is clean: {}", text(&st));
 }
+
+// ------------------------------------------------------------------ item 12
+
+/// The probe namespaces a runner pid created that still exist.
+fn probe_namespaces_of(pid: i32) -> Vec<String> {
+    std::fs::read_dir("/run/netns")
+        .map(|d| {
+            d.flatten()
+                .filter_map(|e| e.file_name().into_string().ok())
+                .filter(|n| n.starts_with(&format!("faultline-probe-{pid}-")))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Deletes whatever probe namespaces of `pid` a failed test left.
+struct ProbeNamespaces(i32);
+
+impl Drop for ProbeNamespaces {
+    fn drop(&mut self) {
+        for n in probe_namespaces_of(self.0) {
+            let _ = sh(&["ip", "netns", "del", &n]);
+        }
+    }
+}
+
+/// A `tc` that sleeps inside preflight's probe namespaces.
+fn slow_probe_shim(dir: &Path) -> (PathBuf, PathBuf) {
+    let real = faultline::sys::exec::find_program("tc").expect("tc installed");
+    let bin = dir.join("probe-shim");
+    std::fs::create_dir_all(&bin).unwrap();
+    let started = dir.join("probe-started");
+    let script = format!(
+        "#!/bin/sh\ncase \"$*\" in\n  *\"-n faultline-probe-\"*)\n    touch '{}'; sleep 2;;\nesac\nexec '{}' \"$@\"\n",
+        started.display(),
+        real.display()
+    );
+    let p = bin.join("tc");
+    std::fs::write(&p, script).unwrap();
+    std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
+    (bin, started)
+}
+
+fn bandwidth_experiment(ns: &str) -> String {
+    format!(
+        r#"
+title: bandwidth
+hypothesis: h
+steady_state:
+  interval: 200ms
+  probes:
+    - name: alive
+      command: {{run: ["true"]}}
+      before: {{samples: 1}}
+method:
+  - fault:
+      bandwidth:
+        netns: {ns}
+        interface: v0
+        rate: 1mbit
+    duration: 1s
+"#
+    )
+}
+
+#[test]
+fn signals_during_preflight_leave_no_probe_namespace_and_status_finds_stale_ones() {
+    if !is_root() {
+        println!("skipped: needs root (network namespaces)");
+        return;
+    }
+    if faultline::sys::exec::find_program("tc").is_none() {
+        println!("skipped: tc not installed (apt-get install iproute2)");
+        return;
+    }
+    let sb = Sandbox::new();
+    let ns = Netns::new("pr");
+    let f = sb.write("e.yaml", &bandwidth_experiment(&ns.0));
+    let (shim, started) = slow_probe_shim(sb.path());
+
+    // SIGTERM (and SIGINT) during preflight: the run stops, cleaning up.
+    for sig in [
+        nix::sys::signal::Signal::SIGTERM,
+        nix::sys::signal::Signal::SIGINT,
+    ] {
+        let _ = std::fs::remove_file(&started);
+        let mut run = sb
+            .cmd()
+            .arg("run")
+            .arg(&f)
+            .args(["--no-journal"])
+            .env("PATH", path_with(&shim))
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let pid = run.id() as i32;
+        let _guard = ProbeNamespaces(pid);
+        assert!(wait_until(Duration::from_secs(20), || started.exists()));
+        assert_eq!(probe_namespaces_of(pid).len(), 1, "preflight is probing");
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), sig).unwrap();
+        let st = run.wait().unwrap();
+        let mut err = String::new();
+        std::io::Read::read_to_string(run.stdout.as_mut().unwrap(), &mut err).unwrap();
+        assert_eq!(st.code(), Some(130), "{sig}: {err}");
+        assert!(err.contains("during preflight"), "{sig}: {err}");
+        assert!(
+            probe_namespaces_of(pid).is_empty(),
+            "{sig}: namespace removed"
+        );
+        assert!(!ns.qdiscs("v0").contains("tbf"), "nothing was injected");
+    }
+
+    // SIGKILL cannot be handled: `status` reports the namespace, `recover` removes it.
+    let _ = std::fs::remove_file(&started);
+    let mut run = spawn_run(&sb, &f, &[("PATH", path_with(&shim))]);
+    let pid = run.id() as i32;
+    let _guard = ProbeNamespaces(pid);
+    assert!(wait_until(Duration::from_secs(20), || started.exists()));
+    sigkill(pid);
+    let _ = run.wait();
+    let left = probe_namespaces_of(pid);
+    assert_eq!(left.len(), 1, "SIGKILL leaves the probe namespace");
+    let st = sb.status();
+    assert_eq!(st.status.code(), Some(1), "{}", text(&st));
+    assert!(
+        text(&st).contains(&left[0]),
+        "status names it: {}",
+        text(&st)
+    );
+    let rec = sb.cmd().arg("recover").output().unwrap();
+    assert_eq!(rec.status.code(), Some(0), "{}", text(&rec));
+    assert!(text(&rec).contains(&left[0]), "{}", text(&rec));
+    assert!(probe_namespaces_of(pid).is_empty(), "recover removed it");
+}

@@ -108,6 +108,17 @@ pub fn status(state_dir: &Path, json: bool) -> i32 {
             out!("  damaged  {}:{n}: {e}", st.path.display());
         }
     }
+    let stale = crate::sys::net::stale_probe_netns();
+    for ns in &stale {
+        let line =
+            format!("stale   network namespace {ns} (left by a runner that died during preflight)");
+        if json {
+            eprintln!("{line}");
+        } else {
+            println!("{line}");
+        }
+    }
+    pending_total += stale.len();
     if json {
         out!("{}", serde_json::to_string_pretty(&out).unwrap());
     } else if pending_total == 0 && out.is_empty() && untrusted == 0 {
@@ -231,6 +242,20 @@ pub fn recover(state_dir: &Path, run_id: Option<&str>, force: bool) -> i32 {
                     "the damaged run file was kept as {} for inspection",
                     kept.display()
                 );
+            }
+        }
+    }
+    if run_id.is_none() {
+        for ns in crate::sys::net::stale_probe_netns() {
+            match crate::sys::net::remove_probe_netns(&ns) {
+                Ok(()) => {
+                    done += 1;
+                    println!("network namespace {ns} (stale preflight probe): removed");
+                }
+                Err(e) => {
+                    eprintln!("network namespace {ns} (stale preflight probe): FAILED: {e}");
+                    failed.push(format!("ip netns del {ns}"));
+                }
             }
         }
     }

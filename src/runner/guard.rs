@@ -42,6 +42,41 @@ pub(super) async fn watch_signals(ctx: Arc<Ctx>) {
     }
 }
 
+static EARLY_SIGNAL: std::sync::atomic::AtomicI32 = std::sync::atomic::AtomicI32::new(0);
+
+extern "C" fn note_early_signal(sig: libc::c_int) {
+    EARLY_SIGNAL.store(sig, std::sync::atomic::Ordering::SeqCst);
+}
+
+const EARLY_SIGNALS: [libc::c_int; 4] = [libc::SIGINT, libc::SIGTERM, libc::SIGHUP, libc::SIGQUIT];
+
+/// During preflight SIGINT/SIGTERM/SIGHUP/SIGQUIT are noted instead of
+/// killing the runner at once, so preflight's throwaway network namespaces
+/// are removed; `on` false restores the default action.
+pub(super) fn catch_early_signals(on: bool) {
+    for sig in EARLY_SIGNALS {
+        // SAFETY: the handler only stores into an atomic.
+        unsafe {
+            let mut sa: libc::sigaction = std::mem::zeroed();
+            sa.sa_sigaction = if on {
+                note_early_signal as extern "C" fn(libc::c_int) as usize
+            } else {
+                libc::SIG_DFL
+            };
+            libc::sigemptyset(&mut sa.sa_mask);
+            libc::sigaction(sig, &sa, std::ptr::null_mut());
+        }
+    }
+}
+
+/// The signal noted by [`catch_early_signals`], if one came.
+pub(super) fn early_signal() -> Option<i32> {
+    match EARLY_SIGNAL.load(std::sync::atomic::Ordering::SeqCst) {
+        0 => None,
+        n => Some(n),
+    }
+}
+
 /// A tiny select_all over boxed futures (avoids a dependency for one use).
 pub(super) async fn futures_select_all<F>(futs: Vec<std::pin::Pin<Box<F>>>) -> (i32, usize, ())
 where

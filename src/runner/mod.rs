@@ -294,7 +294,21 @@ pub async fn run(
         .collect();
 
     // Preflight.
+    guard::catch_early_signals(true);
     let pre = preflight(&exp, &opts.run_id, &fctx);
+    guard::catch_early_signals(false);
+    if let Some(sig) = guard::early_signal() {
+        let name = nix::sys::signal::Signal::try_from(sig)
+            .map(|s| s.as_str().to_string())
+            .unwrap_or_else(|_| sig.to_string());
+        return finish_early(
+            &emit,
+            &builder,
+            Verdict::Interrupted,
+            exit::INTERRUPTED,
+            format!("interrupted by {name} during preflight; nothing was changed"),
+        );
+    }
     let started = |probes: Vec<ProbeInfo>| Event::RunStarted {
         title: exp.title.clone(),
         hypothesis: exp.hypothesis.clone(),

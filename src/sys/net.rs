@@ -193,11 +193,64 @@ pub struct ProbeNetns {
 
 static PROBE_COUNTER: AtomicU32 = AtomicU32::new(0);
 
+/// Names of preflight's throwaway namespaces:
+/// `faultline-probe-<pid>-<pid start time>-<n>` (older runs: `<pid>-<n>`).
+pub const PROBE_PREFIX: &str = "faultline-probe-";
+
+/// Whether a probe namespace name belongs to a process that is gone
+/// (`same` tells whether pid+start time is still that process, `alive`
+/// whether a pid exists). Names faultline did not make are never stale.
+pub fn probe_netns_is_stale(
+    name: &str,
+    same: impl Fn(i32, u64) -> bool,
+    alive: impl Fn(i32) -> bool,
+) -> bool {
+    let Some(rest) = name.strip_prefix(PROBE_PREFIX) else {
+        return false;
+    };
+    let parts: Vec<&str> = rest.split('-').collect();
+    if parts
+        .iter()
+        .any(|p| p.is_empty() || !p.bytes().all(|b| b.is_ascii_digit()))
+    {
+        return false;
+    }
+    let Ok(pid) = parts[0].parse::<i32>() else {
+        return false;
+    };
+    match parts.len() {
+        3 => parts[1].parse::<u64>().is_ok_and(|st| !same(pid, st)),
+        2 => !alive(pid),
+        _ => false,
+    }
+}
+
+/// Probe namespaces left by a runner that died during preflight.
+pub fn stale_probe_netns() -> Vec<String> {
+    let mut out: Vec<String> = ["/run/netns", "/var/run/netns"]
+        .iter()
+        .filter_map(|d| std::fs::read_dir(d).ok())
+        .flatten()
+        .flatten()
+        .filter_map(|e| e.file_name().into_string().ok())
+        .filter(|n| probe_netns_is_stale(n, crate::sys::proc::is_same, crate::sys::proc::alive))
+        .collect();
+    out.sort();
+    out.dedup();
+    out
+}
+
+/// Deletes a stale probe namespace (`ip netns del`).
+pub fn remove_probe_netns(name: &str) -> Result<(), String> {
+    run_ok(&ip(None, &["netns", "del", name])).map(|_| ())
+}
+
 impl ProbeNetns {
     pub fn create() -> Result<ProbeNetns, String> {
+        let me = std::process::id() as i32;
         let name = format!(
-            "faultline-probe-{}-{}",
-            std::process::id(),
+            "{PROBE_PREFIX}{me}-{}-{}",
+            crate::sys::proc::start_time(me).unwrap_or(0),
             PROBE_COUNTER.fetch_add(1, Ordering::SeqCst)
         );
         run_ok(&ip(None, &["netns", "add", &name]))?;
@@ -246,5 +299,31 @@ mod tests {
             1
         );
         assert!(parse_json_list("not json").is_err());
+    }
+
+    #[test]
+    fn stale_probe_namespaces_are_those_of_dead_runners_only() {
+        let same = |pid: i32, st: u64| pid == 10 && st == 500;
+        let alive = |pid: i32| pid == 10;
+        assert!(!probe_netns_is_stale(
+            "faultline-probe-10-500-0",
+            same,
+            alive
+        ));
+        assert!(probe_netns_is_stale(
+            "faultline-probe-10-499-0",
+            same,
+            alive
+        ));
+        assert!(probe_netns_is_stale(
+            "faultline-probe-11-500-3",
+            same,
+            alive
+        ));
+        assert!(!probe_netns_is_stale("faultline-probe-10-2", same, alive));
+        assert!(probe_netns_is_stale("faultline-probe-11-2", same, alive));
+        assert!(!probe_netns_is_stale("faultline-probe-x-1", same, alive));
+        assert!(!probe_netns_is_stale("app", same, alive));
+        assert!(!probe_netns_is_stale("faultline-probe-11", same, alive));
     }
 }

@@ -553,13 +553,17 @@ _faultline() {
             return 0
             ;;
         faultline__subcmd__watchdog)
-            opts="-h -V --run-id --state-dir --color --help --version"
+            opts="-h -V --run-id --ready-fd --state-dir --color --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
                 --run-id)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --ready-fd)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

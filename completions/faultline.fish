@@ -132,6 +132,7 @@ never\t''"
 complete -c faultline -n "__fish_faultline_using_subcommand completions" -s h -l help -d 'Print help'
 complete -c faultline -n "__fish_faultline_using_subcommand completions" -s V -l version -d 'Print version'
 complete -c faultline -n "__fish_faultline_using_subcommand watchdog" -l run-id -r
+complete -c faultline -n "__fish_faultline_using_subcommand watchdog" -l ready-fd -d 'Inherited pipe on which the watchdog says it is watching' -r
 complete -c faultline -n "__fish_faultline_using_subcommand watchdog" -l state-dir -d 'Where undo records and locks live (default: /run/faultline as root, else $XDG_RUNTIME_DIR/faultline)' -r -F
 complete -c faultline -n "__fish_faultline_using_subcommand watchdog" -l color -d 'When to use colours (NO_COLOR is respected with `auto`)' -r -f -a "auto\t''
 always\t''

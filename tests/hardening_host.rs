@@ -578,3 +578,83 @@ fn signals_during_preflight_leave_no_probe_namespace_and_status_finds_stale_ones
     assert!(text(&rec).contains(&left[0]), "{}", text(&rec));
     assert!(probe_namespaces_of(pid).is_empty(), "recover removed it");
 }
+
+// ------------------------------------------------------------------ item 10
+
+#[test]
+fn another_runs_runner_and_watchdog_are_never_targets() {
+    if !is_root() {
+        println!("skipped: needs root (process_pause of a test process)");
+        return;
+    }
+    let sb = Sandbox::new();
+    let target = sleeper(120);
+    let f = sb.write("e.yaml", &pause_experiment(target.pid()));
+    let first = ChildGuard(spawn_run(&sb, &f, &[]));
+    assert!(
+        wait_until(Duration::from_secs(20), || events(&sb)
+            .contains("\"event\":\"fault_verified\"")),
+        "{}",
+        events(&sb)
+    );
+    // Matches exactly the first run's runner (its file) and watchdog (its state dir).
+    let selector = sb.path().display().to_string().replace('.', "\\\\.");
+    let g = sb.write(
+        "kill.yaml",
+        &format!(
+            r#"
+title: kill other runs
+hypothesis: h
+steady_state:
+  probes:
+    - name: alive
+      command: {{run: ["true"]}}
+method:
+  - fault:
+      process_kill:
+        target: {{cmdline: "{selector}", mode: all}}
+    duration: 1s
+"#
+        ),
+    );
+    let o = sb.cmd().arg("plan").arg(&g).output().unwrap();
+    let out = text(&o);
+    assert_eq!(o.status.code(), Some(69), "{out}");
+    assert!(out.contains("faultline process"), "{out}");
+    assert!(
+        out.contains(&first.pid().to_string()),
+        "names the runner: {out}"
+    );
+    assert!(
+        proc_state(first.pid()).is_some(),
+        "the first runner is alive"
+    );
+}
+
+#[test]
+fn memory_stress_at_all_available_memory_and_a_tiny_disk_reserve_are_refused() {
+    let sb = Sandbox::new();
+    let f = sb.write(
+        "m.yaml",
+        r#"
+title: too much
+hypothesis: h
+steady_state:
+  probes:
+    - name: alive
+      command: {run: ["true"]}
+method:
+  - fault:
+      memory_stress: {percent: 100%}
+    duration: 1s
+  - fault:
+      disk_fill: {path: /tmp, fill_to: 50%, reserve: 0}
+    duration: 1s
+"#,
+    );
+    let o = sb.cmd().arg("validate").arg(&f).output().unwrap();
+    let out = text(&o);
+    assert_eq!(o.status.code(), Some(64), "{out}");
+    assert!(out.contains("percent") && out.contains("OOM"), "{out}");
+    assert!(out.contains("reserve") && out.contains("at least"), "{out}");
+}

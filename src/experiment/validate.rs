@@ -697,6 +697,17 @@ fn check_fault(
             if s.size.is_some_and(|z| z.0 == 0) {
                 c.value_error(&format!("{path}.size"), "a size of 0 does nothing");
             }
+            if s.percent
+                .is_some_and(|p| p.fraction() > crate::fault::stress::MAX_MEMORY_SHARE)
+            {
+                c.value_error(
+                    &format!("{path}.percent"),
+                    format!(
+                        "at most {}% of the available memory: more only sets off the OOM killer on the host",
+                        crate::fault::stress::MAX_MEMORY_SHARE * 100.0
+                    ),
+                );
+            }
             if let Some(r) = s.ramp {
                 c.nonzero(&format!("{path}.ramp"), r);
                 if let Some(d) = duration {
@@ -721,6 +732,17 @@ fn check_fault(
             }
             if s.fill_to.is_some_and(|p| p.0 == 0.0) {
                 c.value_error(&format!("{path}.fill_to"), "0% does nothing");
+            }
+            if s.reserve
+                .is_some_and(|r| r.bytes() < crate::fault::disk::MIN_RESERVE)
+            {
+                c.value_error(
+                    &format!("{path}.reserve"),
+                    format!(
+                        "the reserve must be at least {}: a full filesystem breaks the host (logs, package manager, faultline's own state)",
+                        crate::units::Size(crate::fault::disk::MIN_RESERVE)
+                    ),
+                );
             }
         }
     }

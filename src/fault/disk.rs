@@ -27,6 +27,8 @@ pub struct DiskFillSpec {
 
 /// The reserve when none is given: never leave less than this free.
 pub const DEFAULT_RESERVE: u64 = 64 << 20;
+/// The smallest reserve accepted.
+pub const MIN_RESERVE: u64 = 4 << 20;
 /// The largest single fill file (some filesystems cap file sizes at 4GiB).
 const MAX_FILE: u64 = 1 << 30;
 
@@ -104,7 +106,7 @@ impl DiskFill {
     fn reserve(&self) -> u64 {
         self.spec
             .reserve
-            .map(|r| r.bytes())
+            .map(|r| r.bytes().max(MIN_RESERVE))
             .unwrap_or(DEFAULT_RESERVE)
     }
 

@@ -74,6 +74,9 @@ pub fn cpu_ticks(pid: i32) -> Option<u64> {
     Some(utime + stime)
 }
 
+/// The largest share of MemAvailable a memory_stress may take.
+pub const MAX_MEMORY_SHARE: f64 = 0.9;
+
 /// CPU time a process used, in seconds, and the resolution of that number:
 /// /proc/PID/schedstat (nanoseconds) where the kernel has it, else clock
 /// ticks from /proc/PID/stat (10 ms at the usual 100 Hz).
@@ -303,10 +306,12 @@ impl Stress {
                 ))
             }
         };
-        if want > avail {
+        let most = (avail as f64 * MAX_MEMORY_SHARE) as u64;
+        if want > most {
             return Err(FaultError::precondition(format!(
-                "memory_stress of {} is more than the memory available now ({}); it would only set off the OOM killer; give a smaller `size` or a `percent`",
+                "memory_stress of {} is more than {}% of the memory available now ({}); it would only set off the OOM killer; give a smaller `size` or a `percent`",
                 Size(want),
+                MAX_MEMORY_SHARE * 100.0,
                 Size(avail)
             )));
         }

@@ -517,14 +517,27 @@ impl ProcessTarget {
         let Some(m) = self.match_pids(ctx, &table)? else {
             return Ok(None);
         };
-        Ok(Some(classify(
-            &table,
-            &m.pids,
-            m.why_none,
-            ctx,
-            runner,
-            &|pid| proc::cmdline(pid).unwrap_or_default(),
-        )))
+        let mut c = classify(&table, &m.pids, m.why_none, ctx, runner, &|pid| {
+            proc::cmdline(pid).unwrap_or_default()
+        });
+        // Every faultline runner and watchdog on the host is out of reach,
+        // not only this run's.
+        let (theirs, others): (Vec<_>, Vec<_>) = c
+            .selectable
+            .into_iter()
+            .partition(|p| proc::is_faultline_control(p.pid));
+        c.selectable = others;
+        c.excluded
+            .extend(theirs.into_iter().map(|p| {
+                ExcludedProcess {
+                    pid: p.pid,
+                    name: p.name,
+                    reason:
+                        "it is a faultline process (the runner, watchdog or stress worker of a run)"
+                            .into(),
+                }
+            }));
+        Ok(Some(c))
     }
 
     /// Resolves the target now: match, drop protected processes, apply `mode`,

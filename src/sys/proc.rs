@@ -327,6 +327,49 @@ pub fn boot_time_ms() -> u64 {
     ts.tv_sec as u64 * 1000 + ts.tv_nsec as u64 / 1_000_000
 }
 
+/// Whether `pid` is a faultline runner or watchdog (any faultline process
+/// but a `stress-worker`): its executable is this one (same device and
+/// inode, also after an upgrade replaced the file) or a file whose name
+/// starts with `faultline`; when /proc/PID/exe cannot be read (another
+/// user's process, as non-root), its name. A process can pretend to be
+/// faultline only to protect itself, never to expose another.
+pub fn is_faultline_control(pid: i32) -> bool {
+    let worker = cmdline_args(pid)
+        .get(1)
+        .is_some_and(|a| a == "stress-worker");
+    !worker && runs_faultline(pid)
+}
+
+fn cmdline_args(pid: i32) -> Vec<String> {
+    std::fs::read(proc_root().join(pid.to_string()).join("cmdline"))
+        .map(|b| {
+            b.split(|c| *c == 0)
+                .map(|a| String::from_utf8_lossy(a).into_owned())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn runs_faultline(pid: i32) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let exe = proc_root().join(pid.to_string()).join("exe");
+    if let (Ok(theirs), Ok(ours)) = (
+        std::fs::metadata(&exe),
+        std::fs::metadata(proc_root().join("self/exe")),
+    ) {
+        if theirs.dev() == ours.dev() && theirs.ino() == ours.ino() {
+            return true;
+        }
+    }
+    match std::fs::read_link(&exe) {
+        Ok(target) => target
+            .file_name()
+            .and_then(|n| n.to_str())
+            .is_some_and(|n| n.starts_with("faultline")),
+        Err(_) => info(pid).is_some_and(|i| i.comm.starts_with("faultline")),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

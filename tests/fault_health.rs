@@ -4,6 +4,8 @@
 //! a cgroup limit on a real PostgreSQL that must reach the backend doing the
 //! work. Run under `flock /tmp/faultline-itest.lock`.
 
+#[path = "vm/netns.rs"]
+mod netns;
 mod support;
 
 use std::path::{Path, PathBuf};
@@ -118,6 +120,53 @@ fn a_cpu_limit_removed_by_recover_force_mid_step_is_inconclusive() {
         String::from_utf8_lossy(&o.stderr).contains("removed externally at +"),
         "the live view says so: {}",
         text(&o)
+    );
+}
+
+#[test]
+fn an_nft_table_deleted_mid_step_is_inconclusive() {
+    if !is_root() || !netns::which("nft") {
+        println!("skipped: needs root and nft (Debian package nftables)");
+        return;
+    }
+    let pair = netns::NsPair::new();
+    let sb = Sandbox::new();
+    let f = sb.write(
+        "e.yaml",
+        &experiment(
+            "",
+            &format!(
+                "  - fault:\n      blackhole:\n        netns: {}\n        peers: [{}]\n    duration: 6s\n",
+                pair.a,
+                netns::B_IP
+            ),
+        ),
+    );
+    let child = spawn_run(&sb, &f);
+    assert!(wait_for_event(
+        &sb,
+        "fault_verified",
+        Duration::from_secs(20)
+    ));
+    std::thread::sleep(Duration::from_millis(1000));
+    let tables = netns::sh(&["ip", "netns", "exec", &pair.a, "nft", "list", "tables"]);
+    let table = tables
+        .lines()
+        .filter_map(|l| l.strip_prefix("table inet "))
+        .find(|t| t.starts_with("faultline"))
+        .unwrap_or_else(|| panic!("no faultline table in {tables}"))
+        .trim()
+        .to_string();
+    netns::sh(&[
+        "ip", "netns", "exec", &pair.a, "nft", "delete", "table", "inet", &table,
+    ]);
+    let o = finish(child, Duration::from_secs(60));
+    assert_eq!(o.status.code(), Some(5), "{}", text(&o));
+    let j = sb.journal();
+    let why = reasons(&j);
+    assert!(
+        why.contains("removed externally at +") && why.contains(&table),
+        "{why}"
     );
 }
 

@@ -713,7 +713,11 @@ impl FaultImpl for Stress {
     }
 
     fn verify_rollback(&mut self, _ctx: &FaultContext) -> Result<(), FaultError> {
-        let deadline = Instant::now() + StdDuration::from_secs(3);
+        // A killed worker frees its memory before it is gone: gigabytes take
+        // seconds on a busy host. Allow 3 s plus 3 s per GiB held.
+        let deadline = Instant::now()
+            + StdDuration::from_secs(3)
+            + StdDuration::from_secs_f64(3.0 * self.target_bytes as f64 / (1u64 << 30) as f64);
         let mut alive = Vec::new();
         for w in &mut self.workers {
             loop {

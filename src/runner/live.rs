@@ -155,7 +155,7 @@ impl EventSink for LiveView {
                 if !last_stderr.trim().is_empty() {
                     msg.push_str(&format!("; last stderr:\n{}", last_stderr.trim_end()));
                 }
-                self.line(t, &self.paint("1;31", &msg))
+                self.painted(t, "1;31", &msg)
             }
             Event::Sample {
                 probe,
@@ -252,12 +252,12 @@ impl EventSink for LiveView {
             }
             Event::FaultHealth { point, .. } => {
                 if let Some(c) = &point.change {
-                    self.line(t, &self.paint("1;33", c))
+                    self.painted(t, "1;33", c)
                 }
             }
             Event::FaultEffect { effect, .. } => {
                 if let Some(p) = &effect.problem {
-                    self.line(t, &self.paint("1;33", p.message()))
+                    self.painted(t, "1;33", p.message())
                 }
             }
             Event::AbortTriggered {

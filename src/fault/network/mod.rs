@@ -272,6 +272,15 @@ pub fn build_bandwidth(s: &BandwidthSpec) -> Box<dyn FaultImpl> {
     Box::new(BandwidthFault::new(s))
 }
 
+/// A network fault's health: its verification run again (it only lists
+/// qdiscs or the nft table), found missing when that fails.
+fn health_of(verified: Result<String, FaultError>) -> super::FaultHealth {
+    match verified {
+        Ok(evidence) => super::FaultHealth::present(crate::sys::text::escape(&evidence).into_owned()),
+        Err(e) => super::FaultHealth::missing(crate::sys::text::escape(&e.message).into_owned()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::tc::tc_time;

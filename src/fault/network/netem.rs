@@ -641,6 +641,11 @@ impl FaultImpl for NetemFault {
         Ok(format!("netem {handle} on {dev} {layout}: {opts}"))
     }
 
+    /// The qdisc or nft table and its values are still there (read-only).
+    fn health(&mut self, ctx: &FaultContext) -> Option<crate::fault::FaultHealth> {
+        Some(super::health_of(self.verify(ctx)))
+    }
+
     fn verify_rollback(&mut self, ctx: &FaultContext) -> Result<(), FaultError> {
         let Some(st) = self.state.clone() else {
             return Ok(());

@@ -452,6 +452,11 @@ impl FaultImpl for NftFault {
         Ok(format!("nftables table inet {table}: {rules} rules"))
     }
 
+    /// The qdisc or nft table and its values are still there (read-only).
+    fn health(&mut self, ctx: &FaultContext) -> Option<crate::fault::FaultHealth> {
+        Some(super::health_of(self.verify(ctx)))
+    }
+
     fn verify_rollback(&mut self, ctx: &FaultContext) -> Result<(), FaultError> {
         if self.table.is_none() {
             return Ok(());

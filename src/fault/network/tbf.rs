@@ -147,6 +147,11 @@ impl FaultImpl for BandwidthFault {
         ))
     }
 
+    /// The qdisc or nft table and its values are still there (read-only).
+    fn health(&mut self, ctx: &FaultContext) -> Option<crate::fault::FaultHealth> {
+        Some(super::health_of(self.verify(ctx)))
+    }
+
     fn verify_rollback(&mut self, _ctx: &FaultContext) -> Result<(), FaultError> {
         let Some((root, before)) = self.state.clone() else {
             return Ok(());

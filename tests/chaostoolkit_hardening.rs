@@ -463,6 +463,14 @@ fn guarding_controls_stop_the_run_and_every_control_is_named() {
     assert!(err.contains("tracing"), "{err}");
     assert!(err.contains("method[0].controls[0]"), "{err}");
     assert!(err.contains("ask-first"), "{err}");
+    // plan says what run would do.
+    let o = sb.cmd().args(["plan", &f]).output().unwrap();
+    assert_eq!(code(&o), Some(69), "{}", text(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("--ignore-controls"),
+        "{}",
+        text(&o)
+    );
     let o = sb
         .cmd()
         .args(["run", &f, "--yes", "--no-journal"])

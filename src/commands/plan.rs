@@ -61,7 +61,7 @@ pub fn run(
     chaostoolkit: bool,
     opts: &crate::chaostoolkit::Options,
 ) -> i32 {
-    let loaded = match crate::load::load(file, chaostoolkit, opts).map(|(l, _)| l) {
+    let (loaded, ctk) = match crate::load::load(file, chaostoolkit, opts) {
         Ok(l) => l,
         Err(problems) => {
             for p in &problems {
@@ -70,13 +70,44 @@ pub fn run(
             return exit::INVALID;
         }
     };
-    let plan = build(&loaded);
+    let mut plan = build(&loaded);
+    check_controls(&mut plan, ctk.as_ref(), false);
     let r = &loaded.redactor;
     match format {
         PlanFormat::Json => println!("{}", r.text(&serde_json::to_string_pretty(&plan).unwrap())),
         PlanFormat::Text => print!("{}", r.text(&render_text(&plan))),
     }
     plan.exit_code
+}
+
+/// A Chaos Toolkit file whose controls may guard an activity: `run` stops
+/// with exit 69 unless `--ignore-controls` (`ignored`).
+pub fn check_controls(
+    plan: &mut Plan,
+    ctk: Option<&crate::chaostoolkit::CtkLoaded>,
+    ignored: bool,
+) {
+    let Some(c) = ctk else { return };
+    let guards = &c.translation.guarding_controls;
+    if guards.is_empty() {
+        return;
+    }
+    plan.preflight.push(Check {
+        what: "Chaos Toolkit controls".into(),
+        ok: ignored,
+        detail: format!(
+            "{} cannot run here and may guard what they are attached to; {}",
+            guards.join(", "),
+            if ignored {
+                "run without them (--ignore-controls)"
+            } else {
+                "`run` needs --ignore-controls to go on without them"
+            }
+        ),
+    });
+    if !ignored && plan.exit_code == exit::HELD {
+        plan.exit_code = exit::PRECONDITION;
+    }
 }
 
 pub fn build(loaded: &Loaded) -> Plan {

@@ -55,6 +55,12 @@ pub fn run(args: RunArgs, state_dir: &Path, color: ColorChoice) -> i32 {
             return exit::INVALID;
         }
     };
+    if args.dry_run {
+        let mut plan = super::plan::build(&loaded);
+        super::plan::check_controls(&mut plan, ctk.as_ref(), args.ignore_controls);
+        print!("{}", loaded.redactor.text(&super::plan::render_text(&plan)));
+        return plan.exit_code;
+    }
     if let Some(c) = &ctk {
         if !c.translation.guarding_controls.is_empty() && !args.ignore_controls {
             eprintln!(
@@ -75,11 +81,6 @@ pub fn run(args: RunArgs, state_dir: &Path, color: ColorChoice) -> i32 {
             }
         },
     };
-    if args.dry_run {
-        let plan = super::plan::build(&loaded);
-        print!("{}", loaded.redactor.text(&super::plan::render_text(&plan)));
-        return plan.exit_code;
-    }
     let run_id = runner::new_run_id();
     let outputs = match open_outputs(&args, &run_id) {
         Ok(o) => o,

@@ -344,7 +344,19 @@ impl UndoOp {
                 }
                 process(*pid, *start_time, false)
             }
-            UndoOp::RemoveCgroup { path } => {
+            UndoOp::RemoveCgroup { path, leftovers_to } => {
+                if let Some(to) = leftovers_to {
+                    let parent = to.parent().unwrap_or(to);
+                    if !clean_absolute(to)
+                        || file_name(to) != "cgroup.procs"
+                        || (parent.exists() && !on_cgroupfs(parent))
+                    {
+                        return Some(format!(
+                            "{} (where leftover processes go) is not a cgroup.procs file on a cgroup file system",
+                            to.display()
+                        ));
+                    }
+                }
                 let prefix = format!("faultline-{slug}-");
                 if !clean_absolute(path) || !file_name(path).starts_with(&prefix) {
                     return Some(format!(
@@ -635,12 +647,26 @@ mod tests {
         }
         let cg = UndoOp::RemoveCgroup {
             path: "/sys/fs/cgroup/faultline-20261202-101500-ab12-cpu_limit-1".into(),
+            leftovers_to: None,
         };
         assert_eq!(cg.out_of_bounds(&b, None), None);
         let home = UndoOp::RemoveCgroup {
             path: "/home/alice".into(),
+            leftovers_to: None,
         };
         assert!(home.out_of_bounds(&b, None).is_some());
+        // Leftover processes may only be written to a cgroup.procs file.
+        for to in [
+            "/etc/crontab",
+            "relative/cgroup.procs",
+            "/sys/fs/cgroup/a/../../etc/cgroup.procs",
+        ] {
+            let op = UndoOp::RemoveCgroup {
+                path: "/sys/fs/cgroup/faultline-20261202-101500-ab12-cpu_limit-1".into(),
+                leftovers_to: Some(to.into()),
+            };
+            assert!(op.out_of_bounds(&b, None).is_some(), "{to}");
+        }
         let w = UndoOp::WriteFile {
             path: "/etc/sudoers".into(),
             contents: "alice ALL=(ALL) NOPASSWD: ALL".into(),

@@ -496,7 +496,15 @@ pub fn evacuate(dir: &Path, to: Option<&Path>) {
             return;
         }
         for pid in pids {
-            let moved = to.is_some_and(|t| std::fs::write(t, pid).is_ok());
+            // Only ever into an existing cgroup.procs file: never create one.
+            let moved = to.is_some_and(|t| {
+                t.file_name() == Some(std::ffi::OsStr::new("cgroup.procs"))
+                    && std::fs::OpenOptions::new()
+                        .write(true)
+                        .open(t)
+                        .and_then(|mut f| std::io::Write::write_all(&mut f, pid.as_bytes()))
+                        .is_ok()
+            });
             if !moved {
                 if let Some(r) = &root_procs {
                     let _ = std::fs::write(r, pid);

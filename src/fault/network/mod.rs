@@ -276,7 +276,9 @@ pub fn build_bandwidth(s: &BandwidthSpec) -> Box<dyn FaultImpl> {
 /// qdiscs or the nft table), found missing when that fails.
 fn health_of(verified: Result<String, FaultError>) -> super::FaultHealth {
     match verified {
-        Ok(evidence) => super::FaultHealth::present(crate::sys::text::escape(&evidence).into_owned()),
+        Ok(evidence) => {
+            super::FaultHealth::present(crate::sys::text::escape(&evidence).into_owned())
+        }
         Err(e) => super::FaultHealth::missing(crate::sys::text::escape(&e.message).into_owned()),
     }
 }

@@ -757,3 +757,69 @@ fn the_format_doc_covers_every_field_and_its_example_is_valid() {
         panic!("the complete example in the format doc is invalid: {d:?}");
     }
 }
+
+// ---------------------------------------------------------------- CI never prompts
+
+/// Runs faultline on a pseudo-terminal (util-linux `script`), feeding `input`.
+/// None when `script` is missing.
+fn on_a_terminal(args: &str, ci: Option<&str>, input: &str) -> Option<(i32, String)> {
+    use std::io::Write;
+    let mut cmd = Command::new("script");
+    cmd.args(["-qec", &format!("'{BIN}' {args}"), "/dev/null"])
+        .current_dir(root())
+        .env("NO_COLOR", "1")
+        .env_remove("CI")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    if let Some(v) = ci {
+        cmd.env("CI", v);
+    }
+    let mut child = cmd.spawn().ok()?;
+    let mut stdin = child.stdin.take()?;
+    // The answer arrives after the question is asked (or is never read).
+    let input = input.to_string();
+    let feeder = std::thread::spawn(move || {
+        std::thread::sleep(std::time::Duration::from_millis(1500));
+        let _ = stdin.write_all(input.as_bytes());
+    });
+    let o = child.wait_with_output().ok()?;
+    let _ = feeder.join();
+    Some((
+        o.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&o.stdout).into_owned(),
+    ))
+}
+
+#[test]
+fn in_ci_a_run_that_would_ask_fails_at_once_and_says_to_pass_yes() {
+    if Command::new("script").arg("--version").output().is_err() {
+        eprintln!("skipped: util-linux `script` (a pseudo-terminal) is not installed");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let sd = dir.path().join("state");
+    let args = format!(
+        "run experiments/quickstart.yaml --state-dir '{}'",
+        sd.display()
+    );
+    let (code, out) = on_a_terminal(&args, Some("true"), "y\n").unwrap();
+    assert_eq!(code, 64, "CI with a terminal must not prompt: {out}");
+    assert!(out.contains("--yes"), "says what to pass: {out}");
+    assert!(!out.contains("Continue?"), "never asks in CI: {out}");
+    assert!(
+        !out.contains("── setup ──"),
+        "nothing ran before refusing: {out}"
+    );
+
+    // Outside CI the same terminal is asked, and "no" changes nothing.
+    let (code, out) = on_a_terminal(&args, None, "n\n").unwrap();
+    assert!(out.contains("Continue? [y/N]"), "asks on a terminal: {out}");
+    assert_eq!(code, 130, "declined: {out}");
+    assert!(out.contains("not confirmed"), "{out}");
+
+    // CI=false is not CI.
+    let (code, out) = on_a_terminal(&args, Some("false"), "n\n").unwrap();
+    assert!(out.contains("Continue? [y/N]"), "CI=false asks: {out}");
+    assert_eq!(code, 130, "{out}");
+}

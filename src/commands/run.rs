@@ -81,6 +81,13 @@ pub fn run(args: RunArgs, state_dir: &Path, color: ColorChoice) -> i32 {
             }
         },
     };
+    let interactive = std::io::stdin().is_terminal() && std::io::stderr().is_terminal();
+    if interactive && !args.yes && in_ci() {
+        eprintln!(
+            "faultline: CI is set, and this run would stop to ask for confirmation on the terminal, where no one may answer. Pass --yes to run without asking (nothing was run)."
+        );
+        return exit::INVALID;
+    }
     let run_id = runner::new_run_id();
     let outputs = match open_outputs(&args, &run_id) {
         Ok(o) => o,
@@ -92,7 +99,7 @@ pub fn run(args: RunArgs, state_dir: &Path, color: ColorChoice) -> i32 {
     let color = super::use_color(color) || (color == ColorChoice::Auto && stderr_color());
     let mode = if args.quiet {
         live::Mode::Quiet
-    } else if std::io::stderr().is_terminal() && std::env::var_os("CI").is_none() {
+    } else if std::io::stderr().is_terminal() && !in_ci() {
         live::Mode::Tty
     } else {
         live::Mode::Plain
@@ -112,7 +119,6 @@ pub fn run(args: RunArgs, state_dir: &Path, color: ColorChoice) -> i32 {
         };
         sinks.push(Box::new(runner::events::JsonLines::new(out)));
     }
-    let interactive = std::io::stdin().is_terminal() && std::io::stderr().is_terminal();
     let ask = interactive && !args.yes;
     let opts = runner::RunOptions {
         state_dir: state_dir.to_path_buf(),
@@ -170,6 +176,12 @@ pub fn run(args: RunArgs, state_dir: &Path, color: ColorChoice) -> i32 {
         );
     }
     finished.exit_code
+}
+
+/// `CI` set to anything but empty, `0` or `false` (what CI services set).
+fn in_ci() -> bool {
+    std::env::var_os("CI")
+        .is_some_and(|v| !v.is_empty() && v != "0" && !v.eq_ignore_ascii_case("false"))
 }
 
 fn stderr_color() -> bool {

@@ -22,6 +22,9 @@ _faultline() {
             faultline,help)
                 cmd="faultline__subcmd__help"
                 ;;
+            faultline,man)
+                cmd="faultline__subcmd__man"
+                ;;
             faultline,plan)
                 cmd="faultline__subcmd__plan"
                 ;;
@@ -54,6 +57,9 @@ _faultline() {
                 ;;
             faultline__subcmd__help,help)
                 cmd="faultline__subcmd__help__subcmd__help"
+                ;;
+            faultline__subcmd__help,man)
+                cmd="faultline__subcmd__help__subcmd__man"
                 ;;
             faultline__subcmd__help,plan)
                 cmd="faultline__subcmd__help__subcmd__plan"
@@ -89,7 +95,7 @@ _faultline() {
 
     case "${cmd}" in
         faultline)
-            opts="-h -V --state-dir --color --help --version run validate plan status recover report schema completions watchdog stress-worker help"
+            opts="-h -V --state-dir --color --help --version run validate plan status recover report schema completions man watchdog stress-worker help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -133,7 +139,7 @@ _faultline() {
             return 0
             ;;
         faultline__subcmd__help)
-            opts="run validate plan status recover report schema completions watchdog stress-worker help"
+            opts="run validate plan status recover report schema completions man watchdog stress-worker help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -161,6 +167,20 @@ _faultline() {
             return 0
             ;;
         faultline__subcmd__help__subcmd__help)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        faultline__subcmd__help__subcmd__man)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -293,6 +313,32 @@ _faultline() {
                 return 0
             fi
             case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        faultline__subcmd__man)
+            opts="-h -V --dir --state-dir --color --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --state-dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --color)
+                    COMPREPLY=($(compgen -W "auto always never" -- "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;

@@ -38,6 +38,7 @@ complete -c faultline -n "__fish_faultline_needs_command" -f -a "recover" -d 'Un
 complete -c faultline -n "__fish_faultline_needs_command" -f -a "report" -d 'Render a report again from a run\'s JSON journal'
 complete -c faultline -n "__fish_faultline_needs_command" -f -a "schema" -d 'Print the JSON Schema of the experiment format (for editors)'
 complete -c faultline -n "__fish_faultline_needs_command" -f -a "completions" -d 'Print shell completions'
+complete -c faultline -n "__fish_faultline_needs_command" -f -a "man" -d 'Print the man page (roff), or write one page per command into a directory'
 complete -c faultline -n "__fish_faultline_needs_command" -f -a "watchdog" -d 'Internal: the watchdog process a run starts (not for direct use)'
 complete -c faultline -n "__fish_faultline_needs_command" -f -a "stress-worker" -d 'Internal: a built-in stressor worker process (not for direct use)'
 complete -c faultline -n "__fish_faultline_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
@@ -131,6 +132,13 @@ always\t''
 never\t''"
 complete -c faultline -n "__fish_faultline_using_subcommand completions" -s h -l help -d 'Print help'
 complete -c faultline -n "__fish_faultline_using_subcommand completions" -s V -l version -d 'Print version'
+complete -c faultline -n "__fish_faultline_using_subcommand man" -l dir -d 'Write faultline.1 and faultline-COMMAND.1 pages into DIR instead' -r -F
+complete -c faultline -n "__fish_faultline_using_subcommand man" -l state-dir -d 'Where undo records and locks live (default: /run/faultline as root, else $XDG_RUNTIME_DIR/faultline)' -r -F
+complete -c faultline -n "__fish_faultline_using_subcommand man" -l color -d 'When to use colours (NO_COLOR is respected with `auto`)' -r -f -a "auto\t''
+always\t''
+never\t''"
+complete -c faultline -n "__fish_faultline_using_subcommand man" -s h -l help -d 'Print help'
+complete -c faultline -n "__fish_faultline_using_subcommand man" -s V -l version -d 'Print version'
 complete -c faultline -n "__fish_faultline_using_subcommand watchdog" -l run-id -r
 complete -c faultline -n "__fish_faultline_using_subcommand watchdog" -l ready-fd -d 'Inherited pipe on which the watchdog says it is watching' -r
 complete -c faultline -n "__fish_faultline_using_subcommand watchdog" -l state-dir -d 'Where undo records and locks live (default: /run/faultline as root, else $XDG_RUNTIME_DIR/faultline)' -r -F
@@ -145,14 +153,15 @@ always\t''
 never\t''"
 complete -c faultline -n "__fish_faultline_using_subcommand stress-worker" -s h -l help -d 'Print help'
 complete -c faultline -n "__fish_faultline_using_subcommand stress-worker" -s V -l version -d 'Print version'
-complete -c faultline -n "__fish_faultline_using_subcommand help; and not __fish_seen_subcommand_from run validate plan status recover report schema completions watchdog stress-worker help" -f -a "run" -d 'Run an experiment: steady state, faults, abort conditions, rollback, report'
-complete -c faultline -n "__fish_faultline_using_subcommand help; and not __fish_seen_subcommand_from run validate plan status recover report schema completions watchdog stress-worker help" -f -a "validate" -d 'Check experiment files; one line per file, exit 0 only when all are valid'
-complete -c faultline -n "__fish_faultline_using_subcommand help; and not __fish_seen_subcommand_from run validate plan status recover report schema completions watchdog stress-worker help" -f -a "plan" -d 'Dry run: print every phase and the exact operations each fault would perform, and run every preflight check. Touches nothing'
-complete -c faultline -n "__fish_faultline_using_subcommand help; and not __fish_seen_subcommand_from run validate plan status recover report schema completions watchdog stress-worker help" -f -a "status" -d 'List faults still active on this host from any run; exit 1 when any is pending'
-complete -c faultline -n "__fish_faultline_using_subcommand help; and not __fish_seen_subcommand_from run validate plan status recover report schema completions watchdog stress-worker help" -f -a "recover" -d 'Undo every pending fault (of one run, or all); safe to run twice'
-complete -c faultline -n "__fish_faultline_using_subcommand help; and not __fish_seen_subcommand_from run validate plan status recover report schema completions watchdog stress-worker help" -f -a "report" -d 'Render a report again from a run\'s JSON journal'
-complete -c faultline -n "__fish_faultline_using_subcommand help; and not __fish_seen_subcommand_from run validate plan status recover report schema completions watchdog stress-worker help" -f -a "schema" -d 'Print the JSON Schema of the experiment format (for editors)'
-complete -c faultline -n "__fish_faultline_using_subcommand help; and not __fish_seen_subcommand_from run validate plan status recover report schema completions watchdog stress-worker help" -f -a "completions" -d 'Print shell completions'
-complete -c faultline -n "__fish_faultline_using_subcommand help; and not __fish_seen_subcommand_from run validate plan status recover report schema completions watchdog stress-worker help" -f -a "watchdog" -d 'Internal: the watchdog process a run starts (not for direct use)'
-complete -c faultline -n "__fish_faultline_using_subcommand help; and not __fish_seen_subcommand_from run validate plan status recover report schema completions watchdog stress-worker help" -f -a "stress-worker" -d 'Internal: a built-in stressor worker process (not for direct use)'
-complete -c faultline -n "__fish_faultline_using_subcommand help; and not __fish_seen_subcommand_from run validate plan status recover report schema completions watchdog stress-worker help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c faultline -n "__fish_faultline_using_subcommand help; and not __fish_seen_subcommand_from run validate plan status recover report schema completions man watchdog stress-worker help" -f -a "run" -d 'Run an experiment: steady state, faults, abort conditions, rollback, report'
+complete -c faultline -n "__fish_faultline_using_subcommand help; and not __fish_seen_subcommand_from run validate plan status recover report schema completions man watchdog stress-worker help" -f -a "validate" -d 'Check experiment files; one line per file, exit 0 only when all are valid'
+complete -c faultline -n "__fish_faultline_using_subcommand help; and not __fish_seen_subcommand_from run validate plan status recover report schema completions man watchdog stress-worker help" -f -a "plan" -d 'Dry run: print every phase and the exact operations each fault would perform, and run every preflight check. Touches nothing'
+complete -c faultline -n "__fish_faultline_using_subcommand help; and not __fish_seen_subcommand_from run validate plan status recover report schema completions man watchdog stress-worker help" -f -a "status" -d 'List faults still active on this host from any run; exit 1 when any is pending'
+complete -c faultline -n "__fish_faultline_using_subcommand help; and not __fish_seen_subcommand_from run validate plan status recover report schema completions man watchdog stress-worker help" -f -a "recover" -d 'Undo every pending fault (of one run, or all); safe to run twice'
+complete -c faultline -n "__fish_faultline_using_subcommand help; and not __fish_seen_subcommand_from run validate plan status recover report schema completions man watchdog stress-worker help" -f -a "report" -d 'Render a report again from a run\'s JSON journal'
+complete -c faultline -n "__fish_faultline_using_subcommand help; and not __fish_seen_subcommand_from run validate plan status recover report schema completions man watchdog stress-worker help" -f -a "schema" -d 'Print the JSON Schema of the experiment format (for editors)'
+complete -c faultline -n "__fish_faultline_using_subcommand help; and not __fish_seen_subcommand_from run validate plan status recover report schema completions man watchdog stress-worker help" -f -a "completions" -d 'Print shell completions'
+complete -c faultline -n "__fish_faultline_using_subcommand help; and not __fish_seen_subcommand_from run validate plan status recover report schema completions man watchdog stress-worker help" -f -a "man" -d 'Print the man page (roff), or write one page per command into a directory'
+complete -c faultline -n "__fish_faultline_using_subcommand help; and not __fish_seen_subcommand_from run validate plan status recover report schema completions man watchdog stress-worker help" -f -a "watchdog" -d 'Internal: the watchdog process a run starts (not for direct use)'
+complete -c faultline -n "__fish_faultline_using_subcommand help; and not __fish_seen_subcommand_from run validate plan status recover report schema completions man watchdog stress-worker help" -f -a "stress-worker" -d 'Internal: a built-in stressor worker process (not for direct use)'
+complete -c faultline -n "__fish_faultline_using_subcommand help; and not __fish_seen_subcommand_from run validate plan status recover report schema completions man watchdog stress-worker help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'

@@ -143,6 +143,16 @@ then start experiment files with
         shell: clap_complete::Shell,
     },
 
+    /// Print the man page (roff), or write one page per command into a directory.
+    #[command(after_help = "Examples:
+  faultline man | man -l -
+  faultline man --dir /usr/local/share/man/man1")]
+    Man {
+        /// Write faultline.1 and faultline-COMMAND.1 pages into DIR instead.
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+    },
+
     /// Internal: the watchdog process a run starts (not for direct use).
     #[command(hide = true)]
     Watchdog {

@@ -629,6 +629,58 @@ fn completions_match_the_committed_files() {
 }
 
 #[test]
+fn man_pages_match_the_committed_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = faultline(["man", "--dir", dir.path().to_str().unwrap()]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let names = |d: &Path| {
+        let mut v: Vec<String> = std::fs::read_dir(d)
+            .map(|r| {
+                r.filter_map(|e| e.ok())
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .collect()
+            })
+            .unwrap_or_default();
+        v.sort();
+        v
+    };
+    let fresh = names(dir.path());
+    let committed = names(&root().join("docs/man"));
+    let fix = "run `faultline man --dir docs/man` (after `rm docs/man/*`)";
+    assert_eq!(fresh, committed, "docs/man is out of date: {fix}");
+    for page in ["faultline.1", "faultline-run.1", "faultline-recover.1"] {
+        assert!(fresh.iter().any(|f| f == page), "no {page} among {fresh:?}");
+    }
+    assert!(
+        !fresh
+            .iter()
+            .any(|f| f.contains("watchdog") || f.contains("stress-worker")),
+        "internal commands get no page: {fresh:?}"
+    );
+    for f in &fresh {
+        let a = std::fs::read(dir.path().join(f)).unwrap();
+        let b = std::fs::read(root().join("docs/man").join(f)).unwrap();
+        assert!(a == b, "docs/man/{f} is out of date: {fix}");
+    }
+    // The top page on stdout is the committed faultline.1, with the exit codes.
+    let o = faultline(["man"]);
+    assert_eq!(code(&o), 0);
+    assert_eq!(
+        o.stdout,
+        std::fs::read(root().join("docs/man/faultline.1")).unwrap()
+    );
+    let page = stdout(&o);
+    assert!(
+        page.starts_with(".ie \\n(.g") || page.contains(".TH faultline 1"),
+        "roff: {page}"
+    );
+    assert!(
+        page.contains("rollback failed"),
+        "the exit codes are in the page"
+    );
+}
+
+#[test]
 fn help_of_every_subcommand_shows_an_example() {
     for sub in [
         "run",
@@ -639,6 +691,7 @@ fn help_of_every_subcommand_shows_an_example() {
         "report",
         "schema",
         "completions",
+        "man",
     ] {
         let o = faultline([sub, "--help"]);
         assert_eq!(code(&o), 0, "{sub} --help: {}", stderr(&o));

@@ -53,6 +53,7 @@ pub fn main(cli: Cli) -> i32 {
             clap_complete::generate(shell, &mut cmd, "faultline", &mut std::io::stdout());
             exit::HELD
         }
+        Command::Man { dir } => man(dir.as_deref()),
         Command::Report {
             journal,
             format,
@@ -65,6 +66,28 @@ pub fn main(cli: Cli) -> i32 {
             crate::journal::watchdog::main(&state_dir, &run_id, ready_fd)
         }
         Command::Run(args) => run::run(args, &state_dir, cli.color),
+    }
+}
+
+/// `faultline man`: the top page on stdout, or every page into `dir`.
+fn man(dir: Option<&std::path::Path>) -> i32 {
+    // As clap_mangen::generate_to does: no `help` pseudo-command page.
+    let mut cmd = Cli::command().disable_help_subcommand(true);
+    cmd.build();
+    let result = match dir {
+        Some(d) => clap_mangen::generate_to(cmd, d),
+        None => clap_mangen::Man::new(cmd).render(&mut std::io::stdout()),
+    };
+    match result {
+        Ok(()) => exit::HELD,
+        Err(e) => {
+            let place = dir.map_or("standard output".to_string(), |d| d.display().to_string());
+            eprintln!(
+                "faultline: cannot write the man pages to {}: {e}",
+                crate::sys::text::escape(&place)
+            );
+            exit::PRECONDITION
+        }
     }
 }
 

@@ -2,29 +2,24 @@
 //! sizes (`64MiB`), percentages (`50%`), signals (`SIGKILL`, `9`), rates
 //! (`1mbit`) and addresses (`10.0.0.0/24`). Each has a clear error that lists the accepted forms.
 
-use schemars::gen::SchemaGenerator;
-use schemars::schema::{InstanceType, Schema, SchemaObject, SingleOrVec, StringValidation};
-use schemars::JsonSchema;
+use schemars::{json_schema, JsonSchema, Schema, SchemaGenerator};
+use std::borrow::Cow;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use std::fmt;
 use std::str::FromStr;
 use std::time::Duration as StdDuration;
 
 fn string_schema(pattern: &str, description: &str, numbers_too: bool) -> Schema {
-    let mut obj = SchemaObject {
-        instance_type: Some(if numbers_too {
-            SingleOrVec::Vec(vec![InstanceType::String, InstanceType::Number])
-        } else {
-            SingleOrVec::Single(Box::new(InstanceType::String))
-        }),
-        string: Some(Box::new(StringValidation {
-            pattern: Some(pattern.to_string()),
-            ..Default::default()
-        })),
-        ..Default::default()
+    let ty = if numbers_too {
+        serde_json::json!(["string", "number"])
+    } else {
+        serde_json::json!("string")
     };
-    obj.metadata().description = Some(description.to_string());
-    Schema::Object(obj)
+    json_schema!({
+        "type": ty,
+        "pattern": pattern,
+        "description": description,
+    })
 }
 
 /// Accepts a string or a plain number from YAML (`9`, `0.5`) as text.
@@ -122,17 +117,17 @@ impl fmt::Display for Duration {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let d = self.0;
         let ms = d.as_millis();
-        if d.subsec_nanos() % 1000 != 0 {
+        if !d.subsec_nanos().is_multiple_of(1000) {
             write!(f, "{}ns", d.as_nanos())
-        } else if d.subsec_nanos() % 1_000_000 != 0 {
+        } else if !d.subsec_nanos().is_multiple_of(1_000_000) {
             write!(f, "{}us", d.as_micros())
-        } else if ms % 1000 != 0 {
+        } else if !ms.is_multiple_of(1000) {
             write!(f, "{ms}ms")
         } else {
             let s = d.as_secs();
-            if s >= 3600 && s % 3600 == 0 {
+            if s >= 3600 && s.is_multiple_of(3600) {
                 write!(f, "{}h", s / 3600)
-            } else if s >= 60 && s % 60 == 0 {
+            } else if s >= 60 && s.is_multiple_of(60) {
                 write!(f, "{}m", s / 60)
             } else {
                 write!(f, "{s}s")
@@ -155,7 +150,7 @@ impl<'de> Deserialize<'de> for Duration {
 }
 
 impl JsonSchema for Duration {
-    fn schema_name() -> String {
+    fn schema_name() -> Cow<'static, str> {
         "Duration".into()
     }
     fn json_schema(_: &mut SchemaGenerator) -> Schema {
@@ -221,7 +216,7 @@ impl fmt::Display for Size {
             ("KiB", 1 << 10),
         ];
         for (name, n) in UNITS {
-            if self.0 >= n && self.0 % n == 0 {
+            if self.0 >= n && self.0.is_multiple_of(n) {
                 return write!(f, "{}{name}", self.0 / n);
             }
         }
@@ -245,7 +240,7 @@ impl Size {
             ("KiB", 1 << 10),
         ];
         for (name, n) in UNITS {
-            if self.0 >= n && self.0 % n == 0 {
+            if self.0 >= n && self.0.is_multiple_of(n) {
                 return format!("{}{name}", self.0 / n);
             }
         }
@@ -266,7 +261,7 @@ impl<'de> Deserialize<'de> for Size {
 }
 
 impl JsonSchema for Size {
-    fn schema_name() -> String {
+    fn schema_name() -> Cow<'static, str> {
         "Size".into()
     }
     fn json_schema(_: &mut SchemaGenerator) -> Schema {
@@ -332,7 +327,7 @@ impl<'de> Deserialize<'de> for Percent {
 }
 
 impl JsonSchema for Percent {
-    fn schema_name() -> String {
+    fn schema_name() -> Cow<'static, str> {
         "Percent".into()
     }
     fn json_schema(_: &mut SchemaGenerator) -> Schema {
@@ -401,7 +396,7 @@ impl<'de> Deserialize<'de> for Signal {
 }
 
 impl JsonSchema for Signal {
-    fn schema_name() -> String {
+    fn schema_name() -> Cow<'static, str> {
         "Signal".into()
     }
     fn json_schema(_: &mut SchemaGenerator) -> Schema {
@@ -458,11 +453,11 @@ impl FromStr for Rate {
 impl fmt::Display for Rate {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let b = self.bits_per_sec;
-        if b >= 1_000_000_000 && b % 1_000_000_000 == 0 {
+        if b >= 1_000_000_000 && b.is_multiple_of(1_000_000_000) {
             write!(f, "{}gbit", b / 1_000_000_000)
-        } else if b >= 1_000_000 && b % 1_000_000 == 0 {
+        } else if b >= 1_000_000 && b.is_multiple_of(1_000_000) {
             write!(f, "{}mbit", b / 1_000_000)
-        } else if b >= 1000 && b % 1000 == 0 {
+        } else if b >= 1000 && b.is_multiple_of(1000) {
             write!(f, "{}kbit", b / 1000)
         } else {
             write!(f, "{b}bit")
@@ -483,7 +478,7 @@ impl<'de> Deserialize<'de> for Rate {
 }
 
 impl JsonSchema for Rate {
-    fn schema_name() -> String {
+    fn schema_name() -> Cow<'static, str> {
         "Rate".into()
     }
     fn json_schema(_: &mut SchemaGenerator) -> Schema {

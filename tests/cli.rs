@@ -594,7 +594,7 @@ fn schema_is_json_and_matches_the_committed_file() {
     ] {
         assert!(props.contains_key(k), "schema lacks `{k}`");
     }
-    let fault = v["definitions"]["Fault"]["properties"]
+    let fault = v["$defs"]["Fault"]["properties"]
         .as_object()
         .expect("Fault definition");
     for k in faultline::experiment::model::FAULT_KINDS {

@@ -69,7 +69,7 @@ fn parse_xml(xml: &str) -> Element {
             let a = a.expect("well-formed attribute");
             el.attrs.push((
                 String::from_utf8(a.key.as_ref().to_vec()).unwrap(),
-                a.unescape_value()
+                a.normalized_value(quick_xml::XmlVersion::Implicit1_0)
                     .expect("valid attribute value")
                     .into_owned(),
             ));

@@ -94,9 +94,11 @@ fn man(dir: Option<&std::path::Path>) -> i32 {
 /// The JSON Schema of the experiment format.
 pub fn schema_json() -> String {
     let mut schema = schemars::schema_for!(crate::experiment::Experiment);
-    schema.schema.metadata().title = Some("faultline experiment".into());
-    schema.schema.metadata().description = Some(
-        "A hypothesis-driven chaos experiment for faultline. See docs/experiment-format.md.".into(),
+    schema.insert("title".into(), "faultline experiment".into());
+    schema.insert(
+        "description".into(),
+        "A hypothesis-driven chaos experiment for faultline. See docs/experiment-format.md."
+            .into(),
     );
     serde_json::to_string_pretty(&schema).expect("schema serializes")
 }

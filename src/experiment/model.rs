@@ -512,10 +512,10 @@ impl<'de> Deserialize<'de> for StatusSet {
 }
 
 impl JsonSchema for StatusSet {
-    fn schema_name() -> String {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
         "StatusSet".into()
     }
-    fn json_schema(gen: &mut schemars::gen::SchemaGenerator) -> schemars::schema::Schema {
+    fn json_schema(gen: &mut schemars::SchemaGenerator) -> schemars::Schema {
         #[derive(JsonSchema)]
         #[allow(dead_code)]
         #[serde(untagged)]
@@ -784,15 +784,15 @@ impl<'de> Deserialize<'de> for Fault {
 }
 
 impl JsonSchema for Fault {
-    fn schema_name() -> String {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
         "Fault".into()
     }
-    fn json_schema(gen: &mut schemars::gen::SchemaGenerator) -> schemars::schema::Schema {
-        let mut s = FaultFields::json_schema(gen).into_object();
+    fn json_schema(gen: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        let mut s = FaultFields::json_schema(gen);
         // Exactly one kind.
-        s.object().min_properties = Some(1);
-        s.object().max_properties = Some(1);
-        schemars::schema::Schema::Object(s)
+        s.insert("minProperties".into(), 1.into());
+        s.insert("maxProperties".into(), 1.into());
+        s
     }
 }
 

@@ -189,9 +189,8 @@ impl DiskFill {
 /// Allocates `len` bytes to `file`: fallocate, or zeros where unsupported.
 /// Stops writing zeros when the filesystem's free space drops to `reserve`.
 fn fill_file(file: &mut std::fs::File, dir: &Path, len: u64, reserve: u64) -> Result<u64, String> {
-    use std::os::fd::AsRawFd;
     match nix::fcntl::fallocate(
-        file.as_raw_fd(),
+        &*file,
         nix::fcntl::FallocateFlags::empty(),
         0,
         len as i64,
@@ -203,7 +202,7 @@ fn fill_file(file: &mut std::fs::File, dir: &Path, len: u64, reserve: u64) -> Re
     let zeros = vec![0u8; 1 << 20];
     let mut written = 0u64;
     while written < len {
-        if written % (64 << 20) == 0 {
+        if written.is_multiple_of(64 << 20) {
             let space = FsSpace::of(dir)?;
             if space.avail <= reserve {
                 break;

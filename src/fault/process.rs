@@ -14,7 +14,7 @@ use crate::sys::proc::{self as sysproc, SignalOutcome};
 use crate::units::{Duration, Signal};
 use chrono::{DateTime, Utc};
 use nix::sys::signal::Signal as Sig;
-use rand::rngs::StdRng;
+use super::target::TargetRng;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -138,7 +138,7 @@ fn send(p: &TargetProcess, sig: Sig) -> Result<bool, FaultError> {
 /// names the same processes that `inject` then hits.
 fn plan_ops(
     target: &ProcessTarget,
-    mut rng: StdRng,
+    mut rng: TargetRng,
     ctx: &FaultContext,
     op: impl Fn(&TargetProcess) -> PlannedOp,
     at_run_time: PlannedOp,
@@ -201,7 +201,7 @@ struct Restart {
 /// crash loop, re-selecting each time).
 pub struct ProcessKill {
     spec: ProcessKillSpec,
-    rng: StdRng,
+    rng: TargetRng,
     started: Option<(Instant, DateTime<Utc>)>,
     last_round: Option<Instant>,
     rounds: u32,
@@ -561,7 +561,7 @@ struct Paused {
 /// sends SIGCONT, only to the same process (pid and start time).
 pub struct ProcessPause {
     spec: ProcessPauseSpec,
-    rng: StdRng,
+    rng: TargetRng,
     started: Option<(Instant, DateTime<Utc>)>,
     paused: Vec<Paused>,
     excluded: Vec<ExcludedProcess>,

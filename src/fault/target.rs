@@ -4,9 +4,12 @@
 use crate::fault::{FaultContext, FaultError};
 use crate::sys::proc::{self, ProcInfo};
 use crate::units::Percent;
-use rand::rngs::StdRng;
-use rand::seq::SliceRandom;
+use rand::seq::IndexedRandom;
 use rand::SeedableRng;
+
+/// The generator that picks targets: seedable (`seed:` repeats a choice) and
+/// cheap to copy, so `plan` and the run can preview the same choice.
+pub type TargetRng = rand::rngs::Xoshiro256PlusPlus;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -386,10 +389,10 @@ impl Matched {
 impl ProcessTarget {
     /// A random number generator for `mode`: seeded with `seed` when given
     /// (the same seed picks the same processes from the same set), else from entropy.
-    pub fn rng(&self) -> StdRng {
+    pub fn rng(&self) -> TargetRng {
         match self.seed {
-            Some(s) => StdRng::seed_from_u64(s),
-            None => StdRng::from_entropy(),
+            Some(s) => TargetRng::seed_from_u64(s),
+            None => rand::make_rng(),
         }
     }
 
@@ -542,7 +545,7 @@ impl ProcessTarget {
 
     /// Resolves the target now: match, drop protected processes, apply `mode`,
     /// enforce `max_targets` and `limits.blast_radius.max_targets`.
-    pub fn select(&self, ctx: &FaultContext, rng: &mut StdRng) -> Result<Resolved, FaultError> {
+    pub fn select(&self, ctx: &FaultContext, rng: &mut TargetRng) -> Result<Resolved, FaultError> {
         match self.candidates(ctx)? {
             None => Ok(Resolved::AtRunTime(format!(
                 "resolved at run time: the process started by setup `{}`",
@@ -563,7 +566,7 @@ impl ProcessTarget {
     pub fn select_now(
         &self,
         ctx: &FaultContext,
-        rng: &mut StdRng,
+        rng: &mut TargetRng,
     ) -> Result<Selection, FaultError> {
         match self.select(ctx, rng)? {
             Resolved::Now(s) => Ok(s),
@@ -628,7 +631,7 @@ pub fn choose(
     t: &ProcessTarget,
     c: Candidates,
     ctx: &FaultContext,
-    rng: &mut StdRng,
+    rng: &mut TargetRng,
 ) -> Result<Selection, FaultError> {
     let n = c.selectable.len();
     if n == 0 && !t.allow_none {
@@ -654,7 +657,7 @@ pub fn choose(
     let mut chosen: Vec<TargetProcess> = if k == n {
         c.selectable
     } else {
-        c.selectable.choose_multiple(rng, k).cloned().collect()
+        c.selectable.sample(rng, k).cloned().collect()
     };
     chosen.sort_by_key(|p| p.pid);
     if let Some((max, from)) = t.limit(ctx) {

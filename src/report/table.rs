@@ -69,7 +69,7 @@ fn verdict_line_of(rec: &RunRecord, color: bool) -> String {
 
 fn new_table(color: bool) -> Table {
     let mut t = Table::new();
-    t.load_preset(presets::UTF8_FULL_CONDENSED)
+    t.load_style(presets::UTF8_FULL_CONDENSED)
         .set_content_arrangement(ContentArrangement::Dynamic)
         .set_width(WIDTH)
         .force_no_tty();

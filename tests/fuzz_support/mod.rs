@@ -17,7 +17,7 @@
 #![allow(dead_code)]
 
 use rand::rngs::StdRng;
-use rand::{Rng, SeedableRng};
+use rand::{RngExt, SeedableRng};
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
@@ -393,20 +393,20 @@ pub fn case_rng(seed: u64, case: u64) -> StdRng {
 }
 
 fn pick<T: Copy>(rng: &mut StdRng, xs: &[T]) -> T {
-    xs[rng.gen_range(0..xs.len())]
+    xs[rng.random_range(0..xs.len())]
 }
 
 /// A random scalar: from the table, a random number, or random text.
 fn random_scalar(rng: &mut StdRng) -> String {
-    match rng.gen_range(0..10) {
+    match rng.random_range(0..10) {
         0..=5 => pick(rng, VALUES).to_string(),
-        6 => rng.gen::<i64>().to_string(),
-        7 => format!("{}", rng.gen::<f64>() * 10f64.powi(rng.gen_range(-20..40))),
+        6 => rng.random::<i64>().to_string(),
+        7 => format!("{}", rng.random::<f64>() * 10f64.powi(rng.random_range(-20..40))),
         8 => {
-            let n = rng.gen_range(1..6);
+            let n = rng.random_range(1..6);
             format!(
                 "{}{}",
-                rng.gen_range(0..100_000),
+                rng.random_range(0..100_000),
                 pick(
                     rng,
                     &["ms", "s", "m", "h", "us", "%", "MiB", "mbit", "kbps", "", "x"]
@@ -415,7 +415,7 @@ fn random_scalar(rng: &mut StdRng) -> String {
             )
         }
         _ => {
-            let len = rng.gen_range(0..12);
+            let len = rng.random_range(0..12);
             let s: String = (0..len).map(|_| pick(rng, ODD).to_string()).collect();
             format!("{:?}", s)
         }
@@ -425,10 +425,10 @@ fn random_scalar(rng: &mut StdRng) -> String {
 /// A random YAML document, mostly shaped like an experiment.
 pub fn random_yaml(rng: &mut StdRng) -> String {
     let mut out = String::new();
-    if rng.gen_bool(0.3) {
+    if rng.random_bool(0.3) {
         out.push_str("# yaml-language-server: $schema=../docs/faultline.schema.json\n");
     }
-    let top = rng.gen_range(1..8);
+    let top = rng.random_range(1..8);
     for _ in 0..top {
         let key = pick(rng, KEYS);
         out.push_str(key);
@@ -440,7 +440,7 @@ pub fn random_yaml(rng: &mut StdRng) -> String {
 
 fn random_node(rng: &mut StdRng, out: &mut String, indent: usize, depth: usize) {
     let pad = "  ".repeat(indent);
-    let choice = if depth > 5 { 0 } else { rng.gen_range(0..6) };
+    let choice = if depth > 5 { 0 } else { rng.random_range(0..6) };
     match choice {
         0 | 1 => {
             out.push(' ');
@@ -450,7 +450,7 @@ fn random_node(rng: &mut StdRng, out: &mut String, indent: usize, depth: usize) 
         2 => {
             // Block mapping.
             out.push('\n');
-            for _ in 0..rng.gen_range(1..5) {
+            for _ in 0..rng.random_range(1..5) {
                 out.push_str(&pad);
                 out.push_str(pick(rng, KEYS));
                 out.push(':');
@@ -460,7 +460,7 @@ fn random_node(rng: &mut StdRng, out: &mut String, indent: usize, depth: usize) 
         3 => {
             // Block sequence of mappings.
             out.push('\n');
-            for _ in 0..rng.gen_range(1..4) {
+            for _ in 0..rng.random_range(1..4) {
                 out.push_str(&pad);
                 out.push_str("- ");
                 out.push_str(pick(rng, KEYS));
@@ -471,7 +471,7 @@ fn random_node(rng: &mut StdRng, out: &mut String, indent: usize, depth: usize) 
         4 => {
             // Flow mapping.
             out.push_str(" {");
-            for i in 0..rng.gen_range(0..4) {
+            for i in 0..rng.random_range(0..4) {
                 if i > 0 {
                     out.push_str(", ");
                 }
@@ -484,7 +484,7 @@ fn random_node(rng: &mut StdRng, out: &mut String, indent: usize, depth: usize) 
         _ => {
             // Flow sequence.
             out.push_str(" [");
-            for i in 0..rng.gen_range(0..5) {
+            for i in 0..rng.random_range(0..5) {
                 if i > 0 {
                     out.push_str(", ");
                 }
@@ -509,38 +509,38 @@ fn indent_of(line: &[u8]) -> usize {
 /// One random mutation of `input`.
 pub fn mutate(rng: &mut StdRng, input: &mut Vec<u8>) {
     let len = input.len();
-    match rng.gen_range(0..20) {
+    match rng.random_range(0..20) {
         // Byte-level.
         0 if len > 0 => {
-            let i = rng.gen_range(0..len);
-            input[i] ^= 1 << rng.gen_range(0..8);
+            let i = rng.random_range(0..len);
+            input[i] ^= 1 << rng.random_range(0..8);
         }
         1 if len > 0 => {
-            let i = rng.gen_range(0..len);
-            input[i] = rng.gen();
+            let i = rng.random_range(0..len);
+            input[i] = rng.random();
         }
         2 => {
-            let i = rng.gen_range(0..=len);
+            let i = rng.random_range(0..=len);
             let odd = pick(rng, ODD).as_bytes().to_vec();
             input.splice(i..i, odd);
         }
         3 if len > 0 => {
-            let i = rng.gen_range(0..len);
-            let n = rng.gen_range(1..=(len - i).min(64));
+            let i = rng.random_range(0..len);
+            let n = rng.random_range(1..=(len - i).min(64));
             input.drain(i..i + n);
         }
         4 if len > 0 => {
-            input.truncate(rng.gen_range(0..len));
+            input.truncate(rng.random_range(0..len));
         }
         // Line-level.
         5 | 6 => {
             let mut lines = lines_of(input);
             if !lines.is_empty() {
-                let i = rng.gen_range(0..lines.len());
-                let copies = if rng.gen_bool(0.9) {
+                let i = rng.random_range(0..lines.len());
+                let copies = if rng.random_bool(0.9) {
                     1
                 } else {
-                    rng.gen_range(2..50)
+                    rng.random_range(2..50)
                 };
                 for _ in 0..copies {
                     let l = lines[i].clone();
@@ -552,15 +552,15 @@ pub fn mutate(rng: &mut StdRng, input: &mut Vec<u8>) {
         7 => {
             let mut lines = lines_of(input);
             if !lines.is_empty() {
-                lines.remove(rng.gen_range(0..lines.len()));
+                lines.remove(rng.random_range(0..lines.len()));
                 *input = lines.concat();
             }
         }
         8 => {
             let mut lines = lines_of(input);
             if lines.len() > 1 {
-                let a = rng.gen_range(0..lines.len());
-                let b = rng.gen_range(0..lines.len());
+                let a = rng.random_range(0..lines.len());
+                let b = rng.random_range(0..lines.len());
                 lines.swap(a, b);
                 *input = lines.concat();
             }
@@ -568,7 +568,7 @@ pub fn mutate(rng: &mut StdRng, input: &mut Vec<u8>) {
         // Structure-aware: insert `key: value` at the indentation of a line.
         9..=11 => {
             let mut lines = lines_of(input);
-            let i = rng.gen_range(0..=lines.len());
+            let i = rng.random_range(0..=lines.len());
             let ind = lines.get(i).map(|l| indent_of(l)).unwrap_or(0);
             let key = pick(rng, KEYS);
             let line = format!("{}{}: {}\n", " ".repeat(ind), key, random_scalar(rng));
@@ -598,8 +598,8 @@ pub fn mutate(rng: &mut StdRng, input: &mut Vec<u8>) {
         }
         // Deep nesting, flow or block.
         15 => {
-            let depth = rng.gen_range(1..200);
-            let nested = if rng.gen_bool(0.5) {
+            let depth = rng.random_range(1..200);
+            let nested = if rng.random_bool(0.5) {
                 format!("{}1{}", "[".repeat(depth), "]".repeat(depth))
             } else {
                 format!("{}1{}", "{a: ".repeat(depth), "}".repeat(depth))
@@ -611,17 +611,17 @@ pub fn mutate(rng: &mut StdRng, input: &mut Vec<u8>) {
         16 => {
             let mut lines = lines_of(input);
             if lines.len() > 2 {
-                let a = rng.gen_range(0..lines.len());
+                let a = rng.random_range(0..lines.len());
                 let s = String::from_utf8_lossy(&lines[a]).into_owned();
                 if let Some((k, v)) = s.split_once(": ") {
                     lines[a] = format!("{k}: &anc{a} {v}").into_bytes();
-                    let n = if rng.gen_bool(0.8) {
+                    let n = if rng.random_bool(0.8) {
                         1
                     } else {
-                        rng.gen_range(2..100)
+                        rng.random_range(2..100)
                     };
                     for _ in 0..n {
-                        let b = rng.gen_range(0..lines.len());
+                        let b = rng.random_range(0..lines.len());
                         let t = String::from_utf8_lossy(&lines[b]).into_owned();
                         if let Some((k2, _)) = t.split_once(": ") {
                             lines[b] = format!("{k2}: *anc{a}\n").into_bytes();
@@ -633,11 +633,11 @@ pub fn mutate(rng: &mut StdRng, input: &mut Vec<u8>) {
         }
         17 => {
             // A merge key or a billion-laughs fragment.
-            let frag = if rng.gen_bool(0.5) {
+            let frag = if rng.random_bool(0.5) {
                 "base: &base {title: t, hypothesis: h}\nother:\n  <<: *base\n".to_string()
             } else {
                 let mut s = String::from("l0: &l0 [x, x, x, x, x, x, x, x, x]\n");
-                for i in 1..rng.gen_range(2..12) {
+                for i in 1..rng.random_range(2..12) {
                     let p = i - 1;
                     s.push_str(&format!(
                         "l{i}: &l{i} [*l{p}, *l{p}, *l{p}, *l{p}, *l{p}, *l{p}, *l{p}, *l{p}]\n"
@@ -645,26 +645,26 @@ pub fn mutate(rng: &mut StdRng, input: &mut Vec<u8>) {
                 }
                 s
             };
-            let at = if rng.gen_bool(0.5) { 0 } else { input.len() };
+            let at = if rng.random_bool(0.5) { 0 } else { input.len() };
             input.splice(at..at, frag.into_bytes());
         }
         // Splice a chunk of a random document in.
         18 => {
             let doc = random_yaml(rng);
-            let at = rng.gen_range(0..=input.len());
+            let at = rng.random_range(0..=input.len());
             input.splice(at..at, doc.into_bytes());
         }
         // Change indentation of one line.
         _ => {
             let mut lines = lines_of(input);
             if !lines.is_empty() {
-                let i = rng.gen_range(0..lines.len());
+                let i = rng.random_range(0..lines.len());
                 let l = &mut lines[i];
-                if rng.gen_bool(0.5) {
-                    let n = rng.gen_range(1..5);
+                if rng.random_bool(0.5) {
+                    let n = rng.random_range(1..5);
                     l.splice(0..0, std::iter::repeat_n(b' ', n));
                 } else {
-                    let n = indent_of(l).min(rng.gen_range(1..5));
+                    let n = indent_of(l).min(rng.random_range(1..5));
                     l.drain(0..n);
                 }
                 *input = lines.concat();
@@ -676,17 +676,17 @@ pub fn mutate(rng: &mut StdRng, input: &mut Vec<u8>) {
 /// The input of case `case` of run `seed`.
 pub fn generate(corpus: &Corpus, seed: u64, case: u64) -> Vec<u8> {
     let mut rng = case_rng(seed, case);
-    let mut input = match rng.gen_range(0..10) {
-        0..=5 => corpus.valid[rng.gen_range(0..corpus.valid.len())].clone(),
-        6 | 7 => corpus.invalid[rng.gen_range(0..corpus.invalid.len())].clone(),
+    let mut input = match rng.random_range(0..10) {
+        0..=5 => corpus.valid[rng.random_range(0..corpus.valid.len())].clone(),
+        6 | 7 => corpus.invalid[rng.random_range(0..corpus.invalid.len())].clone(),
         _ => random_yaml(&mut rng).into_bytes(),
     };
     // Mostly a few mutations; sometimes none (the round trip of valid files
     // is checked too), sometimes many.
-    let n = match rng.gen_range(0..10) {
+    let n = match rng.random_range(0..10) {
         0 => 0,
-        1..=7 => rng.gen_range(1..4),
-        _ => rng.gen_range(4..30),
+        1..=7 => rng.random_range(1..4),
+        _ => rng.random_range(4..30),
     };
     for _ in 0..n {
         mutate(&mut rng, &mut input);

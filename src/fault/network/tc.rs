@@ -37,7 +37,7 @@ pub(super) const TC_GONE: [&str; 4] = [
 /// tc's time syntax (`100ms`, `1500us`).
 pub(super) fn tc_time(d: Duration) -> String {
     let us = d.std().as_micros();
-    if us % 1000 == 0 {
+    if us.is_multiple_of(1000) {
         format!("{}ms", us / 1000)
     } else {
         format!("{us}us")

@@ -92,6 +92,10 @@ pub struct RunHeader {
     /// What the run's faults touch, for refusing a second run on the same target.
     #[serde(default)]
     pub targets: Vec<String>,
+    /// The run's JSON journal (absolute), which the watchdog marks as ended
+    /// by it when the runner dies; absent without one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub journal: Option<PathBuf>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -507,6 +511,7 @@ mod tests {
 
     fn header(id: &str) -> RunHeader {
         RunHeader {
+            journal: None,
             run_id: id.into(),
             title: "t".into(),
             file: "f".into(),

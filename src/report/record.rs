@@ -38,9 +38,9 @@ pub struct RunRecord {
     pub inconclusive: Vec<InconclusiveReason>,
     /// False while the run is going on and when it never finished: the
     /// runner writes the journal at every phase boundary and every few
-    /// seconds, and marks it complete only at the end. Missing means true
-    /// (journals written before this field were only written at the end).
-    #[serde(default = "yes")]
+    /// seconds, and marks it complete only at the end. Written only when
+    /// false; missing means true.
+    #[serde(default = "yes", skip_serializing_if = "is_true")]
     pub complete: bool,
     /// Who ended a run whose runner died (the watchdog), and what it restored.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -53,6 +53,10 @@ pub struct RunRecord {
 
 fn yes() -> bool {
     true
+}
+
+fn is_true(b: &bool) -> bool {
+    *b
 }
 
 fn is_false(b: &bool) -> bool {

@@ -236,7 +236,7 @@ impl RollbackResult {
     pub fn words(self) -> &'static str {
         match self {
             RollbackResult::NothingToUndo => "nothing to undo",
-            RollbackResult::Irreversible => "irreversible: killed processes are not restored",
+            RollbackResult::Irreversible => "irreversible",
             RollbackResult::RolledBack => "rolled back",
             RollbackResult::NotRolledBack => "NOT rolled back",
         }

@@ -192,6 +192,9 @@ fn faults_table(rec: &RunRecord, color: bool) -> Table {
             RollbackResult::NotRolledBack => "✗",
         };
         rolled.push(format!("{symbol} {}", result.words()));
+        if result == RollbackResult::Irreversible {
+            rolled.push("(killed processes are not restored)".into());
+        }
         if let Some(at) = f.rolled_back_at_ms {
             rolled.push(format!("at {}", fmt_offset(at)));
         }

@@ -383,6 +383,8 @@ impl RecordBuilder {
             .probes
             .iter()
             .filter(|p| p.after.samples > 0)
+            // A probe that never failed had nothing to recover from.
+            .filter(|p| !crate::report::summary::held_throughout(p))
             .map(|p| p.recovered_after_ms)
             .collect();
         if !recovered.is_empty() && recovered.iter().all(Option::is_some) {

@@ -125,6 +125,13 @@ impl UndoLog for JournalLog<'_> {
             .record(self.fault, &self.label, &self.kind, target, op)
             .map(|_| ())
     }
+    fn record_batch(&mut self, items: Vec<(String, UndoOp)>) -> anyhow::Result<()> {
+        self.journal
+            .lock()
+            .unwrap()
+            .record_batch(self.fault, &self.label, &self.kind, items)
+            .map(|_| ())
+    }
 }
 
 /// A preflight failure: the verdict and why.

@@ -201,7 +201,11 @@ fn main() {
     );
     println!(
         "{:>7}  {:>22}  {:>22}  {:>14}  {:>22}",
-        "N", "faultline inject/rollb", "durable inject/rollb", "ratio (total)", "one-by-one inject/rollb"
+        "N",
+        "faultline inject/rollb",
+        "durable inject/rollb",
+        "ratio (total)",
+        "one-by-one inject/rollb"
     );
     for n in sizes {
         let kids = Children::spawn(n);
@@ -212,15 +216,22 @@ fn main() {
             if round % 2 == 0 {
                 let (a, b) = faultline_path(&state, &kids, round, false);
                 let (c, d) = durable_loop(&base, &kids, round);
-                (fi.push(a), fr.push(b), di.push(c), dr.push(d));
+                fi.push(a);
+                fr.push(b);
+                di.push(c);
+                dr.push(d);
             } else {
                 let (c, d) = durable_loop(&base, &kids, round);
                 let (a, b) = faultline_path(&state, &kids, round, false);
-                (fi.push(a), fr.push(b), di.push(c), dr.push(d));
+                fi.push(a);
+                fr.push(b);
+                di.push(c);
+                dr.push(d);
             }
             if n <= 1_000 {
                 let (a, b) = faultline_path(&state, &kids, round, true);
-                (oi.push(a), or.push(b));
+                oi.push(a);
+                or.push(b);
             }
         }
         let (fi, fr, di, dr) = (median(fi), median(fr), median(di), median(dr));

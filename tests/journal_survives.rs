@@ -87,7 +87,8 @@ fn a_runner_killed_mid_method_leaves_a_partial_journal_the_watchdog_marks() {
     // Reaped: its pid may be reused, so it must not be signalled again.
     std::mem::forget(kill_on_failure);
     assert!(
-        wait_until(Duration::from_secs(5), || proc_state(target.pid()) != Some('T')),
+        wait_until(Duration::from_secs(5), || proc_state(target.pid())
+            != Some('T')),
         "the watchdog resumed the process"
     );
     assert!(
@@ -132,18 +133,17 @@ fn a_runner_killed_mid_method_leaves_a_partial_journal_the_watchdog_marks() {
     }
 
     // `faultline report` renders it, saying the run did not finish and why.
-    let r = sb
-        .cmd()
-        .args(["report", "journal.json"])
-        .output()
-        .unwrap();
+    let r = sb.cmd().args(["report", "journal.json"]).output().unwrap();
     assert_eq!(r.status.code(), Some(0), "{}", text(&r));
     let out = String::from_utf8_lossy(&r.stdout);
     assert!(
         out.contains("UNFINISHED (ended by the watchdog): the runner (pid"),
         "{out}"
     );
-    assert!(out.contains("Unfinished: the runner did not end this run"), "{out}");
+    assert!(
+        out.contains("Unfinished: the runner did not end this run"),
+        "{out}"
+    );
     assert!(out.contains(&format!("✓ restored: {resume}")), "{out}");
     let md = sb
         .cmd()

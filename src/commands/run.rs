@@ -4,6 +4,7 @@ use crate::chaostoolkit;
 use crate::cli::{ColorChoice, JournalFormat, RunArgs};
 use crate::exit;
 use crate::experiment::Experiment;
+use crate::report::persist::{JournalFile, Render};
 use crate::report::record::RunRecord;
 use crate::runner::{self, events::EventSink, live};
 use crate::sys::text::{escape, escape_text};
@@ -11,7 +12,6 @@ use std::fs::File;
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use crate::report::persist::{JournalFile, Render};
 
 /// Output files are created before anything runs, so a bad path fails early.
 struct Outputs {

@@ -688,11 +688,7 @@ impl FaultImpl for Stress {
                         self.workers.len()
                     )));
                 }
-                let used: f64 = cpu
-                    .iter()
-                    .zip(&before)
-                    .map(|(n, b)| (n - b).max(0.0))
-                    .sum();
+                let used: f64 = cpu.iter().zip(&before).map(|(n, b)| (n - b).max(0.0)).sum();
                 let cpus = used / secs;
                 // A worker spends its share once per slice, so a window's
                 // edges can shift up to one slice's share into the next

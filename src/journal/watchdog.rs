@@ -289,7 +289,10 @@ fn mark_journal(header: &store::RunHeader, done: &Replayed) {
     let mut rec = match crate::report::json::parse(&text) {
         Ok(r) => r,
         Err(e) => {
-            log(&format!("the journal {} is not readable: {e}", path.display()));
+            log(&format!(
+                "the journal {} is not readable: {e}",
+                path.display()
+            ));
             return;
         }
     };
@@ -307,7 +310,10 @@ fn mark_journal(header: &store::RunHeader, done: &Replayed) {
             "marked the journal {} as ended by the watchdog",
             path.display()
         )),
-        Err(e) => log(&format!("cannot update the journal {}: {e}", path.display())),
+        Err(e) => log(&format!(
+            "cannot update the journal {}: {e}",
+            path.display()
+        )),
     }
 }
 

@@ -181,7 +181,10 @@ impl Checkpointer {
             .name("journal".into())
             .spawn(move || loop {
                 let msg = rx.recv_timeout(INTERVAL);
-                if matches!(msg, Ok(Msg::Stop) | Err(mpsc::RecvTimeoutError::Disconnected)) {
+                if matches!(
+                    msg,
+                    Ok(Msg::Stop) | Err(mpsc::RecvTimeoutError::Disconnected)
+                ) {
                     return;
                 }
                 if !sh.dirty.swap(false, Ordering::SeqCst) {
@@ -199,11 +202,7 @@ impl Checkpointer {
                 }
             })
             .ok();
-        Checkpointer {
-            tx,
-            shared,
-            thread,
-        }
+        Checkpointer { tx, shared, thread }
     }
 
     /// The sink that tells the thread when to write; it goes after the

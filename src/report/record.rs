@@ -138,14 +138,22 @@ impl RunRecord {
             format!(
                 "; the watchdog rolled back {} operation(s): {}",
                 restored.len(),
-                restored.iter().map(|r| r.1.as_str()).collect::<Vec<_>>().join("; ")
+                restored
+                    .iter()
+                    .map(|r| r.1.as_str())
+                    .collect::<Vec<_>>()
+                    .join("; ")
             )
         } else {
             format!(
                 "; the watchdog rolled back {} operation(s) and {} FAILED: {}",
                 restored.len(),
                 failed.len(),
-                failed.iter().map(|r| r.1.as_str()).collect::<Vec<_>>().join("; ")
+                failed
+                    .iter()
+                    .map(|r| r.1.as_str())
+                    .collect::<Vec<_>>()
+                    .join("; ")
             )
         };
         for f in &mut self.faults {

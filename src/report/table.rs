@@ -198,7 +198,10 @@ fn faults_table(rec: &RunRecord, color: bool) -> Table {
         if let Some(at) = f.rolled_back_at_ms {
             rolled.push(format!("at {}", fmt_offset(at)));
         }
-        if let Some(ms) = f.rollback_ms.filter(|_| result != RollbackResult::Irreversible) {
+        if let Some(ms) = f
+            .rollback_ms
+            .filter(|_| result != RollbackResult::Irreversible)
+        {
             rolled.push(format!("took {}", fmt_ms(ms)));
         }
         if let Some(e) = &f.rollback_error {
@@ -419,7 +422,11 @@ fn render_escaped(rec: &RunRecord, color: bool) -> String {
     }
 
     if !rec.complete {
-        section(&mut out, "Unfinished: the runner did not end this run", color);
+        section(
+            &mut out,
+            "Unfinished: the runner did not end this run",
+            color,
+        );
         let line = match rec.last_phase {
             Some(p) => format!(
                 "Last written by the runner during the {} phase; what follows that moment is missing.",

@@ -547,3 +547,43 @@ mod tests {
         );
     }
 }
+
+#[cfg(test)]
+mod unfinished_tests {
+    use super::testdata;
+    use super::*;
+
+    #[test]
+    fn a_watchdog_that_could_not_restore_everything_says_rollback_failed() {
+        let mut r = testdata::held();
+        r.mark_unfinished(Some(Phase::Method), r.started_at);
+        r.mark_ended_by_watchdog(
+            42,
+            &[(0, "kill -CONT 1 (x)".into())],
+            &[(0, "nft delete table inet fl".into())],
+            r.started_at,
+        );
+        assert!(!r.complete);
+        assert_eq!(r.outcome.verdict, Verdict::RollbackFailed);
+        assert_eq!(r.manual_recovery, vec!["nft delete table inet fl"]);
+        assert!(!r.faults[0].rolled_back);
+        let (head, tail) = verdict_text(&r);
+        assert_eq!(head, "UNFINISHED, ROLLBACK FAILED");
+        assert!(
+            tail.contains("the runner (pid 42) died during the method phase")
+                && tail.contains("1 FAILED: nft delete table inet fl"),
+            "{tail}"
+        );
+        let text = crate::report::json::render(&r);
+        let back = crate::report::json::parse(&text).unwrap();
+        assert!(!back.complete && back.ended_by.is_some());
+        assert!(text.contains("\"complete\": false"));
+    }
+
+    #[test]
+    fn a_complete_journal_has_no_complete_field_and_reads_as_complete() {
+        let text = crate::report::json::render(&testdata::held());
+        assert!(!text.contains("\"complete\""));
+        assert!(crate::report::json::parse(&text).unwrap().complete);
+    }
+}

@@ -16,6 +16,7 @@ pub const INCONCLUSIVE: i32 = 5;
 /// The experiment file or the command line is invalid (EX_USAGE / EX_DATAERR).
 pub const INVALID: i32 = 64;
 /// A precondition is missing: a tool, a kernel feature, a target (EX_UNAVAILABLE).
+/// Also `recover` on a run whose runner is alive (busy, not a failed rollback).
 pub const PRECONDITION: i32 = 69;
 /// Not enough privileges (EX_NOPERM), or a state directory or file others
 /// could write (see docs/safety.md).

@@ -16,6 +16,7 @@ fn dead_header(run_id: &str) -> RunHeader {
     let start_time = faultline::sys::proc::start_time(pid).unwrap_or(1);
     c.wait().unwrap();
     RunHeader {
+        journal: None,
         run_id: run_id.into(),
         title: "left behind".into(),
         file: "x.yaml".into(),
@@ -151,8 +152,19 @@ fn recover_leaves_a_live_run_alone_unless_forced() {
     )
     .unwrap();
     let r = sb.cmd().arg("recover").output().unwrap();
-    assert_eq!(r.status.code(), Some(4), "{}", text(&r));
-    assert!(text(&r).contains("still running"));
+    // 69 (busy), not 4: nothing failed, the run is still going on.
+    assert_eq!(r.status.code(), Some(69), "{}", text(&r));
+    let t = text(&r);
+    assert!(
+        t.contains("run run-c is still running (runner pid")
+            && t.contains("nothing of it was rolled back")
+            && t.contains("faultline recover --force run-c"),
+        "{t}"
+    );
+    assert!(
+        !t.contains("FAILED") && !t.contains("Not everything could be rolled back"),
+        "a live run is not a failed rollback: {t}"
+    );
     assert!(fill.exists());
     let forced = sb
         .cmd()

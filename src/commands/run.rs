@@ -4,16 +4,18 @@ use crate::chaostoolkit;
 use crate::cli::{ColorChoice, JournalFormat, RunArgs};
 use crate::exit;
 use crate::experiment::Experiment;
+use crate::report::persist::{JournalFile, Render};
 use crate::report::record::RunRecord;
 use crate::runner::{self, events::EventSink, live};
 use crate::sys::text::{escape, escape_text};
 use std::fs::File;
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 /// Output files are created before anything runs, so a bad path fails early.
 struct Outputs {
-    journal: Option<(PathBuf, File)>,
+    journal: Option<Arc<JournalFile>>,
     junit: Option<(PathBuf, File)>,
     markdown: Option<(PathBuf, File)>,
 }
@@ -55,9 +57,10 @@ pub fn run(args: RunArgs, state_dir: &Path, color: ColorChoice) -> i32 {
             return exit::INVALID;
         }
     };
+    let ctk = ctk.map(Arc::new);
     if args.dry_run {
         let mut plan = super::plan::build(&loaded);
-        super::plan::check_controls(&mut plan, ctk.as_ref(), args.ignore_controls);
+        super::plan::check_controls(&mut plan, ctk.as_deref(), args.ignore_controls);
         print!("{}", loaded.redactor.text(&super::plan::render_text(&plan)));
         return plan.exit_code;
     }
@@ -89,7 +92,25 @@ pub fn run(args: RunArgs, state_dir: &Path, color: ColorChoice) -> i32 {
         return exit::INVALID;
     }
     let run_id = runner::new_run_id();
-    let outputs = match open_outputs(&args, &run_id) {
+    // The journal is rendered the same way for every write: secrets redacted,
+    // in the chosen format.
+    let render: Render = {
+        let redactor = loaded.redactor.clone();
+        let ctk = ctk.clone();
+        let format = args.journal_format;
+        Arc::new(move |rec: &RunRecord| {
+            let redacted = redactor.serde(rec);
+            let rec = redacted.as_ref().unwrap_or(rec);
+            match (&ctk, format) {
+                (Some(c), JournalFormat::Chaostoolkit) => chaostoolkit::journal::render(rec, c),
+                _ => crate::report::json::render(rec),
+            }
+        })
+    };
+    let mut stub = runner::builder::RecordBuilder::new(&run_id, &loaded.file, "").rec;
+    stub.experiment.title = loaded.experiment.title.clone();
+    stub.experiment.hypothesis = loaded.experiment.hypothesis.clone();
+    let outputs = match open_outputs(&args, &run_id, render, &stub) {
         Ok(o) => o,
         Err(e) => {
             eprintln!("faultline: {e}");
@@ -125,6 +146,7 @@ pub fn run(args: RunArgs, state_dir: &Path, color: ColorChoice) -> i32 {
         run_id,
         sinks,
         policy,
+        journal: outputs.journal.clone(),
     };
     runner::install_panic_hook();
     let rt = match tokio::runtime::Builder::new_multi_thread()
@@ -155,17 +177,10 @@ pub fn run(args: RunArgs, state_dir: &Path, color: ColorChoice) -> i32 {
     if let Some(r) = loaded.redactor.serde(&finished.record) {
         finished.record = r;
     }
-    let journal_text = match (&ctk, args.journal_format) {
-        (Some(c), JournalFormat::Chaostoolkit) => {
-            chaostoolkit::journal::render(&finished.record, c)
-        }
-        _ => crate::report::json::render(&finished.record),
-    };
     write_outputs(
         &finished.record,
         outputs,
         args.quiet || args.events.as_deref() == Some("-"),
-        journal_text,
     );
     if !args.quiet && args.events.as_deref() != Some("-") {
         print!("{}", crate::report::table::render(&finished.record, color));
@@ -188,7 +203,12 @@ fn stderr_color() -> bool {
     std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty()) && std::io::stderr().is_terminal()
 }
 
-fn open_outputs(args: &RunArgs, run_id: &str) -> Result<Outputs, String> {
+fn open_outputs(
+    args: &RunArgs,
+    run_id: &str,
+    render: Render,
+    stub: &RunRecord,
+) -> Result<Outputs, String> {
     let journal = if args.no_journal {
         None
     } else {
@@ -200,7 +220,10 @@ fn open_outputs(args: &RunArgs, run_id: &str) -> Result<Outputs, String> {
                 PathBuf::from(format!("faultline-{run_id}.json"))
             }
         });
-        Some((p.clone(), create(&p, "journal")?))
+        let faultline_format = args.journal_format != JournalFormat::Chaostoolkit;
+        let j = JournalFile::open(&p, render, stub, faultline_format)
+            .map_err(|e| format!("cannot write the journal to {}: {e}", p.display()))?;
+        Some(Arc::new(j))
     };
     let junit = match &args.junit {
         Some(p) => Some((p.clone(), create(p, "JUnit report")?)),
@@ -217,7 +240,7 @@ fn open_outputs(args: &RunArgs, run_id: &str) -> Result<Outputs, String> {
     })
 }
 
-fn write_outputs(rec: &RunRecord, outputs: Outputs, quiet_paths: bool, journal: String) {
+fn write_outputs(rec: &RunRecord, outputs: Outputs, quiet_paths: bool) {
     let write = |what: &str, out: Option<(PathBuf, File)>, text: String| {
         if let Some((path, mut f)) = out {
             match f.write_all(text.as_bytes()).and_then(|_| f.sync_all()) {
@@ -227,7 +250,14 @@ fn write_outputs(rec: &RunRecord, outputs: Outputs, quiet_paths: bool, journal: 
             }
         }
     };
-    write("journal", outputs.journal, journal);
+    if let Some(j) = outputs.journal {
+        let shown = &j.shown;
+        match j.write_final(rec) {
+            Ok(()) if !quiet_paths => eprintln!("journal: {}", shown.display()),
+            Ok(()) => {}
+            Err(e) => eprintln!("faultline: cannot write {}: {e}", shown.display()),
+        }
+    }
     write("junit", outputs.junit, crate::report::junit::render(rec));
     write(
         "markdown",

@@ -148,6 +148,8 @@ pub fn recover(state_dir: &Path, run_id: Option<&str>, force: bool) -> i32 {
     let mut refused = 0;
     let mut untrusted = 0;
     let mut done = 0;
+    // Live runs left alone: not a failed rollback, the run is busy.
+    let mut busy = 0;
     for st in runs {
         let id = st.run_id();
         if run_id.is_some_and(|r| r != id) {
@@ -168,12 +170,12 @@ pub fn recover(state_dir: &Path, run_id: Option<&str>, force: bool) -> i32 {
         let pending: Vec<_> = st.pending().into_iter().cloned().collect();
         if st.is_live() && !force {
             if !pending.is_empty() {
+                let pid = st.header.as_ref().map(|h| h.runner_pid).unwrap_or(0);
                 err!(
-                    "run {id} is still running (runner pid {}); it will roll back itself. Stop it with `kill -TERM {}`, or use --force to roll back now.",
-                    st.header.as_ref().map(|h| h.runner_pid).unwrap_or(0),
-                    st.header.as_ref().map(|h| h.runner_pid).unwrap_or(0),
+                    "run {id} is still running (runner pid {pid} is alive), so nothing of it was rolled back: its runner rolls back its {} pending operation(s) itself when the run ends, and its watchdog does if the runner dies. Wait for it to end, stop it with `kill -TERM {pid}` (it rolls back, then exits), or roll back under it now with `faultline recover --force {id}`.",
+                    pending.len()
                 );
-                failed.push(format!("(run {id} still running)"));
+                busy += 1;
             }
             continue;
         }
@@ -272,6 +274,11 @@ pub fn recover(state_dir: &Path, run_id: Option<&str>, force: bool) -> i32 {
         return exit::PRIVILEGES;
     }
     if failed.is_empty() && refused == 0 {
+        if busy > 0 {
+            // 69 (unavailable): the run is busy, not broken; 4 would say a
+            // rollback failed.
+            return exit::PRECONDITION;
+        }
         if done == 0 {
             out!("nothing to recover");
         }

@@ -91,6 +91,14 @@ impl Protected {
 pub trait UndoLog {
     /// Appends `op` (with a human description of the target) and syncs it to disk.
     fn record(&mut self, target: &str, op: UndoOp) -> anyhow::Result<()>;
+    /// Records many operations (target description, op) at once, durable
+    /// before it returns; the journal syncs once for the whole batch.
+    fn record_batch(&mut self, items: Vec<(String, UndoOp)>) -> anyhow::Result<()> {
+        for (target, op) in items {
+            self.record(&target, op)?;
+        }
+        Ok(())
+    }
 }
 
 /// One host operation, as shown by `faultline plan`.

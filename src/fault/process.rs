@@ -640,6 +640,9 @@ impl FaultImpl for ProcessPause {
                 self.spec.target.describe()
             ));
         }
+        // Every undo (SIGCONT) is recorded, in one synced batch, before the
+        // first SIGSTOP: one fsync for the fault, not one per process.
+        let mut chosen = Vec::with_capacity(sel.chosen.len());
         for p in sel.chosen {
             match running_state(p.pid, p.start_time) {
                 None => {
@@ -656,21 +659,28 @@ impl FaultImpl for ProcessPause {
                     ));
                     continue;
                 }
-                Some(_) => {}
+                Some(_) => chosen.push(p),
             }
-            undo.record(
-                &format!("pid {}", p.label()),
-                UndoOp::ResumeProcess {
-                    pid: p.pid,
-                    start_time: p.start_time,
-                },
-            )
-            .map_err(|e| {
-                FaultError::failed(format!(
-                    "cannot record the undo (SIGCONT) for pid {}, so it was not paused: {e}",
-                    p.label()
-                ))
-            })?;
+        }
+        let batch = chosen
+            .iter()
+            .map(|p| {
+                (
+                    format!("pid {}", p.label()),
+                    UndoOp::ResumeProcess {
+                        pid: p.pid,
+                        start_time: p.start_time,
+                    },
+                )
+            })
+            .collect();
+        undo.record_batch(batch).map_err(|e| {
+            FaultError::failed(format!(
+                "cannot record the undo (SIGCONT) for the {} process(es) to pause, so none was paused: {e}",
+                chosen.len()
+            ))
+        })?;
+        for p in chosen {
             let at = Utc::now();
             if send(&p, Sig::SIGSTOP)? {
                 self.paused.push(Paused {

@@ -92,6 +92,10 @@ pub struct RunHeader {
     /// What the run's faults touch, for refusing a second run on the same target.
     #[serde(default)]
     pub targets: Vec<String>,
+    /// The run's JSON journal (absolute), which the watchdog marks as ended
+    /// by it when the runner dies; absent without one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub journal: Option<PathBuf>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -201,6 +205,49 @@ impl RunJournal {
         self.append(&Line::Undo(rec.clone()))?;
         self.records.push(rec);
         Ok(id)
+    }
+
+    /// Records many undo operations of one fault with one write and one
+    /// fsync: every record is durable before this returns, so the caller may
+    /// then change all the targets (the write-ahead rule holds per batch).
+    /// Returns their ids, in order.
+    pub fn record_batch(
+        &mut self,
+        fault: usize,
+        fault_label: &str,
+        kind: &str,
+        items: Vec<(String, UndoOp)>,
+    ) -> Result<Vec<u64>> {
+        let mut buf = String::new();
+        let mut recs = Vec::with_capacity(items.len());
+        let at = Utc::now();
+        for (target, op) in items {
+            let rec = UndoRecord {
+                id: self.next_id,
+                fault,
+                fault_label: fault_label.to_string(),
+                kind: kind.to_string(),
+                target,
+                at,
+                uid: process_of(&op).and_then(|pid| crate::sys::proc::uids(pid).map(|u| u[0])),
+                op,
+                refused: None,
+            };
+            self.next_id += 1;
+            buf.push_str(&serde_json::to_string(&Line::Undo(rec.clone()))?);
+            buf.push('\n');
+            recs.push(rec);
+        }
+        if recs.is_empty() {
+            return Ok(vec![]);
+        }
+        self.file
+            .write_all(buf.as_bytes())
+            .and_then(|_| self.file.sync_data())
+            .with_context(|| format!("cannot write undo records to {}", self.path.display()))?;
+        let ids = recs.iter().map(|r| r.id).collect();
+        self.records.extend(recs);
+        Ok(ids)
     }
 
     /// Records not yet rolled back, oldest first.
@@ -432,13 +479,24 @@ pub fn replay(file: &mut File, records: &[UndoRecord], by: &str, attempts: u32) 
                 at: Utc::now(),
             },
         };
-        let _ = append_line(file, &line);
+        // Not synced one by one: a lost `done` line only makes a later
+        // replay apply the (idempotent) undo again. One sync at the end.
+        let _ = write_line(file, &line);
         out.push(Replayed {
             record: r.clone(),
             result,
         });
     }
+    let _ = file.sync_data();
     out
+}
+
+/// Appends a line without syncing it.
+fn write_line(file: &mut File, line: &Line) -> Result<()> {
+    let mut s = serde_json::to_string(line)?;
+    s.push('\n');
+    file.write_all(s.as_bytes())?;
+    Ok(())
 }
 
 /// Applies an undo op, retrying failures with exponential backoff
@@ -507,6 +565,7 @@ mod tests {
 
     fn header(id: &str) -> RunHeader {
         RunHeader {
+            journal: None,
             run_id: id.into(),
             title: "t".into(),
             file: "f".into(),

@@ -12,6 +12,7 @@ use anyhow::{Context, Result};
 use std::fs::File;
 use std::io::Write;
 use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::unix::fs::OpenOptionsExt;
 use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -60,8 +61,14 @@ pub fn spawn(state_dir: &Path, run_id: &str) -> Result<WatchdogHandle> {
     let log_path = state_dir
         .join("runs")
         .join(format!("{run_id}.watchdog.log"));
-    let log =
-        File::create(&log_path).with_context(|| format!("cannot create {}", log_path.display()))?;
+    // Private, like every file faultline writes about a run.
+    let log = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&log_path)
+        .with_context(|| format!("cannot create {}", log_path.display()))?;
     let mut cmd = Command::new(exe);
     cmd.arg("--state-dir")
         .arg(state_dir)
@@ -181,18 +188,36 @@ fn log(msg: &str) {
     );
 }
 
-/// Replays every pending record of the run; returns how many remain pending.
-fn replay_pending(path: &Path, why: &str) -> usize {
+/// What a replay did: undo operations applied and failed, each with the
+/// index of its fault and a description for the journal.
+#[derive(Default)]
+struct Replayed {
+    restored: Vec<(usize, String)>,
+    failed: Vec<(usize, String)>,
+    /// Records that could not even be read.
+    unreadable: bool,
+}
+
+impl Replayed {
+    fn left(&self) -> usize {
+        self.failed.len() + usize::from(self.unreadable)
+    }
+}
+
+/// Replays every pending record of the run.
+fn replay_pending(path: &Path, why: &str) -> Replayed {
+    let mut out = Replayed::default();
     let st = match store::read_run(path) {
         Ok(s) => s,
         Err(e) => {
             log(&format!("cannot read {}: {e:#}", path.display()));
-            return 1;
+            out.unreadable = true;
+            return out;
         }
     };
     let pending: Vec<_> = st.pending().into_iter().cloned().collect();
     if pending.is_empty() {
-        return 0;
+        return out;
     }
     log(&format!(
         "{why}: rolling back {} pending operation(s)",
@@ -202,26 +227,94 @@ fn replay_pending(path: &Path, why: &str) -> usize {
         Ok(f) => f,
         Err(e) => {
             log(&format!("{e:#}"));
-            return pending.len();
+            out.failed = pending
+                .iter()
+                .map(|r| (r.fault, r.op.manual_command()))
+                .collect();
+            return out;
         }
     };
     let results = store::replay(&mut file, &pending, "watchdog", 5);
-    let mut left = 0;
     for r in results {
         match r.result {
-            Ok(a) => log(&format!(
-                "{} ({}): {:?}",
-                r.record.op.manual_command(),
-                r.record.target,
-                a
-            )),
+            Ok(a) => {
+                log(&format!(
+                    "{} ({}): {:?}",
+                    r.record.op.manual_command(),
+                    r.record.target,
+                    a
+                ));
+                let what = match a {
+                    crate::journal::undo::Applied::Done => "",
+                    crate::journal::undo::Applied::AlreadyGone => ", already gone",
+                };
+                out.restored.push((
+                    r.record.fault,
+                    format!(
+                        "{} ({} `{}` on {}{what})",
+                        r.record.op.manual_command(),
+                        r.record.kind,
+                        r.record.fault_label,
+                        r.record.target
+                    ),
+                ));
+            }
             Err(e) => {
-                left += 1;
                 log(&format!("FAILED {}: {e}", r.record.op.manual_command()));
+                out.failed
+                    .push((r.record.fault, r.record.op.manual_command()));
             }
         }
     }
-    left
+    out
+}
+
+/// Marks the run's JSON journal as ended by the watchdog, with what it
+/// restored, when the runner left it unfinished. Best effort: the host
+/// comes first, and a journal that cannot be read is left as it is.
+fn mark_journal(header: &store::RunHeader, done: &Replayed) {
+    let Some(path) = &header.journal else { return };
+    // A write the runner did not finish leaves its temporary file.
+    let _ = std::fs::remove_file(crate::report::persist::temp_path(
+        path,
+        header.runner_pid as u32,
+    ));
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) => {
+            log(&format!("cannot read the journal {}: {e}", path.display()));
+            return;
+        }
+    };
+    let mut rec = match crate::report::json::parse(&text) {
+        Ok(r) => r,
+        Err(e) => {
+            log(&format!(
+                "the journal {} is not readable: {e}",
+                path.display()
+            ));
+            return;
+        }
+    };
+    if rec.complete || rec.run_id != header.run_id {
+        return;
+    }
+    rec.mark_ended_by_watchdog(
+        header.runner_pid,
+        &done.restored,
+        &done.failed,
+        chrono::Utc::now(),
+    );
+    match crate::report::persist::write_atomic(path, &crate::report::json::render(&rec)) {
+        Ok(()) => log(&format!(
+            "marked the journal {} as ended by the watchdog",
+            path.display()
+        )),
+        Err(e) => log(&format!(
+            "cannot update the journal {}: {e}",
+            path.display()
+        )),
+    }
 }
 
 /// Body of `faultline watchdog --run-id ID`.
@@ -286,7 +379,9 @@ pub fn main(state_dir: &Path, run_id: &str, ready_fd: Option<i32>) -> i32 {
             }
             Wake::RunnerGone => {
                 settle_host_children(header.runner_pid);
-                let left = replay_pending(&path, "the runner died");
+                let done = replay_pending(&path, "the runner died");
+                let left = done.left();
+                mark_journal(&header, &done);
                 finish_file(&path, left);
                 return if left == 0 {
                     0

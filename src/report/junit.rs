@@ -183,6 +183,8 @@ fn fault_cases(rec: &RunRecord, classname: &str) -> Vec<TestCase> {
             )
         } else if never_injected {
             skipped("nothing to roll back: never injected".into())
+        } else if f.irreversible {
+            skipped("irreversible: killed processes are not restored".into())
         } else {
             TestCaseStatus::success()
         };

@@ -5,7 +5,7 @@
 use super::record::{RunRecord, SamplePhase, StepStatus};
 use super::summary::{
     fmt_counts, fmt_latency, fmt_ms, fmt_offset, fmt_opt_ms, fmt_success, fmt_time,
-    observation_lines, PhaseResult,
+    held_throughout, observation_lines, verdict_text, PhaseResult, RollbackResult,
 };
 use std::fmt::Write as _;
 
@@ -92,17 +92,47 @@ fn render_unescaped(rec: &RunRecord) -> String {
     // The meaning is faultline's own Markdown-safe text; the reason is escaped.
     let code_ = rec.outcome.exit_code;
     let reason = rec.outcome.reason.trim();
-    let _ = writeln!(
-        out,
-        "**Verdict: {} (exit {code_})**: {}{}\n",
-        rec.outcome.verdict.label(),
-        crate::exit::meaning(code_),
-        if reason.is_empty() {
-            String::new()
-        } else {
-            format!(" — {}", text(reason))
+    if rec.complete {
+        let _ = writeln!(
+            out,
+            "**Verdict: {} (exit {code_})**: {}{}\n",
+            rec.outcome.verdict.label(),
+            crate::exit::meaning(code_),
+            if reason.is_empty() {
+                String::new()
+            } else {
+                format!(" — {}", text(reason))
+            }
+        );
+    } else {
+        let (head, _) = verdict_text(rec);
+        let _ = writeln!(out, "**Verdict: {head}**: {}\n", text(reason));
+        let _ = writeln!(
+            out,
+            "⚠️ This run did not finish: the runner stopped{} before it wrote the end of the run, so this record ends at its last write.\n",
+            rec.last_phase
+                .map(|p| format!(" during the {} phase", p.name()))
+                .unwrap_or_default()
+        );
+        if let Some(e) = &rec.ended_by {
+            let _ = writeln!(
+                out,
+                "Ended by the {} at {}: {}.\n",
+                text(&e.by),
+                fmt_time(&e.at),
+                text(&e.reason)
+            );
+            for r in &e.restored {
+                let _ = writeln!(out, "- ✅ restored: {}", text(r));
+            }
+            for r in &e.not_restored {
+                let _ = writeln!(out, "- ❌ **not restored**: {}", code(r));
+            }
+            if !e.restored.is_empty() || !e.not_restored.is_empty() {
+                out.push('\n');
+            }
         }
-    );
+    }
     if !rec.inconclusive.is_empty() {
         let _ = writeln!(out, "The experiment did not test what it said:\n");
         for r in &rec.inconclusive {
@@ -262,20 +292,30 @@ fn render_unescaped(rec: &RunRecord) -> String {
             ],
             &rows,
         );
+        // A probe that never failed did not recover from anything.
         let recovered: Vec<_> = rec
             .probes
             .iter()
+            .filter(|p| !held_throughout(p))
             .filter_map(|p| p.recovered_after_ms.map(|ms| (p, ms)))
             .collect();
-        for (p, ms) in recovered {
+        for (p, ms) in &recovered {
             let _ = writeln!(
                 out,
                 "- {} recovered {} after rollback",
                 code(&p.name),
-                fmt_ms(ms)
+                fmt_ms(*ms)
             );
         }
-        if rec.probes.iter().any(|p| p.recovered_after_ms.is_some()) {
+        let held: Vec<_> = rec
+            .probes
+            .iter()
+            .filter(|p| held_throughout(p) && p.after.samples > 0)
+            .collect();
+        for p in &held {
+            let _ = writeln!(out, "- {} held throughout", code(&p.name));
+        }
+        if !recovered.is_empty() || !held.is_empty() {
             out.push('\n');
         }
     }
@@ -317,12 +357,13 @@ fn render_unescaped(rec: &RunRecord) -> String {
             .map(|f| {
                 vec![
                     format!("{}. {}", f.step + 1, cell(&f.label)),
-                    if f.rolled_back && f.injected_at_ms.is_none() && f.inject_error.is_none() {
-                        "— nothing to undo".into()
-                    } else if f.rolled_back {
-                        "✅ rolled back".into()
-                    } else {
-                        "❌ **not rolled back**".into()
+                    match RollbackResult::of(f) {
+                        RollbackResult::NothingToUndo => "— nothing to undo".into(),
+                        RollbackResult::Irreversible => {
+                            "— irreversible: killed processes are not restored".into()
+                        }
+                        RollbackResult::RolledBack => "✅ rolled back".into(),
+                        RollbackResult::NotRolledBack => "❌ **not rolled back**".into(),
                     },
                     f.rolled_back_at_ms
                         .map(fmt_offset)

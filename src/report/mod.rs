@@ -3,6 +3,7 @@
 pub mod json;
 pub mod junit;
 pub mod markdown;
+pub mod persist;
 pub mod record;
 pub mod summary;
 pub mod table;

@@ -36,6 +36,158 @@ pub struct RunRecord {
     /// would have held INCONCLUSIVE), in the order they were found.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub inconclusive: Vec<InconclusiveReason>,
+    /// False while the run is going on and when it never finished: the
+    /// runner writes the journal at every phase boundary and every few
+    /// seconds, and marks it complete only at the end. Written only when
+    /// false; missing means true.
+    #[serde(default = "yes", skip_serializing_if = "is_true")]
+    pub complete: bool,
+    /// Who ended a run whose runner died (the watchdog), and what it restored.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ended_by: Option<EndedBy>,
+    /// In a journal that is not complete: the phase in progress when it was
+    /// last written.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_phase: Option<Phase>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+fn is_true(b: &bool) -> bool {
+    *b
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
+}
+
+/// How a run whose runner died was ended, written into its journal by the
+/// watchdog after it rolled the host back.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct EndedBy {
+    /// `watchdog`.
+    pub by: String,
+    pub at: DateTime<Utc>,
+    /// What happened, in words.
+    pub reason: String,
+    /// The undo operations it applied, e.g. `kill -CONT 4242 (pid 4242 sleep)`.
+    #[serde(default)]
+    pub restored: Vec<String>,
+    /// The undo operations that failed, as commands to run by hand.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub not_restored: Vec<String>,
+}
+
+/// Fault kinds that cannot be undone: a killed process stays killed (what
+/// replaced it is observed, not restored).
+pub fn irreversible_kind(kind: &str) -> bool {
+    kind == "process_kill"
+}
+
+impl RunRecord {
+    /// Marks a snapshot taken while the run is going on: not complete, and an
+    /// outcome that says so, in case the runner never writes another one.
+    /// `phase` is the phase in progress, if known.
+    pub fn mark_unfinished(&mut self, phase: Option<Phase>, now: DateTime<Utc>) {
+        self.complete = false;
+        if phase.is_some() {
+            self.last_phase = phase;
+        }
+        self.ended_at = now;
+        self.timings.total_ms = (now - self.started_at)
+            .num_microseconds()
+            .map_or(0.0, |us| us as f64 / 1000.0)
+            .max(0.0);
+        let during = self
+            .last_phase
+            .map(|p| format!(" during the {} phase", p.name()))
+            .unwrap_or_default();
+        self.outcome = Outcome {
+            verdict: Verdict::Interrupted,
+            exit_code: crate::exit::INTERRUPTED,
+            reason: format!(
+                "the run did not finish: this journal was last written {}s into the run{during}, and the runner never wrote its end (it was still running, or it was killed)",
+                (self.timings.total_ms / 100.0).round() / 10.0
+            ),
+        };
+    }
+
+    /// The watchdog's mark on the journal of a run whose runner died: what it
+    /// restored (`restored`, as `(fault index, description)`), what it could
+    /// not (`failed`, manual commands), and the outcome that follows.
+    pub fn mark_ended_by_watchdog(
+        &mut self,
+        runner_pid: i32,
+        restored: &[(usize, String)],
+        failed: &[(usize, String)],
+        now: DateTime<Utc>,
+    ) {
+        self.mark_unfinished(None, now);
+        let died = match self.last_phase {
+            Some(p) => format!(
+                "the runner (pid {runner_pid}) died during the {} phase",
+                p.name()
+            ),
+            None => format!("the runner (pid {runner_pid}) died before the run finished"),
+        };
+        let what = if restored.is_empty() && failed.is_empty() {
+            "; nothing was left to roll back".to_string()
+        } else if failed.is_empty() {
+            format!(
+                "; the watchdog rolled back {} operation(s): {}",
+                restored.len(),
+                restored
+                    .iter()
+                    .map(|r| r.1.as_str())
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            )
+        } else {
+            format!(
+                "; the watchdog rolled back {} operation(s) and {} FAILED: {}",
+                restored.len(),
+                failed.len(),
+                failed
+                    .iter()
+                    .map(|r| r.1.as_str())
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            )
+        };
+        for f in &mut self.faults {
+            let mine = |l: &[(usize, String)]| l.iter().any(|(i, _)| *i == f.step);
+            if mine(failed) {
+                f.rolled_back = false;
+                f.rollback_error = Some("the watchdog could not undo it".into());
+            } else if mine(restored) && !f.rolled_back {
+                f.rolled_back = true;
+                f.rollback_error = None;
+            }
+        }
+        self.outcome = if failed.is_empty() {
+            Outcome {
+                verdict: Verdict::Interrupted,
+                exit_code: crate::exit::INTERRUPTED,
+                reason: format!("{died}{what}"),
+            }
+        } else {
+            self.manual_recovery = failed.iter().map(|f| f.1.clone()).collect();
+            Outcome {
+                verdict: Verdict::RollbackFailed,
+                exit_code: crate::exit::ROLLBACK_FAILED,
+                reason: format!("{died}{what}"),
+            }
+        };
+        self.ended_by = Some(EndedBy {
+            by: "watchdog".into(),
+            at: now,
+            reason: died,
+            restored: restored.iter().map(|r| r.1.clone()).collect(),
+            not_restored: failed.iter().map(|r| r.1.clone()).collect(),
+        });
+    }
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -304,6 +456,10 @@ pub struct FaultRecord {
     pub rollback_ms: Option<f64>,
     /// True when every undo operation was applied (or was already gone).
     pub rolled_back: bool,
+    /// The fault cannot be undone (`process_kill`): `rolled_back` then only
+    /// says nothing was left to undo, and reports say "irreversible".
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub irreversible: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rollback_error: Option<String>,
     /// Fault-specific findings: processes hit, load achieved, OOM kills...

@@ -2,7 +2,9 @@
 //! whether a phase was reached, the verdict sentence, and a compact summary of
 //! a fault's free-form observations.
 
-use super::record::{Phase, PhaseStats, RunRecord, SamplePhase};
+use super::record::{
+    FaultRecord, Phase, PhaseStats, ProbeRecord, RunRecord, SamplePhase, SampleStatus, Verdict,
+};
 use chrono::{DateTime, Duration as ChronoDuration, Utc};
 use serde_json::Value;
 
@@ -173,7 +175,17 @@ pub fn fmt_counts(s: &PhaseStats) -> String {
 }
 
 /// The verdict sentence without colour: `HELD (exit 0): hypothesis held — reason`.
+/// A journal the runner did not finish says so instead:
+/// `UNFINISHED (ended by the watchdog): the runner (pid 42) died during ...`.
 pub fn verdict_text(rec: &RunRecord) -> (String, String) {
+    if !rec.complete {
+        let head = match (rec.outcome.verdict, &rec.ended_by) {
+            (Verdict::RollbackFailed, _) => "UNFINISHED, ROLLBACK FAILED".to_string(),
+            (_, Some(e)) => format!("UNFINISHED (ended by the {})", e.by),
+            (_, None) => "UNFINISHED".to_string(),
+        };
+        return (head, format!(": {}", rec.outcome.reason.trim()));
+    }
     let code = rec.outcome.exit_code;
     let head = format!("{} (exit {code})", rec.outcome.verdict.label());
     let mut tail = format!(": {}", crate::exit::meaning(code));
@@ -183,6 +195,52 @@ pub fn verdict_text(rec: &RunRecord) -> (String, String) {
         tail.push_str(reason);
     }
     (head, tail)
+}
+
+/// The probe had no failing or erroring sample after the steady state was
+/// checked (during the method and after it): there was nothing to recover
+/// from, so reports say "held throughout", not "recovered".
+pub fn held_throughout(p: &ProbeRecord) -> bool {
+    !p.samples
+        .iter()
+        .any(|s| s.phase != SamplePhase::Before && s.status != SampleStatus::Success)
+        && p.during.failures + p.during.errors + p.after.failures + p.after.errors == 0
+}
+
+/// How a fault ended, in words every format shares.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RollbackResult {
+    /// Never injected: nothing to undo.
+    NothingToUndo,
+    /// Injected, and it cannot be undone (`process_kill`).
+    Irreversible,
+    RolledBack,
+    NotRolledBack,
+}
+
+impl RollbackResult {
+    pub fn of(f: &FaultRecord) -> RollbackResult {
+        let never_injected = f.injected_at_ms.is_none() && f.inject_error.is_none();
+        if f.rolled_back && never_injected {
+            RollbackResult::NothingToUndo
+        } else if f.irreversible && f.rolled_back {
+            RollbackResult::Irreversible
+        } else if f.rolled_back {
+            RollbackResult::RolledBack
+        } else {
+            RollbackResult::NotRolledBack
+        }
+    }
+
+    /// The words after the symbol.
+    pub fn words(self) -> &'static str {
+        match self {
+            RollbackResult::NothingToUndo => "nothing to undo",
+            RollbackResult::Irreversible => "irreversible",
+            RollbackResult::RolledBack => "rolled back",
+            RollbackResult::NotRolledBack => "NOT rolled back",
+        }
+    }
 }
 
 /// One line per top-level key of a fault's observations, e.g.
@@ -382,6 +440,7 @@ pub(crate) mod testdata {
                 rolled_back_at_ms: Some(15_000.0),
                 rollback_ms: Some(3.0),
                 rolled_back: true,
+                irreversible: false,
                 rollback_error: None,
                 observations: serde_json::json!({"processes": [{"pid": 4242, "comm": "worker"}]}),
                 effect: None,
@@ -398,6 +457,9 @@ pub(crate) mod testdata {
             },
             manual_recovery: vec![],
             inconclusive: vec![],
+            complete: true,
+            ended_by: None,
+            last_phase: None,
         }
     }
 
@@ -483,5 +545,45 @@ mod tests {
             observation_lines(&serde_json::json!({ "pids": many })),
             vec!["pids: 0, 1, 2, 3, 4; +3 more".to_string()]
         );
+    }
+}
+
+#[cfg(test)]
+mod unfinished_tests {
+    use super::testdata;
+    use super::*;
+
+    #[test]
+    fn a_watchdog_that_could_not_restore_everything_says_rollback_failed() {
+        let mut r = testdata::held();
+        r.mark_unfinished(Some(Phase::Method), r.started_at);
+        r.mark_ended_by_watchdog(
+            42,
+            &[(0, "kill -CONT 1 (x)".into())],
+            &[(0, "nft delete table inet fl".into())],
+            r.started_at,
+        );
+        assert!(!r.complete);
+        assert_eq!(r.outcome.verdict, Verdict::RollbackFailed);
+        assert_eq!(r.manual_recovery, vec!["nft delete table inet fl"]);
+        assert!(!r.faults[0].rolled_back);
+        let (head, tail) = verdict_text(&r);
+        assert_eq!(head, "UNFINISHED, ROLLBACK FAILED");
+        assert!(
+            tail.contains("the runner (pid 42) died during the method phase")
+                && tail.contains("1 FAILED: nft delete table inet fl"),
+            "{tail}"
+        );
+        let text = crate::report::json::render(&r);
+        let back = crate::report::json::parse(&text).unwrap();
+        assert!(!back.complete && back.ended_by.is_some());
+        assert!(text.contains("\"complete\": false"));
+    }
+
+    #[test]
+    fn a_complete_journal_has_no_complete_field_and_reads_as_complete() {
+        let text = crate::report::json::render(&testdata::held());
+        assert!(!text.contains("\"complete\""));
+        assert!(crate::report::json::parse(&text).unwrap().complete);
     }
 }

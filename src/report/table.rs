@@ -8,7 +8,7 @@
 use super::record::{RunRecord, SamplePhase, StepStatus, Verdict};
 use super::summary::{
     fmt_counts, fmt_latency, fmt_ms, fmt_offset, fmt_opt_ms, fmt_success, fmt_time,
-    observation_lines, verdict_text, PhaseResult,
+    held_throughout, observation_lines, verdict_text, PhaseResult, RollbackResult,
 };
 use comfy_table::{presets, Attribute, Cell, CellAlignment, Color, ContentArrangement, Table};
 use std::fmt::Write as _;
@@ -116,8 +116,12 @@ fn phase_cell(rec: &RunRecord, probe_idx: usize, p: SamplePhase, color: bool) ->
     if let Some(req) = &s.requirement {
         lines.push(format!("requires {req}"));
     }
-    if p == SamplePhase::After {
-        if let Some(ms) = probe.recovered_after_ms {
+    if p == SamplePhase::After && result != PhaseResult::NotReached {
+        if held_throughout(probe) {
+            if s.samples > 0 {
+                lines.push("held throughout".into());
+            }
+        } else if let Some(ms) = probe.recovered_after_ms {
             lines.push(format!("recovered {} after rollback", fmt_ms(ms)));
         }
     }
@@ -181,17 +185,23 @@ fn faults_table(rec: &RunRecord, color: bool) -> Table {
 
         let never_injected = f.injected_at_ms.is_none() && !inject_failed;
         let mut rolled = Vec::new();
-        if f.rolled_back && never_injected {
-            rolled.push("– nothing to undo".to_string());
-        } else if f.rolled_back {
-            rolled.push("✓ rolled back".to_string());
-        } else {
-            rolled.push("✗ NOT rolled back".to_string());
+        let result = RollbackResult::of(f);
+        let symbol = match result {
+            RollbackResult::NothingToUndo | RollbackResult::Irreversible => "–",
+            RollbackResult::RolledBack => "✓",
+            RollbackResult::NotRolledBack => "✗",
+        };
+        rolled.push(format!("{symbol} {}", result.words()));
+        if result == RollbackResult::Irreversible {
+            rolled.push("(killed processes are not restored)".into());
         }
         if let Some(at) = f.rolled_back_at_ms {
             rolled.push(format!("at {}", fmt_offset(at)));
         }
-        if let Some(ms) = f.rollback_ms {
+        if let Some(ms) = f
+            .rollback_ms
+            .filter(|_| result != RollbackResult::Irreversible)
+        {
             rolled.push(format!("took {}", fmt_ms(ms)));
         }
         if let Some(e) = &f.rollback_error {
@@ -220,11 +230,12 @@ fn faults_table(rec: &RunRecord, color: bool) -> Table {
             } else if inject_failed || f.verified.is_none() {
                 inj_cell = inj_cell.fg(Color::Red);
             }
-            rb_cell = rb_cell.fg(if f.rolled_back {
-                Color::Green
-            } else {
-                Color::Red
-            });
+            rb_cell = match result {
+                RollbackResult::RolledBack => rb_cell.fg(Color::Green),
+                RollbackResult::NotRolledBack => rb_cell.fg(Color::Red),
+                RollbackResult::Irreversible => rb_cell.fg(Color::Yellow),
+                RollbackResult::NothingToUndo => rb_cell,
+            };
         }
         t.add_row(vec![
             Cell::new(f.step + 1).set_alignment(CellAlignment::Right),
@@ -407,6 +418,45 @@ fn render_escaped(rec: &RunRecord, color: bool) -> String {
                 r.message
             );
             put(&mut out, "  ", "    ", &line, Some(YELLOW), color);
+        }
+    }
+
+    if !rec.complete {
+        section(
+            &mut out,
+            "Unfinished: the runner did not end this run",
+            color,
+        );
+        let line = match rec.last_phase {
+            Some(p) => format!(
+                "Last written by the runner during the {} phase; what follows that moment is missing.",
+                p.name()
+            ),
+            None => "The runner never wrote the end of this run; what follows its last write is missing.".into(),
+        };
+        put(&mut out, "  ", "  ", &line, Some(YELLOW), color);
+        match &rec.ended_by {
+            Some(e) => {
+                let line = format!("Ended by the {} at {}: {}.", e.by, fmt_time(&e.at), e.reason);
+                put(&mut out, "  ", "  ", &line, None, color);
+                if e.restored.is_empty() && e.not_restored.is_empty() {
+                    put(&mut out, "  ", "  ", "Nothing was left to roll back.", None, color);
+                }
+                for r in &e.restored {
+                    put(&mut out, "  ✓ restored: ", "      ", r, None, color);
+                }
+                for r in &e.not_restored {
+                    put(&mut out, "  ✗ NOT restored: ", "      ", r, Some(RED), color);
+                }
+            }
+            None => put(
+                &mut out,
+                "  ",
+                "  ",
+                "No watchdog marked it: the run may still be going on, or its watchdog could not update this file. `faultline status` shows what is still active on the host.",
+                None,
+                color,
+            ),
         }
     }
 

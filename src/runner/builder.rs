@@ -45,6 +45,9 @@ impl RecordBuilder {
                 timings: Timings::default(),
                 manual_recovery: vec![],
                 inconclusive: vec![],
+                complete: true,
+                ended_by: None,
+                last_phase: None,
             },
             open_phases: vec![],
             first_injection_ms: None,
@@ -73,6 +76,7 @@ impl RecordBuilder {
             rolled_back_at_ms: None,
             rollback_ms: None,
             rolled_back: false,
+            irreversible: irreversible_kind(kind),
             rollback_error: None,
             observations: serde_json::Value::Null,
             effect: None,
@@ -379,6 +383,8 @@ impl RecordBuilder {
             .probes
             .iter()
             .filter(|p| p.after.samples > 0)
+            // A probe that never failed had nothing to recover from.
+            .filter(|p| !crate::report::summary::held_throughout(p))
             .map(|p| p.recovered_after_ms)
             .collect();
         if !recovered.is_empty() && recovered.iter().all(Option::is_some) {

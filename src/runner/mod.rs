@@ -47,6 +47,8 @@ pub struct RunOptions {
     pub run_id: String,
     pub sinks: Vec<Box<dyn EventSink>>,
     pub policy: Policy,
+    /// The JSON journal, written as the run goes (see `report::persist`).
+    pub journal: Option<Arc<crate::report::persist::JournalFile>>,
 }
 
 pub use crate::experiment::model::{Policy, RollbackPolicy};
@@ -121,6 +123,13 @@ impl UndoLog for JournalLog<'_> {
             .lock()
             .unwrap()
             .record(self.fault, &self.label, &self.kind, target, op)
+            .map(|_| ())
+    }
+    fn record_batch(&mut self, items: Vec<(String, UndoOp)>) -> anyhow::Result<()> {
+        self.journal
+            .lock()
+            .unwrap()
+            .record_batch(self.fault, &self.label, &self.kind, items)
             .map(|_| ())
     }
 }
@@ -262,6 +271,16 @@ pub async fn run(
     )));
     let mut sinks = opts.sinks;
     sinks.push(Box::new(SharedBuilder(builder.clone())));
+    // After the builder: a snapshot includes the event that asked for it.
+    // Dropped (its last write done) before this function returns.
+    let checkpointer = opts
+        .journal
+        .as_ref()
+        .filter(|j| j.atomic())
+        .map(|j| crate::report::persist::Checkpointer::start(j.clone(), builder.clone()));
+    if let Some(c) = &checkpointer {
+        sinks.push(Box::new(c.sink()));
+    }
     let emit = Emitter::new(&opts.run_id, start, sinks).with_redactor(loaded.redactor.clone());
 
     let mut fctx = FaultContext {
@@ -366,6 +385,11 @@ pub async fn run(
             + chrono::Duration::from_std(exp.limits.max_duration.std())
                 .unwrap_or(chrono::Duration::MAX),
         targets,
+        journal: opts
+            .journal
+            .as_ref()
+            .filter(|j| j.watchdog_may_mark)
+            .map(|j| j.path.clone()),
     };
     let journal = match RunJournal::create(&opts.state_dir, header) {
         Ok(j) => j,
@@ -427,6 +451,7 @@ pub async fn run(
     signals.abort();
     deadline.abort();
     set_panic_run(None);
+    drop(checkpointer);
     let record = builder.lock().unwrap().finish();
     Finished {
         record,
@@ -513,13 +538,14 @@ async fn run_phases(
     let mut recovered = true;
     let mut after_done = false;
     let mut early_undo = Vec::new();
+    let mut undo_ms = 0.0;
     if ctx.policy.check_after_before_rollbacks
         && method_ran
         && ctx.policy.check_after
         && !matches!(ctx.stop_reason(), Some(Stop::Signal(_)))
     {
         // Faults are undone first, whatever the order of the rest.
-        early_undo = rollback_pending(&ctx, None, "runner");
+        (early_undo, undo_ms) = timed_rollback(&ctx);
         ctx.emit.emit(Event::PhaseStarted {
             phase: Phase::After,
         });
@@ -535,10 +561,10 @@ async fn run_phases(
     ctx.emit.emit(Event::PhaseStarted {
         phase: Phase::Rollback,
     });
-    let rollback_start = Instant::now();
     let mut rollback_failures = std::mem::take(&mut *ctx.rollback_errors.lock().unwrap());
     rollback_failures.extend(early_undo);
-    rollback_failures.extend(rollback_pending(&ctx, None, "runner"));
+    let (left, rollback_phase_undo_ms) = timed_rollback(&ctx);
+    rollback_failures.extend(left);
     let stop = ctx.stop_reason();
     let run_user_rollbacks = match ctx.policy.user_rollbacks {
         RollbackPolicy::Unconditional => setup_ok.is_ok(),
@@ -562,8 +588,16 @@ async fn run_phases(
     ctx.emit.emit(Event::PhaseEnded {
         phase: Phase::Rollback,
     });
-    let rollback_ms = rollback_start.elapsed().as_secs_f64() * 1000.0;
-    ctx.builder.lock().unwrap().rec.timings.rollback_ms = Some(rollback_ms);
+    // The faults' own rollback times (the fault table's "took"), the undo
+    // done here for faults cut short, and the user rollback actions: one
+    // sum, so the timings line and the fault table agree.
+    let unattributed_ms = undo_ms + rollback_phase_undo_ms;
+    {
+        let mut b = ctx.builder.lock().unwrap();
+        let faults: f64 = b.rec.faults.iter().filter_map(|f| f.rollback_ms).sum();
+        let actions: f64 = b.rec.rollbacks.iter().map(|r| r.duration_ms).sum();
+        b.rec.timings.rollback_ms = Some(faults + unattributed_ms + actions);
+    }
 
     // After: whenever the method ran and we were not interrupted.
     let interrupted = matches!(ctx.stop_reason(), Some(Stop::Signal(_)));
@@ -747,6 +781,8 @@ fn held_reason(ctx: &Ctx) -> String {
         .rec
         .probes
         .iter()
+        // A probe that never failed had nothing to recover from.
+        .filter(|p| !crate::report::summary::held_throughout(p))
         .filter_map(|p| {
             p.recovered_after_ms
                 .map(|ms| format!("`{}` recovered {} after rollback", p.name, human_ms(ms)))
@@ -757,6 +793,25 @@ fn held_reason(ctx: &Ctx) -> String {
     } else {
         rec.join(", ")
     }
+}
+
+/// Rolls back every fault's pending undo records outside their steps (after
+/// an abort, an error or a signal cut a step short). Returns the manual
+/// commands for failures and the time it took, 0 when nothing was pending.
+fn timed_rollback(ctx: &Ctx) -> (Vec<String>, f64) {
+    let any = ctx
+        .journal
+        .lock()
+        .unwrap()
+        .pending()
+        .iter()
+        .any(|r| r.fault != SETUP);
+    if !any {
+        return (vec![], 0.0);
+    }
+    let t = Instant::now();
+    let failures = rollback_pending(ctx, None, "runner");
+    (failures, t.elapsed().as_secs_f64() * 1000.0)
 }
 
 /// Replays pending undo records (all faults' when `only` is None, else that

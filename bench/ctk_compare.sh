@@ -8,11 +8,13 @@
 # Writes the results to target/ctk-compare.md (copy them into the
 # "faultline vs Chaos Toolkit" section of docs/performance.md) and prints a table.
 #
-# Usage: bench/ctk_compare.sh [RUNS]     (RUNS per measurement, default 15)
+# Usage: bench/ctk_compare.sh [RUNS [SEED]]   (RUNS per measurement, default 15;
+#        SEED fixes the random failure points of the detection measure)
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 RUNS="${1:-15}"
+SEED="${2:-}"
 WORK="$(mktemp -d /tmp/ctk-compare.XXXXXX)"
 trap 'rm -rf "$WORK"' EXIT
 
@@ -35,4 +37,4 @@ FAULTLINE="$ROOT/target/release/faultline"
 echo "== measuring ($RUNS runs each)"
 python3 "$ROOT/bench/ctk/bench.py" \
     --chaos "$CHAOS" --faultline "$FAULTLINE" --runs "$RUNS" \
-    --work "$WORK" --out "$ROOT/target/ctk-compare.md"
+    --work "$WORK" --out "$ROOT/target/ctk-compare.md" ${SEED:+--seed "$SEED"}

@@ -11,6 +11,7 @@ import datetime
 import json
 import os
 import platform
+import random
 import shutil
 import socket
 import statistics
@@ -56,7 +57,17 @@ def series(argv, env, cwd, runs, want_code):
         walls.append(w)
         rss.append(r)
     return {"wall_s": statistics.median(walls), "rss_kib": statistics.median(rss),
-            "wall_min": min(walls), "wall_max": max(walls), "runs": runs}
+            "wall_q1": quartiles(walls)[0], "wall_q3": quartiles(walls)[1],
+            "wall_min": min(walls), "wall_max": max(walls),
+            "rss_min": min(rss), "rss_max": max(rss), "runs": runs}
+
+
+def quartiles(xs):
+    """(first quartile, third quartile): the middle half of the runs."""
+    if len(xs) < 2:
+        return (xs[0], xs[0])
+    q = statistics.quantiles(xs, n=4, method="inclusive")
+    return (q[0], q[2])
 
 
 def wait_http(url, timeout=10):
@@ -71,17 +82,22 @@ def wait_http(url, timeout=10):
     sys.exit("the HTTP server at %s did not come up" % url)
 
 
-def detection(argv, env, cwd, health_file, flip_after, runs):
-    """Starts the run, deletes the health file after `flip_after` s (the
-    server then answers 404), returns the median seconds from the flip to
-    the process's exit."""
+def detection(argv, env, cwd, health_file, flip_after, runs, rng):
+    """Starts the run, deletes the health file after `flip_after` s plus a
+    random 0-1 s (the server then answers 404), returns the median seconds
+    from the flip to the process's exit. A real failure lands at a random
+    point of both tools' cycles (faultline's 0.1 s sampling period, Chaos
+    Toolkit's 0.5 s activities); a fixed point would favour one of them."""
     out = []
+    offsets = []
     for _ in range(runs):
+        offset = rng.uniform(0.0, 1.0)
+        offsets.append(offset)
         with open(health_file, "w") as f:
             f.write("ok\n")
         p = subprocess.Popen(argv, env=env, cwd=cwd, stdin=subprocess.DEVNULL,
                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        time.sleep(flip_after)
+        time.sleep(flip_after + offset)
         if p.poll() is not None:
             sys.exit("%s ended before the flip (exit %s)" % (argv[0], p.returncode))
         t_flip = time.perf_counter()
@@ -96,7 +112,9 @@ def detection(argv, env, cwd, health_file, flip_after, runs):
             sys.exit("%s ended with exit 0 after the target failed" % argv[0])
     with open(health_file, "w") as f:
         f.write("ok\n")
-    return {"stop_s": statistics.median(out), "min": min(out), "max": max(out), "runs": runs}
+    q1, q3 = quartiles(out)
+    return {"stop_s": statistics.median(out), "q1": q1, "q3": q3, "min": min(out),
+            "max": max(out), "runs": runs, "samples": out, "offsets": offsets}
 
 
 def state_tmpfs(work):
@@ -133,6 +151,8 @@ def main():
     ap.add_argument("--runs", type=int, default=15)
     ap.add_argument("--work", required=True)
     ap.add_argument("--out", required=True)
+    ap.add_argument("--seed", type=int, default=None,
+                    help="seed of the random failure points in the detection measure")
     a = ap.parse_args()
     runs = max(a.runs, 10)
     if not os.access(TIME, os.X_OK):
@@ -211,11 +231,15 @@ def run_all(a, runs, work, base, health):
         res[("run", tool)] = series(cmds[("run", tool)], env, work, runs, 0)
     print("run: faultline, state dir on disk", flush=True)
     res[("run-disk", "faultline")] = series(cmds[("run", "faultline")], env_disk, work, runs, 0)
-    d_runs = max(5, runs // 3)
+    d_runs = max(10, runs)
+    seed = a.seed if a.seed is not None else random.randrange(1 << 32)
     for tool in ("chaos", "faultline"):
         print("detection:", tool, flush=True)
+        # The same failure points for both tools.
+        rng = random.Random(seed)
         # faultline exits 2 (aborted), chaos 1.
-        res[("detect", tool)] = detection(cmds[("detect", tool)], env, work, health, 3.0, d_runs)
+        res[("detect", tool)] = detection(cmds[("detect", tool)], env, work, health, 3.0,
+                                          d_runs, rng)
 
     def ratio(x, y):
         return x / y if y else float("inf")
@@ -224,19 +248,31 @@ def run_all(a, runs, work, base, health):
     v_c, v_f = res[("validate", "chaos")], res[("validate", "faultline")]
     r_c, r_f = res[("run", "chaos")], res[("run", "faultline")]
     d_c, d_f = res[("detect", "chaos")], res[("detect", "faultline")]
-    rows.append(("validate: wall time (median)", "%.1f ms" % (v_c["wall_s"] * 1e3),
-                 "%.1f ms" % (v_f["wall_s"] * 1e3), "%.0fx faster" % ratio(v_c["wall_s"], v_f["wall_s"])))
-    rows.append(("validate: peak RSS (median)", "%.1f MiB" % (v_c["rss_kib"] / 1024),
-                 "%.1f MiB" % (v_f["rss_kib"] / 1024), "%.1fx less" % ratio(v_c["rss_kib"], v_f["rss_kib"])))
-    rows.append(("run (no configured waits): wall time", "%.1f ms" % (r_c["wall_s"] * 1e3),
-                 "%.1f ms" % (r_f["wall_s"] * 1e3), "%.0fx faster" % ratio(r_c["wall_s"], r_f["wall_s"])))
     r_d = res[("run-disk", "faultline")]
-    rows.append(("run, faultline state dir on disk", "%.1f ms" % (r_c["wall_s"] * 1e3),
-                 "%.1f ms" % (r_d["wall_s"] * 1e3), "%.0fx faster" % ratio(r_c["wall_s"], r_d["wall_s"])))
-    rows.append(("run: peak RSS", "%.1f MiB" % (r_c["rss_kib"] / 1024),
-                 "%.1f MiB" % (r_f["rss_kib"] / 1024), "%.1fx less" % ratio(r_c["rss_kib"], r_f["rss_kib"])))
-    rows.append(("detection: failure -> run stopped", "%.2f s" % d_c["stop_s"],
-                 "%.2f s" % d_f["stop_s"], "%.1fx faster" % ratio(d_c["stop_s"], d_f["stop_s"])))
+
+    def ms(r):
+        return "%.1f ms (%.1f-%.1f)" % (r["wall_s"] * 1e3, r["wall_q1"] * 1e3, r["wall_q3"] * 1e3)
+
+    def mib(r):
+        return "%.1f MiB (%.1f-%.1f)" % (r["rss_kib"] / 1024, r["rss_min"] / 1024,
+                                         r["rss_max"] / 1024)
+
+    def secs(r):
+        return "%.2f s (%.2f-%.2f)" % (r["stop_s"], r["q1"], r["q3"])
+
+    rows.append(("validate: wall time", ms(v_c), ms(v_f),
+                 "%.0fx faster" % ratio(v_c["wall_s"], v_f["wall_s"])))
+    rows.append(("validate: peak RSS", mib(v_c), mib(v_f),
+                 "%.1fx less" % ratio(v_c["rss_kib"], v_f["rss_kib"])))
+    rows.append(("run (no configured waits): wall time", ms(r_c), ms(r_f),
+                 "%.0fx faster" % ratio(r_c["wall_s"], r_f["wall_s"])))
+    rows.append(("run, faultline state dir on disk", ms(r_c), ms(r_d),
+                 "%.0fx faster" % ratio(r_c["wall_s"], r_d["wall_s"])))
+    rows.append(("run: peak RSS", mib(r_c), mib(r_f),
+                 "%.1fx less" % ratio(r_c["rss_kib"], r_f["rss_kib"])))
+    rows.append(("detection: failure -> run stopped", secs(d_c), secs(d_f),
+                 "%.1fx faster" % ratio(d_c["stop_s"], d_f["stop_s"])))
+    res["detection_seed"] = seed
 
     w = [max(len(r[i]) for r in rows + [("measure", "chaos", "faultline", "ratio")]) for i in range(4)]
     line = lambda r: "  ".join(c.ljust(w[i]) for i, c in enumerate(r))
@@ -269,8 +305,9 @@ def run_all(a, runs, work, base, health):
     md.append("## Method\n")
     md.append("- Wall time is measured around spawn..exit of each command (under "
               "`/usr/bin/time`, the same small overhead for both); peak RSS is GNU time's "
-              "`%%M` (maximum resident set size of the process). Medians of %d runs (validate, run); "
-              "detection: median of %d runs." % (runs, d_runs))
+              "`%%M` (maximum resident set size of the process). Each cell is the median with, "
+              "in brackets, the middle half of the runs (first to third quartile; min-max for "
+              "RSS): %d runs each for validate and run, %d for detection." % (runs, d_runs))
     md.append("- Target: `python3 -m http.server` on 127.0.0.1 serving `health.txt`; the probe "
               "is an http probe with `tolerance: 200`; the action is the process `true`.")
     md.append("- `chaos` runs with `--no-version-check` (otherwise it asks the package index "
@@ -282,11 +319,12 @@ def run_all(a, runs, work, base, health):
               "work disk, where each fsync costs milliseconds." % env["FAULTLINE_STATE_DIR"])
     md.append("- The machine is shared: other builds ran at the same time, so absolute numbers "
               "are noisy; the tools ran one after the other on the same files.")
-    md.append("- Detection: the method is 60 process actions of `sleep 0.5`; 3 s after the start "
-              "the script deletes `health.txt` (the server answers 404) and measures until the "
-              "process exits. Chaos Toolkit stops at the next activity boundary after a failed "
+    md.append("- Detection: the method is 60 process actions of `sleep 0.5`; 3 s plus a random "
+              "0-1 s after the start (the same points for both tools, seed %d: rerun with "
+              "`--seed`) the script deletes `health.txt` (the server answers 404) and measures "
+              "until the process exits. Chaos Toolkit stops at the next activity boundary after a failed "
               "check; faultline aborts at the first failed sample, kills the running action and "
-              "rolls back.")
+              "rolls back." % seed)
     md.append("")
     md.append("Commands:\n")
     md.append("```")

@@ -47,15 +47,29 @@ def measure(argv, env, cwd):
 
 
 def series(argv, env, cwd, runs, want_code):
-    walls, rss = [], []
+    return interleaved([(argv, env)], cwd, runs, want_code)[0]
+
+
+def interleaved(commands, cwd, runs, want_code):
+    """Runs each (argv, env) of `commands` `runs` times, taking turns (a, b,
+    a, b, ...), so a change in the machine's load hits every command alike
+    and their ratio stays fair on a shared machine."""
+    walls = [[] for _ in commands]
+    rss = [[] for _ in commands]
     for _ in range(runs):
-        w, r, code = measure(argv, env, cwd)
-        if code != want_code:
-            out = subprocess.run(argv, env=env, cwd=cwd, capture_output=True, text=True)
-            sys.exit("unexpected exit %s (wanted %s) from %s\n%s\n%s"
-                     % (code, want_code, " ".join(argv), out.stdout[-2000:], out.stderr[-2000:]))
-        walls.append(w)
-        rss.append(r)
+        for i, (argv, env) in enumerate(commands):
+            w, r, code = measure(argv, env, cwd)
+            if code != want_code:
+                out = subprocess.run(argv, env=env, cwd=cwd, capture_output=True, text=True)
+                sys.exit("unexpected exit %s (wanted %s) from %s\n%s\n%s"
+                         % (code, want_code, " ".join(argv), out.stdout[-2000:],
+                            out.stderr[-2000:]))
+            walls[i].append(w)
+            rss[i].append(r)
+    return [summary(w, r, runs) for w, r in zip(walls, rss)]
+
+
+def summary(walls, rss, runs):
     return {"wall_s": statistics.median(walls), "rss_kib": statistics.median(rss),
             "wall_q1": quartiles(walls)[0], "wall_q3": quartiles(walls)[1],
             "wall_min": min(walls), "wall_max": max(walls),
@@ -224,13 +238,15 @@ def run_all(a, runs, work, base, health):
                                        files["detect"]],
     }
     res = {}
-    for tool in ("chaos", "faultline"):
-        print("validate:", tool, flush=True)
-        res[("validate", tool)] = series(cmds[("validate", tool)], env, work, runs, 0)
-        print("run:", tool, flush=True)
-        res[("run", tool)] = series(cmds[("run", tool)], env, work, runs, 0)
-    print("run: faultline, state dir on disk", flush=True)
-    res[("run-disk", "faultline")] = series(cmds[("run", "faultline")], env_disk, work, runs, 0)
+    print("validate: both tools, taking turns", flush=True)
+    res[("validate", "chaos")], res[("validate", "faultline")] = interleaved(
+        [(cmds[("validate", "chaos")], env), (cmds[("validate", "faultline")], env)],
+        work, runs, 0)
+    print("run: both tools, taking turns (faultline also with its state dir on disk)",
+          flush=True)
+    res[("run", "chaos")], res[("run", "faultline")], res[("run-disk", "faultline")] = \
+        interleaved([(cmds[("run", "chaos")], env), (cmds[("run", "faultline")], env),
+                     (cmds[("run", "faultline")], env_disk)], work, runs, 0)
     d_runs = max(10, runs)
     seed = a.seed if a.seed is not None else random.randrange(1 << 32)
     for tool in ("chaos", "faultline"):
@@ -272,7 +288,7 @@ def run_all(a, runs, work, base, health):
                  "%.1fx less" % ratio(r_c["rss_kib"], r_f["rss_kib"])))
     rows.append(("detection: failure -> run stopped", secs(d_c), secs(d_f),
                  "%.1fx faster" % ratio(d_c["stop_s"], d_f["stop_s"])))
-    res["detection_seed"] = seed
+
 
     w = [max(len(r[i]) for r in rows + [("measure", "chaos", "faultline", "ratio")]) for i in range(4)]
     line = lambda r: "  ".join(c.ljust(w[i]) for i, c in enumerate(r))
@@ -318,7 +334,10 @@ def run_all(a, runs, work, base, health):
               "the row \"state dir on disk\" shows the same run with the state dir on the "
               "work disk, where each fsync costs milliseconds." % env["FAULTLINE_STATE_DIR"])
     md.append("- The machine is shared: other builds ran at the same time, so absolute numbers "
-              "are noisy; the tools ran one after the other on the same files.")
+              "are noisy. The tools take turns run by run (Chaos Toolkit, faultline, "
+              "faultline with its state dir on disk, and again), so a change in load hits both "
+              "alike and the ratios stay fair; detection runs one tool after the other, at the "
+              "same random failure points.")
     md.append("- Detection: the method is 60 process actions of `sleep 0.5`; 3 s plus a random "
               "0-1 s after the start (the same points for both tools, seed %d: rerun with "
               "`--seed`) the script deletes `health.txt` (the server answers 404) and measures "
@@ -335,7 +354,9 @@ def run_all(a, runs, work, base, health):
     md.append("")
     md.append("Raw results:\n")
     md.append("```json")
-    md.append(json.dumps({"%s/%s" % k: v for k, v in res.items()}, indent=2))
+    raw = {"%s/%s" % k: v for k, v in res.items()}
+    raw["detection_seed"] = seed
+    md.append(json.dumps(raw, indent=2))
     md.append("```")
     with open(a.out, "w") as f:
         f.write("\n".join(md) + "\n")

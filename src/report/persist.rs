@@ -1,5 +1,5 @@
 //! Writing the journal so that it survives the runner: every write replaces
-//! the file atomically (a temporary file in the same directory, fsynced, then
+//! the file atomically (a temporary file in the same directory, then
 //! renamed over the journal), so a runner killed at any moment, even by
 //! SIGKILL, leaves the previous complete write, never a torn or empty file.
 //!
@@ -40,6 +40,19 @@ pub fn temp_path(path: &Path, pid: u32) -> PathBuf {
 /// it, fsynced, renamed over it, and the directory fsynced. A reader (or a
 /// crash) sees the old content or the new, never a mix.
 pub fn write_atomic(path: &Path, text: &str) -> std::io::Result<()> {
+    write_replacing(path, text, true)
+}
+
+/// As [`write_atomic`], without the fsyncs: a killed process still leaves the
+/// old content or the new (the kernel keeps the written pages), only a power
+/// loss could lose the latest snapshot. For the snapshots taken while a run
+/// goes on, where a disk sync per phase would cost the run milliseconds
+/// each; the run's last write is durable.
+pub fn write_atomic_unsynced(path: &Path, text: &str) -> std::io::Result<()> {
+    write_replacing(path, text, false)
+}
+
+fn write_replacing(path: &Path, text: &str, durable: bool) -> std::io::Result<()> {
     let tmp = temp_path(path, std::process::id());
     // A leftover from a killed earlier write by a process with the same pid.
     let _ = std::fs::remove_file(&tmp);
@@ -50,9 +63,14 @@ pub fn write_atomic(path: &Path, text: &str) -> std::io::Result<()> {
             .mode(0o600)
             .open(&tmp)?;
         f.write_all(text.as_bytes())?;
-        f.sync_all()?;
+        if durable {
+            f.sync_all()?;
+        }
         drop(f);
         std::fs::rename(&tmp, path)?;
+        if !durable {
+            return Ok(());
+        }
         let dir = match path.parent() {
             Some(d) if !d.as_os_str().is_empty() => d,
             _ => Path::new("."),
@@ -133,7 +151,7 @@ impl JournalFile {
         if self.direct.is_some() {
             return Ok(());
         }
-        write_atomic(&self.path, &(self.render)(rec))
+        write_atomic_unsynced(&self.path, &(self.render)(rec))
     }
 
     /// The run's last write: the complete record.

@@ -19,6 +19,9 @@ _faultline() {
             faultline,completions)
                 cmd="faultline__subcmd__completions"
                 ;;
+            faultline,halt)
+                cmd="faultline__subcmd__halt"
+                ;;
             faultline,help)
                 cmd="faultline__subcmd__help"
                 ;;
@@ -43,6 +46,9 @@ _faultline() {
             faultline,status)
                 cmd="faultline__subcmd__status"
                 ;;
+            faultline,stop)
+                cmd="faultline__subcmd__stop"
+                ;;
             faultline,stress-worker)
                 cmd="faultline__subcmd__stress__subcmd__worker"
                 ;;
@@ -54,6 +60,9 @@ _faultline() {
                 ;;
             faultline__subcmd__help,completions)
                 cmd="faultline__subcmd__help__subcmd__completions"
+                ;;
+            faultline__subcmd__help,halt)
+                cmd="faultline__subcmd__help__subcmd__halt"
                 ;;
             faultline__subcmd__help,help)
                 cmd="faultline__subcmd__help__subcmd__help"
@@ -79,6 +88,9 @@ _faultline() {
             faultline__subcmd__help,status)
                 cmd="faultline__subcmd__help__subcmd__status"
                 ;;
+            faultline__subcmd__help,stop)
+                cmd="faultline__subcmd__help__subcmd__stop"
+                ;;
             faultline__subcmd__help,stress-worker)
                 cmd="faultline__subcmd__help__subcmd__stress__subcmd__worker"
                 ;;
@@ -95,7 +107,7 @@ _faultline() {
 
     case "${cmd}" in
         faultline)
-            opts="-h -V --state-dir --color --help --version run validate plan status recover report schema completions man watchdog stress-worker help"
+            opts="-h -V --state-dir --color --help --version run validate plan status recover stop halt report schema completions man watchdog stress-worker help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -138,8 +150,38 @@ _faultline() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        faultline__subcmd__halt)
+            opts="-h -V --reason --clear --no-wait --timeout --state-dir --color --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --reason)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --state-dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --color)
+                    COMPREPLY=($(compgen -W "auto always never" -- "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         faultline__subcmd__help)
-            opts="run validate plan status recover report schema completions man watchdog stress-worker help"
+            opts="run validate plan status recover stop halt report schema completions man watchdog stress-worker help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -153,6 +195,20 @@ _faultline() {
             return 0
             ;;
         faultline__subcmd__help__subcmd__completions)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        faultline__subcmd__help__subcmd__halt)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -265,6 +321,20 @@ _faultline() {
             return 0
             ;;
         faultline__subcmd__help__subcmd__status)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        faultline__subcmd__help__subcmd__stop)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -527,6 +597,36 @@ _faultline() {
                 return 0
             fi
             case "${prev}" in
+                --state-dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --color)
+                    COMPREPLY=($(compgen -W "auto always never" -- "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        faultline__subcmd__stop)
+            opts="-h -V --all --reason --no-wait --timeout --state-dir --color --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --reason)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --state-dir)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0

@@ -111,6 +111,48 @@ pub enum Command {
         force: bool,
     },
 
+    /// Stop running experiments from any terminal: they roll back and end as
+    /// ABORTED ("stopped by USER via faultline stop").
+    #[command(after_help = "Examples:
+  faultline stop                        # the one running experiment
+  faultline stop 20261127-145103-3f2a
+  faultline stop --all --reason \"pager went off\"
+
+Waits until the runs have rolled back (exit 0), 4 when one left faults behind.")]
+    Stop {
+        /// The run to stop (`faultline status` lists them); without it, the
+        /// only running experiment.
+        #[arg(value_name = "RUN_ID", conflicts_with = "all")]
+        run_id: Option<String>,
+        /// Stop every running experiment.
+        #[arg(long)]
+        all: bool,
+        /// Why, for the report.
+        #[arg(long, value_name = "TEXT")]
+        reason: Option<String>,
+        #[command(flatten)]
+        wait: WaitArgs,
+    },
+
+    /// The emergency stop: stop every running experiment and refuse new ones
+    /// (exit 69) until `faultline halt --clear`.
+    #[command(after_help = "Examples:
+  faultline halt --reason \"incident 4711\"
+  faultline status                      # shows the switch
+  faultline halt --clear
+
+The switch is the file STATE_DIR/halt (/run/faultline/halt as root).")]
+    Halt {
+        /// Why, shown to everyone whose run it stops or refuses.
+        #[arg(long, value_name = "TEXT", conflicts_with = "clear")]
+        reason: Option<String>,
+        /// Clear the switch: experiments may start again.
+        #[arg(long)]
+        clear: bool,
+        #[command(flatten)]
+        wait: WaitArgs,
+    },
+
     /// Render a report again from a run's JSON journal.
     #[command(after_help = "Examples:
   faultline report faultline-20261127-145103-3f2a.json
@@ -224,6 +266,17 @@ pub struct RunArgs {
     /// Same as `faultline plan FILE`.
     #[arg(long, alias = "dry")]
     pub dry_run: bool,
+}
+
+/// How `stop` and `halt` wait for the runs they stop.
+#[derive(Args, Debug, Clone)]
+pub struct WaitArgs {
+    /// Return at once instead of waiting for the runs to roll back.
+    #[arg(long)]
+    pub no_wait: bool,
+    /// Give up waiting after this many seconds (exit 69).
+    #[arg(long, value_name = "SECONDS", default_value_t = 120)]
+    pub timeout: u64,
 }
 
 /// Chaos Toolkit configuration from the command line (run, validate, plan).

@@ -4,6 +4,7 @@ pub mod plan;
 pub mod report;
 pub mod run;
 pub mod status;
+pub mod stop;
 pub mod validate;
 
 use crate::cli::{Cli, ColorChoice, Command};
@@ -62,6 +63,14 @@ pub fn main(cli: Cli) -> i32 {
         Command::StressWorker { args } => crate::fault::stress::worker_main(&args),
         Command::Status { json } => status::status(&state_dir, json),
         Command::Recover { run_id, force } => status::recover(&state_dir, run_id.as_deref(), force),
+        Command::Stop {
+            run_id,
+            all,
+            reason,
+            wait,
+        } => stop::stop(&state_dir, run_id.as_deref(), all, reason, waiting(&wait)),
+        Command::Halt { clear: true, .. } => stop::clear(&state_dir),
+        Command::Halt { reason, wait, .. } => stop::halt(&state_dir, reason, waiting(&wait)),
         Command::Watchdog { run_id, ready_fd } => {
             crate::journal::watchdog::main(&state_dir, &run_id, ready_fd)
         }
@@ -97,10 +106,16 @@ pub fn schema_json() -> String {
     schema.insert("title".into(), "faultline experiment".into());
     schema.insert(
         "description".into(),
-        "A hypothesis-driven chaos experiment for faultline. See docs/experiment-format.md."
-            .into(),
+        "A hypothesis-driven chaos experiment for faultline. See docs/experiment-format.md.".into(),
     );
     serde_json::to_string_pretty(&schema).expect("schema serializes")
+}
+
+fn waiting(w: &crate::cli::WaitArgs) -> stop::Wait {
+    stop::Wait {
+        wait: !w.no_wait,
+        timeout: std::time::Duration::from_secs(w.timeout),
+    }
 }
 
 fn usage_error(e: &str) -> i32 {

@@ -108,6 +108,7 @@ pub fn status(state_dir: &Path, json: bool) -> i32 {
             out!("  damaged  {}:{n}: {e}", st.path.display());
         }
     }
+    emergency_stop(state_dir, json, &mut out);
     let stale = crate::sys::net::stale_probe_netns();
     for ns in &stale {
         let line =
@@ -132,6 +133,29 @@ pub fn status(state_dir: &Path, json: bool) -> i32 {
         exit::HELD
     } else {
         1
+    }
+}
+
+/// The emergency stop switch, when set (see `faultline halt`).
+fn emergency_stop(state_dir: &Path, json: bool, out: &mut Vec<serde_json::Value>) {
+    use crate::runner::control::{self, Found};
+    let path = control::halt_path(state_dir);
+    match control::read(&path) {
+        Found::None => {}
+        Found::Request(r) if json => out.push(serde_json::json!({
+            "emergency_stop": {"file": path, "by": r.by, "at": r.at, "reason": r.reason}
+        })),
+        Found::Untrusted(why) if json => out.push(serde_json::json!({
+            "emergency_stop": {"file": path, "untrusted": why}
+        })),
+        Found::Request(r) => out!(
+            "HALTED  the emergency stop is set ({}, by {}); no experiment starts until `faultline halt --clear`",
+            path.display(),
+            r.describe()
+        ),
+        Found::Untrusted(why) => out!(
+            "HALTED  something untrusted is in the place of the emergency stop switch, so no experiment starts: {why}"
+        ),
     }
 }
 

@@ -336,11 +336,15 @@ fn render_unescaped(rec: &RunRecord) -> String {
 
     if let Some(a) = &rec.abort {
         let _ = writeln!(out, "## Abort\n");
+        let by = if a.probe.is_empty() {
+            String::new()
+        } else {
+            format!(" by probe {}", code(&a.probe))
+        };
         let _ = writeln!(
             out,
-            "Aborted at {} by probe {}: {}\n",
+            "Aborted at {}{by}: {}\n",
             fmt_offset(a.at_ms),
-            code(&a.probe),
             text(&a.condition)
         );
         let _ = writeln!(out, "> {}\n", text(&a.reason));

@@ -368,12 +368,13 @@ fn render_escaped(rec: &RunRecord, color: bool) -> String {
 
     if let Some(a) = &rec.abort {
         section(&mut out, "Abort", color);
-        let line = format!(
-            "aborted at {}: {} (probe {})",
-            fmt_offset(a.at_ms),
-            a.condition,
-            a.probe
-        );
+        // No probe for a deadline, `faultline stop` or the emergency stop.
+        let by = if a.probe.is_empty() {
+            String::new()
+        } else {
+            format!(" (probe {})", a.probe)
+        };
+        let line = format!("aborted at {}: {}{by}", fmt_offset(a.at_ms), a.condition);
         put(&mut out, "  ", "    ", &line, Some(YELLOW), color);
         put(&mut out, "  ", "    ", &a.reason, None, color);
     }

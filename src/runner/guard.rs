@@ -109,6 +109,28 @@ pub(super) async fn watch_deadline(ctx: Arc<Ctx>) {
     ctx.stop_with(Stop::Abort);
 }
 
+/// Stops the run (as an abort: everything rolls back, the verdict is
+/// ABORTED) when `faultline stop` asks for it or `faultline halt` sets the
+/// emergency stop; see [`super::control`].
+pub(super) async fn watch_stop_requests(ctx: Arc<Ctx>, state_dir: PathBuf, run_id: String) {
+    let mut warned = false;
+    loop {
+        let found = super::control::stop_requested(&state_dir, &run_id, &mut warned, |message| {
+            ctx.emit.emit(Event::Note { message })
+        });
+        if let Some((condition, reason)) = found {
+            ctx.emit.emit(Event::AbortTriggered {
+                probe: String::new(),
+                condition,
+                reason,
+            });
+            ctx.stop_with(Stop::Abort);
+            return;
+        }
+        tokio::time::sleep(super::control::POLL).await;
+    }
+}
+
 /// The run file the panic hook rolls back, while a run is active.
 pub(super) static PANIC_RUN: Mutex<Option<PathBuf>> = Mutex::new(None);
 

@@ -9,6 +9,7 @@
 
 pub mod abort;
 pub mod builder;
+pub mod control;
 pub mod events;
 mod guard;
 pub mod live;
@@ -363,6 +364,9 @@ pub async fn run(
     if let Err(e) = check_conflicts(&opts.state_dir, &targets) {
         return finish_early(&emit, &builder, verdict_for_code(e.code), e.code, e.message);
     }
+    if let Err(e) = control::check_not_halted(&opts.state_dir) {
+        return finish_early(&emit, &builder, verdict_for_code(e.code), e.code, e.message);
+    }
     if !confirm(&exp) {
         return finish_early(
             &emit,
@@ -446,10 +450,17 @@ pub async fn run(
     });
     let signals = tokio::spawn(watch_signals(ctx.clone()));
     let deadline = tokio::spawn(watch_deadline(ctx.clone()));
+    let requests = tokio::spawn(guard::watch_stop_requests(
+        ctx.clone(),
+        opts.state_dir.clone(),
+        opts.run_id.clone(),
+    ));
 
     let code = run_phases(ctx.clone(), faults, wd, &journal_path).await;
     signals.abort();
     deadline.abort();
+    requests.abort();
+    let _ = control::remove(&control::stop_path(&opts.state_dir, &opts.run_id));
     set_panic_run(None);
     drop(checkpointer);
     let record = builder.lock().unwrap().finish();

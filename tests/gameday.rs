@@ -1,0 +1,261 @@
+//! Game days: the big red button. `faultline stop` from a second invocation
+//! stops a real run in the middle of its method (a paused `sleep`), which
+//! rolls back and ends ABORTED; `faultline halt` stops running experiments
+//! and keeps new ones from starting until `--clear`. Real processes, real
+//! signals, a private state directory; no root needed.
+
+mod support;
+
+use std::process::{Child, Output, Stdio};
+use std::time::Duration;
+use support::*;
+
+fn experiment(pid: i32, duration: &str) -> String {
+    format!(
+        r#"
+title: game day
+hypothesis: the sleeper sleeps on
+limits:
+  max_duration: 2m
+steady_state:
+  interval: 100ms
+  probes:
+    - name: shell
+      command: {{run: ["true"]}}
+      before: {{samples: 1}}
+      after: {{within: 5s, successes: 1}}
+method:
+  - name: pause the sleeper
+    fault:
+      process_pause:
+        target: {{pid: {pid}}}
+    duration: {duration}
+"#
+    )
+}
+
+fn me() -> String {
+    let uid = nix::unistd::getuid();
+    nix::unistd::User::from_uid(uid)
+        .unwrap()
+        .map(|u| u.name)
+        .unwrap_or_else(|| format!("uid {uid}"))
+}
+
+/// The runner in the background (SIGKILLed if the test fails first).
+struct Runner(Option<Child>);
+impl Runner {
+    fn start(sb: &Sandbox, file: &std::path::Path) -> Runner {
+        let child = sb
+            .cmd()
+            .env_remove("SUDO_USER")
+            .arg("run")
+            .arg(file)
+            .args([
+                "--journal",
+                "journal.json",
+                "--junit",
+                "junit.xml",
+                "--markdown",
+                "report.md",
+            ])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        Runner(Some(child))
+    }
+    fn wait(mut self) -> Output {
+        self.0.take().unwrap().wait_with_output().unwrap()
+    }
+}
+impl Drop for Runner {
+    fn drop(&mut self) {
+        if let Some(c) = &mut self.0 {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+fn faultline(sb: &Sandbox, args: &[&str]) -> Output {
+    sb.cmd()
+        .env_remove("SUDO_USER")
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+fn paused(pid: i32) -> bool {
+    wait_until(Duration::from_secs(30), || proc_state(pid) == Some('T'))
+}
+
+fn stop_files(sb: &Sandbox) -> Vec<String> {
+    std::fs::read_dir(sb.state_dir().join("runs"))
+        .map(|d| {
+            d.filter_map(|e| e.ok())
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| n.ends_with(".stop"))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[test]
+fn faultline_stop_from_a_second_terminal_rolls_back_a_run_mid_method() {
+    let sb = Sandbox::new();
+    let target = sleeper(300);
+    let f = sb.write("e.yaml", &experiment(target.pid(), "60s"));
+    let runner = Runner::start(&sb, &f);
+    assert!(paused(target.pid()), "the fault was injected");
+
+    let stop = faultline(&sb, &["stop", "--reason", "the pager went off"]);
+    assert_eq!(stop.status.code(), Some(0), "{}", text(&stop));
+    let said = String::from_utf8_lossy(&stop.stdout);
+    assert!(said.contains("stopping "), "{said}");
+    assert!(
+        said.contains("stopped; everything was rolled back"),
+        "{said}"
+    );
+    // `stop` returned after the rollback: the process runs again.
+    let s = proc_state(target.pid()).unwrap();
+    assert!(s == 'S' || s == 'R', "resumed, state {s}");
+
+    let o = runner.wait();
+    assert_eq!(o.status.code(), Some(2), "ABORTED: {}", text(&o));
+    let stopped_by = format!("stopped by {} via faultline stop", me());
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        out.contains("ABORTED (exit 2)") && out.contains(&stopped_by),
+        "{out}"
+    );
+    assert!(out.contains("the pager went off"), "{out}");
+    let j = sb.journal();
+    assert_eq!(j["outcome"]["verdict"], "aborted", "{j:#}");
+    assert_eq!(j["abort"]["condition"], stopped_by.as_str(), "{j:#}");
+    assert_eq!(j["faults"][0]["rolled_back"], true, "{j:#}");
+    let junit = std::fs::read_to_string(sb.path().join("junit.xml")).unwrap();
+    assert!(junit.contains(&stopped_by), "{junit}");
+    let md = std::fs::read_to_string(sb.path().join("report.md")).unwrap();
+    assert!(md.contains(&stopped_by), "{md}");
+
+    let st = sb.status();
+    assert_eq!(st.status.code(), Some(0), "{}", text(&st));
+    assert!(stop_files(&sb).is_empty(), "{:?}", stop_files(&sb));
+}
+
+#[test]
+fn stop_names_what_it_cannot_stop() {
+    let sb = Sandbox::new();
+    let o = faultline(&sb, &["stop"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("nothing to stop"));
+    let o = faultline(&sb, &["stop", "--all"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let o = faultline(&sb, &["stop", "../halt"]);
+    assert_eq!(o.status.code(), Some(64), "{}", text(&o));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("is not a run id"));
+    let o = faultline(&sb, &["stop", "20260101-000000-abcd"]);
+    assert_eq!(o.status.code(), Some(69), "{}", text(&o));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("no experiment with run id"));
+    assert!(!sb.state_dir().join("halt").exists());
+}
+
+#[test]
+fn halt_stops_a_running_experiment_and_refuses_new_ones_until_cleared() {
+    let sb = Sandbox::new();
+    let target = sleeper(300);
+    let f = sb.write("e.yaml", &experiment(target.pid(), "60s"));
+
+    // A running experiment stops when the switch is set.
+    let runner = Runner::start(&sb, &f);
+    assert!(paused(target.pid()), "the fault was injected");
+    let h = faultline(&sb, &["halt", "--reason", "incident 4711"]);
+    assert_eq!(h.status.code(), Some(0), "{}", text(&h));
+    let said = String::from_utf8_lossy(&h.stdout);
+    assert!(said.contains("emergency stop set"), "{said}");
+    assert!(
+        said.contains("stopped; everything was rolled back"),
+        "{said}"
+    );
+    let o = runner.wait();
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        out.contains(&format!("stopped by {} via faultline halt", me())),
+        "{out}"
+    );
+    assert!(out.contains("incident 4711"), "{out}");
+    let s = proc_state(target.pid()).unwrap();
+    assert!(s == 'S' || s == 'R', "resumed, state {s}");
+
+    // `status` shows the switch; a new run refuses with exit 69 naming it.
+    let st = sb.status();
+    let st_out = String::from_utf8_lossy(&st.stdout);
+    assert!(
+        st_out.contains("HALTED") && st_out.contains("incident 4711"),
+        "{}",
+        text(&st)
+    );
+    let st = faultline(&sb, &["status", "--json"]);
+    let v: serde_json::Value = serde_json::from_slice(&st.stdout).unwrap();
+    assert_eq!(v[0]["emergency_stop"]["reason"], "incident 4711", "{v:#}");
+    assert_eq!(v[0]["emergency_stop"]["by"], me().as_str(), "{v:#}");
+
+    let o = sb.run(&f, &[]);
+    assert_eq!(o.status.code(), Some(69), "{}", text(&o));
+    let all = text(&o);
+    assert!(all.contains("emergency stop is set"), "{all}");
+    assert!(
+        all.contains(&sb.state_dir().join("halt").display().to_string()),
+        "{all}"
+    );
+    assert!(
+        all.contains(&me()) && all.contains("incident 4711"),
+        "{all}"
+    );
+    assert_eq!(proc_state(target.pid()), Some('S'), "nothing injected");
+
+    // Cleared: runs start again.
+    let c = faultline(&sb, &["halt", "--clear"]);
+    assert_eq!(c.status.code(), Some(0), "{}", text(&c));
+    assert!(String::from_utf8_lossy(&c.stdout).contains("emergency stop cleared"));
+    assert!(!sb.state_dir().join("halt").exists());
+    let f = sb.write("short.yaml", &experiment(target.pid(), "200ms"));
+    let o = sb.run(&f, &[]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let st = sb.status();
+    assert_eq!(st.status.code(), Some(0), "{}", text(&st));
+    assert!(!String::from_utf8_lossy(&st.stdout).contains("HALTED"));
+}
+
+#[test]
+fn a_stop_request_that_others_could_have_written_is_not_honoured() {
+    use std::os::unix::fs::PermissionsExt;
+    let sb = Sandbox::new();
+    let target = sleeper(300);
+    let f = sb.write("e.yaml", &experiment(target.pid(), "1500ms"));
+    let runner = Runner::start(&sb, &f);
+    assert!(paused(target.pid()), "the fault was injected");
+    // A world-writable stop request for the live run.
+    let runs = sb.state_dir().join("runs");
+    let id = std::fs::read_dir(&runs)
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .find_map(|n| n.strip_suffix(".jsonl").map(str::to_string))
+        .expect("a live run file");
+    let planted = runs.join(format!("{id}.stop"));
+    std::fs::write(
+        &planted,
+        r#"{"by":"mallory","uid":0,"pid":1,"at":"2026-01-01T00:00:00Z"}"#,
+    )
+    .unwrap();
+    std::fs::set_permissions(&planted, std::fs::Permissions::from_mode(0o666)).unwrap();
+    let o = runner.wait();
+    assert_eq!(o.status.code(), Some(0), "ran to the end: {}", text(&o));
+    let all = text(&o);
+    assert!(!all.contains("mallory"), "{all}");
+    assert!(all.contains("ignoring a stop request"), "{all}");
+    assert!(!planted.exists(), "the runner removes its request file");
+}

@@ -72,6 +72,7 @@ complete -c faultline -n "__fish_faultline_using_subcommand run" -s q -l quiet -
 complete -c faultline -n "__fish_faultline_using_subcommand run" -l chaostoolkit -d 'Read the file as a Chaos Toolkit experiment (default: detected from its keys)'
 complete -c faultline -n "__fish_faultline_using_subcommand run" -l fail-fast -d 'Chaos Toolkit: stop at the first deviation with `continuously`'
 complete -c faultline -n "__fish_faultline_using_subcommand run" -l ignore-controls -d 'Chaos Toolkit: run even though the file has controls that may guard an activity (a prompt, a safeguard); faultline cannot run controls'
+complete -c faultline -n "__fish_faultline_using_subcommand run" -l outside-window -d 'Run even outside the experiment\'s `schedule` window (or when the run could outlast it)'
 complete -c faultline -n "__fish_faultline_using_subcommand run" -l dry-run -d 'Same as `faultline plan FILE`'
 complete -c faultline -n "__fish_faultline_using_subcommand run" -s h -l help -d 'Print help'
 complete -c faultline -n "__fish_faultline_using_subcommand run" -s V -l version -d 'Print version'

@@ -263,6 +263,10 @@ pub struct RunArgs {
     /// Write the journal in Chaos Toolkit's format instead of faultline's.
     #[arg(long, value_enum, default_value_t = JournalFormat::Faultline)]
     pub journal_format: JournalFormat,
+    /// Run even outside the experiment's `schedule` window (or when the run
+    /// could outlast it).
+    #[arg(long)]
+    pub outside_window: bool,
     /// Same as `faultline plan FILE`.
     #[arg(long, alias = "dry")]
     pub dry_run: bool,

@@ -259,3 +259,79 @@ fn a_stop_request_that_others_could_have_written_is_not_honoured() {
     assert!(all.contains("ignoring a stop request"), "{all}");
     assert!(!planted.exists(), "the runner removes its request file");
 }
+
+/// A daily UTC window from `from_h` to `to_h` hours from now (minutes kept).
+fn window_experiment(from_h: i64, to_h: i64, max_duration: &str) -> String {
+    let now = chrono::Utc::now();
+    let at = |h: i64| {
+        (now + chrono::Duration::hours(h))
+            .format("%H:%M")
+            .to_string()
+    };
+    format!(
+        r#"
+title: windowed
+hypothesis: true stays true
+limits: {{max_duration: {max_duration}}}
+schedule:
+  window: "daily {}-{}"
+  timezone: UTC
+steady_state:
+  interval: 100ms
+  probes:
+    - name: shell
+      command: {{run: ["true"]}}
+      before: {{samples: 1}}
+      after: {{within: 5s, successes: 1}}
+method:
+  - pause: 100ms
+"#,
+        at(from_h),
+        at(to_h)
+    )
+}
+
+#[test]
+fn a_run_outside_its_schedule_window_is_refused_with_the_next_window() {
+    let sb = Sandbox::new();
+    let f = sb.write("outside.yaml", &window_experiment(2, 3, "1m"));
+    let o = sb.run(&f, &[]);
+    assert_eq!(o.status.code(), Some(69), "{}", text(&o));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("outside the experiment's schedule window daily"),
+        "{err}"
+    );
+    assert!(
+        err.contains("the next window opens")
+            && (err.contains("(in 1h 59m)") || err.contains("(in 2h 0m)")),
+        "{err}"
+    );
+    assert!(err.contains("--outside-window"), "{err}");
+    assert!(!sb.path().join("journal.json").exists(), "nothing was run");
+
+    let p = faultline(&sb, &["plan", f.to_str().unwrap()]);
+    assert_eq!(p.status.code(), Some(69), "{}", text(&p));
+    let plan = String::from_utf8_lossy(&p.stdout);
+    assert!(plan.contains("now outside the window"), "{plan}");
+    assert!(plan.contains("[FAIL] schedule window"), "{plan}");
+
+    let o = sb.run(&f, &["--outside-window"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+
+    // Inside: it runs; but not when the run could outlast the window.
+    let f = sb.write("inside.yaml", &window_experiment(-1, 2, "1m"));
+    let o = sb.run(&f, &[]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let p = faultline(&sb, &["plan", "--format", "json", f.to_str().unwrap()]);
+    let v: serde_json::Value = serde_json::from_slice(&p.stdout).unwrap();
+    assert_eq!(v["schedule"]["inside"], true, "{v:#}");
+    let f = sb.write("long.yaml", &window_experiment(-1, 2, "3h"));
+    let o = sb.run(&f, &[]);
+    assert_eq!(o.status.code(), Some(69), "{}", text(&o));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("may take up to 3h") && err.contains("closes at"),
+        "{err}"
+    );
+}

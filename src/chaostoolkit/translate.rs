@@ -468,6 +468,7 @@ pub fn translate(raw: &Value, opts: &Options) -> Result<Translation, Problems> {
         method: steps,
         abort,
         rollbacks: rb,
+        schedule: None,
     };
     Ok(Translation {
         experiment,

@@ -19,6 +19,9 @@ pub struct Plan {
     pub file: String,
     pub hypothesis: String,
     pub max_duration: String,
+    /// The schedule window and whether now is inside it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub schedule: Option<PlannedSchedule>,
     pub preflight: Vec<Check>,
     pub setup: Vec<String>,
     pub probes: Vec<PlannedProbe>,
@@ -28,6 +31,17 @@ pub struct Plan {
     pub after: Vec<String>,
     /// Exit code `run` would stop with at preflight (0 when every check passes).
     pub exit_code: i32,
+}
+
+#[derive(Serialize)]
+pub struct PlannedSchedule {
+    pub window: String,
+    pub inside: bool,
+    /// When the current window closes (inside) or the next opens (outside).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub closes: Option<chrono::DateTime<chrono::Utc>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_opens: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 #[derive(Serialize)]
@@ -142,6 +156,45 @@ pub fn build(loaded: &Loaded) -> Plan {
             "not root: faults that need CAP_NET_ADMIN or cgroup writes will fail preflight".into()
         },
     });
+    let schedule = exp.schedule.as_ref().map(|s| {
+        use crate::experiment::schedule::{self, Now};
+        let now = chrono::Utc::now();
+        let refused = schedule::refusal(s, now, exp.limits.max_duration);
+        if refused.is_some() {
+            fail(exit::PRECONDITION, &mut exit_code);
+        }
+        let (inside, closes, next_opens, state) = match s.at(now) {
+            Now::Inside(w) => (
+                true,
+                Some(w.closes),
+                None,
+                format!("now is inside; it closes {}", s.show(w.closes)),
+            ),
+            Now::Outside(next) => (
+                false,
+                None,
+                next.map(|w| w.opens),
+                match next {
+                    Some(w) => format!("now is outside; the next window opens {}", s.show(w.opens)),
+                    None => "now is outside; no window opens within a year".into(),
+                },
+            ),
+        };
+        preflight.push(Check {
+            what: "schedule window".into(),
+            ok: refused.is_none(),
+            detail: match &refused {
+                Some(why) if inside => why.clone(),
+                _ => format!("{}: {state}", s.describe()),
+            },
+        });
+        PlannedSchedule {
+            window: s.describe(),
+            inside,
+            closes,
+            next_opens,
+        }
+    });
 
     let pctx = ProbeContext {
         run_id: "plan".into(),
@@ -221,6 +274,7 @@ pub fn build(loaded: &Loaded) -> Plan {
         file: loaded.file.clone(),
         hypothesis: exp.hypothesis.clone(),
         max_duration: exp.limits.max_duration.to_string(),
+        schedule,
         preflight,
         setup,
         probes,
@@ -318,6 +372,14 @@ pub fn render_text(p: &Plan) -> String {
         "Hard limit: {} (the watchdog rolls back at the deadline, even if the runner is stuck)",
         p.max_duration
     );
+    if let Some(s) = &p.schedule {
+        let _ = writeln!(
+            o,
+            "Schedule: {} · now {} the window (`run` refuses outside it unless --outside-window)",
+            s.window,
+            if s.inside { "inside" } else { "outside" }
+        );
+    }
     let _ = writeln!(o, "\n1. preflight");
     for c in &p.preflight {
         let _ = writeln!(

@@ -84,6 +84,18 @@ pub fn run(args: RunArgs, state_dir: &Path, color: ColorChoice) -> i32 {
             }
         },
     };
+    if let Some(s) = loaded
+        .experiment
+        .schedule
+        .as_ref()
+        .filter(|_| !args.outside_window)
+    {
+        let max = loaded.experiment.limits.max_duration;
+        if let Some(why) = crate::experiment::schedule::refusal(s, chrono::Utc::now(), max) {
+            eprintln!("faultline: {}", escape_text(&why));
+            return exit::PRECONDITION;
+        }
+    }
     let interactive = std::io::stdin().is_terminal() && std::io::stderr().is_terminal();
     if interactive && !args.yes && in_ci() {
         eprintln!(

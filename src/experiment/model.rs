@@ -42,6 +42,10 @@ pub struct Experiment {
     /// Your own actions, run after the automatic undo of every fault.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub rollbacks: Vec<CommandAction>,
+    /// When the experiment may run: `run` refuses outside this window
+    /// (exit 69) unless `--outside-window`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schedule: Option<crate::experiment::schedule::Schedule>,
 }
 
 /// Hard limits of a run.

@@ -507,7 +507,7 @@ _faultline() {
             return 0
             ;;
         faultline__subcmd__run)
-            opts="-y -q -h -V --journal --no-journal --junit --markdown --events --yes --quiet --chaostoolkit --rollback-strategy --hypothesis-strategy --hypothesis-frequency --fail-fast --var --var-file --ignore-controls --journal-format --outside-window --dry-run --state-dir --color --help --version"
+            opts="-y -q -h -V --journal --no-journal --junit --markdown --events --yes --quiet --chaostoolkit --rollback-strategy --hypothesis-strategy --hypothesis-frequency --fail-fast --var --var-file --ignore-controls --journal-format --notify --outside-window --dry-run --state-dir --color --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -551,6 +551,10 @@ _faultline() {
                     ;;
                 --journal-format)
                     COMPREPLY=($(compgen -W "faultline chaostoolkit" -- "${cur}"))
+                    return 0
+                    ;;
+                --notify)
+                    COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
                 --state-dir)

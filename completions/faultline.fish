@@ -62,6 +62,7 @@ complete -c faultline -n "__fish_faultline_using_subcommand run" -l var -d 'Chao
 complete -c faultline -n "__fish_faultline_using_subcommand run" -l var-file -d 'Chaos Toolkit: read configuration values from a JSON or YAML file' -r -F
 complete -c faultline -n "__fish_faultline_using_subcommand run" -l journal-format -d 'Write the journal in Chaos Toolkit\'s format instead of faultline\'s' -r -f -a "faultline\t''
 chaostoolkit\t''"
+complete -c faultline -n "__fish_faultline_using_subcommand run" -l notify -d 'Also POST JSON notifications to this webhook (repeatable): about to start, fault injected, aborted, finished' -r
 complete -c faultline -n "__fish_faultline_using_subcommand run" -l state-dir -d 'Where undo records and locks live (default: /run/faultline as root, else $XDG_RUNTIME_DIR/faultline)' -r -F
 complete -c faultline -n "__fish_faultline_using_subcommand run" -l color -d 'When to use colours (NO_COLOR is respected with `auto`)' -r -f -a "auto\t''
 always\t''

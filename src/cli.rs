@@ -263,6 +263,10 @@ pub struct RunArgs {
     /// Write the journal in Chaos Toolkit's format instead of faultline's.
     #[arg(long, value_enum, default_value_t = JournalFormat::Faultline)]
     pub journal_format: JournalFormat,
+    /// Also POST JSON notifications to this webhook (repeatable): about to
+    /// start, fault injected, aborted, finished.
+    #[arg(long, value_name = "URL")]
+    pub notify: Vec<String>,
     /// Run even outside the experiment's `schedule` window (or when the run
     /// could outlast it).
     #[arg(long)]

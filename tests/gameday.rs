@@ -335,3 +335,247 @@ fn a_run_outside_its_schedule_window_is_refused_with_the_next_window() {
         "{err}"
     );
 }
+
+/// A webhook receiver on loopback: records every POST (path and JSON body)
+/// in order and answers 200; `hang` accepts and never answers.
+struct Receiver {
+    port: u16,
+    got: std::sync::Arc<std::sync::Mutex<Vec<(String, serde_json::Value)>>>,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Receiver {
+    fn start(hang: bool) -> Receiver {
+        use std::io::{Read, Write};
+        use std::sync::atomic::Ordering;
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.set_nonblocking(true).unwrap();
+        let port = l.local_addr().unwrap().port();
+        let got = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (g, st) = (got.clone(), stop.clone());
+        std::thread::spawn(move || {
+            let mut held = Vec::new();
+            while !st.load(Ordering::SeqCst) {
+                let Ok((mut s, _)) = l.accept() else {
+                    std::thread::sleep(Duration::from_millis(5));
+                    continue;
+                };
+                if hang {
+                    held.push(s);
+                    continue;
+                }
+                let _ = s.set_nonblocking(false);
+                let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 4096];
+                let (head_end, len) = loop {
+                    let Ok(n) = s.read(&mut chunk) else {
+                        break (0, 0);
+                    };
+                    if n == 0 {
+                        break (0, 0);
+                    }
+                    buf.extend_from_slice(&chunk[..n]);
+                    if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                        let head = String::from_utf8_lossy(&buf[..i]).to_ascii_lowercase();
+                        let len = head
+                            .lines()
+                            .find_map(|l| l.strip_prefix("content-length:"))
+                            .and_then(|v| v.trim().parse::<usize>().ok())
+                            .unwrap_or(0);
+                        break (i + 4, len);
+                    }
+                };
+                while buf.len() < head_end + len {
+                    match s.read(&mut chunk) {
+                        Ok(n) if n > 0 => buf.extend_from_slice(&chunk[..n]),
+                        _ => break,
+                    }
+                }
+                let head = String::from_utf8_lossy(&buf[..head_end]).to_string();
+                let path = head.split_whitespace().nth(1).unwrap_or("").to_string();
+                let body = serde_json::from_slice(&buf[head_end..]).unwrap_or_default();
+                g.lock().unwrap().push((path, body));
+                let _ = s.write_all(
+                    b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok",
+                );
+            }
+        });
+        Receiver { port, got, stop }
+    }
+    fn events(&self) -> Vec<String> {
+        self.got
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(_, b)| b["event"].as_str().unwrap_or("?").to_string())
+            .collect()
+    }
+    fn bodies(&self) -> Vec<serde_json::Value> {
+        self.got
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(_, b)| b.clone())
+            .collect()
+    }
+}
+
+impl Drop for Receiver {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+fn with_notify(exp: String, notify: &str) -> String {
+    format!("{exp}notify:\n{notify}\n")
+}
+
+#[test]
+fn webhooks_hear_start_injection_and_the_verdict_in_order_and_no_secret_leaks() {
+    let sb = Sandbox::new();
+    let target = sleeper(300);
+    let (json, slack, cli) = (
+        Receiver::start(false),
+        Receiver::start(false),
+        Receiver::start(false),
+    );
+    let secret = "s3cr3t-t0ken-4711";
+    let exp = with_notify(
+        experiment(target.pid(), "300ms"),
+        &format!(
+            "  - url_env: FAULTLINE_TEST_HOOK\n  - url: http://127.0.0.1:{}/slack\n    format: slack",
+            slack.port
+        ),
+    );
+    let f = sb.write("e.yaml", &exp);
+    let o = sb
+        .cmd()
+        .env(
+            "FAULTLINE_TEST_HOOK",
+            format!("http://127.0.0.1:{}/hook?token={secret}", json.port),
+        )
+        .arg("run")
+        .arg(&f)
+        .args([
+            "--journal",
+            "journal.json",
+            "--markdown",
+            "report.md",
+            "--junit",
+            "junit.xml",
+        ])
+        .args(["--notify", &format!("http://127.0.0.1:{}/cli", cli.port)])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert_eq!(json.events(), ["started", "fault_injected", "finished"]);
+    assert_eq!(cli.events(), ["started", "fault_injected", "finished"]);
+    let b = json.bodies();
+    assert_eq!(
+        json.got.lock().unwrap()[0].0,
+        format!("/hook?token={secret}")
+    );
+    assert_eq!(b[0]["experiment"], "game day");
+    assert_eq!(b[0]["steps"][0]["label"], "pause the sleeper", "{:#}", b[0]);
+    assert_eq!(b[1]["kind"], "process_pause");
+    assert_eq!(b[2]["verdict"], "held");
+    assert_eq!(b[2]["exit_code"], 0);
+    let journal = b[2]["journal"].as_str().unwrap();
+    assert!(
+        journal.ends_with("journal.json") && std::path::Path::new(journal).exists(),
+        "{journal}"
+    );
+    let texts: Vec<String> = slack
+        .bodies()
+        .iter()
+        .map(|b| b["text"].as_str().unwrap_or("").to_string())
+        .collect();
+    assert_eq!(texts.len(), 3, "{texts:?}");
+    assert!(
+        texts[0].contains("*game day* is about to start"),
+        "{texts:?}"
+    );
+    assert!(texts[2].contains("finished: HELD (exit 0)"), "{texts:?}");
+    // The token appears nowhere a person or a file would see it.
+    let mut seen = text(&o);
+    for f in ["journal.json", "report.md", "junit.xml"] {
+        seen.push_str(&std::fs::read_to_string(sb.path().join(f)).unwrap());
+    }
+    assert!(!seen.contains(secret), "{seen}");
+}
+
+#[test]
+fn a_receiver_that_is_down_or_hangs_costs_the_rollback_nothing_and_is_a_warning() {
+    let sb = Sandbox::new();
+    let target = sleeper(300);
+    let hang = Receiver::start(true);
+    let down = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let exp = with_notify(
+        experiment(target.pid(), "300ms"),
+        &format!(
+            "  - url: http://127.0.0.1:{down}/down?key=abcdef123\n  - url: http://127.0.0.1:{}/hang",
+            hang.port
+        ),
+    );
+    let f = sb.write("e.yaml", &exp);
+    let o = sb.run(&f, &[]);
+    assert_eq!(o.status.code(), Some(0), "held all the same: {}", text(&o));
+    let j = sb.journal();
+    let rollback = j["timings"]["rollback_ms"].as_f64().unwrap();
+    assert!(rollback < 1000.0, "rollback took {rollback}ms: {j:#}");
+    let warnings: Vec<String> = j["warnings"]
+        .as_array()
+        .expect("warnings in the journal")
+        .iter()
+        .map(|w| w.as_str().unwrap().to_string())
+        .collect();
+    let all = warnings.join("\n");
+    assert!(
+        all.contains(&format!("http://127.0.0.1:{down}/*** failed"))
+            && all.contains("cannot connect"),
+        "{all}"
+    );
+    assert!(all.contains("no answer within"), "{all}");
+    assert!(!all.contains("abcdef123"), "{all}");
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(out.contains("Warnings"), "{out}");
+    let md = std::fs::read_to_string(sb.path().join("report.md")).unwrap();
+    assert!(md.contains("## Warnings"), "{md}");
+}
+
+#[test]
+fn a_stopped_run_notifies_aborted_then_finished() {
+    let sb = Sandbox::new();
+    let target = sleeper(300);
+    let rx = Receiver::start(false);
+    let exp = with_notify(
+        experiment(target.pid(), "60s"),
+        &format!("  - url: http://127.0.0.1:{}/", rx.port),
+    );
+    let f = sb.write("e.yaml", &exp);
+    let runner = Runner::start(&sb, &f);
+    assert!(paused(target.pid()));
+    let s = faultline(&sb, &["stop"]);
+    assert_eq!(s.status.code(), Some(0), "{}", text(&s));
+    let o = runner.wait();
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert_eq!(
+        rx.events(),
+        ["started", "fault_injected", "aborted", "finished"]
+    );
+    let b = rx.bodies();
+    assert!(
+        b[2]["condition"]
+            .as_str()
+            .unwrap()
+            .contains("via faultline stop"),
+        "{:#}",
+        b[2]
+    );
+    assert_eq!(b[3]["verdict"], "aborted");
+}

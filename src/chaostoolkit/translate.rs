@@ -469,6 +469,7 @@ pub fn translate(raw: &Value, opts: &Options) -> Result<Translation, Problems> {
         abort,
         rollbacks: rb,
         schedule: None,
+        notify: vec![],
     };
     Ok(Translation {
         experiment,

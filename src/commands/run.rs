@@ -152,6 +152,21 @@ pub fn run(args: RunArgs, state_dir: &Path, color: ColorChoice) -> i32 {
         };
         sinks.push(Box::new(runner::events::JsonLines::new(out)));
     }
+    // Webhooks: the sink only queues; the report gets what failed.
+    let (targets, mut notify_warnings) =
+        runner::notify::targets(&loaded.experiment.notify, &args.notify);
+    for w in &notify_warnings {
+        eprintln!("warning: {}", escape_text(w));
+    }
+    let journal_shown = outputs
+        .journal
+        .as_ref()
+        .map(|j| j.path.display().to_string());
+    let notifier =
+        runner::notify::Notifier::start(targets, &run_id, journal_shown).map(|(n, sink)| {
+            sinks.push(Box::new(sink));
+            n
+        });
     let ask = interactive && !args.yes;
     let opts = runner::RunOptions {
         state_dir: state_dir.to_path_buf(),
@@ -184,8 +199,13 @@ pub fn run(args: RunArgs, state_dir: &Path, color: ColorChoice) -> i32 {
     };
     // Do not wait for stray blocking tasks (e.g. a hung probe after a second Ctrl-C).
     rt.shutdown_background();
-    // Secrets never reach a report, whatever wrote them into the record.
     let mut finished = finished;
+    if let Some(n) = notifier {
+        // After the rollback: the last notification is given a few seconds.
+        notify_warnings.extend(n.finish(std::time::Duration::from_secs(5)));
+    }
+    finished.record.warnings.extend(notify_warnings);
+    // Secrets never reach a report, whatever wrote them into the record.
     if let Some(r) = loaded.redactor.serde(&finished.record) {
         finished.record = r;
     }

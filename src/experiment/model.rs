@@ -46,6 +46,10 @@ pub struct Experiment {
     /// (exit 69) unless `--outside-window`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub schedule: Option<crate::experiment::schedule::Schedule>,
+    /// Webhooks told when the run is about to start, a fault is injected,
+    /// the run is aborted and when it finishes.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub notify: Vec<crate::runner::notify::NotifySpec>,
 }
 
 /// Hard limits of a run.

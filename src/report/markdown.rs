@@ -350,6 +350,14 @@ fn render_unescaped(rec: &RunRecord) -> String {
         let _ = writeln!(out, "> {}\n", text(&a.reason));
     }
 
+    if !rec.warnings.is_empty() {
+        let _ = writeln!(out, "## Warnings\n");
+        for w in &rec.warnings {
+            let _ = writeln!(out, "- {}", text(w));
+        }
+        let _ = writeln!(out);
+    }
+
     let _ = writeln!(out, "## Rollback\n");
     if rec.faults.is_empty() && rec.rollbacks.is_empty() {
         let _ = writeln!(out, "Nothing to roll back.\n");

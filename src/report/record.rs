@@ -36,6 +36,10 @@ pub struct RunRecord {
     /// would have held INCONCLUSIVE), in the order they were found.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub inconclusive: Vec<InconclusiveReason>,
+    /// Things that went wrong without touching the verdict (a webhook
+    /// notification that could not be delivered).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
     /// False while the run is going on and when it never finished: the
     /// runner writes the journal at every phase boundary and every few
     /// seconds, and marks it complete only at the end. Written only when

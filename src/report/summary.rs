@@ -457,6 +457,7 @@ pub(crate) mod testdata {
             },
             manual_recovery: vec![],
             inconclusive: vec![],
+            warnings: vec![],
             complete: true,
             ended_by: None,
             last_phase: None,

@@ -379,6 +379,13 @@ fn render_escaped(rec: &RunRecord, color: bool) -> String {
         put(&mut out, "  ", "    ", &a.reason, None, color);
     }
 
+    if !rec.warnings.is_empty() {
+        section(&mut out, "Warnings", color);
+        for w in &rec.warnings {
+            put(&mut out, "  ", "    ", w, Some(YELLOW), color);
+        }
+    }
+
     if !rec.rollbacks.is_empty() {
         section(&mut out, "Rollback actions", color);
         for r in &rec.rollbacks {

@@ -45,6 +45,7 @@ impl RecordBuilder {
                 timings: Timings::default(),
                 manual_recovery: vec![],
                 inconclusive: vec![],
+                warnings: vec![],
                 complete: true,
                 ended_by: None,
                 last_phase: None,

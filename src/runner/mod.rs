@@ -14,6 +14,7 @@ pub mod events;
 mod guard;
 pub mod live;
 mod method;
+pub mod notify;
 mod sampling;
 mod setup;
 

@@ -214,7 +214,16 @@ method:
     let o50 = percentile(&mut overheads, 50.0);
     let o95 = percentile(&mut overheads, 95.0);
     let rss_max = percentile(&mut rss, 100.0);
+    let loadavg = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    let cpus = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let size = std::fs::metadata(bin()).map_or(0, |m| m.len());
     println!("faultline runner benchmarks ({RUNS} runs each)");
+    println!(
+        "machine: {cpus} CPUs; load average at the end: {}; binary: {} ({:.1} MiB, the bench profile = the release profile that is shipped)",
+        loadavg.split_whitespace().take(3).collect::<Vec<_>>().join(" "),
+        bin(),
+        size as f64 / (1024.0 * 1024.0)
+    );
     println!("| measure | p50 | p95 | max | target |");
     println!("|---|---|---|---|---|");
     println!(

@@ -816,6 +816,16 @@ fn the_format_doc_covers_every_field_and_its_example_is_valid() {
 /// Runs faultline on a pseudo-terminal (util-linux `script`), feeding `input`.
 /// None when `script` is missing.
 fn on_a_terminal(args: &str, ci: Option<&str>, input: &str) -> Option<(i32, String)> {
+    on_a_terminal_after(args, ci, input, std::time::Duration::from_millis(1500))
+}
+
+/// As [`on_a_terminal`], answering after `delay`.
+fn on_a_terminal_after(
+    args: &str,
+    ci: Option<&str>,
+    input: &str,
+    delay: std::time::Duration,
+) -> Option<(i32, String)> {
     use std::io::Write;
     let mut cmd = Command::new("script");
     cmd.args(["-qec", &format!("'{BIN}' {args}"), "/dev/null"])
@@ -833,7 +843,7 @@ fn on_a_terminal(args: &str, ci: Option<&str>, input: &str) -> Option<(i32, Stri
     // The answer arrives after the question is asked (or is never read).
     let input = input.to_string();
     let feeder = std::thread::spawn(move || {
-        std::thread::sleep(std::time::Duration::from_millis(1500));
+        std::thread::sleep(delay);
         let _ = stdin.write_all(input.as_bytes());
     });
     let o = child.wait_with_output().ok()?;
@@ -875,4 +885,43 @@ fn in_ci_a_run_that_would_ask_fails_at_once_and_says_to_pass_yes() {
     let (code, out) = on_a_terminal(&args, Some("false"), "n\n").unwrap();
     assert!(out.contains("Continue? [y/N]"), "CI=false asks: {out}");
     assert_eq!(code, 130, "{out}");
+}
+
+#[test]
+fn time_at_the_confirmation_prompt_is_not_the_runs() {
+    if Command::new("script").arg("--version").output().is_err() {
+        eprintln!("skipped: util-linux `script` (a pseudo-terminal) is not installed");
+        return;
+    }
+    if Command::new("python3").arg("--version").output().is_err() {
+        eprintln!("skipped: the quickstart needs python3");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let sd = dir.path().join("state");
+    let journal = dir.path().join("j.json");
+    let args = format!(
+        "run experiments/quickstart.yaml --state-dir '{}' --journal '{}'",
+        sd.display(),
+        journal.display()
+    );
+    let wait = std::time::Duration::from_secs(5);
+    let t0 = std::time::Instant::now();
+    let (code, out) = on_a_terminal_after(&args, None, "y\n", wait).unwrap();
+    let wall_ms = t0.elapsed().as_secs_f64() * 1000.0;
+    assert!(out.contains("Continue? [y/N]"), "asked: {out}");
+    assert_eq!(code, 0, "the quickstart held once confirmed: {out}");
+    let j: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&journal).expect("a journal")).unwrap();
+    let total = j["timings"]["total_ms"].as_f64().expect("timings.total_ms");
+    // The answer came 5 s after the start; at least 4 s of that was spent
+    // at the prompt (preflight takes well under a second even when busy).
+    assert!(
+        total <= wall_ms - 4000.0,
+        "the run's total ({total:.0} ms) counts the prompt (wall {wall_ms:.0} ms)"
+    );
+    assert!(
+        total > 3000.0,
+        "the 3 s pause is still counted: {total:.0} ms"
+    );
 }

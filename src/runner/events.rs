@@ -194,6 +194,8 @@ pub struct Emitter {
     inner: Arc<Mutex<Vec<Box<dyn EventSink>>>>,
     run_id: String,
     start: Instant,
+    /// Nanoseconds not counted in the run's times (waiting at the prompt).
+    excluded_ns: Arc<std::sync::atomic::AtomicU64>,
     redactor: Arc<Redactor>,
 }
 
@@ -203,6 +205,7 @@ impl Emitter {
             inner: Arc::new(Mutex::new(sinks)),
             run_id: run_id.to_string(),
             start,
+            excluded_ns: Arc::default(),
             redactor: Arc::default(),
         }
     }
@@ -214,7 +217,18 @@ impl Emitter {
     }
 
     pub fn elapsed_ms(&self) -> f64 {
-        self.start.elapsed().as_secs_f64() * 1000.0
+        let excluded = std::time::Duration::from_nanos(
+            self.excluded_ns.load(std::sync::atomic::Ordering::Relaxed),
+        );
+        self.start.elapsed().saturating_sub(excluded).as_secs_f64() * 1000.0
+    }
+
+    /// Leaves `d` out of every later event's time and the run's total: the
+    /// time a person took to answer the confirmation prompt is not the run's.
+    pub fn exclude(&self, d: std::time::Duration) {
+        let ns = u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
+        self.excluded_ns
+            .fetch_add(ns, std::sync::atomic::Ordering::Relaxed);
     }
 
     pub fn emit(&self, event: Event) {

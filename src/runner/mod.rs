@@ -368,7 +368,14 @@ pub async fn run(
     if let Err(e) = control::check_not_halted(&opts.state_dir) {
         return finish_early(&emit, &builder, verdict_for_code(e.code), e.code, e.message);
     }
-    if !confirm(&exp) {
+    let asked = Instant::now();
+    let confirmed = confirm(&exp);
+    // The time at the prompt is not the run's: not in its timings, nor in
+    // max_duration.
+    let at_prompt = asked.elapsed();
+    emit.exclude(at_prompt);
+    let start = start + at_prompt;
+    if !confirmed {
         return finish_early(
             &emit,
             &builder,

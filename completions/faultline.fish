@@ -74,7 +74,9 @@ complete -c faultline -n "__fish_faultline_using_subcommand run" -l dry-run -d '
 complete -c faultline -n "__fish_faultline_using_subcommand run" -s h -l help -d 'Print help'
 complete -c faultline -n "__fish_faultline_using_subcommand run" -s V -l version -d 'Print version'
 complete -c faultline -n "__fish_faultline_using_subcommand validate" -l format -d 'Output format' -r -f -a "text\t''
-json\t''"
+json\t''
+github\t'GitHub Actions annotations (`::error file=...,line=...::message`)'
+gitlab\t'GitLab code quality report (JSON), for `artifacts:reports:codequality`'"
 complete -c faultline -n "__fish_faultline_using_subcommand validate" -l var -d 'Chaos Toolkit: set a configuration value (`name=value`, repeatable)' -r
 complete -c faultline -n "__fish_faultline_using_subcommand validate" -l var-file -d 'Chaos Toolkit: read configuration values from a JSON or YAML file' -r -F
 complete -c faultline -n "__fish_faultline_using_subcommand validate" -l state-dir -d 'Where undo records and locks live (default: /run/faultline as root, else $XDG_RUNTIME_DIR/faultline)' -r -F
@@ -82,7 +84,7 @@ complete -c faultline -n "__fish_faultline_using_subcommand validate" -l color -
 always\t''
 never\t''"
 complete -c faultline -n "__fish_faultline_using_subcommand validate" -l chaostoolkit -d 'Read files as Chaos Toolkit experiments (default: detected from their keys)'
-complete -c faultline -n "__fish_faultline_using_subcommand validate" -s h -l help -d 'Print help'
+complete -c faultline -n "__fish_faultline_using_subcommand validate" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c faultline -n "__fish_faultline_using_subcommand validate" -s V -l version -d 'Print version'
 complete -c faultline -n "__fish_faultline_using_subcommand plan" -l format -r -f -a "text\t''
 json\t''"

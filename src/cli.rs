@@ -57,7 +57,9 @@ pub enum Command {
     /// Check experiment files; one line per file, exit 0 only when all are valid.
     #[command(after_help = "Examples:
   faultline validate experiments/*.yaml
-  faultline validate --format json exp.yaml")]
+  faultline validate --format json exp.yaml
+  faultline validate --format github experiments/*.yaml   # annotations on the pull request
+  faultline validate --format gitlab experiments/*.yaml > gl-code-quality-report.json")]
     Validate {
         #[arg(required = true, value_name = "FILE")]
         files: Vec<PathBuf>,
@@ -247,6 +249,10 @@ pub struct VarArgs {
 pub enum ValidateFormat {
     Text,
     Json,
+    /// GitHub Actions annotations (`::error file=...,line=...::message`).
+    Github,
+    /// GitLab code quality report (JSON), for `artifacts:reports:codequality`.
+    Gitlab,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]

@@ -409,3 +409,57 @@ fn several_experiments_refuse_what_would_overwrite_or_fail_late() {
     assert!(text(&o).contains("no experiment file"), "{}", text(&o));
     assert!(journals(&sb).is_empty());
 }
+
+#[test]
+fn validate_annotates_the_line_of_each_problem_for_github_and_gitlab() {
+    let sb = Sandbox::new();
+    let good = sb.write("good.yaml", &held("http://127.0.0.1:9/"));
+    // The unknown field is on line 7, column 7.
+    let bad = sb.write(
+        "bad,one.yaml",
+        "title: t\nhypothesis: h\nsteady_state:\n  probes:\n    - name: web\n      http: {url: \"http://127.0.0.1:9/\"}\n      htp: 1\nmethod:\n  - pause: 1s\n",
+    );
+    let validate = |format: &str| {
+        sb.cmd()
+            .args(["validate", "--format", format])
+            .arg(&good)
+            .arg(&bad)
+            .output()
+            .unwrap()
+    };
+    let o = validate("github");
+    assert_eq!(o.status.code(), Some(64), "{}", text(&o));
+    let out = String::from_utf8_lossy(&o.stdout);
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 1, "one annotation, for the bad file: {out}");
+    let shown = bad.display().to_string().replace(',', "%2C");
+    assert!(
+        lines[0].starts_with(&format!("::error file={shown},line=7,col=7,title=")),
+        "{out}"
+    );
+    assert!(lines[0].contains("htp"), "{out}");
+
+    let o = validate("gitlab");
+    assert_eq!(o.status.code(), Some(64), "{}", text(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("JSON");
+    let issues = v.as_array().unwrap();
+    assert_eq!(issues.len(), 1, "{v}");
+    assert_eq!(issues[0]["location"]["path"], bad.display().to_string());
+    assert_eq!(issues[0]["location"]["lines"]["begin"], 7);
+    assert!(issues[0]["description"].as_str().unwrap().contains("htp"));
+    for key in ["check_name", "fingerprint", "severity"] {
+        assert!(issues[0][key].is_string(), "{key}: {v}");
+    }
+
+    // All valid: no annotation, an empty report, exit 0.
+    for (format, expected) in [("github", ""), ("gitlab", "[]\n")] {
+        let o = sb
+            .cmd()
+            .args(["validate", "--format", format])
+            .arg(&good)
+            .output()
+            .unwrap();
+        assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+        assert_eq!(String::from_utf8_lossy(&o.stdout), expected);
+    }
+}

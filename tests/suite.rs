@@ -463,3 +463,47 @@ fn validate_annotates_the_line_of_each_problem_for_github_and_gitlab() {
         assert_eq!(String::from_utf8_lossy(&o.stdout), expected);
     }
 }
+
+#[test]
+fn the_journal_embeds_the_experiment_as_run_with_its_sha256_and_who_ran_it() {
+    use sha2::Digest;
+    let sb = Sandbox::new();
+    let srv = FlagServer::start(sb.path());
+    let written = held(&srv.url());
+    let f = sb.write("e.yaml", &written);
+    let o = sb.run(&f, &[]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    // The file changes after the run: the journal still has what ran.
+    std::fs::write(&f, "changed").unwrap();
+    let j = sb.journal();
+    assert_eq!(j["experiment"]["source"], written.as_str());
+    let sha: String = sha2::Sha256::digest(written.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    assert_eq!(j["experiment"]["sha256"], sha.as_str());
+    assert_eq!(
+        j["user"]["uid"].as_u64(),
+        Some(u64::from(nix::unistd::getuid().as_raw()))
+    );
+    assert_eq!(j["faultline_version"], env!("CARGO_PKG_VERSION"));
+    assert!(!j["host"].as_str().unwrap().is_empty());
+
+    // A credential written in the file is masked in the embedded text.
+    let url = srv.url();
+    let secret = held(&url).replace(
+        &format!("http: {{url: \"{url}\"}}"),
+        &format!("http: {{url: \"{url}\", headers: {{Authorization: \"Bearer s3cr3t-t0ken\"}}}}"),
+    );
+    assert!(secret.contains("s3cr3t-t0ken"));
+    let f = sb.write("secret.yaml", &secret);
+    let o = sb.run(&f, &[]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let raw = std::fs::read_to_string(sb.path().join("journal.json")).unwrap();
+    assert!(!raw.contains("s3cr3t-t0ken"), "{raw}");
+    let j = sb.journal();
+    assert!(j["experiment"]["source"]
+        .as_str()
+        .unwrap()
+        .contains("Authorization"));
+}

@@ -46,6 +46,8 @@ pub(super) struct Prepared {
     ctk: Option<Arc<chaostoolkit::CtkLoaded>>,
     /// None on a dry run (the plan reports what would stop the run).
     policy: Option<runner::Policy>,
+    /// The file's bytes as read: the journal embeds them with their sha256.
+    source: Vec<u8>,
 }
 
 /// Loads and checks one experiment file; prints what is wrong and returns
@@ -55,13 +57,13 @@ pub(super) fn prepare(file: &Path, args: &RunArgs) -> Result<Prepared, i32> {
         eprintln!("faultline: {e}");
         exit::INVALID
     })?;
-    let (loaded, ctk) =
-        crate::load::load(file, args.chaostoolkit, &ctk_opts).map_err(|problems| {
-            for p in &problems {
-                eprintln!("{}", escape_text(&p.to_string()));
-            }
-            exit::INVALID
-        })?;
+    let (loaded, ctk, source) = crate::load::load_with_source(file, args.chaostoolkit, &ctk_opts)
+        .map_err(|problems| {
+        for p in &problems {
+            eprintln!("{}", escape_text(&p.to_string()));
+        }
+        exit::INVALID
+    })?;
     let ctk = ctk.map(Arc::new);
     if args.dry_run {
         return Ok(Prepared {
@@ -69,6 +71,7 @@ pub(super) fn prepare(file: &Path, args: &RunArgs) -> Result<Prepared, i32> {
             loaded,
             ctk,
             policy: None,
+            source,
         });
     }
     if let Some(c) = &ctk {
@@ -93,6 +96,7 @@ pub(super) fn prepare(file: &Path, args: &RunArgs) -> Result<Prepared, i32> {
         loaded,
         ctk,
         policy: Some(policy),
+        source,
     })
 }
 
@@ -164,7 +168,9 @@ pub(super) fn run_file(p: Prepared, cx: &RunContext) -> RunOutcome {
         loaded,
         ctk,
         policy,
+        source,
     } = p;
+    let provenance = Provenance::of(&source);
     let mut outcome = RunOutcome {
         file,
         title: loaded.experiment.title.clone(),
@@ -201,6 +207,7 @@ pub(super) fn run_file(p: Prepared, cx: &RunContext) -> RunOutcome {
     let mut stub = runner::builder::RecordBuilder::new(&run_id, &loaded.file, "").rec;
     stub.experiment.title = loaded.experiment.title.clone();
     stub.experiment.hypothesis = loaded.experiment.hypothesis.clone();
+    provenance.apply(&mut stub);
     let outputs = match open_outputs(args, &run_id, render, &stub, cx.several) {
         Ok(o) => o,
         Err(e) => {
@@ -271,6 +278,7 @@ pub(super) fn run_file(p: Prepared, cx: &RunContext) -> RunOutcome {
     rt.shutdown_background();
     // Secrets never reach a report, whatever wrote them into the record.
     let mut finished = finished;
+    provenance.apply(&mut finished.record);
     if let Some(r) = loaded.redactor.serde(&finished.record) {
         finished.record = r;
     }
@@ -290,6 +298,41 @@ pub(super) fn run_file(p: Prepared, cx: &RunContext) -> RunOutcome {
     outcome.code = finished.exit_code;
     outcome.record = Some(finished.record);
     outcome
+}
+
+/// What the journal records so a run can be reproduced: the experiment as
+/// read, its sha256, and who ran it (the version and host are there already).
+struct Provenance {
+    sha256: String,
+    source: String,
+    user: crate::report::record::RunUser,
+}
+
+impl Provenance {
+    fn of(bytes: &[u8]) -> Provenance {
+        use sha2::{Digest, Sha256};
+        let sha256 = Sha256::digest(bytes)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        let (uid, name, sudo_user) = crate::sys::proc::current_user();
+        Provenance {
+            sha256,
+            // Loading checked the text is UTF-8.
+            source: String::from_utf8_lossy(bytes).into_owned(),
+            user: crate::report::record::RunUser {
+                uid,
+                name,
+                sudo_user,
+            },
+        }
+    }
+
+    fn apply(&self, rec: &mut RunRecord) {
+        rec.experiment.sha256 = Some(self.sha256.clone());
+        rec.experiment.source = Some(self.source.clone());
+        rec.user = Some(self.user.clone());
+    }
 }
 
 /// A run id whose default journal name is not taken yet (two experiments of

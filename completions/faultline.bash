@@ -676,7 +676,7 @@ _faultline() {
             fi
             case "${prev}" in
                 --format)
-                    COMPREPLY=($(compgen -W "text json" -- "${cur}"))
+                    COMPREPLY=($(compgen -W "text json github gitlab" -- "${cur}"))
                     return 0
                     ;;
                 --var)

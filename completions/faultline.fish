@@ -30,7 +30,7 @@ always\t''
 never\t''"
 complete -c faultline -n "__fish_faultline_needs_command" -s h -l help -d 'Print help'
 complete -c faultline -n "__fish_faultline_needs_command" -s V -l version -d 'Print version'
-complete -c faultline -n "__fish_faultline_needs_command" -f -a "run" -d 'Run an experiment: steady state, faults, abort conditions, rollback, report'
+complete -c faultline -n "__fish_faultline_needs_command" -f -a "run" -d 'Run experiments: steady state, faults, abort conditions, rollback, report'
 complete -c faultline -n "__fish_faultline_needs_command" -f -a "validate" -d 'Check experiment files; one line per file, exit 0 only when all are valid'
 complete -c faultline -n "__fish_faultline_needs_command" -f -a "plan" -d 'Dry run: print every phase and the exact operations each fault would perform, and run every preflight check. Touches nothing'
 complete -c faultline -n "__fish_faultline_needs_command" -f -a "status" -d 'List faults still active on this host from any run; exit 1 when any is pending'
@@ -44,9 +44,9 @@ complete -c faultline -n "__fish_faultline_needs_command" -f -a "man" -d 'Print 
 complete -c faultline -n "__fish_faultline_needs_command" -f -a "watchdog" -d 'Internal: the watchdog process a run starts (not for direct use)'
 complete -c faultline -n "__fish_faultline_needs_command" -f -a "stress-worker" -d 'Internal: a built-in stressor worker process (not for direct use)'
 complete -c faultline -n "__fish_faultline_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
-complete -c faultline -n "__fish_faultline_using_subcommand run" -l journal -d 'Write the run\'s JSON journal here (default: ./faultline-RUNID.json)' -r -F
-complete -c faultline -n "__fish_faultline_using_subcommand run" -l junit -d 'Write JUnit XML here (for CI)' -r -F
-complete -c faultline -n "__fish_faultline_using_subcommand run" -l markdown -d 'Write a Markdown report here' -r -F
+complete -c faultline -n "__fish_faultline_using_subcommand run" -l journal -d 'Write the run\'s JSON journal here (default: ./faultline-RUNID.json; only with a single experiment)' -r -F
+complete -c faultline -n "__fish_faultline_using_subcommand run" -l junit -d 'Write JUnit XML here (for CI): one test suite per experiment' -r -F
+complete -c faultline -n "__fish_faultline_using_subcommand run" -l markdown -d 'Write a Markdown report here (only with a single experiment)' -r -F
 complete -c faultline -n "__fish_faultline_using_subcommand run" -l events -d 'Stream events as JSON lines to a file, or `-` for standard output' -r
 complete -c faultline -n "__fish_faultline_using_subcommand run" -l rollback-strategy -d 'Chaos Toolkit: when to run rollbacks (faultline\'s own faults are always undone)' -r -f -a "default\t''
 always\t''
@@ -71,14 +71,16 @@ complete -c faultline -n "__fish_faultline_using_subcommand run" -l no-journal -
 complete -c faultline -n "__fish_faultline_using_subcommand run" -s y -l yes -d 'Do not ask for confirmation before injecting on a terminal'
 complete -c faultline -n "__fish_faultline_using_subcommand run" -s q -l quiet -d 'Only print the verdict line (and errors)'
 complete -c faultline -n "__fish_faultline_using_subcommand run" -l chaostoolkit -d 'Read the file as a Chaos Toolkit experiment (default: detected from its keys)'
-complete -c faultline -n "__fish_faultline_using_subcommand run" -l fail-fast -d 'Chaos Toolkit: stop at the first deviation with `continuously`'
+complete -c faultline -n "__fish_faultline_using_subcommand run" -l fail-fast -d 'With several experiments, do not start the next one after one that did not hold. Chaos Toolkit: also stop at the first deviation with `continuously`'
 complete -c faultline -n "__fish_faultline_using_subcommand run" -l ignore-controls -d 'Chaos Toolkit: run even though the file has controls that may guard an activity (a prompt, a safeguard); faultline cannot run controls'
 complete -c faultline -n "__fish_faultline_using_subcommand run" -l outside-window -d 'Run even outside the experiment\'s `schedule` window (or when the run could outlast it)'
 complete -c faultline -n "__fish_faultline_using_subcommand run" -l dry-run -d 'Same as `faultline plan FILE`'
 complete -c faultline -n "__fish_faultline_using_subcommand run" -s h -l help -d 'Print help'
 complete -c faultline -n "__fish_faultline_using_subcommand run" -s V -l version -d 'Print version'
 complete -c faultline -n "__fish_faultline_using_subcommand validate" -l format -d 'Output format' -r -f -a "text\t''
-json\t''"
+json\t''
+github\t'GitHub Actions annotations (`::error file=...,line=...::message`)'
+gitlab\t'GitLab code quality report (JSON), for `artifacts:reports:codequality`'"
 complete -c faultline -n "__fish_faultline_using_subcommand validate" -l var -d 'Chaos Toolkit: set a configuration value (`name=value`, repeatable)' -r
 complete -c faultline -n "__fish_faultline_using_subcommand validate" -l var-file -d 'Chaos Toolkit: read configuration values from a JSON or YAML file' -r -F
 complete -c faultline -n "__fish_faultline_using_subcommand validate" -l state-dir -d 'Where undo records and locks live (default: /run/faultline as root, else $XDG_RUNTIME_DIR/faultline)' -r -F
@@ -86,7 +88,7 @@ complete -c faultline -n "__fish_faultline_using_subcommand validate" -l color -
 always\t''
 never\t''"
 complete -c faultline -n "__fish_faultline_using_subcommand validate" -l chaostoolkit -d 'Read files as Chaos Toolkit experiments (default: detected from their keys)'
-complete -c faultline -n "__fish_faultline_using_subcommand validate" -s h -l help -d 'Print help'
+complete -c faultline -n "__fish_faultline_using_subcommand validate" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c faultline -n "__fish_faultline_using_subcommand validate" -s V -l version -d 'Print version'
 complete -c faultline -n "__fish_faultline_using_subcommand plan" -l format -r -f -a "text\t''
 json\t''"
@@ -177,7 +179,7 @@ always\t''
 never\t''"
 complete -c faultline -n "__fish_faultline_using_subcommand stress-worker" -s h -l help -d 'Print help'
 complete -c faultline -n "__fish_faultline_using_subcommand stress-worker" -s V -l version -d 'Print version'
-complete -c faultline -n "__fish_faultline_using_subcommand help; and not __fish_seen_subcommand_from run validate plan status recover stop halt report schema completions man watchdog stress-worker help" -f -a "run" -d 'Run an experiment: steady state, faults, abort conditions, rollback, report'
+complete -c faultline -n "__fish_faultline_using_subcommand help; and not __fish_seen_subcommand_from run validate plan status recover stop halt report schema completions man watchdog stress-worker help" -f -a "run" -d 'Run experiments: steady state, faults, abort conditions, rollback, report'
 complete -c faultline -n "__fish_faultline_using_subcommand help; and not __fish_seen_subcommand_from run validate plan status recover stop halt report schema completions man watchdog stress-worker help" -f -a "validate" -d 'Check experiment files; one line per file, exit 0 only when all are valid'
 complete -c faultline -n "__fish_faultline_using_subcommand help; and not __fish_seen_subcommand_from run validate plan status recover stop halt report schema completions man watchdog stress-worker help" -f -a "plan" -d 'Dry run: print every phase and the exact operations each fault would perform, and run every preflight check. Touches nothing'
 complete -c faultline -n "__fish_faultline_using_subcommand help; and not __fish_seen_subcommand_from run validate plan status recover stop halt report schema completions man watchdog stress-worker help" -f -a "status" -d 'List faults still active on this host from any run; exit 1 when any is pending'

@@ -46,17 +46,20 @@ pub enum ColorChoice {
 
 #[derive(Subcommand, Debug)]
 pub enum Command {
-    /// Run an experiment: steady state, faults, abort conditions, rollback, report.
+    /// Run experiments: steady state, faults, abort conditions, rollback, report.
     #[command(after_help = "Examples:
   faultline run experiments/quickstart.yaml
   faultline run exp.yaml --junit results.xml --markdown report.md --events -
-  faultline run exp.yaml --yes            # no confirmation prompt on a terminal")]
+  faultline run exp.yaml --yes            # no confirmation prompt on a terminal
+  faultline run experiments/ --junit results.xml --fail-fast   # a CI suite")]
     Run(RunArgs),
 
     /// Check experiment files; one line per file, exit 0 only when all are valid.
     #[command(after_help = "Examples:
   faultline validate experiments/*.yaml
-  faultline validate --format json exp.yaml")]
+  faultline validate --format json exp.yaml
+  faultline validate --format github experiments/*.yaml   # annotations on the pull request
+  faultline validate --format gitlab experiments/*.yaml > gl-code-quality-report.json")]
     Validate {
         #[arg(required = true, value_name = "FILE")]
         files: Vec<PathBuf>,
@@ -215,19 +218,22 @@ then start experiment files with
 
 #[derive(Args, Debug, Clone)]
 pub struct RunArgs {
-    #[arg(value_name = "FILE")]
-    pub file: PathBuf,
+    /// Experiment files, run one after another; a directory means its
+    /// *.yaml, *.yml and *.json files in name order.
+    #[arg(value_name = "FILE|DIR", required = true)]
+    pub files: Vec<PathBuf>,
 
-    /// Write the run's JSON journal here (default: ./faultline-RUNID.json).
+    /// Write the run's JSON journal here (default: ./faultline-RUNID.json;
+    /// only with a single experiment).
     #[arg(long, value_name = "FILE")]
     pub journal: Option<PathBuf>,
     /// Do not write a journal file.
     #[arg(long, conflicts_with = "journal")]
     pub no_journal: bool,
-    /// Write JUnit XML here (for CI).
+    /// Write JUnit XML here (for CI): one test suite per experiment.
     #[arg(long, value_name = "FILE")]
     pub junit: Option<PathBuf>,
-    /// Write a Markdown report here.
+    /// Write a Markdown report here (only with a single experiment).
     #[arg(long, value_name = "FILE")]
     pub markdown: Option<PathBuf>,
     /// Stream events as JSON lines to a file, or `-` for standard output.
@@ -251,7 +257,9 @@ pub struct RunArgs {
     /// Chaos Toolkit: seconds between checks with `--hypothesis-strategy continuously`.
     #[arg(long, value_name = "SECONDS")]
     pub hypothesis_frequency: Option<f64>,
-    /// Chaos Toolkit: stop at the first deviation with `continuously`.
+    /// With several experiments, do not start the next one after one that
+    /// did not hold. Chaos Toolkit: also stop at the first deviation with
+    /// `continuously`.
     #[arg(long)]
     pub fail_fast: bool,
     #[command(flatten)]
@@ -302,6 +310,10 @@ pub struct VarArgs {
 pub enum ValidateFormat {
     Text,
     Json,
+    /// GitHub Actions annotations (`::error file=...,line=...::message`).
+    Github,
+    /// GitLab code quality report (JSON), for `artifacts:reports:codequality`.
+    Gitlab,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]

@@ -88,3 +88,75 @@ pub fn code_of(err: &anyhow::Error) -> i32 {
     }
     PRECONDITION
 }
+
+/// How bad an outcome is, for the exit code of `faultline run` with several
+/// experiments (the worst wins). Higher is worse:
+///
+/// 1. 4 rollback failed: faults may remain on the host, act first;
+/// 2. 70 internal error, and any code not listed here;
+/// 3. 130 interrupted, and any other signal (129, 143, ...);
+/// 4. 2 aborted, 1 deviated: findings about the system, the abort first;
+/// 5. 5 inconclusive, 3 steady state not met: the experiment did not test
+///    what it said;
+/// 6. 77 privileges, 69 precondition, 64 invalid: it could not start;
+/// 7. 0 held.
+///
+/// Documented in docs/ci.md; keep the two in step.
+pub fn severity(code: i32) -> u8 {
+    match code {
+        HELD => 0,
+        INVALID => 1,
+        PRECONDITION => 2,
+        PRIVILEGES => 3,
+        NOT_STEADY => 4,
+        INCONCLUSIVE => 5,
+        DEVIATED => 6,
+        ABORTED => 7,
+        c if c > 128 => 8,
+        ROLLBACK_FAILED => 10,
+        _ => 9,
+    }
+}
+
+/// The worse of two exit codes by [`severity`] (the first on a tie).
+pub fn worst(a: i32, b: i32) -> i32 {
+    if severity(b) > severity(a) {
+        b
+    } else {
+        a
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_worst_code_follows_the_documented_order() {
+        let order = [
+            HELD,
+            INVALID,
+            PRECONDITION,
+            PRIVILEGES,
+            NOT_STEADY,
+            INCONCLUSIVE,
+            DEVIATED,
+            ABORTED,
+            INTERRUPTED,
+            INTERNAL,
+            ROLLBACK_FAILED,
+        ];
+        for w in order.windows(2) {
+            assert!(severity(w[0]) < severity(w[1]), "{} before {}", w[0], w[1]);
+            assert_eq!(worst(w[0], w[1]), w[1]);
+            assert_eq!(worst(w[1], w[0]), w[1]);
+        }
+        assert_eq!(severity(143), severity(INTERRUPTED));
+        assert_eq!(worst(HELD, HELD), HELD);
+        assert_eq!(
+            order.iter().copied().fold(HELD, worst),
+            ROLLBACK_FAILED,
+            "a failed rollback outranks everything"
+        );
+    }
+}

@@ -14,22 +14,42 @@ pub fn load(
     force_chaostoolkit: bool,
     opts: &chaostoolkit::Options,
 ) -> Result<(Loaded, Option<CtkLoaded>), Vec<Diagnostic>> {
+    load_with_source(path, force_chaostoolkit, opts).map(|(l, c, _)| (l, c))
+}
+
+/// [`load`], also returning the bytes that were read (what the journal
+/// embeds as the experiment run, with their sha256).
+pub fn load_with_source(
+    path: &Path,
+    force_chaostoolkit: bool,
+    opts: &chaostoolkit::Options,
+) -> Result<(Loaded, Option<CtkLoaded>, Vec<u8>), Vec<Diagnostic>> {
     let file = path.display().to_string();
     let bytes =
         experiment::read_capped(path).map_err(|m| vec![Diagnostic::at(&file, "", (1, 1), m)])?;
-    if !force_chaostoolkit && !chaostoolkit::may_be_ctk(&String::from_utf8_lossy(&bytes)) {
-        return experiment::load_bytes(&file, &bytes).map(|l| (l, None));
+    load_bytes(&file, &bytes, force_chaostoolkit, opts).map(|(l, c)| (l, c, bytes))
+}
+
+fn load_bytes(
+    file: &str,
+    bytes: &[u8],
+    force_chaostoolkit: bool,
+    opts: &chaostoolkit::Options,
+) -> Result<(Loaded, Option<CtkLoaded>), Vec<Diagnostic>> {
+    let file = file.to_string();
+    if !force_chaostoolkit && !chaostoolkit::may_be_ctk(&String::from_utf8_lossy(bytes)) {
+        return experiment::load_bytes(&file, bytes).map(|l| (l, None));
     }
-    let (raw, spans) = match chaostoolkit::parse(&file, &bytes) {
+    let (raw, spans) = match chaostoolkit::parse(&file, bytes) {
         Ok(v) => v,
         Err(d) if force_chaostoolkit => return Err(vec![d]),
-        Err(_) => return experiment::load_bytes(&file, &bytes).map(|l| (l, None)),
+        Err(_) => return experiment::load_bytes(&file, bytes).map(|l| (l, None)),
     };
     if let Some((at, why)) = chaostoolkit::legacy_format(&raw) {
         return Err(vec![Diagnostic::at(&file, &at, spans.locate(&at), why)]);
     }
     if !force_chaostoolkit && !chaostoolkit::looks_like_ctk(&raw) {
-        return experiment::load_bytes(&file, &bytes).map(|l| (l, None));
+        return experiment::load_bytes(&file, bytes).map(|l| (l, None));
     }
     let c = chaostoolkit::load_value(&file, raw, spans, opts)?;
     for w in &c.translation.warnings {

@@ -203,35 +203,43 @@ fn junit_is_xml_with_one_case_per_probe_phase_fault_and_abort() {
         let expected = rec.probes.len() * 3
             + rec.faults.len() * 2
             + usize::from(rec.abort.is_some())
-            + rec.rollbacks.len()
-            + 1;
-        assert_eq!(cases.len(), expected, "{name}: {xml}");
-        assert_eq!(suite.attr("tests"), Some(expected.to_string().as_str()));
-        let failures = cases
+            + rec.rollbacks.len();
+        let others = cases
             .iter()
-            .filter(|c| c.child("failure").is_some())
+            .filter(|c| c.attr("name") != Some("verdict"))
             .count();
-        assert_eq!(
-            suite.attr("failures"),
-            Some(failures.to_string().as_str()),
-            "{name}"
-        );
-        // Every failure says why.
+        assert_eq!(others, expected, "{name}: {xml}");
+        assert_eq!(suite.attr("tests"), Some(cases.len().to_string().as_str()));
+        for (kind, attr) in [("failure", "failures"), ("error", "errors")] {
+            let n = cases.iter().filter(|c| c.child(kind).is_some()).count();
+            assert_eq!(suite.attr(attr), Some(n.to_string().as_str()), "{name}");
+        }
+        // Every failure and error says why; every case's classname is the
+        // experiment file's stem.
+        let stem = std::path::Path::new(&rec.experiment.file)
+            .file_stem()
+            .unwrap()
+            .to_string_lossy()
+            .into_owned();
         for c in &cases {
-            if let Some(f) = c.child("failure") {
-                assert!(
-                    f.attr("message").is_some_and(|m| !m.is_empty()),
-                    "{name}: failure without a message in {:?}",
-                    c.attr("name")
-                );
+            assert_eq!(c.attr("classname"), Some(stem.as_str()), "{name}");
+            for kind in ["failure", "error"] {
+                if let Some(f) = c.child(kind) {
+                    assert!(
+                        f.attr("message").is_some_and(|m| !m.is_empty()),
+                        "{name}: {kind} without a message in {:?}",
+                        c.attr("name")
+                    );
+                }
             }
         }
-        let verdict = case(&root, "verdict");
-        assert_eq!(
-            verdict.child("failure").is_none(),
-            rec.outcome.verdict == Verdict::Held,
-            "{name}"
-        );
+        // A run that did not hold shows at least one failure or error, and
+        // a run that held none.
+        let bad = cases
+            .iter()
+            .filter(|c| c.child("failure").is_some() || c.child("error").is_some())
+            .count();
+        assert_eq!(bad == 0, rec.outcome.verdict == Verdict::Held, "{name}");
     }
 }
 
@@ -311,8 +319,9 @@ fn junit_failed_rollback_lists_manual_commands() {
         &root,
         "fault 1 drop 20% of packets to the gateway (packet_loss) / rollback",
     )
-    .child("failure")
-    .unwrap();
+    .child("error")
+    .expect("a failed rollback is an <error>");
+    assert_eq!(rb.attr("type"), Some("rollback_failed"));
     assert!(rb
         .attr("message")
         .unwrap()
@@ -320,7 +329,7 @@ fn junit_failed_rollback_lists_manual_commands() {
     assert!(rb.text.contains(&rec.manual_recovery[0]), "{}", rb.text);
     assert!(rb.text.contains("faultline recover 20261201-033000-5d0d"));
     let action = case(&root, "rollback action: restart the payments pod proxy")
-        .child("failure")
+        .child("error")
         .unwrap();
     assert!(action.attr("message").unwrap().contains("exited with 1"));
 }

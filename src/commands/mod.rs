@@ -5,6 +5,7 @@ pub mod report;
 pub mod run;
 pub mod status;
 pub mod stop;
+pub mod suite;
 pub mod validate;
 
 use crate::cli::{Cli, ColorChoice, Command};

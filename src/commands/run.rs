@@ -16,13 +16,12 @@ use std::sync::Arc;
 /// Output files are created before anything runs, so a bad path fails early.
 struct Outputs {
     journal: Option<Arc<JournalFile>>,
-    junit: Option<(PathBuf, File)>,
     markdown: Option<(PathBuf, File)>,
 }
 
 /// Journals, reports and event logs are readable by their owner only: they
 /// describe the host and the run.
-fn create(path: &Path, what: &str) -> Result<File, String> {
+pub(super) fn create(path: &Path, what: &str) -> Result<File, String> {
     use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
     let f = std::fs::OpenOptions::new()
         .write(true)
@@ -40,29 +39,40 @@ fn create(path: &Path, what: &str) -> Result<File, String> {
     Ok(f)
 }
 
-pub fn run(args: RunArgs, state_dir: &Path, color: ColorChoice) -> i32 {
-    let ctk_opts = match ctk_options(&args) {
-        Ok(o) => o,
-        Err(e) => {
-            eprintln!("faultline: {e}");
-            return exit::INVALID;
+/// An experiment loaded and checked, ready to run.
+pub(super) struct Prepared {
+    file: PathBuf,
+    loaded: crate::experiment::Loaded,
+    ctk: Option<Arc<chaostoolkit::CtkLoaded>>,
+    /// None on a dry run (the plan reports what would stop the run).
+    policy: Option<runner::Policy>,
+    /// The file's bytes as read: the journal embeds them with their sha256.
+    source: Vec<u8>,
+}
+
+/// Loads and checks one experiment file; prints what is wrong and returns
+/// the exit code when it cannot run.
+pub(super) fn prepare(file: &Path, args: &RunArgs) -> Result<Prepared, i32> {
+    let ctk_opts = ctk_options(args).map_err(|e| {
+        eprintln!("faultline: {e}");
+        exit::INVALID
+    })?;
+    let (loaded, ctk, source) = crate::load::load_with_source(file, args.chaostoolkit, &ctk_opts)
+        .map_err(|problems| {
+        for p in &problems {
+            eprintln!("{}", escape_text(&p.to_string()));
         }
-    };
-    let (loaded, ctk) = match crate::load::load(&args.file, args.chaostoolkit, &ctk_opts) {
-        Ok(v) => v,
-        Err(problems) => {
-            for p in &problems {
-                eprintln!("{}", escape_text(&p.to_string()));
-            }
-            return exit::INVALID;
-        }
-    };
+        exit::INVALID
+    })?;
     let ctk = ctk.map(Arc::new);
     if args.dry_run {
-        let mut plan = super::plan::build(&loaded);
-        super::plan::check_controls(&mut plan, ctk.as_deref(), args.ignore_controls);
-        print!("{}", loaded.redactor.text(&super::plan::render_text(&plan)));
-        return plan.exit_code;
+        return Ok(Prepared {
+            file: file.to_path_buf(),
+            loaded,
+            ctk,
+            policy: None,
+            source,
+        });
     }
     if let Some(c) = &ctk {
         if !c.translation.guarding_controls.is_empty() && !args.ignore_controls {
@@ -71,18 +81,111 @@ pub fn run(args: RunArgs, state_dir: &Path, color: ColorChoice) -> i32 {
                 c.loaded.file,
                 c.translation.guarding_controls.join(", ")
             );
-            return exit::PRECONDITION;
+            return Err(exit::PRECONDITION);
         }
     }
     let policy = match &ctk {
         Some(c) => c.policy(),
-        None => match faultline_policy(&args) {
-            Ok(p) => p,
-            Err(e) => {
-                eprintln!("faultline: {e}");
-                return exit::INVALID;
-            }
-        },
+        None => faultline_policy(args, file).map_err(|e| {
+            eprintln!("faultline: {e}");
+            exit::INVALID
+        })?,
+    };
+    Ok(Prepared {
+        file: file.to_path_buf(),
+        loaded,
+        ctk,
+        policy: Some(policy),
+        source,
+    })
+}
+
+impl Prepared {
+    /// The file and the experiment's title.
+    pub(super) fn describe(&self) -> (PathBuf, String) {
+        (self.file.clone(), self.loaded.experiment.title.clone())
+    }
+
+    /// The title and the faults it injects, for a confirmation prompt.
+    pub(super) fn describe_faults(&self, out: &mut dyn Write) {
+        let _ = writeln!(
+            out,
+            "  {} (\"{}\"):",
+            escape(&self.file.display().to_string()),
+            escape(&self.loaded.experiment.title)
+        );
+        list_faults(&self.loaded.experiment, out, "    ");
+    }
+}
+
+fn list_faults(exp: &Experiment, out: &mut dyn Write, indent: &str) {
+    for (i, s) in exp.method.iter().enumerate() {
+        if let (Some(f), Some(d)) = (&s.fault, s.duration) {
+            let _ = writeln!(
+                out,
+                "{indent}- inject {} for {d} ({})",
+                f.kind_name(),
+                escape(&s.label(i))
+            );
+        }
+    }
+}
+
+/// What one experiment's run left for the summary and the JUnit file.
+pub(super) struct RunOutcome {
+    pub file: PathBuf,
+    pub title: String,
+    pub code: i32,
+    pub record: Option<RunRecord>,
+    pub journal: Option<PathBuf>,
+    pub duration: std::time::Duration,
+    /// Why there is no record (an internal error, or the run never started).
+    pub note: Option<String>,
+}
+
+/// How [`run_file`] is called by `faultline run`.
+pub(super) struct RunContext<'a> {
+    pub args: &'a RunArgs,
+    pub state_dir: &'a Path,
+    pub color: ColorChoice,
+    /// Ask on the terminal before injecting (after preflight).
+    pub ask: bool,
+    /// One of several experiments: derived journal names, no Markdown file.
+    pub several: bool,
+    pub events: Option<&'a super::suite::EventsOut>,
+}
+
+pub fn run(args: RunArgs, state_dir: &Path, color: ColorChoice) -> i32 {
+    super::suite::run(args, state_dir, color)
+}
+
+/// Runs one prepared experiment: journal, live view, table, Markdown.
+pub(super) fn run_file(p: Prepared, cx: &RunContext) -> RunOutcome {
+    let args = cx.args;
+    let t0 = std::time::Instant::now();
+    let Prepared {
+        file,
+        loaded,
+        ctk,
+        policy,
+        source,
+    } = p;
+    let provenance = Provenance::of(&source);
+    let mut outcome = RunOutcome {
+        file,
+        title: loaded.experiment.title.clone(),
+        code: exit::HELD,
+        record: None,
+        journal: None,
+        duration: Default::default(),
+        note: None,
+    };
+    let Some(policy) = policy else {
+        let mut plan = super::plan::build(&loaded);
+        super::plan::check_controls(&mut plan, ctk.as_deref(), args.ignore_controls);
+        print!("{}", loaded.redactor.text(&super::plan::render_text(&plan)));
+        outcome.code = plan.exit_code;
+        return outcome;
     };
     if let Some(s) = loaded
         .experiment
@@ -93,17 +196,13 @@ pub fn run(args: RunArgs, state_dir: &Path, color: ColorChoice) -> i32 {
         let max = loaded.experiment.limits.max_duration;
         if let Some(why) = crate::experiment::schedule::refusal(s, chrono::Utc::now(), max) {
             eprintln!("faultline: {}", escape_text(&why));
-            return exit::PRECONDITION;
+            outcome.code = exit::PRECONDITION;
+            outcome.note = Some(why);
+            return outcome;
         }
     }
     let interactive = std::io::stdin().is_terminal() && std::io::stderr().is_terminal();
-    if interactive && !args.yes && in_ci() {
-        eprintln!(
-            "faultline: CI is set, and this run would stop to ask for confirmation on the terminal, where no one may answer. Pass --yes to run without asking (nothing was run)."
-        );
-        return exit::INVALID;
-    }
-    let run_id = runner::new_run_id();
+    let run_id = new_run_id(args, cx.several);
     // The journal is rendered the same way for every write: secrets redacted,
     // in the chosen format.
     let render: Render = {
@@ -122,14 +221,18 @@ pub fn run(args: RunArgs, state_dir: &Path, color: ColorChoice) -> i32 {
     let mut stub = runner::builder::RecordBuilder::new(&run_id, &loaded.file, "").rec;
     stub.experiment.title = loaded.experiment.title.clone();
     stub.experiment.hypothesis = loaded.experiment.hypothesis.clone();
-    let outputs = match open_outputs(&args, &run_id, render, &stub) {
+    provenance.apply(&mut stub);
+    let outputs = match open_outputs(args, &run_id, render, &stub, cx.several) {
         Ok(o) => o,
         Err(e) => {
             eprintln!("faultline: {e}");
-            return exit::INVALID;
+            outcome.code = exit::INVALID;
+            outcome.note = Some(e);
+            return outcome;
         }
     };
-    let color = super::use_color(color) || (color == ColorChoice::Auto && stderr_color());
+    outcome.journal = outputs.journal.as_ref().map(|j| j.shown.clone());
+    let color = super::use_color(cx.color) || (cx.color == ColorChoice::Auto && stderr_color());
     let mode = if args.quiet {
         live::Mode::Quiet
     } else if std::io::stderr().is_terminal() && !in_ci() {
@@ -138,19 +241,16 @@ pub fn run(args: RunArgs, state_dir: &Path, color: ColorChoice) -> i32 {
         live::Mode::Plain
     };
     let mut sinks: Vec<Box<dyn EventSink>> = vec![Box::new(live::LiveView::new(mode, color))];
-    if let Some(target) = &args.events {
-        let out: Box<dyn Write + Send> = if target == "-" {
-            Box::new(std::io::stdout())
-        } else {
-            match create(Path::new(target), "events") {
-                Ok(f) => Box::new(f),
-                Err(e) => {
-                    eprintln!("faultline: {e}");
-                    return exit::INVALID;
-                }
+    if let Some(out) = cx.events {
+        match out.writer() {
+            Ok(w) => sinks.push(Box::new(runner::events::JsonLines::new(w))),
+            Err(e) => {
+                eprintln!("faultline: {e}");
+                outcome.code = exit::PRECONDITION;
+                outcome.note = Some(e);
+                return outcome;
             }
-        };
-        sinks.push(Box::new(runner::events::JsonLines::new(out)));
+        }
     }
     // Webhooks: the sink only queues; the report gets what failed.
     let (targets, mut notify_warnings) =
@@ -167,15 +267,14 @@ pub fn run(args: RunArgs, state_dir: &Path, color: ColorChoice) -> i32 {
             sinks.push(Box::new(sink));
             n
         });
-    let ask = interactive && !args.yes;
+    let ask = cx.ask && interactive && !args.yes;
     let opts = runner::RunOptions {
-        state_dir: state_dir.to_path_buf(),
+        state_dir: cx.state_dir.to_path_buf(),
         run_id,
         sinks,
         policy,
         journal: outputs.journal.clone(),
     };
-    runner::install_panic_hook();
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -184,17 +283,24 @@ pub fn run(args: RunArgs, state_dir: &Path, color: ColorChoice) -> i32 {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("faultline: cannot start the async runtime: {e}");
-            return exit::PRECONDITION;
+            outcome.code = exit::PRECONDITION;
+            outcome.note = Some(format!("cannot start the async runtime: {e}"));
+            return outcome;
         }
     };
     let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         rt.block_on(runner::run(&loaded, opts, |exp| !ask || confirm(exp)))
     }));
+    outcome.duration = t0.elapsed();
     let finished = match result {
         Ok(f) => f,
         Err(_) => {
             eprintln!("faultline: internal error; pending faults were rolled back (see `faultline status`)");
-            return exit::INTERNAL;
+            outcome.code = exit::INTERNAL;
+            outcome.note = Some(
+                "internal error; pending faults were rolled back (see `faultline status`)".into(),
+            );
+            return outcome;
         }
     };
     // Do not wait for stray blocking tasks (e.g. a hung probe after a second Ctrl-C).
@@ -205,6 +311,7 @@ pub fn run(args: RunArgs, state_dir: &Path, color: ColorChoice) -> i32 {
         notify_warnings.extend(n.finish(std::time::Duration::from_secs(5)));
     }
     finished.record.warnings.extend(notify_warnings);
+    provenance.apply(&mut finished.record);
     // Secrets never reach a report, whatever wrote them into the record.
     if let Some(r) = loaded.redactor.serde(&finished.record) {
         finished.record = r;
@@ -222,11 +329,92 @@ pub fn run(args: RunArgs, state_dir: &Path, color: ColorChoice) -> i32 {
             crate::report::table::verdict_line(&finished.record, color)
         );
     }
-    finished.exit_code
+    outcome.code = finished.exit_code;
+    outcome.record = Some(finished.record);
+    outcome
+}
+
+/// What the journal records so a run can be reproduced: the experiment as
+/// read, its sha256, and who ran it (the version and host are there already).
+struct Provenance {
+    sha256: String,
+    source: String,
+    user: crate::report::record::RunUser,
+}
+
+impl Provenance {
+    fn of(bytes: &[u8]) -> Provenance {
+        use sha2::{Digest, Sha256};
+        let sha256 = Sha256::digest(bytes)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        let (uid, name, sudo_user) = crate::sys::proc::current_user();
+        Provenance {
+            sha256,
+            // Loading checked the text is UTF-8.
+            source: String::from_utf8_lossy(bytes).into_owned(),
+            user: crate::report::record::RunUser {
+                uid,
+                name,
+                sudo_user,
+            },
+        }
+    }
+
+    fn apply(&self, rec: &mut RunRecord) {
+        rec.experiment.sha256 = Some(self.sha256.clone());
+        rec.experiment.source = Some(self.source.clone());
+        rec.user = Some(self.user.clone());
+    }
+}
+
+/// A run id whose default journal name is not taken yet (two experiments of
+/// one `faultline run` never share a journal).
+fn new_run_id(args: &RunArgs, several: bool) -> String {
+    let mut id = runner::new_run_id();
+    if args.journal.is_none() && !args.no_journal {
+        for _ in 0..20 {
+            if !default_journal(args, &id, several).exists() {
+                break;
+            }
+            id = runner::new_run_id();
+        }
+    }
+    id
+}
+
+/// The journal's name when `--journal` is not given: ./faultline-RUNID.json,
+/// or ./journal.json for the Chaos Toolkit format (where Chaos Toolkit's
+/// tools look for it), ./journal-RUNID.json with several experiments.
+fn default_journal(args: &RunArgs, run_id: &str, several: bool) -> PathBuf {
+    match (args.journal_format, several) {
+        (JournalFormat::Chaostoolkit, false) => PathBuf::from("journal.json"),
+        (JournalFormat::Chaostoolkit, true) => PathBuf::from(format!("journal-{run_id}.json")),
+        _ => PathBuf::from(format!("faultline-{run_id}.json")),
+    }
+}
+
+/// Whether the run would stop to ask on the terminal, with no one to answer
+/// in CI: then it must not start.
+pub(super) fn refuse_prompt_in_ci(args: &RunArgs) -> bool {
+    let interactive = std::io::stdin().is_terminal() && std::io::stderr().is_terminal();
+    if interactive && !args.yes && !args.dry_run && in_ci() {
+        eprintln!(
+            "faultline: CI is set, and this run would stop to ask for confirmation on the terminal, where no one may answer. Pass --yes to run without asking (nothing was run)."
+        );
+        return true;
+    }
+    false
+}
+
+/// Whether stdin and stderr are a terminal (someone can answer a prompt).
+pub(super) fn interactive() -> bool {
+    std::io::stdin().is_terminal() && std::io::stderr().is_terminal()
 }
 
 /// `CI` set to anything but empty, `0` or `false` (what CI services set).
-fn in_ci() -> bool {
+pub(super) fn in_ci() -> bool {
     std::env::var_os("CI")
         .is_some_and(|v| !v.is_empty() && v != "0" && !v.eq_ignore_ascii_case("false"))
 }
@@ -240,36 +428,25 @@ fn open_outputs(
     run_id: &str,
     render: Render,
     stub: &RunRecord,
+    several: bool,
 ) -> Result<Outputs, String> {
     let journal = if args.no_journal {
         None
     } else {
-        // Chaos Toolkit's tools look for ./journal.json.
-        let p = args.journal.clone().unwrap_or_else(|| {
-            if args.journal_format == JournalFormat::Chaostoolkit {
-                PathBuf::from("journal.json")
-            } else {
-                PathBuf::from(format!("faultline-{run_id}.json"))
-            }
-        });
+        let p = args
+            .journal
+            .clone()
+            .unwrap_or_else(|| default_journal(args, run_id, several));
         let faultline_format = args.journal_format != JournalFormat::Chaostoolkit;
         let j = JournalFile::open(&p, render, stub, faultline_format)
             .map_err(|e| format!("cannot write the journal to {}: {e}", p.display()))?;
         Some(Arc::new(j))
     };
-    let junit = match &args.junit {
-        Some(p) => Some((p.clone(), create(p, "JUnit report")?)),
-        None => None,
-    };
     let markdown = match &args.markdown {
         Some(p) => Some((p.clone(), create(p, "Markdown report")?)),
         None => None,
     };
-    Ok(Outputs {
-        journal,
-        junit,
-        markdown,
-    })
+    Ok(Outputs { journal, markdown })
 }
 
 fn write_outputs(rec: &RunRecord, outputs: Outputs, quiet_paths: bool) {
@@ -290,7 +467,6 @@ fn write_outputs(rec: &RunRecord, outputs: Outputs, quiet_paths: bool) {
             Err(e) => eprintln!("faultline: cannot write {}: {e}", shown.display()),
         }
     }
-    write("junit", outputs.junit, crate::report::junit::render(rec));
     write(
         "markdown",
         outputs.markdown,
@@ -299,23 +475,14 @@ fn write_outputs(rec: &RunRecord, outputs: Outputs, quiet_paths: bool) {
 }
 
 /// Asks on the terminal before anything changes on the host.
-fn confirm(exp: &Experiment) -> bool {
+pub(super) fn confirm(exp: &Experiment) -> bool {
     let mut err = std::io::stderr();
     let _ = writeln!(
         err,
         "\nAbout to run \"{}\" on this host:",
         escape(&exp.title)
     );
-    for (i, s) in exp.method.iter().enumerate() {
-        if let (Some(f), Some(d)) = (&s.fault, s.duration) {
-            let _ = writeln!(
-                err,
-                "  - inject {} for {d} ({})",
-                f.kind_name(),
-                escape(&s.label(i))
-            );
-        }
-    }
+    list_faults(exp, &mut err, "  ");
     let _ = writeln!(
         err,
         "Everything is rolled back at the end, on abort, on Ctrl-C, and by a watchdog if faultline dies."
@@ -361,7 +528,7 @@ fn ctk_options(args: &RunArgs) -> Result<chaostoolkit::Options, String> {
 
 /// The run policy of a faultline experiment: faultline's defaults, changed
 /// only by the strategy flags that mean something without a Chaos Toolkit file.
-fn faultline_policy(args: &RunArgs) -> Result<runner::Policy, String> {
+fn faultline_policy(args: &RunArgs, file: &Path) -> Result<runner::Policy, String> {
     use crate::cli::HypothesisStrategy as H;
     let ctk_only = [
         (!args.vars.vars.is_empty(), "--var"),
@@ -371,7 +538,6 @@ fn faultline_policy(args: &RunArgs) -> Result<runner::Policy, String> {
             args.hypothesis_frequency.is_some(),
             "--hypothesis-frequency",
         ),
-        (args.fail_fast, "--fail-fast"),
         (
             args.journal_format == JournalFormat::Chaostoolkit,
             "--journal-format chaostoolkit",
@@ -380,7 +546,7 @@ fn faultline_policy(args: &RunArgs) -> Result<runner::Policy, String> {
     if let Some((_, flag)) = ctk_only.iter().find(|(set, _)| *set) {
         return Err(format!(
             "{flag} applies to Chaos Toolkit experiments; {} is a faultline experiment (add --chaostoolkit if it is a Chaos Toolkit file)",
-            args.file.display()
+            escape(&file.display().to_string())
         ));
     }
     let mut p = runner::Policy::default();

@@ -14,6 +14,7 @@ pub fn run(
 ) -> i32 {
     let mut all_ok = true;
     let mut json = Vec::new();
+    let mut annotated: Vec<Diagnostic> = Vec::new();
     for f in files {
         let result = crate::load::load(f, chaostoolkit, opts).map(|(l, _)| l);
         let shown = f.display().to_string();
@@ -33,6 +34,12 @@ pub fn run(
                     if problems.len() == 1 { "" } else { "s" }
                 );
             }
+            (r, ValidateFormat::Github | ValidateFormat::Gitlab) => {
+                if let Err(p) = r {
+                    all_ok = false;
+                    annotated.extend(p.iter().cloned());
+                }
+            }
             (r, ValidateFormat::Json) => {
                 let problems: &[Diagnostic] = match r {
                     Ok(_) => &[],
@@ -50,8 +57,11 @@ pub fn run(
             }
         }
     }
-    if format == ValidateFormat::Json {
-        println!("{}", serde_json::to_string_pretty(&json).unwrap());
+    match format {
+        ValidateFormat::Json => println!("{}", serde_json::to_string_pretty(&json).unwrap()),
+        ValidateFormat::Github => print!("{}", crate::report::annotations::github(&annotated)),
+        ValidateFormat::Gitlab => println!("{}", crate::report::annotations::gitlab(&annotated)),
+        ValidateFormat::Text => {}
     }
     if all_ok {
         exit::HELD

@@ -1,13 +1,24 @@
-//! JUnit XML for CI. One test suite for the experiment, with test cases:
-//! - `<probe> / before|during|after`: failure when the phase's requirement was
-//!   not met, skipped when the run never reached the phase;
-//! - `fault N <label> / inject`: failure when the injection errored or was not
-//!   verified; `fault N <label> / rollback`: failure when it was not rolled back;
-//! - `abort`: failure with the abort reason (only when the run was aborted);
-//! - `rollback action: <label>`: one per user rollback action;
-//! - `verdict`: failure unless the run held, so a CI view always shows why the
-//!   exit code was not 0; an `<error>` (not a failure) when INCONCLUSIVE, with
-//!   every reason: the experiment did not test what it said.
+//! JUnit XML for CI, written so CI servers count the right things. One test
+//! suite per experiment (named by its title); every test case's classname is
+//! the experiment file's stem (`web-failover` for `exp/web-failover.yaml`).
+//!
+//! - `<probe> / before|during|after`: `<failure>` when the phase's requirement
+//!   was not met (a deviation, or a steady state not met), `<skipped>` when the
+//!   run never reached the phase or took no sample in it;
+//! - `fault N <label> / inject`: `<error>` when the injection errored or was
+//!   not verified, `<skipped>` when never injected; `fault N <label> /
+//!   rollback`: `<error>` when it was not rolled back;
+//! - `before`, `method`, `after`: `<skipped>`, only when the run stopped
+//!   before any probe or fault was built (a missing precondition);
+//! - `abort`: `<failure>` with the abort reason (only when the run was aborted);
+//! - `rollback action: <label>`: one per user rollback action, `<error>` when
+//!   it failed;
+//! - `verdict`: says why the exit code was not 0 when no case above does
+//!   already, so each problem is counted once: an `<error>` for a missing
+//!   precondition, an internal error, missing privileges, an invalid
+//!   experiment, an interruption and a failed rollback, a `<failure>` for a
+//!   deviation, an abort and a steady state not met. INCONCLUSIVE is always
+//!   an `<error>` on `verdict`, with every reason.
 
 use super::record::{FaultRecord, RunRecord, SampleStatus, Verdict};
 use super::summary::{
@@ -24,6 +35,16 @@ fn dur(ms: f64) -> Duration {
 fn failure(message: String, description: String) -> TestCaseStatus {
     let mut s = TestCaseStatus::non_success(NonSuccessKind::Failure);
     s.set_message(message);
+    if !description.is_empty() {
+        s.set_description(description);
+    }
+    s
+}
+
+fn error(kind: &str, message: String, description: String) -> TestCaseStatus {
+    let mut s = TestCaseStatus::non_success(NonSuccessKind::Error);
+    s.set_message(message);
+    s.set_type(kind);
     if !description.is_empty() {
         s.set_description(description);
     }
@@ -133,11 +154,16 @@ fn fault_cases(rec: &RunRecord, classname: &str) -> Vec<TestCase> {
         details.extend(observation_lines(&f.observations));
 
         let inject_status = if let Some(e) = &f.inject_error {
-            failure(format!("injection failed: {e}"), details.join("\n"))
+            error(
+                "injection_failed",
+                format!("injection failed: {e}"),
+                details.join("\n"),
+            )
         } else if never_injected {
             skipped("not injected: the run stopped before this step".into())
         } else if f.verified.is_none() {
-            failure(
+            error(
+                "not_verified",
                 "injected but not verified: nothing read back showed the fault in effect".into(),
                 details.join("\n"),
             )
@@ -172,7 +198,8 @@ fn fault_cases(rec: &RunRecord, classname: &str) -> Vec<TestCase> {
                 desc.push("or run these commands as root:".into());
                 desc.extend(rec.manual_recovery.iter().map(|c| format!("  {c}")));
             }
-            failure(
+            error(
+                "rollback_failed",
                 format!(
                     "not rolled back: {}",
                     f.rollback_error
@@ -201,9 +228,41 @@ fn fault_cases(rec: &RunRecord, classname: &str) -> Vec<TestCase> {
     cases
 }
 
-/// The JUnit XML document for a run.
-pub fn render(rec: &RunRecord) -> String {
+/// The classname of every case: the experiment file's stem.
+fn classname_of(file: &str) -> String {
+    std::path::Path::new(file)
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| file.to_string())
+}
+
+/// The `<error>` type of a run that did not hold for a reason other than a
+/// finding about the system; `None` for those findings (deviated, aborted,
+/// steady state not met), which are `<failure>`s.
+fn error_type(verdict: Verdict, code: i32) -> Option<&'static str> {
+    Some(match verdict {
+        Verdict::Held if code == 0 => return None,
+        Verdict::Deviated | Verdict::Aborted | Verdict::NotSteady => return None,
+        Verdict::RollbackFailed => "rollback_failed",
+        Verdict::Invalid => "invalid",
+        Verdict::Precondition => "precondition",
+        Verdict::Privileges => "privileges",
+        Verdict::Interrupted => "interrupted",
+        Verdict::Inconclusive => "inconclusive",
+        Verdict::Internal | Verdict::Held => "internal",
+    })
+}
+
+fn is_kind(c: &TestCase, kind: NonSuccessKind) -> bool {
+    matches!(&c.status, TestCaseStatus::NonSuccess { kind: k, .. } if *k == kind)
+}
+
+/// The test suite of one run.
+pub fn suite(rec: &RunRecord) -> TestSuite {
     let title = rec.experiment.title.as_str();
+    let classname = classname_of(&rec.experiment.file);
+    let classname = classname.as_str();
     let mut suite = TestSuite::new(title);
     suite.set_timestamp(rec.started_at);
     suite.set_time(dur(rec.timings.total_ms));
@@ -217,8 +276,23 @@ pub fn render(rec: &RunRecord) -> String {
     ]);
     suite.add_property(("exit_code".to_string(), rec.outcome.exit_code.to_string()));
 
-    suite.add_test_cases(probe_cases(rec, title));
-    suite.add_test_cases(fault_cases(rec, title));
+    let mut cases = probe_cases(rec, classname);
+    cases.extend(fault_cases(rec, classname));
+    if cases.is_empty() && !rec.outcome.verdict.eq(&Verdict::Held) {
+        // Stopped before any probe or fault was built (preflight, usage):
+        // the phases are still listed, as never run.
+        for phase in ["before", "method", "after"] {
+            let mut tc = TestCase::new(
+                phase,
+                skipped(format!(
+                    "not reached: the run ended ({}) before the `{phase}` phase",
+                    rec.outcome.verdict.label()
+                )),
+            );
+            tc.set_classname(classname);
+            cases.push(tc);
+        }
+    }
 
     if let Some(a) = &rec.abort {
         let mut tc = TestCase::new(
@@ -231,9 +305,9 @@ pub fn render(rec: &RunRecord) -> String {
                 ),
             ),
         );
-        tc.set_classname(title);
+        tc.set_classname(classname);
         tc.set_timestamp(at_offset(rec, a.at_ms));
-        suite.add_test_case(tc);
+        cases.push(tc);
     }
 
     for r in &rec.rollbacks {
@@ -245,28 +319,27 @@ pub fn render(rec: &RunRecord) -> String {
                 .exit_code
                 .map(|c| format!("exited with {c}"))
                 .unwrap_or_else(|| "did not complete".into());
-            failure(
+            error(
+                "rollback_failed",
                 format!("rollback action failed: `{command}` {code}"),
                 r.detail.clone(),
             )
         };
         let mut tc = TestCase::new(format!("rollback action: {}", r.label), status);
-        tc.set_classname(title);
+        tc.set_classname(classname);
         tc.set_time(dur(r.duration_ms));
         if r.ok && !r.detail.is_empty() {
             tc.set_system_out(r.detail.clone());
         }
-        suite.add_test_case(tc);
+        cases.push(tc);
     }
 
     let (head, tail) = verdict_text(rec);
     let line = format!("{head}{tail}");
-    let status = if rec.outcome.verdict == Verdict::Held && rec.outcome.exit_code == 0 {
-        TestCaseStatus::success()
+    let held = rec.outcome.verdict == Verdict::Held && rec.outcome.exit_code == 0;
+    let status = if held {
+        Some(TestCaseStatus::success())
     } else if rec.outcome.verdict == Verdict::Inconclusive {
-        let mut s = TestCaseStatus::non_success(NonSuccessKind::Error);
-        s.set_message(line.clone());
-        s.set_type("inconclusive");
         let reasons: Vec<String> = rec
             .inconclusive
             .iter()
@@ -281,28 +354,86 @@ pub fn render(rec: &RunRecord) -> String {
                 )
             })
             .collect();
-        s.set_description(format!(
-            "the experiment did not test what it said:\n{}",
-            reasons.join("\n")
-        ));
-        s
+        Some(error(
+            "inconclusive",
+            line.clone(),
+            format!(
+                "the experiment did not test what it said:\n{}",
+                reasons.join("\n")
+            ),
+        ))
     } else {
-        failure(line.clone(), String::new())
+        // Said once: only when no case above already carries it.
+        match error_type(rec.outcome.verdict, rec.outcome.exit_code) {
+            Some(kind) if !cases.iter().any(|c| is_kind(c, NonSuccessKind::Error)) => {
+                Some(error(kind, line.clone(), rec.outcome.reason.clone()))
+            }
+            None if !cases.iter().any(|c| is_kind(c, NonSuccessKind::Failure)) => {
+                Some(failure(line.clone(), String::new()))
+            }
+            _ => None,
+        }
     };
-    let mut verdict = TestCase::new("verdict", status);
-    verdict.set_classname(title);
-    verdict.set_time(dur(rec.timings.total_ms));
-    verdict.set_system_out(line.clone());
-    suite.add_test_case(verdict);
+    suite.add_test_cases(cases);
+    if let Some(status) = status {
+        let mut verdict = TestCase::new("verdict", status);
+        verdict.set_classname(classname);
+        verdict.set_time(dur(rec.timings.total_ms));
+        verdict.set_system_out(line.clone());
+        suite.add_test_case(verdict);
+    }
     suite.set_system_out(line);
+    suite
+}
 
+/// The suite of an experiment that never started (`--fail-fast`, Ctrl-C, a
+/// failed rollback before it): one skipped case saying why.
+pub fn not_run_suite(title: &str, file: &str, reason: &str) -> TestSuite {
+    let mut suite = TestSuite::new(title);
+    suite.add_property(("file", file));
+    let mut tc = TestCase::new("experiment", skipped(reason.to_string()));
+    tc.set_classname(classname_of(file));
+    suite.add_test_case(tc);
+    suite
+}
+
+/// The suite of an experiment that ended without a run record (an internal
+/// error, an output that could not be written): one `<error>` case.
+pub fn error_suite(title: &str, file: &str, code: i32, reason: &str) -> TestSuite {
+    let mut suite = TestSuite::new(title);
+    suite.add_property(("file", file));
+    suite.add_property(("exit_code".to_string(), code.to_string()));
+    let kind = match code {
+        crate::exit::INTERNAL => "internal",
+        crate::exit::INVALID => "invalid",
+        crate::exit::PRIVILEGES => "privileges",
+        crate::exit::PRECONDITION => "precondition",
+        _ => "error",
+    };
+    let msg = format!("exit {code}: {}: {reason}", crate::exit::meaning(code));
+    let mut tc = TestCase::new("verdict", error(kind, msg, String::new()));
+    tc.set_classname(classname_of(file));
+    suite.add_test_case(tc);
+    suite
+}
+
+/// One JUnit document with the given suites.
+pub fn render_suites(suites: Vec<TestSuite>) -> String {
     let mut report = Report::new("faultline");
-    report.set_timestamp(rec.started_at);
-    report.set_time(dur(rec.timings.total_ms));
-    report.add_test_suite(suite);
+    if let Some(first) = suites.iter().find_map(|s| s.timestamp) {
+        report.set_timestamp(first);
+    }
+    let total: Duration = suites.iter().filter_map(|s| s.time).sum();
+    report.set_time(total);
+    report.add_test_suites(suites);
     report
         .to_string()
         .expect("JUnit serialization into memory does not fail")
+}
+
+/// The JUnit XML document for a run.
+pub fn render(rec: &RunRecord) -> String {
+    render_suites(vec![suite(rec)])
 }
 
 #[cfg(test)]
@@ -327,10 +458,12 @@ mod tests {
     #[test]
     fn not_steady_skips_unreached_phases_without_faults() {
         let xml = render(&testdata::bare());
-        // 1 probe x 3 phases + verdict, no fault
-        assert_eq!(count(&xml, "<testcase "), 4, "{xml}");
+        // 1 probe x 3 phases, no fault; the before phase's failure says it
+        // all, so no second failure on a verdict case.
+        assert_eq!(count(&xml, "<testcase "), 3, "{xml}");
         assert_eq!(count(&xml, "<skipped"), 2, "{xml}");
-        assert_eq!(count(&xml, "<failure"), 2, "{xml}");
+        assert_eq!(count(&xml, "<failure"), 1, "{xml}");
+        assert_eq!(count(&xml, "<error"), 0, "{xml}");
         assert!(xml.contains("100% success not met: 0/3 successful (0%), 0 failed, 3 errors"));
         assert!(!xml.contains("latency:"));
     }
@@ -364,7 +497,64 @@ mod tests {
         r.manual_recovery = vec!["kill -CONT 4242".into()];
         let xml = render(&r);
         assert!(xml.contains("injected but not verified"), "{xml}");
+        assert_eq!(count(&xml, "<error"), 2, "{xml}");
+        assert_eq!(count(&xml, "<failure"), 0, "{xml}");
+        assert!(xml.contains("type=\"rollback_failed\""), "{xml}");
         assert!(xml.contains("not rolled back: kill -CONT 4242: no such process"));
         assert!(xml.contains("  kill -CONT 4242"));
+    }
+
+    #[test]
+    fn a_deviation_is_one_failure_and_the_classname_is_the_file_stem() {
+        let mut r = testdata::held();
+        r.experiment.file = "ci/experiments/web-failover.yaml".into();
+        r.outcome.verdict = Verdict::Deviated;
+        r.outcome.exit_code = 1;
+        r.probes[0].during.met = Some(false);
+        r.probes[0].during.requirement = Some("95% success".into());
+        let xml = render(&r);
+        assert_eq!(count(&xml, "<failure"), 1, "{xml}");
+        assert_eq!(count(&xml, "<error"), 0, "{xml}");
+        assert!(!xml.contains("<testcase name=\"verdict\""), "{xml}");
+        assert_eq!(
+            count(&xml, "classname=\"web-failover\""),
+            count(&xml, "<testcase "),
+            "{xml}"
+        );
+    }
+
+    #[test]
+    fn a_missing_precondition_is_an_error_and_unreached_phases_are_skipped() {
+        let mut r = testdata::bare();
+        r.outcome.verdict = Verdict::Precondition;
+        r.outcome.exit_code = 69;
+        r.outcome.reason = "tc not found".into();
+        r.phases.clear();
+        for p in &mut r.probes {
+            for ph in [&mut p.before, &mut p.during, &mut p.after] {
+                ph.samples = 0;
+                ph.successes = 0;
+                ph.failures = 0;
+                ph.errors = 0;
+                ph.met = None;
+            }
+            p.samples.clear();
+        }
+        let xml = render(&r);
+        assert_eq!(count(&xml, "<error"), 1, "{xml}");
+        assert!(xml.contains("type=\"precondition\""), "{xml}");
+        assert_eq!(count(&xml, "<failure"), 0, "{xml}");
+        assert_eq!(count(&xml, "<skipped"), 3, "{xml}");
+    }
+
+    #[test]
+    fn several_suites_in_one_document() {
+        let a = suite(&testdata::held());
+        let b = not_run_suite("second", "x/second.yaml", "not run: --fail-fast");
+        let c = error_suite("third", "third.json", 70, "panic");
+        let xml = render_suites(vec![a, b, c]);
+        assert_eq!(count(&xml, "<testsuite "), 3, "{xml}");
+        assert!(xml.contains("classname=\"second\""), "{xml}");
+        assert!(xml.contains("type=\"internal\""), "{xml}");
     }
 }

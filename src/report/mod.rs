@@ -1,5 +1,6 @@
 //! Reports: one file per output format, all rendered from a [`record::RunRecord`].
 
+pub mod annotations;
 pub mod json;
 pub mod junit;
 pub mod markdown;

@@ -15,6 +15,9 @@ pub struct RunRecord {
     pub run_id: String,
     pub experiment: ExperimentInfo,
     pub host: String,
+    /// Who ran it (`faultline run`'s real user).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<RunUser>,
     pub started_at: DateTime<Utc>,
     pub ended_at: DateTime<Utc>,
     pub outcome: Outcome,
@@ -203,6 +206,25 @@ pub struct ExperimentInfo {
     pub file: String,
     #[serde(default)]
     pub tags: Vec<String>,
+    /// sha256 (hex) of the experiment file's bytes as read for this run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sha256: Option<String>,
+    /// The experiment file's text as read for this run (secrets redacted),
+    /// so the run can be reproduced even after the file changed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
+}
+
+/// The user who ran faultline.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunUser {
+    pub uid: u32,
+    /// The account name, when the password database has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// `SUDO_USER`, when run through sudo: who asked for root.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sudo_user: Option<String>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]

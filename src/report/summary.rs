@@ -368,8 +368,11 @@ pub(crate) mod testdata {
                 description: Some("Pauses one worker for 10s.".into()),
                 file: "experiments/pause.yaml".into(),
                 tags: vec!["web".into()],
+                sha256: None,
+                source: None,
             },
             host: "box1".into(),
+            user: None,
             started_at: t0,
             ended_at: ms(30_000),
             outcome: Outcome {

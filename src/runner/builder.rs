@@ -27,8 +27,11 @@ impl RecordBuilder {
                     description: None,
                     file: file.to_string(),
                     tags: vec![],
+                    sha256: None,
+                    source: None,
                 },
                 host: host.to_string(),
+                user: None,
                 started_at: now,
                 ended_at: now,
                 outcome: Outcome {

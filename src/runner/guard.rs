@@ -50,19 +50,53 @@ extern "C" fn note_early_signal(sig: libc::c_int) {
 
 const EARLY_SIGNALS: [libc::c_int; 4] = [libc::SIGINT, libc::SIGTERM, libc::SIGHUP, libc::SIGQUIT];
 
+/// The handlers [`catch_early_signals`] replaced, restored when it is turned
+/// off: a second experiment in the same process must get back the handler
+/// the first one's signal watcher installed (the default action would kill
+/// the runner mid-fault).
+static PREVIOUS_HANDLERS: std::sync::Mutex<Vec<(libc::c_int, libc::sigaction)>> =
+    std::sync::Mutex::new(Vec::new());
+
 /// During preflight SIGINT/SIGTERM/SIGHUP/SIGQUIT are noted instead of
 /// killing the runner at once, so preflight's throwaway network namespaces
-/// are removed; `on` false restores the default action.
+/// are removed; `on` false restores the handlers that were there before.
 pub(super) fn catch_early_signals(on: bool) {
+    let mut previous = PREVIOUS_HANDLERS.lock().unwrap_or_else(|e| e.into_inner());
+    if !on {
+        for (sig, sa) in previous.drain(..) {
+            // SAFETY: restores a handler sigaction returned earlier.
+            unsafe {
+                libc::sigaction(sig, &sa, std::ptr::null_mut());
+            }
+        }
+        return;
+    }
+    if !previous.is_empty() {
+        return; // already catching
+    }
     for sig in EARLY_SIGNALS {
         // SAFETY: the handler only stores into an atomic.
         unsafe {
             let mut sa: libc::sigaction = std::mem::zeroed();
-            sa.sa_sigaction = if on {
-                note_early_signal as extern "C" fn(libc::c_int) as usize
-            } else {
-                libc::SIG_DFL
-            };
+            sa.sa_sigaction = note_early_signal as extern "C" fn(libc::c_int) as usize;
+            libc::sigemptyset(&mut sa.sa_mask);
+            let mut old: libc::sigaction = std::mem::zeroed();
+            if libc::sigaction(sig, &sa, &mut old) == 0 {
+                previous.push((sig, old));
+            }
+        }
+    }
+}
+
+/// Between the experiments of `faultline run a.yaml b.yaml`: signals are
+/// noted (see [`early_signal`]) so the remaining experiments are not started.
+/// Signal watchers installed later by a run chain to this handler.
+pub fn note_signals_between_runs() {
+    for sig in EARLY_SIGNALS {
+        // SAFETY: the handler only stores into an atomic.
+        unsafe {
+            let mut sa: libc::sigaction = std::mem::zeroed();
+            sa.sa_sigaction = note_early_signal as extern "C" fn(libc::c_int) as usize;
             libc::sigemptyset(&mut sa.sa_mask);
             libc::sigaction(sig, &sa, std::ptr::null_mut());
         }
@@ -70,7 +104,7 @@ pub(super) fn catch_early_signals(on: bool) {
 }
 
 /// The signal noted by [`catch_early_signals`], if one came.
-pub(super) fn early_signal() -> Option<i32> {
+pub fn early_signal() -> Option<i32> {
     match EARLY_SIGNAL.load(std::sync::atomic::Ordering::SeqCst) {
         0 => None,
         n => Some(n),

@@ -19,6 +19,7 @@ mod sampling;
 mod setup;
 
 pub use guard::install_panic_hook;
+pub use guard::{early_signal, note_signals_between_runs};
 use guard::{maybe_test_panic, set_panic_run, watch_deadline, watch_signals};
 use method::{method, run_action};
 use sampling::{after, before};

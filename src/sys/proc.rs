@@ -370,6 +370,18 @@ fn runs_faultline(pid: i32) -> bool {
     }
 }
 
+/// The real user running faultline: uid, account name, and `SUDO_USER`
+/// (who asked for root through sudo), for the journal.
+pub fn current_user() -> (u32, Option<String>, Option<String>) {
+    let uid = nix::unistd::getuid();
+    let name = nix::unistd::User::from_uid(uid)
+        .ok()
+        .flatten()
+        .map(|u| u.name);
+    let sudo = std::env::var("SUDO_USER").ok().filter(|s| !s.is_empty());
+    (uid.as_raw(), name, sudo)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

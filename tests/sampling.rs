@@ -379,3 +379,53 @@ method:
         "{j:#}"
     );
 }
+
+/// `validate` warns (exit 0, the file is valid) when a `during` percentage
+/// can rest on fewer than 10 samples and when a probe's timeout is longer
+/// than an abort condition lets a sample run; each warning points at the
+/// field to change, in text and in JSON.
+#[test]
+fn validate_warns_about_few_samples_and_a_timeout_abort_never_reaches() {
+    let sb = Sandbox::new();
+    let f = sb.write(
+        "warn.yaml",
+        r#"title: coarse
+hypothesis: h
+steady_state:
+  interval: 500ms
+  probes:
+    - name: web
+      http: {url: "http://127.0.0.1:9/"}
+      timeout: 5s
+      during: {min_success: 90%}
+method:
+  - pause: 2s
+abort:
+  - probe: web
+    consecutive_failures: 3
+"#,
+    );
+    let o = sb.cmd().args(["validate", "warn.yaml"]).output().unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("warn.yaml:9:16: steady_state.probes[0].during.min_success: warning: `min_success: 90%` can rest on 5 samples"),
+        "{err}"
+    );
+    assert!(
+        err.contains("warn.yaml:8:7: steady_state.probes[0].timeout: warning: timeout 5s is longer than abort[0] allows (3 consecutive failures x 500ms interval = 1500ms)"),
+        "{err}"
+    );
+    let o = sb
+        .cmd()
+        .args(["validate", "--format", "json", "warn.yaml"])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v[0]["valid"], true);
+    let w = v[0]["warnings"].as_array().unwrap();
+    assert_eq!(w.len(), 2, "{v:#}");
+    assert_eq!(w[1]["path"], "steady_state.probes[0].timeout");
+    assert_eq!(w[1]["line"], 8);
+}

@@ -8,9 +8,9 @@
 //! running at once. A tick that finds the bound reached, or that comes a
 //! whole interval late (the runner could not run), is skipped and counted.
 //! At the end of a phase the samples still running are waited for (each is
-//! bounded by the probe's timeout), unless the run is stopping (abort,
-//! signal, failed step): then they are cut and counted as cut, never as
-//! failures. The after phase samples one at a time: recovery is "N good
+//! bounded by the probe's timeout), unless an abort or a failed step stops
+//! the run, or a second Ctrl-C says not to wait: then they are cut and
+//! counted as cut, never as failures. The after phase samples one at a time: recovery is "N good
 //! samples in a row", which needs them in order.
 
 use super::*;
@@ -248,17 +248,32 @@ pub(super) async fn sample_on_schedule(
     if count.is_none() {
         skipped = expected - started;
     }
-    let stopping = || ctx.cancelled() || *ctx.hurry.borrow();
+    // An abort or a failed step cuts at once (a hung target would hold the
+    // run for its timeout); after a first Ctrl-C the samples are waited
+    // for, a second one cuts them.
+    let stopping = || {
+        *ctx.hurry.borrow()
+            || matches!(
+                ctx.stop_reason(),
+                Some(Stop::Abort) | Some(Stop::StepFailed(..))
+            )
+    };
     if !running.is_empty() && !stopping() {
         let mut cancel = ctx.cancel_rx.clone();
         let mut hurry = ctx.hurry.subscribe();
+        let mut watch_cancel = true;
         loop {
             tokio::select! {
                 r = running.join_next() => match r {
                     Some(r) => done(r, &mut in_flight),
                     None => break,
                 },
-                _ = cancel.wait_for(|c| *c) => break,
+                _ = cancel.wait_for(|c| *c), if watch_cancel => {
+                    if stopping() {
+                        break;
+                    }
+                    watch_cancel = false;
+                }
                 _ = hurry.wait_for(|h| *h) => break,
             }
         }

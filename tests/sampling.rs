@@ -387,7 +387,7 @@ method:
 #[test]
 fn validate_warns_about_few_samples_and_a_timeout_abort_never_reaches() {
     let sb = Sandbox::new();
-    let f = sb.write(
+    sb.write(
         "warn.yaml",
         r#"title: coarse
 hypothesis: h

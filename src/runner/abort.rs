@@ -10,7 +10,7 @@
 
 use crate::experiment::model::AbortCondition;
 use crate::report::record::SampleStatus;
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 use std::time::{Duration, Instant};
 
 #[derive(Clone, Copy, Debug)]
@@ -47,6 +47,10 @@ pub struct History {
     slots: VecDeque<Slot>,
     /// Sequence number of `slots[0]`.
     first: u64,
+    /// The running samples' start times, by sequence number (a few: the
+    /// sampler bounds them), so finding the next to turn overdue does not
+    /// walk the whole window.
+    running: BTreeMap<u64, Instant>,
     /// A running sample older than this counts as failing so far.
     overdue_after: Duration,
 }
@@ -59,6 +63,7 @@ impl History {
         History {
             slots: VecDeque::new(),
             first: 0,
+            running: BTreeMap::new(),
             overdue_after: interval,
         }
     }
@@ -79,13 +84,16 @@ impl History {
             self.slots.push_back(Slot::Cut);
         }
         self.slots.push_back(Slot::Running(at));
+        self.running.insert(seq, at);
         while self.slots.len() > MAX_WINDOW {
             self.slots.pop_front();
+            self.running.remove(&self.first);
             self.first += 1;
         }
     }
 
     pub fn finished(&mut self, seq: u64, status: SampleStatus, latency_ms: f64) {
+        self.running.remove(&seq);
         if let Some(s) = self.slot(seq) {
             *s = Slot::Done(status, latency_ms);
         }
@@ -93,6 +101,7 @@ impl History {
 
     /// Sample `seq` was stopped unfinished; it never counts.
     pub fn cut(&mut self, seq: u64) {
+        self.running.remove(&seq);
         if let Some(s) = self.slot(seq) {
             *s = Slot::Cut;
         }
@@ -109,12 +118,9 @@ impl History {
     /// The next moment after `now` at which a running sample turns overdue:
     /// conditions must be evaluated again then.
     pub fn next_overdue(&self, now: Instant) -> Option<Instant> {
-        self.slots
-            .iter()
-            .filter_map(|s| match s {
-                Slot::Running(at) => Some(*at + self.overdue_after),
-                _ => None,
-            })
+        self.running
+            .values()
+            .map(|at| *at + self.overdue_after)
             .filter(|t| *t > now)
             .min()
     }

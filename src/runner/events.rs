@@ -70,6 +70,10 @@ pub enum Event {
         phase: SamplePhase,
         expected: u32,
         skipped: u32,
+        /// Of `skipped`: ticks that found `max_in_flight` samples running
+        /// (the rest came a whole interval late).
+        #[serde(default)]
+        skipped_in_flight: u32,
         cut: u32,
         /// The most samples this probe may have in flight at once.
         max_in_flight: u32,

@@ -200,6 +200,7 @@ impl EventSink for LiveView {
                 phase,
                 expected,
                 skipped,
+                skipped_in_flight,
                 cut,
                 max_in_flight,
                 ..
@@ -211,9 +212,13 @@ impl EventSink for LiveView {
                         expected.saturating_sub(*skipped)
                     );
                     if *skipped > 0 {
-                        msg.push_str(&format!(
-                            " ({skipped} skipped: at most {max_in_flight} in flight)"
-                        ));
+                        msg.push_str(&format!(" ({skipped} skipped"));
+                        if *skipped_in_flight > 0 {
+                            msg.push_str(&format!(
+                                ", {skipped_in_flight} of them with {max_in_flight} samples in flight"
+                            ));
+                        }
+                        msg.push(')');
                     }
                     if *cut > 0 {
                         msg.push_str(&format!(", {cut} cut unfinished when the run stopped"));

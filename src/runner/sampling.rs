@@ -183,6 +183,7 @@ pub(super) async fn sample_on_schedule(
     let mut next = t0;
     let mut started = 0u32;
     let mut skipped = 0u32;
+    let mut skipped_in_flight = 0u32;
     let mut running: JoinSet<(u64, crate::probe::Sample)> = JoinSet::new();
     let mut in_flight: BTreeSet<u64> = BTreeSet::new();
     let mut out = Taken::default();
@@ -225,6 +226,7 @@ pub(super) async fn sample_on_schedule(
                     running.spawn(async move { (seq, ctx.probes[i].sample().await) });
                 } else {
                     skipped += 1;
+                    skipped_in_flight += 1;
                 }
                 next += interval;
                 // Ticks a whole interval late are missed, not started in a burst.
@@ -289,6 +291,7 @@ pub(super) async fn sample_on_schedule(
         phase,
         expected,
         skipped,
+        skipped_in_flight,
         cut: out.cut,
         max_in_flight: bound as u32,
         start_jitter_ms: jitter.stats(),
@@ -408,6 +411,7 @@ pub(super) async fn after(ctx: &Arc<Ctx>) -> bool {
                 phase: SamplePhase::After,
                 expected,
                 skipped: expected - taken - cut,
+                skipped_in_flight: 0,
                 cut,
                 max_in_flight: 1,
                 start_jitter_ms: None,

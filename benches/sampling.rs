@@ -2,9 +2,10 @@
 //! binary and local HTTP servers this bench controls:
 //!
 //! 1. abort latency on a hung target: interval 200ms, probe timeout 5s,
-//!    `consecutive_failures: 3`; a command step makes the server accept and
-//!    never answer; measured from that step's start to the `abort_triggered`
-//!    event. 10 runs, p50/p95/max. The schedule's bound is about
+//!    `consecutive_failures: 3`; at a point of the sampling period that
+//!    varies from run to run, the bench makes the server accept and never
+//!    answer; measured from that moment to the `abort_triggered` event (both
+//!    wall clock). 10 runs, p50/p95/max. The schedule's bound is about
 //!    (count + 1) x interval = 800ms (the first hung sample starts within
 //!    one interval of the hang, then 3 intervals until the third is overdue).
 //! 2. sampling fidelity: 20 probes x 50ms for `FAULTLINE_BENCH_SECS` (default
@@ -19,6 +20,7 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::Path;
 use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -26,16 +28,16 @@ fn bin() -> &'static str {
     env!("CARGO_BIN_EXE_faultline")
 }
 
-/// A local HTTP server answering 200 after `delay`; while the file `hang`
-/// exists it accepts and never answers (the connections are kept open).
-fn server(delay: Duration, hang: Option<std::path::PathBuf>) -> u16 {
+/// A local HTTP server answering 200 after `delay`; while `hang` is set it
+/// accepts and never answers (the connections are kept open).
+fn server(delay: Duration, hang: Arc<AtomicBool>) -> u16 {
     let l = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = l.local_addr().unwrap().port();
     let held: Arc<Mutex<Vec<TcpStream>>> = Arc::default();
     std::thread::spawn(move || {
         for s in l.incoming() {
             let Ok(mut s) = s else { continue };
-            if hang.as_ref().is_some_and(|f| f.exists()) {
+            if hang.load(Ordering::SeqCst) {
                 held.lock().unwrap().push(s);
                 continue;
             }
@@ -60,7 +62,12 @@ fn percentile(v: &mut [f64], p: f64) -> f64 {
 }
 
 /// Runs an experiment; returns its events (`--events -`) and its journal.
-fn run(dir: &Path, file: &Path) -> (Vec<serde_json::Value>, serde_json::Value) {
+/// `on_event` sees each event as it comes.
+fn run(
+    dir: &Path,
+    file: &Path,
+    mut on_event: impl FnMut(&serde_json::Value),
+) -> (Vec<serde_json::Value>, serde_json::Value) {
     let journal = dir.join("journal.json");
     let _ = std::fs::remove_file(&journal);
     let mut child = Command::new(bin())
@@ -75,19 +82,21 @@ fn run(dir: &Path, file: &Path) -> (Vec<serde_json::Value>, serde_json::Value) {
         .spawn()
         .unwrap();
     let out = BufReader::new(child.stdout.take().unwrap());
-    let events = out
-        .lines()
-        .map_while(Result::ok)
-        .filter_map(|l| serde_json::from_str(&l).ok())
-        .collect();
+    let mut events = Vec::new();
+    for line in out.lines().map_while(Result::ok) {
+        if let Ok(v) = serde_json::from_str::<serde_json::Value>(&line) {
+            on_event(&v);
+            events.push(v);
+        }
+    }
     let _ = child.wait();
     let j = serde_json::from_str(&std::fs::read_to_string(&journal).unwrap()).unwrap();
     (events, j)
 }
 
 fn abort_latency(dir: &Path, runs: usize) -> Vec<f64> {
-    let flag = dir.join("hang");
-    let port = server(Duration::ZERO, Some(flag.clone()));
+    let hang = Arc::new(AtomicBool::new(false));
+    let port = server(Duration::ZERO, hang.clone());
     let file = dir.join("hung.yaml");
     std::fs::write(
         &file,
@@ -104,32 +113,45 @@ steady_state:
       before: {{samples: 1}}
       after: {{within: 5s, successes: 1}}
 method:
-  - command: {{run: [touch, "{flag}"]}}
   - pause: 20s
 abort:
   - probe: web
     consecutive_failures: 3
-rollbacks:
-  - run: [rm, -f, "{flag}"]
-"#,
-            flag = flag.display()
+"#
         ),
     )
     .unwrap();
     let mut lat = Vec::new();
-    for _ in 0..runs {
-        let (events, _) = run(dir, &file);
-        let at = |name: &str| {
-            events
-                .iter()
-                .find(|e| e["event"] == name)
-                .and_then(|e| e["elapsed_ms"].as_f64())
-        };
-        match (at("step_started"), at("abort_triggered")) {
-            (Some(hung), Some(abort)) => lat.push(abort - hung),
-            _ => panic!("the run did not abort: {events:?}"),
+    for i in 0..runs {
+        hang.store(false, Ordering::SeqCst);
+        let mut hung_at = None;
+        let mut abort_at = None;
+        let (_, j) = run(dir, &file, |e| match e["event"].as_str() {
+            Some("step_started") => {
+                // Hang at a different point of the sampling period each run.
+                std::thread::sleep(Duration::from_millis(300 + (i as u64 * 37) % 200));
+                hung_at = Some(chrono::Utc::now());
+                hang.store(true, Ordering::SeqCst);
+            }
+            Some("abort_triggered") => {
+                abort_at = e["at"].as_str().and_then(|a| a.parse().ok());
+                hang.store(false, Ordering::SeqCst);
+            }
+            _ => {}
+        });
+        match (hung_at, abort_at) {
+            (Some(h), Some(a)) => {
+                let a: chrono::DateTime<chrono::Utc> = a;
+                let ms = (a - h).num_microseconds().unwrap() as f64 / 1000.0;
+                let d = &j["probes"][0]["during"];
+                eprintln!(
+                    "run {i}: hang -> abort {ms:.0} ms (during: {} taken, {} skipped, {} cut, start jitter max {} ms)",
+                    d["samples"], d["skipped"], d["cut"], d["start_jitter_ms"]["max"]
+                );
+                lat.push(ms)
+            }
+            _ => panic!("run {i} did not abort"),
         }
-        let _ = std::fs::remove_file(&flag);
     }
     lat
 }
@@ -145,7 +167,7 @@ struct Fidelity {
 }
 
 fn fidelity(dir: &Path, delay: Duration, secs: u64) -> Fidelity {
-    let port = server(delay, None);
+    let port = server(delay, Arc::default());
     let mut probes = String::new();
     for i in 0..20 {
         probes.push_str(&format!(
@@ -160,7 +182,7 @@ fn fidelity(dir: &Path, delay: Duration, secs: u64) -> Fidelity {
         ),
     )
     .unwrap();
-    let (events, j) = run(dir, &file);
+    let (events, j) = run(dir, &file, |_| {});
     let skipped_in_flight: f64 = events
         .iter()
         .filter(|e| e["event"] == "sampling" && e["phase"] == "during")
@@ -197,7 +219,7 @@ fn main() {
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(30);
-    let runs = 10;
+    let runs = 20;
     let mut lat = abort_latency(dir.path(), runs);
     let fast = fidelity(dir.path(), Duration::ZERO, secs);
     let slow = fidelity(dir.path(), Duration::from_millis(250), secs);

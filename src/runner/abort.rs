@@ -115,13 +115,14 @@ impl History {
         self.finished(seq, status, latency_ms);
     }
 
-    /// The next moment after `now` at which a running sample turns overdue:
-    /// conditions must be evaluated again then.
-    pub fn next_overdue(&self, now: Instant) -> Option<Instant> {
+    /// The first moment after `since` (the last evaluation) at which a
+    /// running sample turns overdue: conditions must be evaluated then (at
+    /// once, if that moment has already passed).
+    pub fn next_overdue(&self, since: Instant) -> Option<Instant> {
         self.running
             .values()
             .map(|at| *at + self.overdue_after)
-            .filter(|t| *t > now)
+            .filter(|t| *t > since)
             .min()
     }
 
@@ -264,6 +265,11 @@ mod tests {
         h.started(1, ms(200));
         h.started(2, ms(400));
         assert_eq!(h.next_overdue(ms(450)), Some(ms(600)));
+        // Sample 3 starts on the same tick as sample 2 turns overdue: the
+        // moment is measured from the last evaluation, not from now, so it
+        // is not skipped when the start is handled first.
+        h.started(3, ms(600));
+        assert_eq!(h.next_overdue(ms(450)), Some(ms(600)));
         assert!(
             evaluate(&c, &h, ms(599)).is_none(),
             "two overdue, one young"
@@ -271,11 +277,10 @@ mod tests {
         let r = evaluate(&c, &h, ms(600)).expect("trips at 3 x interval");
         assert!(r.contains("3 failing samples in a row (limit 3)"), "{r}");
         assert!(r.contains("3 of them still running"), "{r}");
-        assert_eq!(h.next_overdue(ms(600)), None);
+        assert_eq!(h.next_overdue(ms(600)), Some(ms(800)), "sample 3");
 
         // The oldest answers after all: the run of failures is broken.
         h.finished(0, SampleStatus::Success, 650.0);
-        h.started(3, ms(600));
         assert!(evaluate(&c, &h, ms(700)).is_none());
         assert!(evaluate(&c, &h, ms(800)).is_some(), "1, 2, 3 overdue");
     }

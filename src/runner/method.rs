@@ -27,10 +27,15 @@ pub(super) async fn method(ctx: &Arc<Ctx>, faults: Vec<Option<Box<dyn FaultImpl>
     let mut histories: Vec<abort::History> = (0..ctx.probes.len())
         .map(|_| abort::History::new(interval))
         .collect();
+    // A running sample turning overdue counts as failing from then on: the
+    // conditions are evaluated at each such moment after the last look (a
+    // moment already past, e.g. while a message was handled, is due at once).
+    let mut looked = Instant::now();
     let exec_result = loop {
-        // A running sample turning overdue counts as failing from then on.
-        let now = Instant::now();
-        let wake = histories.iter().filter_map(|h| h.next_overdue(now)).min();
+        let wake = histories
+            .iter()
+            .filter_map(|h| h.next_overdue(looked))
+            .min();
         tokio::select! {
             r = &mut exec => break r,
             Some(msg) = rx.recv() => {
@@ -51,6 +56,7 @@ pub(super) async fn method(ctx: &Arc<Ctx>, faults: Vec<Option<Box<dyn FaultImpl>
                 check_abort(ctx, i, &histories[i]);
             }
             _ = tokio::time::sleep_until(wake.map(tokio::time::Instant::from_std).unwrap_or_else(tokio::time::Instant::now)), if wake.is_some() => {
+                looked = Instant::now();
                 for (i, h) in histories.iter().enumerate() {
                     if check_abort(ctx, i, h) {
                         break;

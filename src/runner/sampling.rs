@@ -238,12 +238,16 @@ pub(super) async fn sample_on_schedule(
         }
     }
     let end = tokio::time::Instant::now();
-    // During: every tick due by the end; before: the fixed count (ticks
-    // skipped on the way were made up by later ticks).
+    // During: every tick due by the end (at least half an interval before
+    // it, so a tick that falls on the stop itself is neither expected nor
+    // skipped); before: the fixed count (ticks skipped on the way were made
+    // up by later ticks).
     let expected = match count {
         Some(n) => n,
         None => {
-            let due = (end - t0).as_nanos() / interval.as_nanos().max(1) + 1;
+            let due = (end - t0)
+                .checked_sub(interval / 2)
+                .map_or(0, |d| d.as_nanos() / interval.as_nanos().max(1) + 1);
             (due.min(u32::MAX as u128) as u32).max(started + skipped)
         }
     };

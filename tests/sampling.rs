@@ -429,3 +429,50 @@ abort:
     assert_eq!(w[1]["path"], "steady_state.probes[0].timeout");
     assert_eq!(w[1]["line"], 8);
 }
+
+/// Chaos Toolkit's `check-file-exists` shape with `continuously`: the method
+/// (one quick action) is far shorter than one sample interval. The sample
+/// that started with the method is waited for, so the hypothesis rests on
+/// it: HELD, never a DEVIATED from `0/0`.
+#[test]
+fn a_chaos_toolkit_method_shorter_than_one_sample_holds() {
+    let sb = Sandbox::new();
+    let file = sb.path().join("exists.txt");
+    std::fs::write(&file, "x").unwrap();
+    let f = sb.write(
+        "check-file-exists.json",
+        &serde_json::json!({
+            "title": "Does the file exist?",
+            "description": "a method shorter than one sample",
+            "steady-state-hypothesis": {
+                "title": "The file must be around",
+                "probes": [{
+                    "type": "probe", "name": "file-must-exist", "tolerance": 0,
+                    "provider": {"type": "process", "path": "test",
+                                 "arguments": ["-e", file.display().to_string()]}
+                }]
+            },
+            "method": [{
+                "type": "action", "name": "quick",
+                "provider": {"type": "process", "path": "true"}
+            }]
+        })
+        .to_string(),
+    );
+    for strategy in ["continuously", "during-method-only"] {
+        let o = sb
+            .cmd()
+            .arg("run")
+            .arg(&f)
+            .args(["--hypothesis-strategy", strategy])
+            .args(["--hypothesis-frequency", "1", "--journal", "journal.json"])
+            .output()
+            .unwrap();
+        assert_eq!(o.status.code(), Some(0), "{strategy}: {}", text(&o));
+        let j = sb.journal();
+        let during = &j["probes"][0]["during"];
+        assert!(num(&during["samples"]) >= 1.0, "{strategy}: {during}");
+        assert_eq!(during["met"], true, "{strategy}: {during}");
+        assert_accounted(during);
+    }
+}

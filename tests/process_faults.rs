@@ -237,6 +237,7 @@ fn kill_fault(target: ProcessTarget, signal: Sig, every: Option<u64>) -> Box<dyn
         target,
         signal: Signal(signal),
         every: every.map(Duration::from_millis),
+        expect_restart_within: None,
     }))
 }
 

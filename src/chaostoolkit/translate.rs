@@ -227,6 +227,7 @@ pub fn translate(raw: &Value, opts: &Options) -> Result<Translation, Problems> {
                 probe.before = BeforeRequirement {
                     samples: 1,
                     min_success: Percent(100.0),
+                    ..Default::default()
                 };
                 // One check after the method, as Chaos Toolkit.
                 probe.after = AfterRequirement {
@@ -235,7 +236,11 @@ pub fn translate(raw: &Value, opts: &Options) -> Result<Translation, Problems> {
                 };
                 if during {
                     probe.during = Some(DuringRequirement {
-                        min_success: Percent(100.0),
+                        min_success: Some(Percent(100.0)),
+                        max_outage: None,
+                        p50_below: None,
+                        p95_below: None,
+                        p99_below: None,
                     });
                 }
                 paths.push((
@@ -269,6 +274,7 @@ pub fn translate(raw: &Value, opts: &Options) -> Result<Translation, Problems> {
             before: BeforeRequirement {
                 samples: 1,
                 min_success: Percent(100.0),
+                ..Default::default()
             },
             during: None,
             after: AfterRequirement {

@@ -228,7 +228,7 @@ pub fn build(loaded: &Loaded) -> Plan {
                 p.before.samples, p.before.min_success
             ),
             during: match &p.during {
-                Some(d) => format!("at least {} succeed", d.min_success),
+                Some(d) => during_words(d),
                 None => "reported only".into(),
             },
         });
@@ -456,4 +456,19 @@ pub fn render_text(p: &Plan) -> String {
         );
     }
     crate::sys::text::escape_text(&o).into_owned()
+}
+
+/// A `during` requirement in words: `at least 95% succeed, outage at most 5s`.
+fn during_words(d: &crate::experiment::model::DuringRequirement) -> String {
+    let mut parts = Vec::new();
+    if let Some(m) = d.min_success {
+        parts.push(format!("at least {m} succeed"));
+    }
+    if let Some(m) = d.max_outage {
+        parts.push(format!("outage at most {m}"));
+    }
+    for (p, l) in d.latency_limits() {
+        parts.push(format!("p{p} latency at most {l}"));
+    }
+    parts.join(", ")
 }

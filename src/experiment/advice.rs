@@ -52,6 +52,9 @@ pub fn warnings(exp: &Experiment) -> Vec<Warning> {
     let n = samples_in(len, interval);
     for (i, p) in exp.steady_state.probes.iter().enumerate() {
         let Some(req) = &p.during else { continue };
+        let Some(min_success) = req.min_success else {
+            continue;
+        };
         if n >= MIN_SAMPLES_FOR_PERCENT {
             continue;
         }
@@ -68,7 +71,7 @@ pub fn warnings(exp: &Experiment) -> Vec<Warning> {
             path: format!("steady_state.probes[{i}].during.min_success"),
             message: format!(
                 "warning: `min_success: {}` can rest on {n} sample{} (a method of {} of pauses and faults at a {} interval): one sample moves it by {:.0} points; {fix}, for {MIN_SAMPLES_FOR_PERCENT} samples",
-                req.min_success,
+                min_success,
                 if n == 1 { "" } else { "s" },
                 D(len),
                 exp.steady_state.interval,

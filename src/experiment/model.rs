@@ -341,7 +341,8 @@ pub struct Expect {
     /// process: number of matching processes, inclusive bounds.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub count: Option<Bounds>,
-    /// prometheus: the query's value, inclusive bounds.
+    /// prometheus: the query's value; command: stdout read as one number
+    /// (surrounding white space ignored). Inclusive bounds, e.g. `{min: 0.5}`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub value: Option<Bounds>,
     /// http, command: a JSONPath (RFC 9535) query on the body (http) or on
@@ -372,6 +373,10 @@ pub struct JsonPathExpect {
     /// The query must find exactly this many values.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub count: Option<usize>,
+    /// Every value found must be a number (or a string holding one) within
+    /// these inclusive bounds, e.g. `{max: 10}`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value: Option<Bounds>,
 }
 
 /// Inclusive numeric bounds; either may be left out.
@@ -387,6 +392,53 @@ pub struct Bounds {
 impl Bounds {
     pub fn contains(&self, v: f64) -> bool {
         self.min.is_none_or(|m| v >= m) && self.max.is_none_or(|m| v <= m)
+    }
+
+    /// Judges a number written as text (`" 42\n"`, `1e3`): `Ok(value)` within
+    /// the bounds, else why not, in words.
+    pub fn judge_text(&self, text: &str) -> Result<f64, String> {
+        let t = text.trim();
+        let v: f64 = t.parse().map_err(|_| {
+            format!(
+                "{} is not a number",
+                crate::sys::text::escape_text(&t.chars().take(60).collect::<String>())
+            )
+        })?;
+        if v.is_nan() {
+            return Err("the value is NaN".into());
+        }
+        if self.contains(v) {
+            Ok(v)
+        } else {
+            Err(format!("value {v}, expected {}", self.describe()))
+        }
+    }
+
+    /// Judges the values a JSONPath query found: each must be a number (or
+    /// a string holding one) within the bounds. `Err` says which is not.
+    pub fn judge_found(&self, found: &[serde_json::Value], source: &str) -> Result<(), String> {
+        for v in found {
+            let text = match v {
+                serde_json::Value::Number(n) => n.to_string(),
+                serde_json::Value::String(s) => s.clone(),
+                other => {
+                    let mut t = other.to_string();
+                    t.truncate(60);
+                    return Err(format!(
+                        "{source} found {}, not a number",
+                        crate::sys::text::escape_text(&t)
+                    ));
+                }
+            };
+            self.judge_text(&text)
+                .map_err(|why| format!("{source}: {why}"))?;
+        }
+        Ok(())
+    }
+
+    /// `between 1 and 5`, `at least 0.5`, `at most 10`.
+    pub fn describe(&self) -> String {
+        crate::probe::process::bounds_text(self)
     }
 }
 
@@ -552,6 +604,17 @@ pub struct BeforeRequirement {
     /// Share of those samples that must succeed. Default 100%.
     #[serde(default = "full")]
     pub min_success: Percent,
+    /// The median latency of the samples must stay at or under this.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub p50_below: Option<Duration>,
+    /// The 95th percentile latency must stay at or under this (needs at
+    /// least 20 samples).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub p95_below: Option<Duration>,
+    /// The 99th percentile latency must stay at or under this (needs at
+    /// least 100 samples).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub p99_below: Option<Duration>,
 }
 
 impl Default for BeforeRequirement {
@@ -559,8 +622,37 @@ impl Default for BeforeRequirement {
         BeforeRequirement {
             samples: default_before_samples(),
             min_success: full(),
+            p50_below: None,
+            p95_below: None,
+            p99_below: None,
         }
     }
+}
+
+impl BeforeRequirement {
+    /// The latency percentiles required, as (percentile, limit).
+    pub fn latency_limits(&self) -> Vec<(u32, Duration)> {
+        latency_limits(self.p50_below, self.p95_below, self.p99_below)
+    }
+}
+
+fn latency_limits(
+    p50: Option<Duration>,
+    p95: Option<Duration>,
+    p99: Option<Duration>,
+) -> Vec<(u32, Duration)> {
+    [(50, p50), (95, p95), (99, p99)]
+        .into_iter()
+        .filter_map(|(p, d)| d.map(|d| (p, d)))
+        .collect()
+}
+
+/// The fewest samples a latency percentile can rest on: 10 for the median,
+/// and enough that one sample lies above the percentile (20 for p95, 100
+/// for p99). With fewer, the requirement is not judged (INCONCLUSIVE).
+pub fn min_samples_for_percentile(p: u32) -> u32 {
+    let tail = 100u32.saturating_sub(p).max(1);
+    100u32.div_ceil(tail).max(10)
 }
 
 fn default_before_samples() -> u32 {
@@ -576,7 +668,36 @@ fn full() -> Percent {
 #[serde(deny_unknown_fields)]
 pub struct DuringRequirement {
     /// Share of samples during the method that must succeed for the hypothesis to hold.
-    pub min_success: Percent,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_success: Option<Percent>,
+    /// The longest outage allowed: from the start of a failing sample to the
+    /// start of the next successful one (or the end of the method).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_outage: Option<Duration>,
+    /// The median latency of the samples (all that finished, failed ones
+    /// too) must stay at or under this.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub p50_below: Option<Duration>,
+    /// The 95th percentile latency must stay at or under this (needs at
+    /// least 20 samples).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub p95_below: Option<Duration>,
+    /// The 99th percentile latency must stay at or under this (needs at
+    /// least 100 samples).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub p99_below: Option<Duration>,
+}
+
+impl DuringRequirement {
+    /// The latency percentiles required, as (percentile, limit).
+    pub fn latency_limits(&self) -> Vec<(u32, Duration)> {
+        latency_limits(self.p50_below, self.p95_below, self.p99_below)
+    }
+
+    /// Whether any requirement is given.
+    pub fn is_empty(&self) -> bool {
+        self.min_success.is_none() && self.max_outage.is_none() && self.latency_limits().is_empty()
+    }
 }
 
 /// After rollback the probe must recover: `successes` good samples in a row within `within`.

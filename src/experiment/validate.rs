@@ -289,6 +289,32 @@ fn check_steady_state(c: &mut Checker, exp: &Experiment) -> Vec<String> {
                 "0 samples cannot show a steady state; take at least 1",
             );
         }
+        for (pct, _) in p.before.latency_limits() {
+            let need = crate::experiment::model::min_samples_for_percentile(pct);
+            if p.before.samples < need {
+                c.value_error(
+                    &format!("{path}.before.p{pct}_below"),
+                    format!(
+                        "a p{pct} latency needs at least {need} samples and `before.samples` is {}; set `before: {{samples: {need}}}` or more",
+                        p.before.samples
+                    ),
+                );
+            }
+        }
+        if let Some(d) = &p.during {
+            if d.is_empty() {
+                c.error(
+                    &format!("{path}.during"),
+                    "`during` has no requirement; give `min_success`, `max_outage` or a latency percentile (`p50_below`, `p95_below`, `p99_below`), or leave `during` out to only report",
+                );
+            }
+            if let Some(m) = d.max_outage {
+                c.nonzero(&format!("{path}.during.max_outage"), m);
+            }
+            for (pct, l) in d.latency_limits() {
+                c.nonzero(&format!("{path}.during.p{pct}_below"), l);
+            }
+        }
         if p.after.successes == 0 {
             c.value_error(&format!("{path}.after.successes"), "give at least 1");
         }
@@ -316,7 +342,7 @@ fn check_expect(c: &mut Checker, path: &str, kind: ProbeKind, e: &Expect) {
         ("stderr_matches", e.stderr_matches.is_some(), &[Command]),
         ("running", e.running.is_some(), &[Process]),
         ("count", e.count.is_some(), &[Process]),
-        ("value", e.value.is_some(), &[Prometheus]),
+        ("value", e.value.is_some(), &[Prometheus, Command]),
         ("jsonpath", e.jsonpath.is_some(), &[Http, Command]),
         ("tolerance", e.tolerance.is_some(), &[Http, Command]),
         ("result_on_stdout", e.result_on_stdout, &[Command]),
@@ -367,7 +393,26 @@ fn check_expect(c: &mut Checker, path: &str, kind: ProbeKind, e: &Expect) {
             "`result_on_stdout` goes with `tolerance`",
         );
     }
-    for (name, b) in [("count", &e.count), ("value", &e.value)] {
+    let jp_value = e.jsonpath.as_ref().and_then(|j| j.value.clone());
+    if let Some(j) = &e.jsonpath {
+        if j.value.is_some() && (j.equals.is_some() || j.count.is_some()) {
+            c.error(
+                &format!("{path}.jsonpath.value"),
+                "`value` compares every value found; it does not go with `equals` or `count`",
+            );
+        }
+    }
+    if e.value.is_some() && kind == Command && (e.tolerance.is_some() || e.jsonpath.is_some()) {
+        c.error(
+            &format!("{path}.value"),
+            "`value` reads all of stdout as one number; for a field of JSON output use `jsonpath: {path: ..., value: {...}}`",
+        );
+    }
+    for (name, b) in [
+        ("count", &e.count),
+        ("value", &e.value),
+        ("jsonpath.value", &jp_value),
+    ] {
         if let Some(b) = b {
             for (bound, v) in [("min", b.min), ("max", b.max)] {
                 if v.is_some_and(|v| !v.is_finite()) {
@@ -593,6 +638,27 @@ fn check_fault(
     match f {
         Fault::ProcessKill(s) => {
             check_target(c, &format!("{path}.target"), &s.target, exp, setup_names);
+            if let Some(w) = s.expect_restart_within {
+                let p = format!("{path}.expect_restart_within");
+                c.nonzero(&p, w);
+                if !crate::fault::process::terminates(s.signal.0) {
+                    c.value_error(
+                        &p,
+                        format!(
+                            "{} does not end a process, so nothing restarts; use SIGKILL or SIGTERM, or leave `expect_restart_within` out",
+                            s.signal.0.as_str()
+                        ),
+                    );
+                } else if duration.is_none_or(|d| d < w) {
+                    let d = duration.map_or("none".to_string(), |d| d.to_string());
+                    c.value_error(
+                        &p,
+                        format!(
+                            "the restart is watched while the step lasts; its duration ({d}) is shorter than `expect_restart_within: {w}`: give the step `duration: {w}` or more"
+                        ),
+                    );
+                }
+            }
             if let Some(every) = s.every {
                 c.nonzero(&format!("{path}.every"), every);
                 if let Some(d) = duration {

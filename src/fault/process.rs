@@ -32,6 +32,12 @@ pub struct ProcessKillSpec {
     /// re-selecting targets each time. Without it the signal is sent once.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub every: Option<Duration>,
+    /// Each killed process must be replaced (by its supervisor) within this
+    /// long: a slower restart, or none, makes the hypothesis DEVIATED. A kill
+    /// watched for less than this (too near the step's end) is not judged
+    /// and makes the run INCONCLUSIVE.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expect_restart_within: Option<Duration>,
 }
 
 #[derive(Clone, Debug, Deserialize, Serialize, JsonSchema)]
@@ -361,6 +367,48 @@ impl ProcessKill {
         }
     }
 
+    /// `expect_restart_within`, judged on what was seen so far: kills whose
+    /// replacement started too late (`slow`), kills watched at least that long
+    /// with no replacement (`missing`), and kills watched for less (`unjudged`).
+    fn restart_check(&self) -> Option<serde_json::Value> {
+        let within = self.spec.expect_restart_within?;
+        let within_ms = within.std().as_millis() as u64;
+        let now_ms = ms_since(self.started);
+        let slow: Vec<serde_json::Value> = self
+            .restarts
+            .iter()
+            .filter(|r| r.restart_ms > within_ms)
+            .map(|r| {
+                let name = self
+                    .hits
+                    .iter()
+                    .find(|h| h.pid == r.killed_pid && h.ms_since_inject == r.killed_at_ms)
+                    .map(|h| h.name.clone())
+                    .unwrap_or_default();
+                json!({"pid": r.killed_pid, "name": name, "restart_ms": r.restart_ms, "new_pid": r.new_pid})
+            })
+            .collect();
+        let (mut missing, mut unjudged) = (Vec::new(), Vec::new());
+        for &i in &self.pending {
+            let h = &self.hits[i];
+            let watched_ms = now_ms.saturating_sub(h.ms_since_inject);
+            let v = json!({"pid": h.pid, "name": h.name, "watched_ms": watched_ms});
+            if watched_ms >= within_ms {
+                missing.push(v);
+            } else {
+                unjudged.push(v);
+            }
+        }
+        Some(json!({
+            "within_ms": within_ms,
+            "kills": self.kills(),
+            "restarts": self.restarts.len(),
+            "slow": slow,
+            "missing": missing,
+            "unjudged": unjudged,
+        }))
+    }
+
     fn kills(&self) -> usize {
         self.hits
             .iter()
@@ -540,6 +588,7 @@ impl FaultImpl for ProcessKill {
             "hits": self.hits,
             "restarts": self.restarts,
             "not_restarted": not_restarted,
+            "expect_restart": self.restart_check(),
             "excluded": self.excluded.values().collect::<Vec<_>>(),
             "notes": self.notes,
         })
@@ -829,6 +878,7 @@ mod tests {
             },
             signal: Signal(Sig::SIGSTOP),
             every: None,
+            expect_restart_within: None,
         };
         let mut f = ProcessKill::new(spec);
         let e = f.preflight(&FaultContext::default()).unwrap_err();
@@ -842,6 +892,7 @@ mod tests {
             target: ProcessTarget::default(),
             signal: Signal::default(),
             every: Some(Duration::from_millis(500)),
+            expect_restart_within: None,
         };
         assert_eq!(
             ProcessKill::new(spec.clone()).tick_every(),

@@ -116,6 +116,9 @@ impl CommandCheck {
         if let Some(c) = self.want.exit_code {
             s.push_str(&format!(" expecting exit {c}"));
         }
+        if let Some(b) = &self.expect.value {
+            s.push_str(&format!(", stdout a number {}", b.describe()));
+        }
         if let Some((_, j)) = &self.jsonpath {
             s.push_str(&format!(", JSONPath {}", j.path));
         }
@@ -224,6 +227,14 @@ impl CommandCheck {
         }
         let latency = sample.latency;
         let out = String::from_utf8_lossy(stdout);
+        if let Some(b) = &self.expect.value {
+            return match b.judge_text(&out) {
+                Ok(v) => Sample::success(latency, format!("{}, value {v}", ended_text(ended))),
+                Err(why) => {
+                    Sample::failure(latency, format!("{}, stdout: {why}", ended_text(ended)))
+                }
+            };
+        }
         if let Some((path, j)) = &self.jsonpath {
             let doc: serde_json::Value = match serde_json::from_str(&out) {
                 Ok(v) => v,
@@ -244,6 +255,11 @@ impl CommandCheck {
                 "stdout",
             ) {
                 return Sample::failure(latency, format!("{}, {why}", ended_text(ended)));
+            }
+            if let Some(b) = &j.value {
+                if let Err(why) = b.judge_found(&found, &j.path) {
+                    return Sample::failure(latency, format!("{}, {why}", ended_text(ended)));
+                }
             }
         }
         if let Some(t) = &self.tolerance {

@@ -228,6 +228,11 @@ impl HttpCheck {
             ) {
                 return Sample::failure(latency, format!("status {code}, {why}"));
             }
+            if let Some(b) = &j.value {
+                if let Err(why) = b.judge_found(&found, &j.path) {
+                    return Sample::failure(latency, format!("status {code}, {why}"));
+                }
+            }
         }
         if let Some(t) = &self.tolerance {
             let mut hmap = serde_json::Map::new();

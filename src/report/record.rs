@@ -402,6 +402,14 @@ pub struct PhaseStats {
     /// How late samples started against their schedule.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub start_jitter_ms: Option<LatencyStats>,
+    /// The longest run of failing samples, in ms: from the first failing
+    /// sample's start to the next successful sample's start (or the phase
+    /// end). Zero when no sample failed; set for `during` only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub longest_outage_ms: Option<f64>,
+    /// `during.max_outage`, in ms, when the experiment sets it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_outage_ms: Option<f64>,
 }
 
 fn is_zero(n: &u32) -> bool {
@@ -518,6 +526,22 @@ pub struct FaultRecord {
     /// Its health checks over time (about one a second, and every change).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub health: Vec<crate::fault::health::HealthPoint>,
+    /// What the hypothesis expects of the system after this fault
+    /// (`process_kill`'s `expect_restart_within`), and whether it was met.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expectation: Option<FaultExpectation>,
+}
+
+/// A requirement on how the system answered a fault.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct FaultExpectation {
+    /// In words: `every killed process restarted within 10s`.
+    pub requirement: String,
+    /// `None`: it could not be judged (the run is INCONCLUSIVE).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub met: Option<bool>,
+    /// What was measured: `nginx (pid 42) restarted after 1.2s`.
+    pub detail: String,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -542,6 +566,9 @@ pub enum InconclusiveKind {
     SetupDied,
     /// A requirement rests on fewer samples than its minimum.
     TooFewSamples,
+    /// A killed process was watched for less than `expect_restart_within`
+    /// (the step ended first), so its restart could not be judged.
+    RestartNotWatched,
 }
 
 impl InconclusiveKind {
@@ -551,6 +578,7 @@ impl InconclusiveKind {
             InconclusiveKind::FaultUnderDelivered => "fault_under_delivered",
             InconclusiveKind::SetupDied => "setup_died",
             InconclusiveKind::TooFewSamples => "too_few_samples",
+            InconclusiveKind::RestartNotWatched => "restart_not_watched",
         }
     }
 }
@@ -596,6 +624,15 @@ impl InconclusiveReason {
     pub fn fault_under_delivered(step: usize, label: &str, message: impl Into<String>) -> Self {
         Self::fault(
             InconclusiveKind::FaultUnderDelivered,
+            step,
+            label,
+            message.into(),
+        )
+    }
+    /// A restart of the fault of step `step` could not be judged.
+    pub fn restart_not_watched(step: usize, label: &str, message: impl Into<String>) -> Self {
+        Self::fault(
+            InconclusiveKind::RestartNotWatched,
             step,
             label,
             message.into(),

@@ -449,6 +449,7 @@ pub(crate) mod testdata {
                 observations: serde_json::json!({"processes": [{"pid": 4242, "comm": "worker"}]}),
                 effect: None,
                 health: vec![],
+                expectation: None,
             }],
             abort: None,
             rollbacks: vec![],

@@ -85,6 +85,7 @@ impl RecordBuilder {
             observations: serde_json::Value::Null,
             effect: None,
             health: vec![],
+            expectation: None,
         }
     }
 
@@ -407,6 +408,8 @@ impl RecordBuilder {
                     skipped: old.skipped,
                     cut: old.cut,
                     start_jitter_ms: old.start_jitter_ms,
+                    longest_outage_ms: old.longest_outage_ms,
+                    max_outage_ms: old.max_outage_ms,
                     ..stats
                 };
             }
@@ -446,6 +449,57 @@ impl RecordBuilder {
         }
     }
 
+    /// The samples of probe `probe` that finished in `phase`, as
+    /// (start ms, latency ms, success), in the order they started.
+    pub fn phase_samples(&self, probe: usize, phase: SamplePhase) -> Vec<(f64, f64, bool)> {
+        let mut v: Vec<(f64, f64, bool)> = self
+            .rec
+            .probes
+            .get(probe)
+            .map(|p| {
+                p.samples
+                    .iter()
+                    .filter(|s| s.phase == phase)
+                    .map(|s| {
+                        (
+                            s.at_ms - s.latency_ms,
+                            s.latency_ms,
+                            s.status == SampleStatus::Success,
+                        )
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        v.sort_by(|a, b| a.0.total_cmp(&b.0));
+        v
+    }
+
+    /// Records the longest outage of a phase and the limit it had.
+    pub fn set_outage(
+        &mut self,
+        probe: usize,
+        phase: SamplePhase,
+        longest_ms: f64,
+        max_ms: Option<f64>,
+    ) {
+        if let Some(p) = self.rec.probes.get_mut(probe) {
+            let s = match phase {
+                SamplePhase::Before => &mut p.before,
+                SamplePhase::During => &mut p.during,
+                SamplePhase::After => &mut p.after,
+            };
+            s.longest_outage_ms = Some(longest_ms);
+            s.max_outage_ms = max_ms;
+        }
+    }
+
+    /// Records what a fault's expectation gave.
+    pub fn set_fault_expectation(&mut self, step: usize, e: FaultExpectation) {
+        if let Some(f) = self.fault_mut(step) {
+            f.expectation = Some(e);
+        }
+    }
+
     pub fn rollback_end_ms(&self) -> Option<f64> {
         self.rollback_end_ms
     }
@@ -457,5 +511,70 @@ pub struct SharedBuilder(pub Arc<Mutex<RecordBuilder>>);
 impl EventSink for SharedBuilder {
     fn emit(&mut self, ev: &TimedEvent) {
         self.0.lock().unwrap_or_else(|p| p.into_inner()).handle(ev);
+    }
+}
+
+/// The longest run of failing samples, in ms: from a failing sample's start
+/// to the start of the next successful one, or to `end_ms` when none
+/// followed. `samples` are (start ms, success), in the order they started.
+pub fn longest_outage(samples: &[(f64, bool)], end_ms: f64) -> f64 {
+    let mut longest = 0.0f64;
+    let mut open: Option<f64> = None;
+    for &(start, ok) in samples {
+        match (ok, open) {
+            (false, None) => open = Some(start),
+            (true, Some(from)) => {
+                longest = longest.max(start - from);
+                open = None;
+            }
+            _ => {}
+        }
+    }
+    if let Some(from) = open {
+        longest = longest.max(end_ms - from);
+    }
+    longest.max(0.0)
+}
+
+/// The `p`th percentile (nearest rank, as the reports' latency figures).
+pub fn percentile(values: &[f64], p: u32) -> Option<f64> {
+    if values.is_empty() {
+        return None;
+    }
+    let mut v = values.to_vec();
+    v.sort_by(|a, b| a.total_cmp(b));
+    let rank = ((p as f64 / 100.0) * v.len() as f64).ceil() as usize;
+    Some(v[rank.clamp(1, v.len()) - 1])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn outage_runs_from_first_failure_to_next_success() {
+        let s = [
+            (0.0, true),
+            (100.0, false),
+            (200.0, false),
+            (300.0, true),
+            (400.0, false),
+            (450.0, true),
+        ];
+        assert_eq!(longest_outage(&s, 1000.0), 200.0);
+        // Still failing at the end: until the phase end.
+        let s = [(0.0, true), (100.0, false), (200.0, false)];
+        assert_eq!(longest_outage(&s, 900.0), 800.0);
+        assert_eq!(longest_outage(&[(0.0, true)], 500.0), 0.0);
+        assert_eq!(longest_outage(&[], 500.0), 0.0);
+    }
+
+    #[test]
+    fn percentile_is_nearest_rank() {
+        let v: Vec<f64> = (1..=20).map(|x| x as f64).collect();
+        assert_eq!(percentile(&v, 95), Some(19.0));
+        assert_eq!(percentile(&v, 50), Some(10.0));
+        assert_eq!(percentile(&v, 99), Some(20.0));
+        assert_eq!(percentile(&[], 95), None);
     }
 }

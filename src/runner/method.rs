@@ -85,32 +85,162 @@ pub(super) async fn method(ctx: &Arc<Ctx>, faults: Vec<Option<Box<dyn FaultImpl>
         phase: Phase::Method,
     });
 
+    let end_ms = ctx.emit.elapsed_ms();
     let mut ok = true;
     for (i, spec) in ctx.exp.steady_state.probes.iter().enumerate() {
-        if let Some(req) = &spec.during {
-            match during_verdict(req.min_success, taken[i]) {
-                During::Untested(why) => {
-                    ctx.builder.lock().unwrap().set_requirement(
-                        i,
-                        SamplePhase::During,
-                        format!("at least {} of samples succeed (got 0/0)", req.min_success),
-                        None,
-                    );
-                    ctx.inconclusive(InconclusiveReason::too_few_samples(&spec.name, why));
+        let samples = ctx
+            .builder
+            .lock()
+            .unwrap()
+            .phase_samples(i, SamplePhase::During);
+        let starts: Vec<(f64, bool)> = samples.iter().map(|s| (s.0, s.2)).collect();
+        let longest = super::builder::longest_outage(&starts, end_ms);
+        let max_ms = spec
+            .during
+            .as_ref()
+            .and_then(|d| d.max_outage)
+            .map(|d| d.std().as_secs_f64() * 1000.0);
+        if !samples.is_empty() {
+            ctx.builder
+                .lock()
+                .unwrap()
+                .set_outage(i, SamplePhase::During, longest, max_ms);
+        }
+        let Some(req) = &spec.during else { continue };
+        let latencies: Vec<f64> = samples.iter().map(|s| s.1).collect();
+        match during_verdict(req, taken[i], longest, &latencies) {
+            During::Untested(text, why) => {
+                ctx.builder
+                    .lock()
+                    .unwrap()
+                    .set_requirement(i, SamplePhase::During, text, None);
+                for w in why {
+                    ctx.inconclusive(InconclusiveReason::too_few_samples(&spec.name, w));
                 }
-                During::Judged(met, text) => {
-                    ok &= met;
-                    ctx.builder.lock().unwrap().set_requirement(
-                        i,
-                        SamplePhase::During,
-                        text,
-                        Some(met),
-                    );
-                }
+            }
+            During::Judged(met, text) => {
+                ok &= met;
+                ctx.builder.lock().unwrap().set_requirement(
+                    i,
+                    SamplePhase::During,
+                    text,
+                    Some(met),
+                );
             }
         }
     }
+    ok &= judge_fault_expectations(ctx);
     ok
+}
+
+/// `process_kill`'s `expect_restart_within`, from the restarts the fault
+/// measured (its observations): returns false when a restart was too slow
+/// or missing; a kill watched for less than the limit makes the run
+/// INCONCLUSIVE.
+fn judge_fault_expectations(ctx: &Arc<Ctx>) -> bool {
+    let mut ok = true;
+    for (step, s) in ctx.exp.method.iter().enumerate() {
+        let Some(crate::experiment::model::Fault::ProcessKill(k)) = &s.fault else {
+            continue;
+        };
+        let Some(within) = k.expect_restart_within else {
+            continue;
+        };
+        let label = s.label(step);
+        let obs = {
+            let b = ctx.builder.lock().unwrap();
+            b.rec
+                .faults
+                .iter()
+                .rev()
+                .find(|f| f.step == step)
+                .map(|f| f.observations.get("expect_restart").cloned())
+        };
+        // Never injected: the step failed, which is judged on its own.
+        let Some(Some(check)) = obs else { continue };
+        let e = restart_expectation(&check, within);
+        match e.met {
+            Some(false) => ok = false,
+            None => ctx.inconclusive(InconclusiveReason::restart_not_watched(
+                step,
+                &label,
+                e.detail.clone(),
+            )),
+            Some(true) => {}
+        }
+        ctx.builder.lock().unwrap().set_fault_expectation(step, e);
+    }
+    ok
+}
+
+/// Reads a `process_kill`'s `expect_restart` observation into a judgement.
+fn restart_expectation(
+    check: &serde_json::Value,
+    within: crate::units::Duration,
+) -> crate::report::record::FaultExpectation {
+    use crate::sys::text::escape_text;
+    let list = |k: &str| check[k].as_array().cloned().unwrap_or_default();
+    let who = |v: &serde_json::Value| {
+        format!(
+            "`{}` (pid {})",
+            escape_text(v["name"].as_str().unwrap_or("?")),
+            v["pid"]
+        )
+    };
+    let ms = |v: &serde_json::Value| super::human_ms(v.as_f64().unwrap_or(0.0));
+    let mut bad: Vec<String> = list("slow")
+        .iter()
+        .map(|v| {
+            format!(
+                "{} restarted after {} (new pid {})",
+                who(v),
+                ms(&v["restart_ms"]),
+                v["new_pid"]
+            )
+        })
+        .collect();
+    bad.extend(list("missing").iter().map(|v| {
+        format!(
+            "{} did not restart (watched for {} after the kill)",
+            who(v),
+            ms(&v["watched_ms"])
+        )
+    }));
+    let unjudged: Vec<String> = list("unjudged")
+        .iter()
+        .map(|v| {
+            format!(
+                "{} had not restarted when the step ended, {} after the kill",
+                who(v),
+                ms(&v["watched_ms"])
+            )
+        })
+        .collect();
+    let kills = check["kills"].as_u64().unwrap_or(0);
+    let restarts = check["restarts"].as_u64().unwrap_or(0);
+    let requirement = format!("every killed process restarts within {within}");
+    if !bad.is_empty() {
+        return crate::report::record::FaultExpectation {
+            requirement,
+            met: Some(false),
+            detail: format!("{}, expected within {within}", bad.join("; ")),
+        };
+    }
+    if !unjudged.is_empty() {
+        return crate::report::record::FaultExpectation {
+            requirement,
+            met: None,
+            detail: format!(
+                "{}: cannot tell whether it restarts within {within}; make the step's duration longer",
+                unjudged.join("; ")
+            ),
+        };
+    }
+    crate::report::record::FaultExpectation {
+        requirement,
+        met: Some(true),
+        detail: format!("{restarts} of {kills} killed restarted within {within}"),
+    }
 }
 
 /// Evaluates probe `i`'s abort conditions; on the first that trips, records
@@ -140,28 +270,90 @@ fn check_abort(ctx: &Arc<Ctx>, i: usize, h: &abort::History) -> bool {
 enum During {
     /// Met or not, with the requirement in words.
     Judged(bool, String),
-    /// No sample finished: `0/0` is not a failure, it is untested (why).
-    Untested(String),
+    /// Nothing failed, but some part could not be judged: the requirement
+    /// in words and why each part was not tested.
+    Untested(String, Vec<String>),
 }
 
-fn during_verdict(min_success: crate::units::Percent, t: Taken) -> During {
+/// Judges a `during` requirement: `min_success` on the samples taken,
+/// `max_outage` on the longest outage (ms), the latency percentiles on the
+/// latencies of every finished sample. A part that fails wins over a part
+/// that could not be judged.
+fn during_verdict(
+    req: &crate::experiment::model::DuringRequirement,
+    t: Taken,
+    longest_outage_ms: f64,
+    latencies: &[f64],
+) -> During {
+    use super::builder::percentile;
+    use crate::experiment::model::min_samples_for_percentile;
+    let mut texts = Vec::new();
+    let mut untested = Vec::new();
+    let mut met = true;
     if t.taken == 0 {
         let cut = match t.cut {
             0 => String::new(),
             n => format!(" ({n} cut unfinished when the run stopped)"),
         };
-        return During::Untested(format!(
-            "no sample finished during the method{cut}, so its `during` requirement was not tested"
-        ));
+        let mut text = Vec::new();
+        if let Some(m) = req.min_success {
+            text.push(format!("at least {m} of samples succeed (got 0/0)"));
+        }
+        if let Some(m) = req.max_outage {
+            text.push(format!("outage at most {m}"));
+        }
+        for (p, d) in req.latency_limits() {
+            text.push(format!("p{p} latency at most {d}"));
+        }
+        return During::Untested(
+            text.join("; "),
+            vec![format!(
+                "no sample finished during the method{cut}, so its `during` requirement was not tested"
+            )],
+        );
     }
-    let met = t.successes as f64 >= min_success.fraction() * t.taken as f64 - 1e-9;
-    During::Judged(
-        met,
-        format!(
+    if let Some(min_success) = req.min_success {
+        let ok = t.successes as f64 >= min_success.fraction() * t.taken as f64 - 1e-9;
+        met &= ok;
+        texts.push(format!(
             "at least {min_success} of samples succeed (got {}/{})",
             t.successes, t.taken
-        ),
-    )
+        ));
+    }
+    if let Some(max) = req.max_outage {
+        let max_ms = max.std().as_secs_f64() * 1000.0;
+        met &= longest_outage_ms <= max_ms + 1e-9;
+        texts.push(format!(
+            "longest outage {} (max {max})",
+            crate::report::summary::fmt_ms(longest_outage_ms)
+        ));
+    }
+    for (p, limit) in req.latency_limits() {
+        let need = min_samples_for_percentile(p);
+        let n = latencies.len() as u32;
+        if n < need {
+            texts.push(format!(
+                "p{p} latency at most {limit} (not judged: {n} samples)"
+            ));
+            untested.push(format!(
+                "`p{p}_below` needs at least {need} finished samples during the method, got {n}, so it was not tested; make the method longer or the interval shorter"
+            ));
+            continue;
+        }
+        let v = percentile(latencies, p).unwrap_or(0.0);
+        let limit_ms = limit.std().as_secs_f64() * 1000.0;
+        met &= v <= limit_ms + 1e-9;
+        texts.push(format!(
+            "p{p} latency {} (max {limit}, {n} samples)",
+            crate::report::summary::fmt_ms(v)
+        ));
+    }
+    let text = texts.join("; ");
+    if !met || untested.is_empty() {
+        During::Judged(met, text)
+    } else {
+        During::Untested(text, untested)
+    }
 }
 
 pub(super) async fn execute_steps(ctx: Arc<Ctx>, mut faults: Vec<Option<Box<dyn FaultImpl>>>) {
@@ -636,6 +828,7 @@ pub(super) async fn run_action(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::experiment::model::DuringRequirement;
     use crate::units::Percent;
 
     fn taken(taken: u32, successes: u32, cut: u32) -> Taken {
@@ -646,17 +839,33 @@ mod tests {
         }
     }
 
+    fn req(min: f64) -> DuringRequirement {
+        DuringRequirement {
+            min_success: Some(Percent(min)),
+            max_outage: None,
+            p50_below: None,
+            p95_below: None,
+            p99_below: None,
+        }
+    }
+
+    fn v(r: &DuringRequirement, t: Taken) -> During {
+        during_verdict(r, t, 0.0, &vec![1.0; t.taken as usize])
+    }
+
     /// `0/0` is never a failure: untested, whether or not samples were cut.
     #[test]
     fn no_finished_sample_is_untested_not_failed() {
         for t in [taken(0, 0, 0), taken(0, 0, 3)] {
-            match during_verdict(Percent(90.0), t) {
-                During::Untested(why) => assert!(why.contains("no sample finished"), "{why}"),
+            match v(&req(90.0), t) {
+                During::Untested(_, why) => {
+                    assert!(why[0].contains("no sample finished"), "{why:?}")
+                }
                 other => panic!("{other:?}"),
             }
         }
-        match during_verdict(Percent(90.0), taken(0, 0, 2)) {
-            During::Untested(why) => assert!(why.contains("2 cut unfinished"), "{why}"),
+        match v(&req(90.0), taken(0, 0, 2)) {
+            During::Untested(_, why) => assert!(why[0].contains("2 cut unfinished"), "{why:?}"),
             other => panic!("{other:?}"),
         }
     }
@@ -664,11 +873,54 @@ mod tests {
     #[test]
     fn cut_samples_are_not_failures() {
         assert_eq!(
-            during_verdict(Percent(100.0), taken(4, 4, 5)),
+            v(&req(100.0), taken(4, 4, 5)),
             During::Judged(true, "at least 100% of samples succeed (got 4/4)".into())
         );
         assert!(matches!(
-            during_verdict(Percent(90.0), taken(10, 8, 0)),
+            v(&req(90.0), taken(10, 8, 0)),
+            During::Judged(false, _)
+        ));
+    }
+
+    #[test]
+    fn outage_and_percentiles_are_judged() {
+        let mut r = req(0.0);
+        r.min_success = None;
+        r.max_outage = Some(crate::units::Duration::from_secs(5));
+        let lat = vec![10.0; 30];
+        match during_verdict(&r, taken(30, 20, 0), 1200.0, &lat) {
+            During::Judged(true, t) => assert_eq!(t, "longest outage 1.20s (max 5s)"),
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(
+            during_verdict(&r, taken(30, 20, 0), 5001.0, &lat),
+            During::Judged(false, _)
+        ));
+        r.max_outage = None;
+        r.p95_below = Some(crate::units::Duration::from_millis(100));
+        let mut slow = vec![10.0; 18];
+        slow.extend([150.0, 150.0]);
+        // Nearest rank of 20: the 19th value.
+        assert!(matches!(
+            during_verdict(&r, taken(20, 20, 0), 0.0, &slow),
+            During::Judged(false, _)
+        ));
+        // One slow sample in 20 is the 5% above p95.
+        let mut fast = vec![10.0; 19];
+        fast.push(150.0);
+        assert!(matches!(
+            during_verdict(&r, taken(20, 20, 0), 0.0, &fast),
+            During::Judged(true, _)
+        ));
+        // Too few samples for p95: not judged, whatever the latency.
+        match during_verdict(&r, taken(19, 19, 0), 0.0, &slow[..19]) {
+            During::Untested(_, why) => assert!(why[0].contains("at least 20"), "{why:?}"),
+            other => panic!("{other:?}"),
+        }
+        // A part that fails wins over one that could not be judged.
+        r.max_outage = Some(crate::units::Duration::from_secs(1));
+        assert!(matches!(
+            during_verdict(&r, taken(19, 19, 0), 2000.0, &slow[..19]),
             During::Judged(false, _)
         ));
     }

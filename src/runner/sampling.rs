@@ -14,6 +14,7 @@
 //! samples in a row", which needs them in order.
 
 use super::*;
+use crate::experiment::model::min_samples_for_percentile;
 use crate::report::record::LatencyStats;
 use std::collections::BTreeSet;
 use tokio::task::JoinSet;
@@ -313,13 +314,43 @@ pub(super) async fn before(ctx: &Arc<Ctx>) -> bool {
             let stop = ctx.cancel_rx.clone();
             let t =
                 sample_on_schedule(ctx.clone(), i, SamplePhase::Before, Some(n), stop, None).await;
-            let met = t.taken == n && (t.successes as f64) >= min.fraction() * n as f64 - 1e-9;
-            ctx.builder.lock().unwrap().set_requirement(
-                i,
-                SamplePhase::Before,
-                format!("at least {min} of {n} samples succeed"),
-                Some(met),
-            );
+            let mut met = t.taken == n && (t.successes as f64) >= min.fraction() * n as f64 - 1e-9;
+            let mut text = format!("at least {min} of {n} samples succeed");
+            // Latency percentiles over every finished sample (validation
+            // makes `samples` enough for each percentile asked for).
+            let limits = ctx.exp.steady_state.probes[i].before.latency_limits();
+            if !limits.is_empty() {
+                let lat: Vec<f64> = ctx
+                    .builder
+                    .lock()
+                    .unwrap()
+                    .phase_samples(i, SamplePhase::Before)
+                    .iter()
+                    .map(|s| s.1)
+                    .collect();
+                for (p, limit) in limits {
+                    match super::builder::percentile(&lat, p) {
+                        Some(v) if lat.len() as u32 >= min_samples_for_percentile(p) => {
+                            met &= v <= limit.std().as_secs_f64() * 1000.0 + 1e-9;
+                            text.push_str(&format!(
+                                "; p{p} latency {} (max {limit})",
+                                crate::report::summary::fmt_ms(v)
+                            ));
+                        }
+                        _ => {
+                            met = false;
+                            text.push_str(&format!(
+                                "; p{p} latency at most {limit} (only {} samples finished)",
+                                lat.len()
+                            ));
+                        }
+                    }
+                }
+            }
+            ctx.builder
+                .lock()
+                .unwrap()
+                .set_requirement(i, SamplePhase::Before, text, Some(met));
             met
         }));
     }

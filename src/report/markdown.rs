@@ -7,6 +7,7 @@ use super::summary::{
     fmt_counts, fmt_latency, fmt_ms, fmt_offset, fmt_opt_ms, fmt_success, fmt_time,
     held_throughout, observation_lines, verdict_text, PhaseResult, RollbackResult,
 };
+use crate::report::summary::{fmt_expectation, fmt_outage};
 use std::fmt::Write as _;
 
 /// Text for a table cell: `|` escaped, line breaks as `<br>`.
@@ -217,6 +218,9 @@ fn render_unescaped(rec: &RunRecord) -> String {
         if let (Some(a), Some(b)) = (f.injected_at_ms, f.rolled_back_at_ms) {
             let _ = writeln!(out, "- Active for {}", fmt_ms(b - a));
         }
+        if let Some(e) = &f.expectation {
+            let _ = writeln!(out, "- {}", text(&fmt_expectation(e)));
+        }
         let obs = observation_lines(&f.observations);
         if !obs.is_empty() {
             let _ = writeln!(out, "- Observations:");
@@ -315,7 +319,15 @@ fn render_unescaped(rec: &RunRecord) -> String {
         for p in &held {
             let _ = writeln!(out, "- {} held throughout", code(&p.name));
         }
-        if !recovered.is_empty() || !held.is_empty() {
+        let outages: Vec<_> = rec
+            .probes
+            .iter()
+            .filter_map(|p| fmt_outage(&p.during).map(|o| (p, o)))
+            .collect();
+        for (p, o) in &outages {
+            let _ = writeln!(out, "- {} during the method: {o}", code(&p.name));
+        }
+        if !recovered.is_empty() || !held.is_empty() || !outages.is_empty() {
             out.push('\n');
         }
     }

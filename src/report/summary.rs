@@ -207,6 +207,32 @@ pub fn held_throughout(p: &ProbeRecord) -> bool {
         && p.during.failures + p.during.errors + p.after.failures + p.after.errors == 0
 }
 
+/// `longest outage 1.2s (max 5s)`, or without a limit `longest outage
+/// 1.2s` when some sample failed; `None` when there is nothing to say.
+pub fn fmt_outage(s: &PhaseStats) -> Option<String> {
+    let longest = s.longest_outage_ms?;
+    match s.max_outage_ms {
+        Some(max) => Some(format!(
+            "longest outage {} (max {})",
+            fmt_ms(longest),
+            fmt_ms(max)
+        )),
+        None if longest > 0.0 => Some(format!("longest outage {}", fmt_ms(longest))),
+        None => None,
+    }
+}
+
+/// A fault's expectation in one line: `✓ every killed process restarts
+/// within 10s: 1 of 1 killed restarted within 10s`.
+pub fn fmt_expectation(e: &super::record::FaultExpectation) -> String {
+    let word = match e.met {
+        Some(true) => "met",
+        Some(false) => "NOT met",
+        None => "not judged",
+    };
+    format!("expects {} ({word}): {}", e.requirement, e.detail)
+}
+
 /// How a fault ended, in words every format shares.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum RollbackResult {
@@ -261,7 +287,7 @@ pub fn observation_lines(v: &Value) -> Vec<String> {
 }
 
 /// Observation keys the reports already show in their own columns.
-const SHOWN_ELSEWHERE: [&str; 3] = ["target", "injected_at", "at"];
+const SHOWN_ELSEWHERE: [&str; 4] = ["target", "injected_at", "at", "expect_restart"];
 
 /// Inside lists of objects (processes hit, restarts...), these keys say
 /// enough; the full objects stay in the JSON journal.

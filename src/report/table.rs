@@ -10,6 +10,7 @@ use super::summary::{
     fmt_counts, fmt_latency, fmt_ms, fmt_offset, fmt_opt_ms, fmt_success, fmt_time,
     held_throughout, observation_lines, verdict_text, PhaseResult, RollbackResult,
 };
+use crate::report::summary::{fmt_expectation, fmt_outage};
 use comfy_table::{presets, Attribute, Cell, CellAlignment, Color, ContentArrangement, Table};
 use std::fmt::Write as _;
 
@@ -116,6 +117,10 @@ fn phase_cell(rec: &RunRecord, probe_idx: usize, p: SamplePhase, color: bool) ->
     if let Some(req) = &s.requirement {
         lines.push(format!("requires {req}"));
     }
+    // With `max_outage` the requirement line already says it.
+    if s.max_outage_ms.is_none() {
+        lines.extend(fmt_outage(s));
+    }
     if p == SamplePhase::After && result != PhaseResult::NotReached {
         if held_throughout(probe) {
             if s.samples > 0 {
@@ -217,6 +222,9 @@ fn faults_table(rec: &RunRecord, color: bool) -> Table {
             None => {}
         }
         evidence.extend(observation_lines(&f.observations));
+        if let Some(e) = &f.expectation {
+            evidence.push(fmt_expectation(e));
+        }
         if never_injected && !f.operations.is_empty() {
             evidence.push("planned:".into());
             evidence.extend(f.operations.iter().map(|o| format!("  {o}")));

@@ -773,6 +773,11 @@ fn deviation_reason(ctx: &Ctx) -> String {
             ));
         }
     }
+    for f in &b.rec.faults {
+        if let Some(e) = f.expectation.as_ref().filter(|e| e.met == Some(false)) {
+            parts.push(format!("fault {} `{}`: {}", f.step + 1, f.label, e.detail));
+        }
+    }
     if parts.is_empty() {
         "the hypothesis deviated".into()
     } else {

@@ -79,6 +79,25 @@ pub fn warnings(exp: &Experiment) -> Vec<Warning> {
             ),
         });
     }
+    for (i, p) in exp.steady_state.probes.iter().enumerate() {
+        let Some(req) = &p.during else { continue };
+        for (pct, _) in req.latency_limits() {
+            let need = crate::experiment::model::min_samples_for_percentile(pct) as u64;
+            if n >= need {
+                continue;
+            }
+            let more = interval * (need as u32 - 1);
+            out.push(Warning {
+                path: format!("steady_state.probes[{i}].during.p{pct}_below"),
+                message: format!(
+                    "warning: `p{pct}_below` needs at least {need} samples and the method ({} of pauses and faults at a {} interval) takes about {n}: the run will be INCONCLUSIVE; make the method at least {} long or the interval shorter",
+                    D(len),
+                    exp.steady_state.interval,
+                    D(more),
+                ),
+            });
+        }
+    }
     for (k, cond) in exp.abort.iter().enumerate() {
         let Some(count) = cond.consecutive_failures else {
             continue;
@@ -131,6 +150,21 @@ steady_state:
       timeout: 5s
       during: {min_success: 90%}
 "#;
+
+    #[test]
+    fn a_percentile_on_too_short_a_method_warns() {
+        let base = BASE.replace("{min_success: 90%}", "{p95_below: 100ms}");
+        let w = warnings(&exp(&format!("{base}method:\n  - pause: 2s\n")));
+        assert_eq!(w.len(), 1, "{w:?}");
+        assert_eq!(w[0].path, "steady_state.probes[0].during.p95_below");
+        assert!(
+            w[0].message.contains("at least 20 samples"),
+            "{}",
+            w[0].message
+        );
+        let w = warnings(&exp(&format!("{base}method:\n  - pause: 4s\n")));
+        assert_eq!(w, vec![]);
+    }
 
     #[test]
     fn a_short_method_and_a_long_timeout_warn() {

@@ -234,7 +234,10 @@ impl UndoOp {
                     atime: *atime,
                     mtime: *mtime,
                 };
-                match crate::sys::file::restore(path, backup, &o)? {
+                // Paths come from the host: escaped before anyone shows them.
+                match crate::sys::file::restore(path, backup, &o)
+                    .map_err(|e| crate::sys::text::escape(&e).into_owned())?
+                {
                     true => Ok(Applied::Done),
                     false => Ok(Applied::AlreadyGone),
                 }

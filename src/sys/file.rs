@@ -235,7 +235,19 @@ fn open_dir_exact(dir: &Path) -> Result<OwnedFd, String> {
         .read(true)
         .custom_flags(libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC)
         .open(dir)
-        .map_err(|e| format!("opening the directory {}: {e}", dir.display()))?;
+        .map_err(|e| {
+            if std::fs::symlink_metadata(dir).is_ok_and(|m| m.file_type().is_symlink()) {
+                format!(
+                    "the directory {} now is a symbolic link (it resolves to {}); not followed",
+                    dir.display(),
+                    std::fs::read_link(dir)
+                        .map(|t| t.display().to_string())
+                        .unwrap_or_default()
+                )
+            } else {
+                format!("opening the directory {}: {e}", dir.display())
+            }
+        })?;
     let fd: OwnedFd = f.into();
     let real = std::fs::read_link(format!("/proc/self/fd/{}", fd.as_raw_fd()))
         .map_err(|e| format!("resolving {}: {e}", dir.display()))?;

@@ -5,6 +5,7 @@
 //! file holds everything else and the enum that names every fault kind.
 
 use crate::fault::cgroup::{CpuLimitSpec, IoLimitSpec, MemoryLimitSpec};
+use crate::fault::corrupt::FileCorruptSpec;
 use crate::fault::disk::DiskFillSpec;
 use crate::fault::network::{BandwidthSpec, BlackholeSpec, DnsSpec, NetworkSpec, PacketLossSpec};
 use crate::fault::process::{ProcessKillSpec, ProcessPauseSpec};
@@ -690,6 +691,7 @@ pub enum Fault {
     CpuStress(CpuStressSpec),
     MemoryStress(MemoryStressSpec),
     DiskFill(DiskFillSpec),
+    FileCorrupt(FileCorruptSpec),
 }
 
 /// The YAML form of [`Fault`]: one optional field per kind. (serde_yaml reads
@@ -739,6 +741,9 @@ pub struct FaultFields {
     /// Fill a filesystem to a level.
     #[serde(default)]
     pub disk_fill: Option<DiskFillSpec>,
+    /// Corrupt, truncate or delete files (backed up first, restored byte-exact).
+    #[serde(default)]
+    pub file_corrupt: Option<FileCorruptSpec>,
 }
 
 impl TryFrom<FaultFields> for Fault {
@@ -754,7 +759,7 @@ impl TryFrom<FaultFields> for Fault {
               blackhole => Blackhole, partition => Partition, dns => Dns, packet_loss => PacketLoss,
               bandwidth => Bandwidth, cpu_limit => CpuLimit, memory_limit => MemoryLimit,
               io_limit => IoLimit, cpu_stress => CpuStress, memory_stress => MemoryStress,
-              disk_fill => DiskFill);
+              disk_fill => DiskFill, file_corrupt => FileCorrupt);
         match found.len() {
             1 => Ok(found.pop().unwrap()),
             0 => Err(format!("the fault has no kind; give exactly one of {}", FAULT_KINDS.join(", "))),
@@ -768,7 +773,7 @@ impl TryFrom<FaultFields> for Fault {
 }
 
 /// Every fault kind, as written in experiment files.
-pub const FAULT_KINDS: [&str; 14] = [
+pub const FAULT_KINDS: [&str; 15] = [
     "process_kill",
     "process_pause",
     "network",
@@ -783,6 +788,7 @@ pub const FAULT_KINDS: [&str; 14] = [
     "cpu_stress",
     "memory_stress",
     "disk_fill",
+    "file_corrupt",
 ];
 
 impl<'de> Deserialize<'de> for Fault {
@@ -821,6 +827,7 @@ impl Fault {
             Fault::CpuStress(_) => "cpu_stress",
             Fault::MemoryStress(_) => "memory_stress",
             Fault::DiskFill(_) => "disk_fill",
+            Fault::FileCorrupt(_) => "file_corrupt",
         }
     }
 }

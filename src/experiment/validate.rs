@@ -720,6 +720,7 @@ fn check_fault(
                 }
             }
         }
+        Fault::FileCorrupt(s) => check_file_corrupt(c, path, s),
         Fault::DiskFill(s) => {
             if s.fill_to.is_some() == s.size.is_some() {
                 c.error(
@@ -745,6 +746,12 @@ fn check_fault(
                 );
             }
         }
+    }
+}
+
+fn check_file_corrupt(c: &mut Checker, path: &str, s: &crate::fault::corrupt::FileCorruptSpec) {
+    for (field, message) in crate::fault::corrupt::check_spec(s) {
+        c.value_error(&format!("{path}{field}"), message);
     }
 }
 

@@ -135,6 +135,11 @@ impl UndoLog for JournalLog<'_> {
             .record_batch(self.fault, &self.label, &self.kind, items)
             .map(|_| ())
     }
+    fn backup_dir(&self) -> Option<std::path::PathBuf> {
+        let j = self.journal.lock().unwrap();
+        let run_id = j.path().file_stem()?.to_str()?.to_string();
+        Some(crate::journal::store::backup_dir(j.state_dir()?, &run_id))
+    }
 }
 
 /// A preflight failure: the verdict and why.

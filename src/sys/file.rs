@@ -376,11 +376,17 @@ pub fn restore(path: &Path, backup: &Path, o: &Original) -> Result<bool, String>
     Ok(true)
 }
 
-/// Removes a used backup, and its directory when that is now empty.
+/// Removes a used backup, and its run's directory and `STATE/backups`
+/// when they are now empty (remove_dir fails on a non-empty one: another
+/// run's backups stay).
 fn remove_backup(backup: &Path) {
     let _ = std::fs::remove_file(backup);
-    if let Some(d) = backup.parent() {
-        let _ = std::fs::remove_dir(d);
+    if let Some(run_dir) = backup.parent() {
+        if std::fs::remove_dir(run_dir).is_ok() {
+            if let Some(all) = run_dir.parent().filter(|p| p.ends_with("backups")) {
+                let _ = std::fs::remove_dir(all);
+            }
+        }
     }
 }
 

@@ -16,11 +16,24 @@ pub fn run(
     let mut json = Vec::new();
     let mut annotated: Vec<Diagnostic> = Vec::new();
     for f in files {
-        let result = crate::load::load(f, chaostoolkit, opts).map(|(l, _)| l);
+        let result = crate::load::load(f, chaostoolkit, opts);
+        // Sampling advice, for faultline's own format (a Chaos Toolkit
+        // file's paths would not point into it).
+        let warnings: Vec<Diagnostic> = match &result {
+            Ok((l, None)) => crate::experiment::advice::warnings(&l.experiment)
+                .into_iter()
+                .map(|w| Diagnostic::at(&l.file, &w.path, l.spans.locate(&w.path), w.message))
+                .collect(),
+            _ => vec![],
+        };
+        let result = result.map(|(l, _)| l);
         let shown = f.display().to_string();
         let shown_safe = escape(&shown);
         match (&result, format) {
             (Ok(l), ValidateFormat::Text) => {
+                for w in &warnings {
+                    eprintln!("{}", escape_text(&w.to_string()));
+                }
                 println!("ok       {shown_safe}  ({})", escape(&l.experiment.title))
             }
             (Err(problems), ValidateFormat::Text) => {
@@ -53,6 +66,7 @@ pub fn run(
                     "valid": r.is_ok(),
                     "title": r.as_ref().ok().map(|l| l.experiment.title.clone()),
                     "problems": problems,
+                    "warnings": warnings,
                 }));
             }
         }

@@ -1,5 +1,6 @@
 //! The experiment: its model, loading with located errors, and semantic validation.
 
+pub mod advice;
 pub mod model;
 pub mod schedule;
 pub mod secrets;

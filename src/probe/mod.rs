@@ -130,6 +130,11 @@ impl ProbeRunner {
         })
     }
 
+    /// The longest one sample may take.
+    pub fn timeout(&self) -> Duration {
+        self.timeout
+    }
+
     /// A probe for a setup process's `ready` check.
     pub fn for_ready(name: &str, ready: &ReadyCheck, ctx: &ProbeContext) -> Result<Self, String> {
         let probe = Probe {

@@ -277,6 +277,7 @@ impl EventSink for CheckpointSink {
             | Event::SetupReady { .. }
             | Event::SetupStopped { .. }
             | Event::Sample { .. }
+            | Event::Sampling { .. }
             | Event::FaultHealth { .. }
             | Event::ActionFinished { .. }
             | Event::Recovered { .. }

@@ -386,6 +386,26 @@ pub struct PhaseStats {
     /// Whether the requirement was met (none when there was none or no sample).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub met: Option<bool>,
+    /// Samples the schedule called for: `before.samples` before; during and
+    /// after, one per interval of the phase's length. `samples` is how many
+    /// were taken (finished).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expected: Option<u32>,
+    /// Scheduled samples not started: the probe already had its most
+    /// samples in flight, or the runner fell a whole interval behind.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub skipped: u32,
+    /// Samples stopped unfinished when the run stopped early (abort, signal,
+    /// failed step); neither successes nor failures.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub cut: u32,
+    /// How late samples started against their schedule.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start_jitter_ms: Option<LatencyStats>,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 impl PhaseStats {

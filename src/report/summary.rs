@@ -348,6 +348,7 @@ pub(crate) mod testdata {
             }),
             requirement: req.map(String::from),
             met,
+            ..Default::default()
         }
     }
 
@@ -489,6 +490,7 @@ pub(crate) mod testdata {
             latency_ms: None,
             requirement: Some("100% success".into()),
             met: Some(false),
+            ..Default::default()
         };
         p.during = PhaseStats::default();
         p.after = PhaseStats::default();

@@ -186,6 +186,27 @@ impl RecordBuilder {
                     });
                 }
             }
+            Event::Sampling {
+                probe,
+                phase,
+                expected,
+                skipped,
+                cut,
+                start_jitter_ms,
+                ..
+            } => {
+                if let Some(p) = self.rec.probes.get_mut(*probe) {
+                    let s = match phase {
+                        SamplePhase::Before => &mut p.before,
+                        SamplePhase::During => &mut p.during,
+                        SamplePhase::After => &mut p.after,
+                    };
+                    s.expected = Some(*expected);
+                    s.skipped = *skipped;
+                    s.cut = *cut;
+                    s.start_jitter_ms = *start_jitter_ms;
+                }
+            }
             Event::SteadyState { .. } => {}
             Event::StepStarted { index, .. } => {
                 if let Some(s) = self.rec.steps.get_mut(*index) {
@@ -285,6 +306,9 @@ impl RecordBuilder {
                     });
                     if let Some(first) = self.first_injection_ms {
                         self.rec.timings.time_to_abort_ms = Some(ms - first);
+                        // Samples still running past their interval tripped
+                        // it: no failing sample may have finished yet.
+                        self.rec.timings.time_to_detect_ms.get_or_insert(ms - first);
                     }
                 }
             }
@@ -368,16 +392,21 @@ impl RecordBuilder {
                     latency_ms: latency_stats(&lat),
                     requirement: None,
                     met: None,
+                    ..Default::default()
                 };
                 let old = match phase {
                     SamplePhase::Before => &mut p.before,
                     SamplePhase::During => &mut p.during,
                     SamplePhase::After => &mut p.after,
                 };
-                let (req, met) = (old.requirement.take(), old.met);
+                // Keep what the runner set: the requirement and the schedule.
                 *old = PhaseStats {
-                    requirement: req,
-                    met,
+                    requirement: old.requirement.take(),
+                    met: old.met,
+                    expected: old.expected,
+                    skipped: old.skipped,
+                    cut: old.cut,
+                    start_jitter_ms: old.start_jitter_ms,
                     ..stats
                 };
             }

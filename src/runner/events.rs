@@ -6,7 +6,7 @@
 use crate::experiment::secrets::Redactor;
 use crate::fault::health::{FaultEffect, HealthPoint};
 use crate::report::record::{
-    InconclusiveReason, Phase, SamplePhase, SampleStatus, StepStatus, Verdict,
+    InconclusiveReason, LatencyStats, Phase, SamplePhase, SampleStatus, StepStatus, Verdict,
 };
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -61,6 +61,24 @@ pub enum Event {
         /// What the tolerance judged (Chaos Toolkit probes).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         output: Option<serde_json::Value>,
+    },
+    /// How a probe's schedule went in one phase (once per probe and phase,
+    /// at its end): samples expected, skipped and cut, start jitter.
+    Sampling {
+        probe: usize,
+        name: String,
+        phase: SamplePhase,
+        expected: u32,
+        skipped: u32,
+        /// Of `skipped`: ticks that found `max_in_flight` samples running
+        /// (the rest came a whole interval late).
+        #[serde(default)]
+        skipped_in_flight: u32,
+        cut: u32,
+        /// The most samples this probe may have in flight at once.
+        max_in_flight: u32,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        start_jitter_ms: Option<LatencyStats>,
     },
     SteadyState {
         phase: SamplePhase,

@@ -195,6 +195,37 @@ impl EventSink for LiveView {
                     None => {}
                 }
             }
+            Event::Sampling {
+                name,
+                phase,
+                expected,
+                skipped,
+                skipped_in_flight,
+                cut,
+                max_in_flight,
+                ..
+            } => {
+                if *skipped > 0 || *cut > 0 {
+                    let mut msg = format!(
+                        "probe `{name}` {}: {} of {expected} scheduled samples started",
+                        phase.name(),
+                        expected.saturating_sub(*skipped)
+                    );
+                    if *skipped > 0 {
+                        msg.push_str(&format!(" ({skipped} skipped"));
+                        if *skipped_in_flight > 0 {
+                            msg.push_str(&format!(
+                                ", {skipped_in_flight} of them with {max_in_flight} samples in flight"
+                            ));
+                        }
+                        msg.push(')');
+                    }
+                    if *cut > 0 {
+                        msg.push_str(&format!(", {cut} cut unfinished when the run stopped"));
+                    }
+                    self.painted(t, "33", &msg)
+                }
+            }
             Event::SteadyState { held, detail, .. } => {
                 self.painted(t, if *held { "32" } else { "31" }, detail)
             }

@@ -2,7 +2,7 @@
 //! fault injected, verified, held and rolled back; abort conditions checked
 //! on every sample meanwhile.
 
-use super::sampling::{sleep_or_cancel, spawn_samplers};
+use super::sampling::{sleep_or_cancel, spawn_samplers, SamplerMsg, Taken};
 use super::*;
 use crate::fault::health::{self, HealthPoint, HealthTracker};
 use crate::report::record::InconclusiveReason;
@@ -23,27 +23,42 @@ pub(super) async fn method(ctx: &Arc<Ctx>, faults: Vec<Option<Box<dyn FaultImpl>
     };
     tokio::pin!(exec);
 
+    let interval = ctx.exp.steady_state.interval.std();
     let mut histories: Vec<abort::History> = (0..ctx.probes.len())
-        .map(|_| abort::History::default())
+        .map(|_| abort::History::new(interval))
         .collect();
-    let mut during: Vec<(u32, u32)> = vec![(0, 0); ctx.probes.len()];
+    // A running sample turning overdue counts as failing from then on: the
+    // conditions are evaluated at each such moment after the last look (a
+    // moment already past, e.g. while a message was handled, is due at once).
+    let mut looked = Instant::now();
     let exec_result = loop {
+        let wake = histories
+            .iter()
+            .filter_map(|h| h.next_overdue(looked))
+            .min();
         tokio::select! {
             r = &mut exec => break r,
-            Some((i, status, latency, _detail)) = rx.recv() => {
-                during[i].0 += 1;
-                if status == SampleStatus::Success { during[i].1 += 1; }
-                histories[i].push(status, latency);
-                if ctx.cancelled() { continue; }
-                let name = &ctx.probes[i].name;
-                for cond in ctx.exp.abort.iter().filter(|c| &c.probe == name) {
-                    if let Some(reason) = abort::evaluate(cond, &histories[i]) {
-                        ctx.emit.emit(Event::AbortTriggered {
-                            probe: name.clone(),
-                            condition: cond.describe(),
-                            reason,
-                        });
-                        ctx.stop_with(Stop::Abort);
+            Some(msg) = rx.recv() => {
+                let i = match msg {
+                    SamplerMsg::Started { probe, seq, at } => {
+                        histories[probe].started(seq, at);
+                        continue;
+                    }
+                    SamplerMsg::Cut { probe, seq } => {
+                        histories[probe].cut(seq);
+                        continue;
+                    }
+                    SamplerMsg::Finished { probe, seq, status, latency_ms } => {
+                        histories[probe].finished(seq, status, latency_ms);
+                        probe
+                    }
+                };
+                check_abort(ctx, i, &histories[i]);
+            }
+            _ = tokio::time::sleep_until(wake.map(tokio::time::Instant::from_std).unwrap_or_else(tokio::time::Instant::now)), if wake.is_some() => {
+                looked = Instant::now();
+                for (i, h) in histories.iter().enumerate() {
+                    if check_abort(ctx, i, h) {
                         break;
                     }
                 }
@@ -58,23 +73,14 @@ pub(super) async fn method(ctx: &Arc<Ctx>, faults: Vec<Option<Box<dyn FaultImpl>
             format!("internal error in the method: {e}"),
         ));
     }
-    // Keep sampling through rollback so the record shows it; the caller
-    // rolls back right after this returns, so stop samplers now unless hurrying.
+    // No new samples; the ones in flight are waited for (or cut when the run
+    // is stopping), each bounded by its probe's timeout.
     let _ = stop_tx.send(true);
-    if *ctx.hurry.borrow() {
-        for s in &samplers {
-            s.abort();
-        }
-    }
+    let mut taken = Vec::new();
     for s in samplers {
-        let _ = s.await;
+        taken.push(s.await.unwrap_or_default());
     }
-    while let Ok((i, status, _, _)) = rx.try_recv() {
-        during[i].0 += 1;
-        if status == SampleStatus::Success {
-            during[i].1 += 1;
-        }
-    }
+    while rx.try_recv().is_ok() {}
     ctx.emit.emit(Event::PhaseEnded {
         phase: Phase::Method,
     });
@@ -82,32 +88,80 @@ pub(super) async fn method(ctx: &Arc<Ctx>, faults: Vec<Option<Box<dyn FaultImpl>
     let mut ok = true;
     for (i, spec) in ctx.exp.steady_state.probes.iter().enumerate() {
         if let Some(req) = &spec.during {
-            let (n, good) = during[i];
-            let text = format!(
-                "at least {} of samples succeed (got {good}/{n})",
-                req.min_success
-            );
-            if n == 0 {
-                // `0/0` is not a failure: nothing was measured.
-                ctx.builder
-                    .lock()
-                    .unwrap()
-                    .set_requirement(i, SamplePhase::During, text, None);
-                ctx.inconclusive(InconclusiveReason::too_few_samples(
-                    &spec.name,
-                    "no sample finished during the method, so its `during` requirement was not tested",
-                ));
-                continue;
+            match during_verdict(req.min_success, taken[i]) {
+                During::Untested(why) => {
+                    ctx.builder.lock().unwrap().set_requirement(
+                        i,
+                        SamplePhase::During,
+                        format!("at least {} of samples succeed (got 0/0)", req.min_success),
+                        None,
+                    );
+                    ctx.inconclusive(InconclusiveReason::too_few_samples(&spec.name, why));
+                }
+                During::Judged(met, text) => {
+                    ok &= met;
+                    ctx.builder.lock().unwrap().set_requirement(
+                        i,
+                        SamplePhase::During,
+                        text,
+                        Some(met),
+                    );
+                }
             }
-            let met = good as f64 >= req.min_success.fraction() * n as f64 - 1e-9;
-            ok &= met;
-            ctx.builder
-                .lock()
-                .unwrap()
-                .set_requirement(i, SamplePhase::During, text, Some(met));
         }
     }
     ok
+}
+
+/// Evaluates probe `i`'s abort conditions; on the first that trips, records
+/// it and stops the run. Returns whether one tripped.
+fn check_abort(ctx: &Arc<Ctx>, i: usize, h: &abort::History) -> bool {
+    if ctx.cancelled() {
+        return false;
+    }
+    let name = &ctx.probes[i].name;
+    let now = Instant::now();
+    for cond in ctx.exp.abort.iter().filter(|c| &c.probe == name) {
+        if let Some(reason) = abort::evaluate(cond, h, now) {
+            ctx.emit.emit(Event::AbortTriggered {
+                probe: name.clone(),
+                condition: cond.describe(),
+                reason,
+            });
+            ctx.stop_with(Stop::Abort);
+            return true;
+        }
+    }
+    false
+}
+
+/// A `during` requirement's outcome.
+#[derive(Debug, PartialEq)]
+enum During {
+    /// Met or not, with the requirement in words.
+    Judged(bool, String),
+    /// No sample finished: `0/0` is not a failure, it is untested (why).
+    Untested(String),
+}
+
+fn during_verdict(min_success: crate::units::Percent, t: Taken) -> During {
+    if t.taken == 0 {
+        let cut = match t.cut {
+            0 => String::new(),
+            n => format!(" ({n} cut unfinished when the run stopped)"),
+        };
+        return During::Untested(format!(
+            "no sample finished during the method{cut}, so its `during` requirement was not tested"
+        ));
+    }
+    let met = t.successes as f64 >= min_success.fraction() * t.taken as f64 - 1e-9;
+    During::Judged(
+        met,
+        format!(
+            "at least {min_success} of samples succeed (got {}/{})",
+            t.successes, t.taken
+        ),
+    )
 }
 
 pub(super) async fn execute_steps(ctx: Arc<Ctx>, mut faults: Vec<Option<Box<dyn FaultImpl>>>) {
@@ -577,4 +631,45 @@ pub(super) async fn run_action(
         output,
     });
     ok
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::units::Percent;
+
+    fn taken(taken: u32, successes: u32, cut: u32) -> Taken {
+        Taken {
+            taken,
+            successes,
+            cut,
+        }
+    }
+
+    /// `0/0` is never a failure: untested, whether or not samples were cut.
+    #[test]
+    fn no_finished_sample_is_untested_not_failed() {
+        for t in [taken(0, 0, 0), taken(0, 0, 3)] {
+            match during_verdict(Percent(90.0), t) {
+                During::Untested(why) => assert!(why.contains("no sample finished"), "{why}"),
+                other => panic!("{other:?}"),
+            }
+        }
+        match during_verdict(Percent(90.0), taken(0, 0, 2)) {
+            During::Untested(why) => assert!(why.contains("2 cut unfinished"), "{why}"),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn cut_samples_are_not_failures() {
+        assert_eq!(
+            during_verdict(Percent(100.0), taken(4, 4, 5)),
+            During::Judged(true, "at least 100% of samples succeed (got 4/4)".into())
+        );
+        assert!(matches!(
+            during_verdict(Percent(90.0), taken(10, 8, 0)),
+            During::Judged(false, _)
+        ));
+    }
 }

@@ -174,10 +174,15 @@ pub fn translate(raw: &Value, opts: &Options) -> Result<Translation, Problems> {
     );
     let frequency = opts.frequency.unwrap_or(1.0);
     if let Err(m) = seconds(&Value::from(frequency)).and_then(|f| {
-        if f > 0.0 {
-            Ok(f)
-        } else {
+        let min = crate::experiment::validate::MIN_INTERVAL
+            .std()
+            .as_secs_f64();
+        if f <= 0.0 {
             Err("it must be more than 0".into())
+        } else if f < min {
+            Err(format!("the minimum is {min} seconds"))
+        } else {
+            Ok(f)
         }
     }) {
         p.push((

@@ -45,6 +45,25 @@ impl<'a> Checker<'a> {
         }
     }
 
+    /// A duration that must not be absurdly short: zero is refused as by
+    /// `nonzero`, anything under `floor` with the minimum named.
+    fn at_least(
+        &mut self,
+        path: &str,
+        d: crate::units::Duration,
+        floor: crate::units::Duration,
+        what: &str,
+    ) {
+        if d.is_zero() {
+            self.nonzero(path, d);
+        } else if d < floor {
+            self.value_error(
+                path,
+                format!("{d} is below the minimum {what} of {floor}; give at least `{floor}`"),
+            );
+        }
+    }
+
     fn regex(&mut self, path: &str, re: &Option<String>) {
         if let Some(r) = re {
             if let Err(e) = regex::Regex::new(r) {
@@ -80,6 +99,17 @@ impl<'a> Checker<'a> {
     }
 }
 
+/// Shortest sampling interval (`steady_state.interval`) and repeat period
+/// (`every`): below it, sampling only loads the host and the system under test.
+pub const MIN_INTERVAL: crate::units::Duration =
+    crate::units::Duration(std::time::Duration::from_millis(10));
+/// Shortest timeout of a probe, ready check or action: less cannot even start a process.
+pub const MIN_TIMEOUT: crate::units::Duration =
+    crate::units::Duration(std::time::Duration::from_millis(10));
+/// Shortest `limits.max_duration`.
+pub const MIN_MAX_DURATION: crate::units::Duration =
+    crate::units::Duration(std::time::Duration::from_secs(1));
+
 pub fn validate(exp: &Experiment, file: &str, spans: &SpanIndex) -> Vec<Diagnostic> {
     let mut c = Checker::new(file, spans);
     if exp.title.trim().is_empty() {
@@ -104,7 +134,12 @@ pub fn validate(exp: &Experiment, file: &str, spans: &SpanIndex) -> Vec<Diagnost
             c.printable(&format!("method[{i}].name"), n, false);
         }
     }
-    c.nonzero("limits.max_duration", exp.limits.max_duration);
+    c.at_least(
+        "limits.max_duration",
+        exp.limits.max_duration,
+        MIN_MAX_DURATION,
+        "max_duration",
+    );
     if exp.limits.blast_radius.max_targets == Some(0) {
         c.value_error(
             "limits.blast_radius.max_targets",
@@ -138,7 +173,12 @@ fn check_setup(c: &mut Checker, exp: &Experiment) -> Vec<String> {
         names.push(s.name.clone());
         c.printable(&format!("{p}.name"), &s.name, false);
         c.argv(&format!("{p}.start"), &s.start);
-        c.nonzero(&format!("{p}.stop_timeout"), s.stop_timeout);
+        c.at_least(
+            &format!("{p}.stop_timeout"),
+            s.stop_timeout,
+            MIN_TIMEOUT,
+            "timeout",
+        );
         if let Some(r) = &s.ready {
             let rp = format!("{p}.ready");
             let kinds = [r.http.is_some(), r.tcp.is_some(), r.command.is_some()]
@@ -151,7 +191,7 @@ fn check_setup(c: &mut Checker, exp: &Experiment) -> Vec<String> {
                     "a ready check needs exactly one of `http`, `tcp` or `command`",
                 );
             }
-            c.nonzero(&format!("{rp}.timeout"), r.timeout);
+            c.at_least(&format!("{rp}.timeout"), r.timeout, MIN_TIMEOUT, "timeout");
             if let Some(h) = &r.http {
                 check_url(c, &format!("{rp}.http.url"), &h.url);
             }
@@ -196,7 +236,12 @@ fn check_url(c: &mut Checker, path: &str, url: &str) {
 
 fn check_steady_state(c: &mut Checker, exp: &Experiment) -> Vec<String> {
     let ss = &exp.steady_state;
-    c.nonzero("steady_state.interval", ss.interval);
+    c.at_least(
+        "steady_state.interval",
+        ss.interval,
+        MIN_INTERVAL,
+        "interval",
+    );
     if ss.probes.is_empty() {
         c.error(
             "steady_state.probes",
@@ -235,7 +280,12 @@ fn check_steady_state(c: &mut Checker, exp: &Experiment) -> Vec<String> {
                 ),
             ),
         }
-        c.nonzero(&format!("{path}.timeout"), p.timeout);
+        c.at_least(
+            &format!("{path}.timeout"),
+            p.timeout,
+            MIN_TIMEOUT,
+            "timeout",
+        );
         if let Some(h) = &p.http {
             check_url(c, &format!("{path}.http.url"), &h.url);
             let m = h.method.to_ascii_uppercase();
@@ -465,7 +515,12 @@ fn check_method(c: &mut Checker, exp: &Experiment, setup_names: &[String]) {
         }
         if let Some(h) = &s.http {
             check_url(c, &format!("{p}.http.url"), &h.url);
-            c.nonzero(&format!("{p}.http.timeout"), h.timeout);
+            c.at_least(
+                &format!("{p}.http.timeout"),
+                h.timeout,
+                MIN_TIMEOUT,
+                "timeout",
+            );
         }
         if let Some(f) = &s.fault {
             check_fault(
@@ -482,7 +537,12 @@ fn check_method(c: &mut Checker, exp: &Experiment, setup_names: &[String]) {
 
 fn check_action(c: &mut Checker, path: &str, a: &CommandAction) {
     c.argv(&format!("{path}.run"), &a.run);
-    c.nonzero(&format!("{path}.timeout"), a.timeout);
+    c.at_least(
+        &format!("{path}.timeout"),
+        a.timeout,
+        MIN_TIMEOUT,
+        "timeout",
+    );
 }
 
 fn check_abort(c: &mut Checker, exp: &Experiment, probes: &[String]) {
@@ -594,7 +654,7 @@ fn check_fault(
         Fault::ProcessKill(s) => {
             check_target(c, &format!("{path}.target"), &s.target, exp, setup_names);
             if let Some(every) = s.every {
-                c.nonzero(&format!("{path}.every"), every);
+                c.at_least(&format!("{path}.every"), every, MIN_INTERVAL, "interval");
                 if let Some(d) = duration {
                     if every > d {
                         c.value_error(

@@ -263,6 +263,8 @@ pub fn check_bytes<'a>(file: &str, bytes: &'a [u8]) -> Result<&'a str, Diagnosti
             "the file is not UTF-8 text; save it as UTF-8".into(),
         )
     })?;
+    // A UTF-8 byte order mark, as some Windows editors write: not content.
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     // Characters YAML does not allow raw, and line separators the two YAML
     // parsers count differently (which would make every line number wrong).
     for (i, line) in text.split('\n').enumerate() {

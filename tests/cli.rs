@@ -454,7 +454,14 @@ fn a_fifo_or_a_device_is_refused_without_waiting_for_a_writer() {
     let runs: [&[&str]; 3] = [
         &["validate", &fifo_s],
         &["plan", &fifo_s],
-        &["--state-dir", &state_s, "run", "--yes", "--no-journal", &fifo_s],
+        &[
+            "--state-dir",
+            &state_s,
+            "run",
+            "--yes",
+            "--no-journal",
+            &fifo_s,
+        ],
     ];
     for args in runs {
         // A writer that never comes must not hang it (the pipe idle limit is 5s).
@@ -513,14 +520,21 @@ fn a_utf8_byte_order_mark_is_accepted_in_yaml_and_json() {
     let shown = p.display().to_string();
     let o = faultline(["validate", shown.as_str()]);
     assert_eq!(code(&o), 64);
-    assert!(stderr(&o).contains(&format!("{shown}:2:1:")), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains(&format!("{shown}:2:1:")),
+        "{}",
+        stderr(&o)
+    );
 }
 
 #[test]
 fn absurdly_short_intervals_and_timeouts_are_refused_with_the_minimum() {
     let dir = TempDir::new("floors");
     let quick = std::fs::read_to_string(root().join(&examples()[0])).unwrap();
-    assert!(quick.contains("interval:"), "the quickstart sets an interval");
+    assert!(
+        quick.contains("interval:"),
+        "the quickstart sets an interval"
+    );
     for (value, ok) in [("1ns", false), ("9ms", false), ("10ms", true)] {
         let text: String = quick
             .lines()
@@ -546,6 +560,76 @@ fn absurdly_short_intervals_and_timeouts_are_refused_with_the_minimum() {
             );
         }
     }
+}
+
+/// A file near the size limit, with thousands of probes and thousands of
+/// abort conditions naming probes that do not exist, in both formats.
+#[test]
+fn a_huge_broken_file_prints_a_bounded_report() {
+    let dir = TempDir::new("huge-broken");
+    let mut yaml = String::from("title: big\nhypothesis: h\nsteady_state:\n  probes:\n");
+    for i in 0..4000 {
+        yaml.push_str(&format!(
+            "    - name: probe-number-{i}\n      command: {{run: [\"true\"]}}\n"
+        ));
+    }
+    yaml.push_str("method:\n  - pause: 1s\nabort:\n");
+    let mut bad = 0;
+    while yaml.len() < 1000 * 1024 {
+        yaml.push_str(&format!(
+            "  - probe: probe-numbr-{bad}\n    consecutive_failures: 1\n"
+        ));
+        bad += 1;
+    }
+    let mut json = String::from(r#"{"title": "t", "method": ["#);
+    let mut refs = 0;
+    while json.len() < 1000 * 1024 {
+        json.push_str(&format!(r#"{{"ref": "activity-{refs}"}},"#));
+        refs += 1;
+    }
+    json.push_str(
+        r#"{"type": "action", "name": "a", "provider": {"type": "process", "path": "true"}}]}"#,
+    );
+    for (name, text, total) in [("big.yaml", yaml, bad), ("big.json", json, refs)] {
+        let p = dir.0.join(name);
+        std::fs::write(&p, text).unwrap();
+        let shown = p.display().to_string();
+        let o = faultline(["validate", shown.as_str()]);
+        assert_eq!(code(&o), 64, "{name}");
+        let (out, err) = (stdout(&o), stderr(&o));
+        // 50 problems and a count of the rest; each message is short.
+        assert!(
+            err.len() < 64 * 1024,
+            "{name}: {} bytes of errors, first line: {}",
+            err.len(),
+            err.lines().next().unwrap_or_default()
+        );
+        assert_eq!(err.lines().count(), 51, "{name}: {err}");
+        assert!(
+            err.lines().last().unwrap().ends_with(&format!(
+                "{} more problems not shown; fix the ones above and validate again",
+                total - 50
+            )),
+            "{name}: {err}"
+        );
+        assert!(
+            out.contains(&format!("({total} problems)")),
+            "{name}: {out}"
+        );
+        for cmd in ["plan", "run"] {
+            let o = faultline([cmd, shown.as_str()]);
+            assert_eq!(code(&o), 64, "{cmd} {name}");
+            assert_eq!(stderr(&o).lines().count(), 51, "{cmd} {name}");
+        }
+    }
+    // Suggestions and lists stay, shortened.
+    let o = faultline(["validate", dir.0.join("big.yaml").to_str().unwrap()]);
+    let first = stderr(&o).lines().next().unwrap().to_string();
+    assert!(
+        first.contains("(did you mean `probe-number-0`?)")
+            && first.ends_with("probe-number-9 and 3990 more"),
+        "{first}"
+    );
 }
 
 #[test]

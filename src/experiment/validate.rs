@@ -2,15 +2,18 @@
 //! (not just the first) with the field path and its position in the file.
 
 use super::model::*;
-use super::yaml::{did_you_mean, SpanIndex};
+use super::yaml::{list_names, SpanIndex, Suggester};
 use super::Diagnostic;
 use crate::fault::target::{ProcessTarget, TargetMode};
+use std::collections::HashSet;
 
 /// Collects problems with their location.
 pub struct Checker<'a> {
     file: &'a str,
     spans: &'a SpanIndex,
     pub problems: Vec<Diagnostic>,
+    /// "Did you mean", with one work budget for the whole file.
+    suggester: Suggester,
 }
 
 impl<'a> Checker<'a> {
@@ -19,6 +22,7 @@ impl<'a> Checker<'a> {
             file,
             spans,
             problems: Vec::new(),
+            suggester: Suggester::default(),
         }
     }
 
@@ -160,11 +164,12 @@ pub fn validate(exp: &Experiment, file: &str, spans: &SpanIndex) -> Vec<Diagnost
 
 fn check_setup(c: &mut Checker, exp: &Experiment) -> Vec<String> {
     let mut names = Vec::new();
+    let mut seen: HashSet<&str> = HashSet::new();
     for (i, s) in exp.setup.iter().enumerate() {
         let p = format!("setup[{i}]");
         if s.name.trim().is_empty() {
             c.value_error(&format!("{p}.name"), "the name is empty");
-        } else if names.contains(&s.name) {
+        } else if !seen.insert(s.name.as_str()) {
             c.value_error(
                 &format!("{p}.name"),
                 format!("a setup process named `{}` already exists", s.name),
@@ -249,11 +254,12 @@ fn check_steady_state(c: &mut Checker, exp: &Experiment) -> Vec<String> {
         );
     }
     let mut names: Vec<String> = Vec::new();
+    let mut seen: HashSet<&str> = HashSet::new();
     for (i, p) in ss.probes.iter().enumerate() {
         let path = format!("steady_state.probes[{i}]");
         if p.name.trim().is_empty() {
             c.value_error(&format!("{path}.name"), "the probe name is empty");
-        } else if names.contains(&p.name) {
+        } else if !seen.insert(p.name.as_str()) {
             c.value_error(
                 &format!("{path}.name"),
                 format!(
@@ -546,15 +552,16 @@ fn check_action(c: &mut Checker, path: &str, a: &CommandAction) {
 }
 
 fn check_abort(c: &mut Checker, exp: &Experiment, probes: &[String]) {
+    let known: HashSet<&str> = probes.iter().map(String::as_str).collect();
     for (i, a) in exp.abort.iter().enumerate() {
         let p = format!("abort[{i}]");
-        if !probes.contains(&a.probe) {
+        if !known.contains(a.probe.as_str()) {
             let mut msg = format!("no probe is named `{}`", a.probe);
-            if let Some(best) = did_you_mean(&a.probe, probes) {
+            if let Some(best) = c.suggester.suggest(&a.probe, probes) {
                 msg.push_str(&format!(" (did you mean `{best}`?)"));
             }
             if !probes.is_empty() {
-                msg.push_str(&format!("; probes: {}", probes.join(", ")));
+                msg.push_str(&format!("; probes: {}", list_names(probes)));
             }
             c.value_error(&format!("{p}.probe"), msg);
         }
@@ -971,7 +978,7 @@ fn check_target(
     if let Some(s) = &t.setup {
         if !setup_names.contains(s) {
             let mut msg = format!("no setup process is named `{s}`");
-            if let Some(best) = did_you_mean(s, setup_names) {
+            if let Some(best) = c.suggester.suggest(s, setup_names) {
                 msg.push_str(&format!(" (did you mean `{best}`?)"));
             }
             c.value_error(&format!("{path}.setup"), msg);

@@ -1012,14 +1012,19 @@ fn check_target(
             "max_targets of 0 forbids the fault; give at least 1",
         );
     }
-    if let (Some(n), Some(max)) = (
-        t.count,
-        t.max_targets.or(exp.limits.blast_radius.max_targets),
-    ) {
+    if let Some(n) = t.count {
+        let (max, from) = match (t.max_targets, exp.limits.blast_radius.max_targets) {
+            (Some(a), Some(b)) => (a.min(b), "max_targets"),
+            (Some(a), None) | (None, Some(a)) => (a, "max_targets"),
+            (None, None) => (
+                crate::fault::target::DEFAULT_MAX_TARGETS,
+                "the default; set limits.blast_radius.max_targets to allow more",
+            ),
+        };
         if n > max {
             c.value_error(
                 &format!("{path}.count"),
-                format!("count {n} is above the blast-radius limit max_targets {max}"),
+                format!("count {n} is above the blast-radius limit of {max} ({from})"),
             );
         }
     }

@@ -570,7 +570,11 @@ impl ProcessTarget {
                     "checked again after setup has started its processes (now: {})",
                     e.message
                 ))),
-                r => r.map(Resolved::Now),
+                r => {
+                    let sel = r?;
+                    lock_processes(&sel.chosen, ctx)?;
+                    Ok(Resolved::Now(sel))
+                }
             },
         }
     }
@@ -749,6 +753,23 @@ pub fn choose(
         chosen,
         excluded: c.excluded,
     })
+}
+
+/// Takes the host-wide lock on every chosen process (a plan only checks
+/// them), so that no other run, through any selector or state directory,
+/// injects into the same process at the same time.
+fn lock_processes(chosen: &[TargetProcess], ctx: &FaultContext) -> Result<(), FaultError> {
+    let holder = format!(
+        "faultline run {} (runner pid {})",
+        ctx.run_id,
+        std::process::id()
+    );
+    for p in chosen {
+        let r = crate::sys::hostlock::Resource::process(p.pid, p.start_time);
+        crate::sys::hostlock::hold(&r, &holder, ctx.dry_run)
+            .map_err(|m| FaultError::precondition(format!("target `{}`: {m}", p.label())))?;
+    }
+    Ok(())
 }
 
 /// `name (uid N)`, or `uid N` when the user has no name.

@@ -448,6 +448,7 @@ pub async fn run(
     let deadline = tokio::spawn(watch_deadline(ctx.clone()));
 
     let code = run_phases(ctx.clone(), faults, wd, &journal_path).await;
+    crate::sys::hostlock::release_all();
     signals.abort();
     deadline.abort();
     set_panic_run(None);
@@ -478,6 +479,7 @@ fn finish_early(
     code: i32,
     reason: String,
 ) -> Finished {
+    crate::sys::hostlock::release_all();
     emit.emit(Event::RunFinished {
         verdict,
         exit_code: code,

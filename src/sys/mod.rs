@@ -3,6 +3,7 @@
 
 pub mod cgroup;
 pub mod exec;
+pub mod hostlock;
 pub mod net;
 pub mod proc;
 pub mod sockets;

@@ -82,11 +82,6 @@ fn encode(s: &str) -> String {
 /// directory of this user's own (`$XDG_RUNTIME_DIR/faultline-locks`, or
 /// `/tmp/faultline-locks-UID`).
 pub fn lock_dir() -> PathBuf {
-    if let Ok(d) = std::env::var("FAULTLINE_LOCK_DIR") {
-        if !d.is_empty() {
-            return PathBuf::from(d);
-        }
-    }
     let uid = nix::unistd::geteuid();
     if uid.is_root() {
         return PathBuf::from("/run/faultline/locks");

@@ -1045,7 +1045,7 @@ mod tests {
             name: Some("w".into()),
             ..Default::default()
         };
-        let mut rng = StdRng::seed_from_u64(1);
+        let mut rng = TargetRng::seed_from_u64(1);
         // 10 processes are fine, 11 are not without a limit set.
         let pids: Vec<i32> = (100..110).collect();
         assert_eq!(

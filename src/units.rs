@@ -3,8 +3,8 @@
 //! (`1mbit`) and addresses (`10.0.0.0/24`). Each has a clear error that lists the accepted forms.
 
 use schemars::{json_schema, JsonSchema, Schema, SchemaGenerator};
-use std::borrow::Cow;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use std::borrow::Cow;
 use std::fmt;
 use std::str::FromStr;
 use std::time::Duration as StdDuration;

@@ -757,6 +757,10 @@ method:
     let start = faultline::sys::proc::start_time(target.pid()).unwrap();
     let lock = faultline::sys::hostlock::lock_dir().join(format!("pid-{}-{start}", target.pid()));
     assert!(!lock.exists(), "{} left behind", lock.display());
+    // A lock file left by a runner that was killed (nobody holds it) is
+    // removed by the next run.
+    let stale = faultline::sys::hostlock::lock_dir().join("pid-999999999-1");
+    std::fs::write(&stale, "faultline run gone (runner pid 999999999)\n").unwrap();
     // Now the second run may pause it.
     let o = sb2
         .cmd()
@@ -765,4 +769,6 @@ method:
         .output()
         .unwrap();
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert!(!stale.exists(), "{} left behind", stale.display());
+    assert!(!lock.exists(), "{} left behind", lock.display());
 }

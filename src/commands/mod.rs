@@ -97,8 +97,7 @@ pub fn schema_json() -> String {
     schema.insert("title".into(), "faultline experiment".into());
     schema.insert(
         "description".into(),
-        "A hypothesis-driven chaos experiment for faultline. See docs/experiment-format.md."
-            .into(),
+        "A hypothesis-driven chaos experiment for faultline. See docs/experiment-format.md.".into(),
     );
     serde_json::to_string_pretty(&schema).expect("schema serializes")
 }

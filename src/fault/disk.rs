@@ -189,12 +189,7 @@ impl DiskFill {
 /// Allocates `len` bytes to `file`: fallocate, or zeros where unsupported.
 /// Stops writing zeros when the filesystem's free space drops to `reserve`.
 fn fill_file(file: &mut std::fs::File, dir: &Path, len: u64, reserve: u64) -> Result<u64, String> {
-    match nix::fcntl::fallocate(
-        &*file,
-        nix::fcntl::FallocateFlags::empty(),
-        0,
-        len as i64,
-    ) {
+    match nix::fcntl::fallocate(&*file, nix::fcntl::FallocateFlags::empty(), 0, len as i64) {
         Ok(()) => return Ok(len),
         Err(nix::errno::Errno::EOPNOTSUPP) | Err(nix::errno::Errno::ENOSYS) => {}
         Err(e) => return Err(format!("fallocate: {e}")),

@@ -7,6 +7,7 @@
 //! `process_kill` has nothing to undo but reports what it hit and how long the
 //! system took to start a replacement (found by re-running the selector).
 
+use super::target::TargetRng;
 use crate::fault::target::{ExcludedProcess, ProcessTarget, Resolved, TargetProcess};
 use crate::fault::{FaultContext, FaultError, FaultImpl, PlannedOp, UndoLog};
 use crate::journal::undo::UndoOp;
@@ -14,7 +15,6 @@ use crate::sys::proc::{self as sysproc, SignalOutcome};
 use crate::units::{Duration, Signal};
 use chrono::{DateTime, Utc};
 use nix::sys::signal::Signal as Sig;
-use super::target::TargetRng;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::json;

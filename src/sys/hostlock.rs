@@ -156,6 +156,10 @@ pub fn hold(r: &Resource, holder: &str, check_only: bool) -> Result<(), String> 
         }
     } else {
         ensure_dir(&dir)?;
+        if map.is_empty() {
+            // Once per run, before its first lock.
+            sweep_stale();
+        }
     }
     let path = dir.join(&r.key);
     for _ in 0..8 {
@@ -212,6 +216,43 @@ pub fn hold(r: &Resource, holder: &str, check_only: bool) -> Result<(), String> 
     ))
 }
 
+/// Removes lock files nobody holds (left by a runner that was killed, or
+/// by a program that used faults without the runner): each is locked first,
+/// so a file in use is never removed, and a run that opened a file just
+/// before it was removed notices (it compares inodes) and locks a new one.
+pub fn sweep_stale() {
+    let dir = lock_dir();
+    let Ok(entries) = std::fs::read_dir(&dir) else {
+        return;
+    };
+    for e in entries.flatten().take(100_000) {
+        let name = e.file_name();
+        let name = name.to_string_lossy();
+        if !(name.starts_with("pid-") || name.starts_with("if-") || name.starts_with("cg-")) {
+            continue;
+        }
+        let path = e.path();
+        let Ok(f) = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC | libc::O_NONBLOCK)
+            .open(&path)
+        else {
+            continue;
+        };
+        use std::os::fd::AsRawFd;
+        if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+            continue;
+        }
+        let same = match (f.metadata(), std::fs::symlink_metadata(&path)) {
+            (Ok(a), Ok(b)) => a.ino() == b.ino() && a.dev() == b.dev(),
+            _ => false,
+        };
+        if same {
+            let _ = std::fs::remove_file(&path);
+        }
+    }
+}
+
 /// Gives back every lock of this process and removes their files.
 pub fn release_all() {
     let mut held = HELD.lock().unwrap_or_else(|e| e.into_inner());
@@ -222,6 +263,8 @@ pub fn release_all() {
             drop(file);
         }
     }
+    drop(held);
+    sweep_stale();
 }
 
 #[cfg(test)]

@@ -401,7 +401,10 @@ fn random_scalar(rng: &mut StdRng) -> String {
     match rng.random_range(0..10) {
         0..=5 => pick(rng, VALUES).to_string(),
         6 => rng.random::<i64>().to_string(),
-        7 => format!("{}", rng.random::<f64>() * 10f64.powi(rng.random_range(-20..40))),
+        7 => format!(
+            "{}",
+            rng.random::<f64>() * 10f64.powi(rng.random_range(-20..40))
+        ),
         8 => {
             let n = rng.random_range(1..6);
             format!(

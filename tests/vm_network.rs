@@ -92,14 +92,14 @@ links() { ip -o link show | sed 's/^[0-9]*: *//; s/[:@].*//' | sort | tr '
 ' ' '; }
 cat > /tmp/ingress.yaml <<'YAML'
 title: 100ms of delay on traffic arriving in b
-hypothesis: The web server still answers within 1s.
+hypothesis: The web server still accepts connections within 1s.
 limits:
   max_duration: 2m
 steady_state:
   interval: 250ms
   probes:
     - name: web
-      http: {url: "http://10.201.0.2:8080/"}
+      tcp: {host: 10.201.0.2, port: 8080}
       timeout: 2s
       expect:
         latency_below: 1s

@@ -303,6 +303,7 @@ fn a_glob_matching_more_files_than_the_limit_is_refused() {
     let mut c = ctx();
     c.blast_radius = BlastRadius {
         max_targets: Some(3),
+        other_users: false,
     };
     let e = f.preflight(&c).unwrap_err();
     assert!(

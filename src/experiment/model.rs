@@ -82,9 +82,14 @@ fn default_max_duration() -> Duration {
 #[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct BlastRadius {
-    /// No single fault may hit more processes than this.
+    /// No single fault may hit more processes than this. Default 10.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_targets: Option<u32>,
+    /// Let `name`, `cmdline`, `children_of`, `cgroup` and `systemd_unit`
+    /// targets match processes of users other than the one running faultline.
+    /// Default `false`: such a match fails preflight.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub other_users: bool,
 }
 
 /// A process the experiment starts before anything else, e.g. the system under test.
@@ -811,6 +816,18 @@ impl JsonSchema for Fault {
 }
 
 impl Fault {
+    /// The process target of a process or cgroup fault.
+    pub fn process_target(&self) -> Option<&crate::fault::target::ProcessTarget> {
+        match self {
+            Fault::ProcessKill(s) => Some(&s.target),
+            Fault::ProcessPause(s) => Some(&s.target),
+            Fault::CpuLimit(s) => Some(&s.target),
+            Fault::MemoryLimit(s) => Some(&s.target),
+            Fault::IoLimit(s) => Some(&s.target),
+            _ => None,
+        }
+    }
+
     pub fn kind_name(&self) -> &'static str {
         match self {
             Fault::ProcessKill(_) => "process_kill",

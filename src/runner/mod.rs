@@ -471,6 +471,7 @@ pub async fn run(
     ));
 
     let code = run_phases(ctx.clone(), faults, wd, &journal_path).await;
+    crate::sys::hostlock::release_all();
     signals.abort();
     deadline.abort();
     requests.abort();
@@ -503,6 +504,7 @@ fn finish_early(
     code: i32,
     reason: String,
 ) -> Finished {
+    crate::sys::hostlock::release_all();
     emit.emit(Event::RunFinished {
         verdict,
         exit_code: code,

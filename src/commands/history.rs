@@ -140,7 +140,11 @@ pub fn run(
     output: Option<&Path>,
 ) -> i32 {
     let default = [PathBuf::from(".")];
-    let paths = if paths.is_empty() { &default[..] } else { paths };
+    let paths = if paths.is_empty() {
+        &default[..]
+    } else {
+        paths
+    };
     let files = match collect(paths, recursive) {
         Ok(f) => f,
         Err(e) => {
@@ -184,9 +188,9 @@ pub fn run(
         None => {
             let mut out = std::io::stdout().lock();
             match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
-                Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(format!(
-                    "cannot write the history to standard output: {e}"
-                )),
+                Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+                    Err(format!("cannot write the history to standard output: {e}"))
+                }
                 _ => Ok(()),
             }
         }

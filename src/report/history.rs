@@ -393,7 +393,9 @@ fn faultline_summary(raw: Raw) -> Result<RunSummary, String> {
     }
     let run_id = raw.run_id.ok_or("malformed journal: no `run_id`")?;
     let exp = raw.experiment.ok_or("malformed journal: no `experiment`")?;
-    let title = exp.title.ok_or("malformed journal: no `experiment.title`")?;
+    let title = exp
+        .title
+        .ok_or("malformed journal: no `experiment.title`")?;
     let outcome = raw.outcome.ok_or("malformed journal: no `outcome`")?;
     let started_at = raw.started_at.ok_or("malformed journal: no `started_at`")?;
     let complete = raw.complete.unwrap_or(true);
@@ -508,7 +510,10 @@ fn ctk_summary(raw: Raw) -> Result<RunSummary, String> {
     let class = if verdict == RunVerdict::Unfinished || !injected {
         ScoreClass::NotCounted
     } else if verdict == RunVerdict::RollbackFailed
-        || raw.rollbacks.iter().any(|r| r.status.as_deref() == Some("failed"))
+        || raw
+            .rollbacks
+            .iter()
+            .any(|r| r.status.as_deref() == Some("failed"))
     {
         ScoreClass::Intervention(Intervention::RollbackFailed)
     } else if verdict == RunVerdict::Aborted {
@@ -992,7 +997,10 @@ pub fn render_table(h: &History) -> String {
     out.push_str("); see docs/history.md.\n");
     out.push_str(&format!("{} journal(s) read", h.journals_read));
     if !h.skipped.is_empty() {
-        out.push_str(&format!(", {} skipped (listed on standard error)", h.skipped.len()));
+        out.push_str(&format!(
+            ", {} skipped (listed on standard error)",
+            h.skipped.len()
+        ));
     }
     out.push_str(".\n");
     out
@@ -1083,7 +1091,9 @@ mod tests {
     #[test]
     fn not_a_journal_says_why() {
         assert!(summarize(b"{").unwrap_err().starts_with("not valid JSON"));
-        assert!(summarize(b"[1]").unwrap_err().starts_with("malformed journal"));
+        assert!(summarize(b"[1]")
+            .unwrap_err()
+            .starts_with("malformed journal"));
         assert!(summarize(b"{}").unwrap_err().starts_with("not a journal"));
         let deep = "[".repeat(10_000);
         assert!(summarize(deep.as_bytes()).is_err());

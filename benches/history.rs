@@ -139,7 +139,11 @@ fn main() {
     println!("faultline history benchmark");
     println!(
         "machine: {cpus} CPUs, load {}; {} journals, {:.0} MiB (written in {:.1}s)",
-        loadavg.split_whitespace().take(3).collect::<Vec<_>>().join(" "),
+        loadavg
+            .split_whitespace()
+            .take(3)
+            .collect::<Vec<_>>()
+            .join(" "),
         JOURNALS,
         bytes as f64 / (1024.0 * 1024.0),
         wrote.as_secs_f64()

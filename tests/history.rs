@@ -423,3 +423,48 @@ fn directories_files_and_usage_errors() {
         .unwrap()
         .starts_with("# Experiment history\n"));
 }
+
+/// A Chaos Toolkit experiment run by faultline with `--journal-format
+/// chaostoolkit`: its rollback action succeeds or fails.
+#[test]
+fn real_chaostoolkit_journals_are_read() {
+    let sb = Sandbox::new();
+    std::fs::create_dir(sb.path().join("j")).unwrap();
+    let exp = |rollback: &str| {
+        json!({"title": "ctk tiny", "description": "d",
+            "steady-state-hypothesis": {"title": "ok", "probes": [
+                {"type": "probe", "name": "true-probe", "tolerance": 0,
+                 "provider": {"type": "process", "path": "true"}}]},
+            "method": [{"type": "action", "name": "nap",
+                "provider": {"type": "process", "path": "sleep", "arguments": "0.1"}}],
+            "rollbacks": [{"type": "action", "name": "fix",
+                "provider": {"type": "process", "path": rollback}}]})
+        .to_string()
+    };
+    for (i, rb) in [(1, "true"), (2, "false")] {
+        let f = sb.write("c.json", &exp(rb));
+        let o = sb
+            .cmd()
+            .arg("run")
+            .arg(f.file_name().unwrap())
+            .args([
+                "--yes",
+                "--quiet",
+                "--journal-format",
+                "chaostoolkit",
+                "--journal",
+            ])
+            .arg(format!("j/ctk{i}.json"))
+            .output()
+            .unwrap();
+        assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    }
+    let h = history_json(&sb, &["j"]);
+    let e = experiment_titled(&h, "ctk tiny");
+    assert_eq!(e["journal_formats"], json!(["chaostoolkit"]));
+    assert_eq!(e["runs"], 2);
+    assert_eq!(e["verdicts"], "HH");
+    assert_eq!(e["score"]["automatic"], 1);
+    assert_eq!(e["score"]["by_kind"]["rollback_failed"], 1);
+    assert_eq!(e["score"]["percent"], 50.0);
+}

@@ -903,6 +903,7 @@ fn help_of_every_subcommand_shows_an_example() {
         "status",
         "recover",
         "report",
+        "history",
         "schema",
         "completions",
         "man",

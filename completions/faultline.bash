@@ -25,6 +25,9 @@ _faultline() {
             faultline,help)
                 cmd="faultline__subcmd__help"
                 ;;
+            faultline,history)
+                cmd="faultline__subcmd__history"
+                ;;
             faultline,man)
                 cmd="faultline__subcmd__man"
                 ;;
@@ -67,6 +70,9 @@ _faultline() {
             faultline__subcmd__help,help)
                 cmd="faultline__subcmd__help__subcmd__help"
                 ;;
+            faultline__subcmd__help,history)
+                cmd="faultline__subcmd__help__subcmd__history"
+                ;;
             faultline__subcmd__help,man)
                 cmd="faultline__subcmd__help__subcmd__man"
                 ;;
@@ -107,7 +113,7 @@ _faultline() {
 
     case "${cmd}" in
         faultline)
-            opts="-h -V --state-dir --color --help --version run validate plan status recover stop halt report schema completions man watchdog stress-worker help"
+            opts="-h -V --state-dir --color --help --version run validate plan status recover stop halt report history schema completions man watchdog stress-worker help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -181,7 +187,7 @@ _faultline() {
             return 0
             ;;
         faultline__subcmd__help)
-            opts="run validate plan status recover stop halt report schema completions man watchdog stress-worker help"
+            opts="run validate plan status recover stop halt report history schema completions man watchdog stress-worker help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -223,6 +229,20 @@ _faultline() {
             return 0
             ;;
         faultline__subcmd__help__subcmd__help)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        faultline__subcmd__help__subcmd__history)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -383,6 +403,40 @@ _faultline() {
                 return 0
             fi
             case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        faultline__subcmd__history)
+            opts="-r -o -h -V --recursive --format --output --state-dir --color --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --format)
+                    COMPREPLY=($(compgen -W "table json markdown" -- "${cur}"))
+                    return 0
+                    ;;
+                --output)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -o)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --state-dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --color)
+                    COMPREPLY=($(compgen -W "auto always never" -- "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;

@@ -171,6 +171,31 @@ The switch is the file STATE_DIR/halt (/run/faultline/halt as root).")]
         output: Option<PathBuf>,
     },
 
+    /// Summarize many runs' journals per experiment: verdicts over time, time
+    /// to detect and to recover, probe trends and the resilience score.
+    #[command(after_help = "Examples:
+  faultline history                         # the journals in the current directory
+  faultline history journals/ --recursive --format markdown -o history.md
+  faultline history faultline-*.json --format json
+
+Reads faultline and Chaos Toolkit journals; files that are not journals are
+skipped with a message. Exit 0 when it printed, 64 when no journal was read.
+Definitions (the resilience score's formula): docs/history.md")]
+    History {
+        /// Journal files, or directories of them (their *.json files).
+        /// Default: the current directory.
+        #[arg(value_name = "DIR|FILE")]
+        paths: Vec<PathBuf>,
+        /// Also search the directories' subdirectories.
+        #[arg(short, long)]
+        recursive: bool,
+        #[arg(long, value_enum, default_value_t = HistoryFormat::Table)]
+        format: HistoryFormat,
+        /// Write to this file instead of standard output.
+        #[arg(short, long, value_name = "FILE")]
+        output: Option<PathBuf>,
+    },
+
     /// Print the JSON Schema of the experiment format (for editors).
     #[command(after_help = "Example:
   faultline schema > faultline.schema.json
@@ -328,6 +353,13 @@ pub enum ReportFormat {
     Markdown,
     Junit,
     Json,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum HistoryFormat {
+    Table,
+    Json,
+    Markdown,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]

@@ -6,9 +6,51 @@ use crate::chaostoolkit::{self, CtkLoaded};
 use crate::experiment::{self, Diagnostic, Loaded};
 use std::path::Path;
 
+/// At most this many problems of one file are shown; the rest are counted.
+pub const MAX_SHOWN: usize = 50;
+
+/// Keeps the first [`MAX_SHOWN`] problems and, if there were more, one last
+/// line saying how many were left out: a huge broken file must not print
+/// megabytes.
+pub fn bound(mut problems: Vec<Diagnostic>) -> Vec<Diagnostic> {
+    if problems.len() > MAX_SHOWN {
+        let more = problems.len() - MAX_SHOWN;
+        let first_hidden = &problems[MAX_SHOWN];
+        let note = Diagnostic::at(
+            &first_hidden.file,
+            "",
+            (first_hidden.line, first_hidden.column),
+            format!(
+                "{more} more problem{} not shown; fix the ones above and validate again",
+                if more == 1 { "" } else { "s" }
+            ),
+        );
+        problems.truncate(MAX_SHOWN);
+        problems.push(note);
+    }
+    problems
+}
+
+/// How many problems a list from [`load`] stands for (its last line may
+/// count those left out).
+pub fn total(problems: &[Diagnostic]) -> usize {
+    if problems.len() == MAX_SHOWN + 1 {
+        let last = &problems[MAX_SHOWN];
+        if let Some(n) = last
+            .message
+            .split_once(" more problem")
+            .and_then(|(n, _)| n.parse::<usize>().ok())
+        {
+            return MAX_SHOWN + n;
+        }
+    }
+    problems.len()
+}
+
 /// Loads a faultline experiment, or a Chaos Toolkit one (forced with
 /// `force_chaostoolkit`, or detected from its keys) translated into
-/// faultline's model. The translation's warnings go to stderr.
+/// faultline's model. The translation's warnings go to stderr. At most
+/// [`MAX_SHOWN`] problems are returned, see [`bound`].
 pub fn load(
     path: &Path,
     force_chaostoolkit: bool,
@@ -20,6 +62,14 @@ pub fn load(
 /// [`load`], also returning the bytes that were read (what the journal
 /// embeds as the experiment run, with their sha256).
 pub fn load_with_source(
+    path: &Path,
+    force_chaostoolkit: bool,
+    opts: &chaostoolkit::Options,
+) -> Result<(Loaded, Option<CtkLoaded>, Vec<u8>), Vec<Diagnostic>> {
+    load_unbounded(path, force_chaostoolkit, opts).map_err(bound)
+}
+
+fn load_unbounded(
     path: &Path,
     force_chaostoolkit: bool,
     opts: &chaostoolkit::Options,

@@ -415,6 +415,220 @@ fn binary_non_utf8_and_huge_files_are_rejected() {
     }
 }
 
+/// Runs faultline with a deadline, so a hang fails the test instead of blocking it.
+fn faultline_within(args: &[&str], limit: std::time::Duration) -> Output {
+    let child = Command::new(BIN)
+        .args(args)
+        .current_dir(root())
+        .env("NO_COLOR", "1")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id() as i32;
+    let start = std::time::Instant::now();
+    let waiter = std::thread::spawn(move || child.wait_with_output().unwrap());
+    while !waiter.is_finished() {
+        if start.elapsed() > limit {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+            let _ = waiter.join();
+            panic!("faultline {args:?} did not finish within {limit:?}");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    waiter.join().unwrap()
+}
+
+#[test]
+fn a_fifo_or_a_device_is_refused_without_waiting_for_a_writer() {
+    let dir = TempDir::new("fifo");
+    let fifo = dir.0.join("exp.yaml");
+    nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::S_IRWXU).unwrap();
+    let state = dir.0.join("state");
+    let fifo_s = fifo.display().to_string();
+    let state_s = state.display().to_string();
+    let runs: [&[&str]; 3] = [
+        &["validate", &fifo_s],
+        &["plan", &fifo_s],
+        &[
+            "--state-dir",
+            &state_s,
+            "run",
+            "--yes",
+            "--no-journal",
+            &fifo_s,
+        ],
+    ];
+    for args in runs {
+        // A writer that never comes must not hang it (the pipe idle limit is 5s).
+        let o = faultline_within(args, std::time::Duration::from_secs(30));
+        assert_eq!(code(&o), 64, "{args:?}: {}", stderr(&o));
+        assert!(
+            stderr(&o).contains("FIFO (named pipe) and nothing was written to it"),
+            "{args:?}: {}",
+            stderr(&o)
+        );
+    }
+    for dev in ["/dev/zero", "/dev/null"] {
+        let o = faultline_within(&["validate", dev], std::time::Duration::from_secs(30));
+        assert_eq!(code(&o), 64, "{dev}: {}", stderr(&o));
+        assert!(stderr(&o).contains("this is a device"), "{}", stderr(&o));
+    }
+    // A pipe that is written to, as `validate <(...)` gives, is read.
+    let quickstart = std::fs::read(root().join(&examples()[0])).unwrap();
+    let mut c = Command::new(BIN)
+        .args(["validate", "/dev/stdin"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    {
+        use std::io::Write;
+        let mut stdin = c.stdin.take().unwrap();
+        stdin.write_all(&quickstart).unwrap();
+    }
+    let o = c.wait_with_output().unwrap();
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+}
+
+#[test]
+fn a_utf8_byte_order_mark_is_accepted_in_yaml_and_json() {
+    let dir = TempDir::new("bom");
+    let yaml = std::fs::read(root().join(&examples()[0])).unwrap();
+    let json = br#"{"title": "t", "method": [{"type": "action", "name": "a",
+        "provider": {"type": "process", "path": "true"}}]}"#;
+    for (name, body) in [("bom.yaml", &yaml[..]), ("bom.json", &json[..])] {
+        let p = dir.0.join(name);
+        let mut bytes = b"\xef\xbb\xbf".to_vec();
+        bytes.extend_from_slice(body);
+        std::fs::write(&p, bytes).unwrap();
+        let shown = p.display().to_string();
+        let o = faultline(["validate", shown.as_str()]);
+        assert_eq!(code(&o), 0, "{name}: {}", stderr(&o));
+    }
+    // Positions are not shifted by the mark: an error on line 2 says line 2, column 1.
+    let p = dir.0.join("bad.yaml");
+    std::fs::write(&p, b"\xef\xbb\xbftitle: t\nhypotesis: h\n").unwrap();
+    let shown = p.display().to_string();
+    let o = faultline(["validate", shown.as_str()]);
+    assert_eq!(code(&o), 64);
+    assert!(
+        stderr(&o).contains(&format!("{shown}:2:1:")),
+        "{}",
+        stderr(&o)
+    );
+}
+
+#[test]
+fn absurdly_short_intervals_and_timeouts_are_refused_with_the_minimum() {
+    let dir = TempDir::new("floors");
+    let quick = std::fs::read_to_string(root().join(&examples()[0])).unwrap();
+    assert!(
+        quick.contains("interval:"),
+        "the quickstart sets an interval"
+    );
+    for (value, ok) in [("1ns", false), ("9ms", false), ("10ms", true)] {
+        let text: String = quick
+            .lines()
+            .map(|l| match l.split_once("interval:") {
+                Some((indent, _)) => format!("{indent}interval: {value}\n"),
+                None => format!("{l}\n"),
+            })
+            .collect();
+        let p = dir.0.join("e.yaml");
+        std::fs::write(&p, text).unwrap();
+        let shown = p.display().to_string();
+        let o = faultline(["validate", shown.as_str()]);
+        if ok {
+            assert_eq!(code(&o), 0, "{value}: {}", stderr(&o));
+        } else {
+            assert_eq!(code(&o), 64, "{value}: {}", stderr(&o));
+            assert!(
+                stderr(&o).contains(&format!(
+                    "steady_state.interval: {value} is below the minimum interval of 10ms"
+                )),
+                "{}",
+                stderr(&o)
+            );
+        }
+    }
+}
+
+/// A file near the size limit, with thousands of probes and thousands of
+/// abort conditions naming probes that do not exist, in both formats.
+#[test]
+fn a_huge_broken_file_prints_a_bounded_report() {
+    let dir = TempDir::new("huge-broken");
+    let mut yaml = String::from("title: big\nhypothesis: h\nsteady_state:\n  probes:\n");
+    for i in 0..4000 {
+        yaml.push_str(&format!(
+            "    - name: probe-number-{i}\n      command: {{run: [\"true\"]}}\n"
+        ));
+    }
+    yaml.push_str("method:\n  - pause: 1s\nabort:\n");
+    let mut bad = 0;
+    while yaml.len() < 1000 * 1024 {
+        yaml.push_str(&format!(
+            "  - probe: probe-numbr-{bad}\n    consecutive_failures: 1\n"
+        ));
+        bad += 1;
+    }
+    let mut json = String::from(r#"{"title": "t", "method": ["#);
+    let mut refs = 0;
+    while json.len() < 1000 * 1024 {
+        json.push_str(&format!(r#"{{"ref": "activity-{refs}"}},"#));
+        refs += 1;
+    }
+    json.push_str(
+        r#"{"type": "action", "name": "a", "provider": {"type": "process", "path": "true"}}]}"#,
+    );
+    for (name, text, total) in [("big.yaml", yaml, bad), ("big.json", json, refs)] {
+        let p = dir.0.join(name);
+        std::fs::write(&p, text).unwrap();
+        let shown = p.display().to_string();
+        let o = faultline(["validate", shown.as_str()]);
+        assert_eq!(code(&o), 64, "{name}");
+        let (out, err) = (stdout(&o), stderr(&o));
+        // 50 problems and a count of the rest; each message is short.
+        assert!(
+            err.len() < 64 * 1024,
+            "{name}: {} bytes of errors, first line: {}",
+            err.len(),
+            err.lines().next().unwrap_or_default()
+        );
+        assert_eq!(err.lines().count(), 51, "{name}: {err}");
+        assert!(
+            err.lines().last().unwrap().ends_with(&format!(
+                "{} more problems not shown; fix the ones above and validate again",
+                total - 50
+            )),
+            "{name}: {err}"
+        );
+        assert!(
+            out.contains(&format!("({total} problems)")),
+            "{name}: {out}"
+        );
+        for cmd in ["plan", "run"] {
+            let o = faultline([cmd, shown.as_str()]);
+            assert_eq!(code(&o), 64, "{cmd} {name}");
+            assert_eq!(stderr(&o).lines().count(), 51, "{cmd} {name}");
+        }
+    }
+    // Suggestions and lists stay, shortened.
+    let o = faultline(["validate", dir.0.join("big.yaml").to_str().unwrap()]);
+    let first = stderr(&o).lines().next().unwrap().to_string();
+    assert!(
+        first.contains("(did you mean `probe-number-0`?)")
+            && first.ends_with("probe-number-9 and 3990 more"),
+        "{first}"
+    );
+}
+
 #[test]
 fn missing_file_and_directory_are_reported() {
     let o = faultline(["validate", "experiments/no-such-file.yaml"]);
@@ -689,6 +903,7 @@ fn help_of_every_subcommand_shows_an_example() {
         "status",
         "recover",
         "report",
+        "history",
         "schema",
         "completions",
         "man",

@@ -93,6 +93,16 @@ fn example_experiments_run_for_real() {
         println!("skipped: process-crash-loop.yaml needs redis-server, redis-cli and memcached (apt-get install redis-server redis-tools memcached)");
     }
 
+    // Data corruption: no root, python3 and sha256sum; the file is
+    // byte-identical after rollback (the `data intact` probe recovers).
+    let (code, out) = run_example(&sb, "data-corruption.yaml");
+    assert_held("data-corruption", code, &out);
+    assert!(
+        out.contains("corruption detected") || out.contains("file_corrupt"),
+        "{out}"
+    );
+    host_is_clean(&sb, "data-corruption");
+
     if !is_root() {
         println!("skipped: the network, cgroup and stress examples need root");
         return;

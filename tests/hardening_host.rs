@@ -658,3 +658,117 @@ method:
     assert!(out.contains("percent") && out.contains("OOM"), "{out}");
     assert!(out.contains("reserve") && out.contains("at least"), "{out}");
 }
+
+// ------------------------------------------------------------------ item 13
+
+/// The run's id from its events file (`run_started`).
+fn run_id_of(sb: &Sandbox) -> String {
+    let ev = events(sb);
+    let line = ev
+        .lines()
+        .find(|l| l.contains("\"run_id\""))
+        .unwrap_or_default();
+    let v: serde_json::Value = serde_json::from_str(line).unwrap_or_default();
+    v["run_id"].as_str().unwrap_or_default().to_string()
+}
+
+#[test]
+fn the_same_process_through_another_selector_and_state_dir_is_refused() {
+    if !is_root() {
+        println!("skipped: needs root (process_pause of a test process, /run/faultline/locks)");
+        return;
+    }
+    let (sb1, sb2) = (Sandbox::new(), Sandbox::new());
+    assert_ne!(sb1.state_dir(), sb2.state_dir());
+    // A command line no other test's process has.
+    let secs = format!("120.{}1", std::process::id());
+    let target = {
+        use std::os::unix::process::CommandExt;
+        ChildGuard(
+            Command::new("sleep")
+                .arg(&secs)
+                .process_group(0)
+                .spawn()
+                .unwrap(),
+        )
+    };
+    let f = sb1.write("e.yaml", &pause_experiment(target.pid()));
+    let first = ChildGuard(spawn_run(&sb1, &f, &[]));
+    assert!(
+        wait_until(Duration::from_secs(20), || events(&sb1)
+            .contains("\"event\":\"fault_verified\"")),
+        "{}",
+        events(&sb1)
+    );
+    assert_eq!(proc_state(target.pid()), Some('T'));
+    let run1 = run_id_of(&sb1);
+    assert!(!run1.is_empty(), "{}", events(&sb1));
+    // The same process by its command line, from another state directory.
+    let g = sb2.write(
+        "e.yaml",
+        &format!(
+            r#"
+title: second
+hypothesis: h
+steady_state:
+  interval: 200ms
+  probes:
+    - name: alive
+      command: {{run: ["true"]}}
+      before: {{samples: 1}}
+method:
+  - fault:
+      process_pause:
+        target: {{cmdline: "^sleep {re}$", mode: all}}
+    duration: 2s
+"#,
+            re = secs.replace('.', "\\\\.")
+        ),
+    );
+    let want = format!(
+        "process {} is already held by faultline run {run1} (runner pid {})",
+        target.pid(),
+        first.pid()
+    );
+    for args in [&["plan"][..], &["run", "--no-journal"]] {
+        let o = sb2.cmd().args(args).arg(&g).output().unwrap();
+        assert_eq!(o.status.code(), Some(69), "{args:?}: {}", text(&o));
+        assert!(
+            text(&o).contains(&want),
+            "{args:?}: want {want}\n{}",
+            text(&o)
+        );
+    }
+    assert_eq!(
+        proc_state(target.pid()),
+        Some('T'),
+        "still paused by the first run"
+    );
+    // The first run ends: the process runs again and no lock file is left.
+    let _ = nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(first.pid()),
+        nix::sys::signal::Signal::SIGINT,
+    );
+    assert!(wait_until(Duration::from_secs(30), || proc_state(
+        first.pid()
+    )
+    .is_none_or(|s| s == 'Z')));
+    assert_ne!(proc_state(target.pid()), Some('T'));
+    let start = faultline::sys::proc::start_time(target.pid()).unwrap();
+    let lock = faultline::sys::hostlock::lock_dir().join(format!("pid-{}-{start}", target.pid()));
+    assert!(!lock.exists(), "{} left behind", lock.display());
+    // A lock file left by a runner that was killed (nobody holds it) is
+    // removed by the next run.
+    let stale = faultline::sys::hostlock::lock_dir().join("pid-999999999-1");
+    std::fs::write(&stale, "faultline run gone (runner pid 999999999)\n").unwrap();
+    // Now the second run may pause it.
+    let o = sb2
+        .cmd()
+        .args(["run", "--no-journal"])
+        .arg(&g)
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert!(!stale.exists(), "{} left behind", stale.display());
+    assert!(!lock.exists(), "{} left behind", lock.display());
+}

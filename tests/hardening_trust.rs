@@ -652,3 +652,132 @@ method:
         .code()
         == Some(0)));
 }
+
+// ------------------------------------------------------------ item 10
+
+/// `process_pause` of every `sleep SECS` for 1s, with `limits` as given.
+fn pause_all(secs: &str, limits: &str) -> String {
+    format!(
+        r#"
+title: pause by command line
+hypothesis: h
+{limits}
+steady_state:
+  interval: 100ms
+  probes:
+    - name: alive
+      command: {{run: ["true"]}}
+      before: {{samples: 1}}
+method:
+  - fault:
+      process_pause:
+        target: {{cmdline: "^sleep {secs}$"}}
+    duration: 1s
+"#
+    )
+}
+
+/// `sleep SECS` in its own process group, as `uid` when given.
+fn sleep_as(secs: &str, user: Option<&TempUser>) -> ChildGuard {
+    let mut c = Command::new("sleep");
+    c.arg(secs).process_group(0);
+    if let Some(u) = user {
+        c.uid(u.uid).gid(u.gid);
+    }
+    ChildGuard(c.spawn().unwrap())
+}
+
+#[test]
+fn selectors_matching_other_users_or_many_processes_need_an_opt_in() {
+    let Some(u) = users(&["b"]) else { return };
+    let sb = Sandbox::new();
+    // A command line no other process has: `sleep 4PPP.NNNNN1`.
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos();
+    let secs = format!(
+        "{}.{:05}1",
+        4000 + std::process::id() % 1000,
+        nanos % 100_000
+    );
+    let theirs = sleep_as(&secs, Some(&u[0]));
+    let mine = sleep_as(&secs, None);
+    assert!(wait_until(Duration::from_secs(5), || {
+        faultline::sys::proc::cmdline(theirs.pid()).is_some_and(|c| c.starts_with("sleep"))
+    }));
+    let f = sb.write("e.yaml", &pause_all(&secs, ""));
+    let o = sb.cmd().arg("plan").arg(&f).output().unwrap();
+    assert_eq!(o.status.code(), Some(69), "{}", text(&o));
+    let t = text(&o);
+    assert!(
+        t.contains(&format!("pid {} (sleep, user {}", theirs.pid(), u[0].name))
+            && t.contains("limits.blast_radius.other_users: true")
+            && !t.contains(&format!("pid {} (sleep, user", mine.pid())),
+        "{t}"
+    );
+    let o = sb
+        .cmd()
+        .args(["run", "--no-journal"])
+        .arg(&f)
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(69), "{}", text(&o));
+    assert_ne!(proc_state(theirs.pid()), Some('T'));
+    assert_ne!(proc_state(mine.pid()), Some('T'));
+    // The experiment opts in: both are paused, and plan says how many.
+    let f = sb.write(
+        "opt-in.yaml",
+        &pause_all(&secs, "limits:\n  blast_radius: {other_users: true}"),
+    );
+    let o = sb.cmd().arg("plan").arg(&f).output().unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert!(
+        text(&o).contains(
+            "hits 2 of 2 matching processes; rules: at most 10 processes (the default blast radius"
+        ),
+        "{}",
+        text(&o)
+    );
+    let run = sb
+        .cmd()
+        .args(["run", "--no-journal"])
+        .arg(&f)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let both_paused = wait_until(Duration::from_secs(20), || {
+        proc_state(theirs.pid()) == Some('T') && proc_state(mine.pid()) == Some('T')
+    });
+    let out = run.wait_with_output().unwrap();
+    assert!(both_paused, "{}", text(&out));
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    drop((theirs, mine));
+
+    // More than the default 10 processes: refused unless max_targets allows it.
+    let secs = format!("{secs}2");
+    let many: Vec<ChildGuard> = (0..11).map(|_| sleep_as(&secs, None)).collect();
+    assert!(wait_until(Duration::from_secs(5), || many.iter().all(
+        |c| { faultline::sys::proc::cmdline(c.pid()).is_some_and(|c| c.starts_with("sleep")) }
+    )));
+    let f = sb.write("many.yaml", &pause_all(&secs, ""));
+    let o = sb.cmd().arg("plan").arg(&f).output().unwrap();
+    assert_eq!(o.status.code(), Some(69), "{}", text(&o));
+    assert!(
+        text(&o).contains("would hit 11 processes (11 matched) but the blast-radius limit is 10 (the default blast radius"),
+        "{}",
+        text(&o)
+    );
+    let f = sb.write(
+        "many-ok.yaml",
+        &pause_all(&secs, "limits:\n  blast_radius: {max_targets: 11}"),
+    );
+    let o = sb.cmd().arg("plan").arg(&f).output().unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert!(
+        text(&o).contains("hits 11 of 11 matching processes"),
+        "{}",
+        text(&o)
+    );
+}

@@ -1011,3 +1011,61 @@ async fn prometheus_answering_garbage_is_an_error() {
         Some(RUN_ID)
     );
 }
+
+/// A host without CA certificates (a minimal VM or container): plain http
+/// probes still work, and an https target is refused up front with what to
+/// install. The binary runs with rustls pointed at an empty certificate store.
+#[test]
+fn without_ca_certificates_http_works_and_https_says_what_to_install() {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for s in l.incoming().flatten() {
+            let mut s = s;
+            let mut buf = [0u8; 2048];
+            let _ = s.read(&mut buf);
+            let _ =
+                s.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok");
+        }
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let certs = dir.path().join("certs");
+    std::fs::create_dir(&certs).unwrap();
+    std::fs::write(certs.join("empty.pem"), "").unwrap();
+    let run = |scheme: &str| {
+        let exp = dir.path().join(format!("{scheme}.yaml"));
+        std::fs::write(
+            &exp,
+            format!(
+                "title: no CA\nhypothesis: h\nsteady_state:\n  interval: 100ms\n  probes:\n    - name: web\n      http: {{url: \"{scheme}://127.0.0.1:{port}/\"}}\n      before: {{samples: 2}}\nmethod:\n  - pause: 100ms\n"
+            ),
+        )
+        .unwrap();
+        Command::new(env!("CARGO_BIN_EXE_faultline"))
+            .args(["run", "-q", "--no-journal"])
+            .arg(&exp)
+            .arg("--state-dir")
+            .arg(dir.path().join("state"))
+            .env("SSL_CERT_FILE", certs.join("empty.pem"))
+            .env("SSL_CERT_DIR", &certs)
+            .env("NO_COLOR", "1")
+            .output()
+            .unwrap()
+    };
+    let o = run("http");
+    let text =
+        String::from_utf8_lossy(&o.stderr).into_owned() + &String::from_utf8_lossy(&o.stdout);
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "http without CA certificates: {text}"
+    );
+    let o = run("https");
+    let text =
+        String::from_utf8_lossy(&o.stderr).into_owned() + &String::from_utf8_lossy(&o.stdout);
+    assert_eq!(o.status.code(), Some(69), "{text}");
+    assert!(
+        text.contains("ca-certificates"),
+        "says what to install: {text}"
+    );
+}

@@ -83,6 +83,58 @@ else
     echo "VMTEST watchdog_removes_qdisc PASS netem removed within $((t*100))ms of SIGKILL; status exit $?"
   fi
 fi
+
+# Ingress delay on a stock kernel where ifb is a module not loaded yet
+# (issue 11, item 14): `plan` loads nothing, and a run leaves the link list
+# as it found it (the module's default numifbs=2 would add ifb0 and ifb1).
+rmmod ifb 2>/dev/null
+links() { ip -o link show | sed 's/^[0-9]*: *//; s/[:@].*//' | sort | tr '
+' ' '; }
+cat > /tmp/ingress.yaml <<'YAML'
+title: 100ms of delay on traffic arriving in b
+hypothesis: The web server still accepts connections within 1s.
+limits:
+  max_duration: 2m
+steady_state:
+  interval: 250ms
+  probes:
+    - name: web
+      tcp: {host: 10.201.0.2, port: 8080}
+      timeout: 2s
+      expect:
+        latency_below: 1s
+      before: {samples: 2}
+      after: {within: 10s, successes: 2}
+method:
+  - name: delay requests arriving in b
+    fault:
+      network:
+        netns: b
+        interface: vb
+        direction: ingress
+        delay: {time: 100ms}
+    duration: 3s
+YAML
+before=$(links)
+if [ -e /sys/module/ifb ]; then
+  echo "VMTEST ifb_plan_changes_nothing FAIL ifb is still loaded after rmmod"
+else
+  faultline plan /tmp/ingress.yaml > /tmp/iplan.out 2>&1
+  code=$?
+  if [ -e /sys/module/ifb ] || [ "$(links)" != "$before" ]; then
+    echo "VMTEST ifb_plan_changes_nothing FAIL plan exit $code loaded ifb or changed links: $(links)"
+  else
+    echo "VMTEST ifb_plan_changes_nothing PASS plan exit $code, ifb not loaded, links: $before"
+  fi
+fi
+faultline run /tmp/ingress.yaml --journal /tmp/ingress.json > /tmp/ingress.out 2>&1
+code=$?
+after=$(links)
+if [ "$code" = 0 ] && [ -e /sys/module/ifb ] && [ "$after" = "$before" ]; then
+  echo "VMTEST ifb_run_leaves_no_links PASS exit 0, ifb loaded by the run, links as before: $after"
+else
+  echo "VMTEST ifb_run_leaves_no_links FAIL exit $code, loaded: $([ -e /sys/module/ifb ] && echo yes || echo no), before: $before, after: $after | $(oneline /tmp/ingress.out)"
+fi
 "#;
 
 /// Every check the guest runs, by marker name.
@@ -97,6 +149,8 @@ const GUEST_CHECKS: &[&str] = &[
     "netem_ingress_ifb",
     "netem_ssh_excluded",
     "packet_loss_nft",
+    "ifb_plan_changes_nothing",
+    "ifb_run_leaves_no_links",
 ];
 
 #[test]

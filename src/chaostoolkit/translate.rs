@@ -140,15 +140,16 @@ pub fn translate(raw: &Value, opts: &Options) -> Result<Translation, Problems> {
             }
         }
     }
+    let names: Vec<String> = by_name.keys().cloned().collect();
+    let suggester = std::cell::RefCell::new(crate::experiment::yaml::Suggester::default());
     let resolve = |a: &Value, path: &str, p: &mut Problems| -> Option<Value> {
         match a.get("ref") {
             None => Some(a.clone()),
             Some(Value::String(r)) => match by_name.get(r) {
                 Some(found) => Some(found.clone()),
                 None => {
-                    let names: Vec<String> = by_name.keys().cloned().collect();
                     let mut msg = format!("`ref: {r}` names no activity");
-                    if let Some(b) = crate::experiment::yaml::did_you_mean(r, &names) {
+                    if let Some(b) = suggester.borrow_mut().suggest(r, &names) {
                         msg.push_str(&format!(" (did you mean `{b}`?)"));
                     }
                     p.push((format!("{path}.ref"), msg));
@@ -174,10 +175,15 @@ pub fn translate(raw: &Value, opts: &Options) -> Result<Translation, Problems> {
     );
     let frequency = opts.frequency.unwrap_or(1.0);
     if let Err(m) = seconds(&Value::from(frequency)).and_then(|f| {
-        if f > 0.0 {
-            Ok(f)
-        } else {
+        let min = crate::experiment::validate::MIN_INTERVAL
+            .std()
+            .as_secs_f64();
+        if f <= 0.0 {
             Err("it must be more than 0".into())
+        } else if f < min {
+            Err(format!("the minimum is {min} seconds"))
+        } else {
+            Ok(f)
         }
     }) {
         p.push((

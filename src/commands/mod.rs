@@ -1,5 +1,6 @@
 //! One function per subcommand; each returns the process exit code.
 
+pub mod history;
 pub mod plan;
 pub mod report;
 pub mod run;
@@ -61,6 +62,12 @@ pub fn main(cli: Cli) -> i32 {
             format,
             output,
         } => report::run_with_color(&journal, format, output.as_deref(), cli.color),
+        Command::History {
+            paths,
+            recursive,
+            format,
+            output,
+        } => history::run(&paths, recursive, format, output.as_deref()),
         Command::StressWorker { args } => crate::fault::stress::worker_main(&args),
         Command::Status { json } => status::status(&state_dir, json),
         Command::Recover { run_id, force } => status::recover(&state_dir, run_id.as_deref(), force),

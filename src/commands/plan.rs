@@ -286,6 +286,34 @@ pub fn build(loaded: &Loaded) -> Plan {
     }
 }
 
+/// How many processes a process or cgroup fault hits now, and the
+/// blast-radius rules it is held to (a refusal is the fault's own check).
+fn blast_radius_check(
+    label: &str,
+    t: &crate::fault::target::ProcessTarget,
+    ctx: &FaultContext,
+) -> Check {
+    use crate::fault::target::Resolved;
+    let (ok, now) = match t.select(ctx, &mut t.rng()) {
+        Ok(Resolved::Now(sel)) => (
+            true,
+            format!(
+                "hits {} of {} matching process{}",
+                sel.chosen.len(),
+                sel.matched,
+                if sel.matched == 1 { "" } else { "es" }
+            ),
+        ),
+        Ok(Resolved::AtRunTime(_)) => (true, "counted once setup has started its processes".into()),
+        Err(_) => (false, "refused (see the fault's check)".into()),
+    };
+    Check {
+        what: format!("blast radius of `{label}`"),
+        ok,
+        detail: format!("{now}; rules: {}", t.rules(ctx)),
+    }
+}
+
 fn plan_step(
     i: usize,
     s: &Step,
@@ -314,6 +342,9 @@ fn plan_step(
             }
         };
         preflight.push(check);
+        if let Some(t) = f.process_target() {
+            preflight.push(blast_radius_check(&label, t, ctx));
+        }
         let duration = s.duration.map(|d| d.to_string()).unwrap_or_default();
         PlannedStep {
             index: i + 1,

@@ -41,10 +41,10 @@ pub fn run(
                 for p in problems {
                     eprintln!("{}", escape_text(&p.to_string()));
                 }
+                let n = crate::load::total(problems);
                 println!(
-                    "invalid  {shown_safe}  ({} problem{})",
-                    problems.len(),
-                    if problems.len() == 1 { "" } else { "s" }
+                    "invalid  {shown_safe}  ({n} problem{})",
+                    if n == 1 { "" } else { "s" }
                 );
             }
             (r, ValidateFormat::Github | ValidateFormat::Gitlab) => {

@@ -87,19 +87,52 @@ pub fn load_bytes(file: &str, bytes: &[u8]) -> Result<Loaded, Vec<Diagnostic>> {
     })
 }
 
+/// How long a pipe (`faultline validate <(...)`, a FIFO) may stay silent
+/// before reading it is given up: a FIFO nobody writes must not hang a CI job.
+const PIPE_IDLE: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// Reads at most `MAX_FILE_SIZE + 1` bytes, so a huge file is refused without
-/// being read whole.
+/// being read whole. A regular file, or a pipe that is written to (process
+/// substitution); a FIFO without a writer, a device or a socket is refused
+/// and never waited for.
 pub fn read_capped(path: &Path) -> Result<Vec<u8>, String> {
     use std::io::Read;
-    let meta = std::fs::metadata(path).map_err(|e| format!("cannot read the file: {e}"))?;
-    if meta.is_dir() {
-        return Err("this is a directory; give an experiment file".into());
-    }
-    let f = std::fs::File::open(path).map_err(|e| format!("cannot read the file: {e}"))?;
+    use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
+    let cannot = |e: std::io::Error| format!("cannot read the file: {e}");
+    // O_NONBLOCK: opening a FIFO must not wait for a writer.
+    let mut f = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
+        .open(path)
+        .map_err(|e| match e.raw_os_error() {
+            Some(libc::EISDIR) => "this is a directory; give an experiment file".into(),
+            _ => cannot(e),
+        })?;
+    let ft = f.metadata().map_err(cannot)?.file_type();
+    let limit = yaml::MAX_FILE_SIZE + 1;
     let mut buf = Vec::new();
-    f.take(yaml::MAX_FILE_SIZE as u64 + 1)
-        .read_to_end(&mut buf)
-        .map_err(|e| format!("cannot read the file: {e}"))?;
+    if ft.is_dir() {
+        return Err("this is a directory; give an experiment file".into());
+    } else if ft.is_fifo() {
+        read_pipe(&mut f, &mut buf, limit)?;
+        if buf.is_empty() {
+            return Err(
+                "this is a FIFO (named pipe) and nothing was written to it; give an experiment file"
+                    .into(),
+            );
+        }
+    } else if ft.is_file() {
+        f.take(limit as u64).read_to_end(&mut buf).map_err(cannot)?;
+    } else {
+        let what = if ft.is_socket() {
+            "a socket"
+        } else {
+            "a device"
+        };
+        return Err(format!(
+            "this is {what}, not an experiment file; give a regular file"
+        ));
+    }
     if buf.len() > yaml::MAX_FILE_SIZE {
         return Err(format!(
             "the file is larger than {} bytes, the limit for experiment files",
@@ -107,4 +140,36 @@ pub fn read_capped(path: &Path) -> Result<Vec<u8>, String> {
         ));
     }
     Ok(buf)
+}
+
+/// Reads a non-blocking pipe until its writers close it, `limit` bytes, or
+/// `PIPE_IDLE` without data. Without any writer, the pipe reads as empty.
+fn read_pipe(f: &mut std::fs::File, buf: &mut Vec<u8>, limit: usize) -> Result<(), String> {
+    use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+    use std::io::Read;
+    use std::os::fd::AsFd;
+    let mut chunk = [0u8; 64 * 1024];
+    while buf.len() < limit {
+        match f.read(&mut chunk) {
+            Ok(0) => return Ok(()),
+            Ok(n) => buf.extend_from_slice(&chunk[..n.min(limit - buf.len())]),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                let mut fds = [PollFd::new(f.as_fd(), PollFlags::POLLIN)];
+                let ms = PIPE_IDLE.as_millis() as u16;
+                match poll(&mut fds, PollTimeout::from(ms)) {
+                    Ok(0) => {
+                        return Err(format!(
+                            "nothing arrived from this pipe for {}s; give an experiment file",
+                            PIPE_IDLE.as_secs()
+                        ))
+                    }
+                    Ok(_) | Err(nix::errno::Errno::EINTR) => {}
+                    Err(e) => return Err(format!("cannot read the file: {e}")),
+                }
+            }
+            Err(e) => return Err(format!("cannot read the file: {e}")),
+        }
+    }
+    Ok(())
 }

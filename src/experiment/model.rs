@@ -5,6 +5,7 @@
 //! file holds everything else and the enum that names every fault kind.
 
 use crate::fault::cgroup::{CpuLimitSpec, IoLimitSpec, MemoryLimitSpec};
+use crate::fault::corrupt::FileCorruptSpec;
 use crate::fault::disk::DiskFillSpec;
 use crate::fault::network::{BandwidthSpec, BlackholeSpec, DnsSpec, NetworkSpec, PacketLossSpec};
 use crate::fault::process::{ProcessKillSpec, ProcessPauseSpec};
@@ -81,9 +82,14 @@ fn default_max_duration() -> Duration {
 #[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct BlastRadius {
-    /// No single fault may hit more processes than this.
+    /// No single fault may hit more processes than this. Default 10.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_targets: Option<u32>,
+    /// Let `name`, `cmdline`, `children_of`, `cgroup` and `systemd_unit`
+    /// targets match processes of users other than the one running faultline.
+    /// Default `false`: such a match fails preflight.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub other_users: bool,
 }
 
 /// A process the experiment starts before anything else, e.g. the system under test.
@@ -811,6 +817,7 @@ pub enum Fault {
     CpuStress(CpuStressSpec),
     MemoryStress(MemoryStressSpec),
     DiskFill(DiskFillSpec),
+    FileCorrupt(FileCorruptSpec),
 }
 
 /// The YAML form of [`Fault`]: one optional field per kind. (serde_yaml reads
@@ -860,6 +867,9 @@ pub struct FaultFields {
     /// Fill a filesystem to a level.
     #[serde(default)]
     pub disk_fill: Option<DiskFillSpec>,
+    /// Corrupt, truncate or delete files (backed up first, restored byte-exact).
+    #[serde(default)]
+    pub file_corrupt: Option<FileCorruptSpec>,
 }
 
 impl TryFrom<FaultFields> for Fault {
@@ -875,7 +885,7 @@ impl TryFrom<FaultFields> for Fault {
               blackhole => Blackhole, partition => Partition, dns => Dns, packet_loss => PacketLoss,
               bandwidth => Bandwidth, cpu_limit => CpuLimit, memory_limit => MemoryLimit,
               io_limit => IoLimit, cpu_stress => CpuStress, memory_stress => MemoryStress,
-              disk_fill => DiskFill);
+              disk_fill => DiskFill, file_corrupt => FileCorrupt);
         match found.len() {
             1 => Ok(found.pop().unwrap()),
             0 => Err(format!("the fault has no kind; give exactly one of {}", FAULT_KINDS.join(", "))),
@@ -889,7 +899,7 @@ impl TryFrom<FaultFields> for Fault {
 }
 
 /// Every fault kind, as written in experiment files.
-pub const FAULT_KINDS: [&str; 14] = [
+pub const FAULT_KINDS: [&str; 15] = [
     "process_kill",
     "process_pause",
     "network",
@@ -904,6 +914,7 @@ pub const FAULT_KINDS: [&str; 14] = [
     "cpu_stress",
     "memory_stress",
     "disk_fill",
+    "file_corrupt",
 ];
 
 impl<'de> Deserialize<'de> for Fault {
@@ -926,6 +937,18 @@ impl JsonSchema for Fault {
 }
 
 impl Fault {
+    /// The process target of a process or cgroup fault.
+    pub fn process_target(&self) -> Option<&crate::fault::target::ProcessTarget> {
+        match self {
+            Fault::ProcessKill(s) => Some(&s.target),
+            Fault::ProcessPause(s) => Some(&s.target),
+            Fault::CpuLimit(s) => Some(&s.target),
+            Fault::MemoryLimit(s) => Some(&s.target),
+            Fault::IoLimit(s) => Some(&s.target),
+            _ => None,
+        }
+    }
+
     pub fn kind_name(&self) -> &'static str {
         match self {
             Fault::ProcessKill(_) => "process_kill",
@@ -942,6 +965,7 @@ impl Fault {
             Fault::CpuStress(_) => "cpu_stress",
             Fault::MemoryStress(_) => "memory_stress",
             Fault::DiskFill(_) => "disk_fill",
+            Fault::FileCorrupt(_) => "file_corrupt",
         }
     }
 }

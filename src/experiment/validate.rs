@@ -2,15 +2,18 @@
 //! (not just the first) with the field path and its position in the file.
 
 use super::model::*;
-use super::yaml::{did_you_mean, SpanIndex};
+use super::yaml::{list_names, SpanIndex, Suggester};
 use super::Diagnostic;
 use crate::fault::target::{ProcessTarget, TargetMode};
+use std::collections::HashSet;
 
 /// Collects problems with their location.
 pub struct Checker<'a> {
     file: &'a str,
     spans: &'a SpanIndex,
     pub problems: Vec<Diagnostic>,
+    /// "Did you mean", with one work budget for the whole file.
+    suggester: Suggester,
 }
 
 impl<'a> Checker<'a> {
@@ -19,6 +22,7 @@ impl<'a> Checker<'a> {
             file,
             spans,
             problems: Vec::new(),
+            suggester: Suggester::default(),
         }
     }
 
@@ -41,6 +45,25 @@ impl<'a> Checker<'a> {
             self.value_error(
                 path,
                 "a duration of zero; give a positive duration like `1s`",
+            );
+        }
+    }
+
+    /// A duration that must not be absurdly short: zero is refused as by
+    /// `nonzero`, anything under `floor` with the minimum named.
+    fn at_least(
+        &mut self,
+        path: &str,
+        d: crate::units::Duration,
+        floor: crate::units::Duration,
+        what: &str,
+    ) {
+        if d.is_zero() {
+            self.nonzero(path, d);
+        } else if d < floor {
+            self.value_error(
+                path,
+                format!("{d} is below the minimum {what} of {floor}; give at least `{floor}`"),
             );
         }
     }
@@ -80,6 +103,17 @@ impl<'a> Checker<'a> {
     }
 }
 
+/// Shortest sampling interval (`steady_state.interval`) and repeat period
+/// (`every`): below it, sampling only loads the host and the system under test.
+pub const MIN_INTERVAL: crate::units::Duration =
+    crate::units::Duration(std::time::Duration::from_millis(10));
+/// Shortest timeout of a probe, ready check or action: less cannot even start a process.
+pub const MIN_TIMEOUT: crate::units::Duration =
+    crate::units::Duration(std::time::Duration::from_millis(10));
+/// Shortest `limits.max_duration`.
+pub const MIN_MAX_DURATION: crate::units::Duration =
+    crate::units::Duration(std::time::Duration::from_secs(1));
+
 pub fn validate(exp: &Experiment, file: &str, spans: &SpanIndex) -> Vec<Diagnostic> {
     let mut c = Checker::new(file, spans);
     if exp.title.trim().is_empty() {
@@ -104,7 +138,12 @@ pub fn validate(exp: &Experiment, file: &str, spans: &SpanIndex) -> Vec<Diagnost
             c.printable(&format!("method[{i}].name"), n, false);
         }
     }
-    c.nonzero("limits.max_duration", exp.limits.max_duration);
+    c.at_least(
+        "limits.max_duration",
+        exp.limits.max_duration,
+        MIN_MAX_DURATION,
+        "max_duration",
+    );
     if exp.limits.blast_radius.max_targets == Some(0) {
         c.value_error(
             "limits.blast_radius.max_targets",
@@ -125,11 +164,12 @@ pub fn validate(exp: &Experiment, file: &str, spans: &SpanIndex) -> Vec<Diagnost
 
 fn check_setup(c: &mut Checker, exp: &Experiment) -> Vec<String> {
     let mut names = Vec::new();
+    let mut seen: HashSet<&str> = HashSet::new();
     for (i, s) in exp.setup.iter().enumerate() {
         let p = format!("setup[{i}]");
         if s.name.trim().is_empty() {
             c.value_error(&format!("{p}.name"), "the name is empty");
-        } else if names.contains(&s.name) {
+        } else if !seen.insert(s.name.as_str()) {
             c.value_error(
                 &format!("{p}.name"),
                 format!("a setup process named `{}` already exists", s.name),
@@ -138,7 +178,12 @@ fn check_setup(c: &mut Checker, exp: &Experiment) -> Vec<String> {
         names.push(s.name.clone());
         c.printable(&format!("{p}.name"), &s.name, false);
         c.argv(&format!("{p}.start"), &s.start);
-        c.nonzero(&format!("{p}.stop_timeout"), s.stop_timeout);
+        c.at_least(
+            &format!("{p}.stop_timeout"),
+            s.stop_timeout,
+            MIN_TIMEOUT,
+            "timeout",
+        );
         if let Some(r) = &s.ready {
             let rp = format!("{p}.ready");
             let kinds = [r.http.is_some(), r.tcp.is_some(), r.command.is_some()]
@@ -151,7 +196,7 @@ fn check_setup(c: &mut Checker, exp: &Experiment) -> Vec<String> {
                     "a ready check needs exactly one of `http`, `tcp` or `command`",
                 );
             }
-            c.nonzero(&format!("{rp}.timeout"), r.timeout);
+            c.at_least(&format!("{rp}.timeout"), r.timeout, MIN_TIMEOUT, "timeout");
             if let Some(h) = &r.http {
                 check_url(c, &format!("{rp}.http.url"), &h.url);
             }
@@ -196,7 +241,12 @@ fn check_url(c: &mut Checker, path: &str, url: &str) {
 
 fn check_steady_state(c: &mut Checker, exp: &Experiment) -> Vec<String> {
     let ss = &exp.steady_state;
-    c.nonzero("steady_state.interval", ss.interval);
+    c.at_least(
+        "steady_state.interval",
+        ss.interval,
+        MIN_INTERVAL,
+        "interval",
+    );
     if ss.probes.is_empty() {
         c.error(
             "steady_state.probes",
@@ -204,11 +254,12 @@ fn check_steady_state(c: &mut Checker, exp: &Experiment) -> Vec<String> {
         );
     }
     let mut names: Vec<String> = Vec::new();
+    let mut seen: HashSet<&str> = HashSet::new();
     for (i, p) in ss.probes.iter().enumerate() {
         let path = format!("steady_state.probes[{i}]");
         if p.name.trim().is_empty() {
             c.value_error(&format!("{path}.name"), "the probe name is empty");
-        } else if names.contains(&p.name) {
+        } else if !seen.insert(p.name.as_str()) {
             c.value_error(
                 &format!("{path}.name"),
                 format!(
@@ -235,7 +286,12 @@ fn check_steady_state(c: &mut Checker, exp: &Experiment) -> Vec<String> {
                 ),
             ),
         }
-        c.nonzero(&format!("{path}.timeout"), p.timeout);
+        c.at_least(
+            &format!("{path}.timeout"),
+            p.timeout,
+            MIN_TIMEOUT,
+            "timeout",
+        );
         if let Some(h) = &p.http {
             check_url(c, &format!("{path}.http.url"), &h.url);
             let m = h.method.to_ascii_uppercase();
@@ -510,7 +566,12 @@ fn check_method(c: &mut Checker, exp: &Experiment, setup_names: &[String]) {
         }
         if let Some(h) = &s.http {
             check_url(c, &format!("{p}.http.url"), &h.url);
-            c.nonzero(&format!("{p}.http.timeout"), h.timeout);
+            c.at_least(
+                &format!("{p}.http.timeout"),
+                h.timeout,
+                MIN_TIMEOUT,
+                "timeout",
+            );
         }
         if let Some(f) = &s.fault {
             check_fault(
@@ -527,19 +588,25 @@ fn check_method(c: &mut Checker, exp: &Experiment, setup_names: &[String]) {
 
 fn check_action(c: &mut Checker, path: &str, a: &CommandAction) {
     c.argv(&format!("{path}.run"), &a.run);
-    c.nonzero(&format!("{path}.timeout"), a.timeout);
+    c.at_least(
+        &format!("{path}.timeout"),
+        a.timeout,
+        MIN_TIMEOUT,
+        "timeout",
+    );
 }
 
 fn check_abort(c: &mut Checker, exp: &Experiment, probes: &[String]) {
+    let known: HashSet<&str> = probes.iter().map(String::as_str).collect();
     for (i, a) in exp.abort.iter().enumerate() {
         let p = format!("abort[{i}]");
-        if !probes.contains(&a.probe) {
+        if !known.contains(a.probe.as_str()) {
             let mut msg = format!("no probe is named `{}`", a.probe);
-            if let Some(best) = did_you_mean(&a.probe, probes) {
+            if let Some(best) = c.suggester.suggest(&a.probe, probes) {
                 msg.push_str(&format!(" (did you mean `{best}`?)"));
             }
             if !probes.is_empty() {
-                msg.push_str(&format!("; probes: {}", probes.join(", ")));
+                msg.push_str(&format!("; probes: {}", list_names(probes)));
             }
             c.value_error(&format!("{p}.probe"), msg);
         }
@@ -660,7 +727,7 @@ fn check_fault(
                 }
             }
             if let Some(every) = s.every {
-                c.nonzero(&format!("{path}.every"), every);
+                c.at_least(&format!("{path}.every"), every, MIN_INTERVAL, "interval");
                 if let Some(d) = duration {
                     if every > d {
                         c.value_error(
@@ -786,6 +853,7 @@ fn check_fault(
                 }
             }
         }
+        Fault::FileCorrupt(s) => check_file_corrupt(c, path, s),
         Fault::DiskFill(s) => {
             if s.fill_to.is_some() == s.size.is_some() {
                 c.error(
@@ -811,6 +879,12 @@ fn check_fault(
                 );
             }
         }
+    }
+}
+
+fn check_file_corrupt(c: &mut Checker, path: &str, s: &crate::fault::corrupt::FileCorruptSpec) {
+    for (field, message) in crate::fault::corrupt::check_spec(s) {
+        c.value_error(&format!("{path}{field}"), message);
     }
 }
 
@@ -977,7 +1051,7 @@ fn check_target(
     if let Some(s) = &t.setup {
         if !setup_names.contains(s) {
             let mut msg = format!("no setup process is named `{s}`");
-            if let Some(best) = did_you_mean(s, setup_names) {
+            if let Some(best) = c.suggester.suggest(s, setup_names) {
                 msg.push_str(&format!(" (did you mean `{best}`?)"));
             }
             c.value_error(&format!("{path}.setup"), msg);
@@ -1011,14 +1085,19 @@ fn check_target(
             "max_targets of 0 forbids the fault; give at least 1",
         );
     }
-    if let (Some(n), Some(max)) = (
-        t.count,
-        t.max_targets.or(exp.limits.blast_radius.max_targets),
-    ) {
+    if let Some(n) = t.count {
+        let (max, from) = match (t.max_targets, exp.limits.blast_radius.max_targets) {
+            (Some(a), Some(b)) => (a.min(b), "max_targets"),
+            (Some(a), None) | (None, Some(a)) => (a, "max_targets"),
+            (None, None) => (
+                crate::fault::target::DEFAULT_MAX_TARGETS,
+                "the default; set limits.blast_radius.max_targets to allow more",
+            ),
+        };
         if n > max {
             c.value_error(
                 &format!("{path}.count"),
-                format!("count {n} is above the blast-radius limit max_targets {max}"),
+                format!("count {n} is above the blast-radius limit of {max} ({from})"),
             );
         }
     }

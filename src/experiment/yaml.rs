@@ -263,6 +263,8 @@ pub fn check_bytes<'a>(file: &str, bytes: &'a [u8]) -> Result<&'a str, Diagnosti
             "the file is not UTF-8 text; save it as UTF-8".into(),
         )
     })?;
+    // A UTF-8 byte order mark, as some Windows editors write: not content.
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     // Characters YAML does not allow raw, and line separators the two YAML
     // parsers count differently (which would make every line number wrong).
     for (i, line) in text.split('\n').enumerate() {
@@ -496,19 +498,78 @@ fn unknown_message(original: &str, unknown: &str, expected: &[String]) -> String
 /// Jaro-Winkler similarity above 0.8, or at most one edit (two for longer
 /// words) where swapping two neighbouring letters counts as one edit.
 pub fn did_you_mean<'a>(word: &str, candidates: &'a [String]) -> Option<&'a str> {
-    let w = word.to_lowercase();
-    let max_edits = if w.chars().count() > 6 { 2 } else { 1 };
-    candidates
-        .iter()
-        .filter_map(|c| {
+    Suggester::default().suggest(word, candidates)
+}
+
+/// Names longer than this get no "did you mean" (nor are they suggested).
+const SUGGEST_MAX_CHARS: usize = 64;
+/// Work allowed for all suggestions of one file, in character pairs compared:
+/// a file with thousands of misspelt references stays linear, later
+/// problems just go without a suggestion.
+const SUGGEST_BUDGET: usize = 20_000_000;
+
+/// [`did_you_mean`] with a work budget shared by every call on one file.
+#[derive(Debug, Clone)]
+pub struct Suggester {
+    pairs_left: usize,
+}
+
+impl Default for Suggester {
+    fn default() -> Self {
+        Suggester {
+            pairs_left: SUGGEST_BUDGET,
+        }
+    }
+}
+
+impl Suggester {
+    /// Like [`did_you_mean`]; `None` also once the budget is spent.
+    pub fn suggest<'a>(&mut self, word: &str, candidates: &'a [String]) -> Option<&'a str> {
+        let w = word.to_lowercase();
+        let wn = w.chars().count();
+        if wn > SUGGEST_MAX_CHARS {
+            return None;
+        }
+        let max_edits = if wn > 6 { 2 } else { 1 };
+        let mut best: Option<(usize, f64, &'a String)> = None;
+        for c in candidates {
+            let cn = c.chars().count();
+            if cn > SUGGEST_MAX_CHARS {
+                continue;
+            }
+            let cost = (wn.max(1)) * (cn.max(1)) * 2;
+            if cost > self.pairs_left {
+                self.pairs_left = 0;
+                break;
+            }
+            self.pairs_left -= cost;
             let lc = c.to_lowercase();
             let edits = strsim::osa_distance(&w, &lc);
             let jw = strsim::jaro_winkler(&w, &lc);
-            let close = (edits <= max_edits && edits < lc.chars().count()) || jw > 0.8;
-            close.then_some((edits, -jw, c))
-        })
-        .min_by(|a, b| a.0.cmp(&b.0).then(a.1.total_cmp(&b.1)))
-        .map(|(_, _, c)| c.as_str())
+            let close = (edits <= max_edits && edits < cn) || jw > 0.8;
+            if close && best.is_none_or(|(e, j, _)| (edits, -jw) < (e, j)) {
+                best = Some((edits, -jw, c));
+            }
+        }
+        best.map(|(_, _, c)| c.as_str())
+    }
+}
+
+/// At most this many names are listed in one message.
+const LIST_MAX: usize = 10;
+
+/// `a, b, c`, or the first few names and how many more there are.
+pub fn list_names(names: &[String]) -> String {
+    let mut s = names
+        .iter()
+        .take(LIST_MAX)
+        .map(String::as_str)
+        .collect::<Vec<_>>()
+        .join(", ");
+    if names.len() > LIST_MAX {
+        s.push_str(&format!(" and {} more", names.len() - LIST_MAX));
+    }
+    s
 }
 
 /// A YAML/JSON value from text, for formats other than faultline's own
@@ -562,6 +623,7 @@ mod tests {
     fn typos_get_suggestions() {
         let c = vec!["title".to_string(), "hypothesis".to_string()];
         assert_eq!(did_you_mean("titel", &c), Some("title"));
+        assert_eq!(did_you_mean(&"titel".repeat(20), &c), None);
         assert_eq!(did_you_mean("hypotesis", &c), Some("hypothesis"));
         assert_eq!(did_you_mean("zzz", &c), None);
         let p = vec!["web".to_string(), "redis ping".to_string()];
@@ -596,5 +658,22 @@ mod tests {
             .unwrap_err()
             .message
             .contains("limited"));
+    }
+
+    #[test]
+    fn suggestions_share_one_budget_per_file() {
+        let names: Vec<String> = (0..10_000).map(|i| format!("probe-number-{i}")).collect();
+        let mut s = Suggester::default();
+        let found = (0..10_000)
+            .filter(|i| s.suggest(&format!("probe-numbr-{i}"), &names).is_some())
+            .count();
+        // The first ones get their suggestion, then the budget is spent.
+        assert!(found >= 5, "{found}");
+        assert!(found < 100, "{found}");
+        assert_eq!(s.suggest("probe-numbr-1", &names), None);
+        assert_eq!(
+            Suggester::default().suggest("probe-numbr-1", &names),
+            Some("probe-number-1")
+        );
     }
 }

@@ -6,6 +6,7 @@
 //! undo operations, so every path out of a run undoes the same way.
 
 pub mod cgroup;
+pub mod corrupt;
 pub mod disk;
 pub mod health;
 pub mod network;
@@ -98,6 +99,12 @@ pub trait UndoLog {
             self.record(&target, op)?;
         }
         Ok(())
+    }
+    /// Where faults that change files keep byte-exact backups of them (the
+    /// run's `STATE/backups/<run>/`); `None` when this log has no state
+    /// directory, and such faults then refuse to inject.
+    fn backup_dir(&self) -> Option<std::path::PathBuf> {
+        None
     }
 }
 
@@ -222,6 +229,7 @@ pub fn build(spec: &FaultSpec) -> Box<dyn FaultImpl> {
         FaultSpec::CpuStress(s) => stress::build_cpu_stress(s),
         FaultSpec::MemoryStress(s) => stress::build_memory_stress(s),
         FaultSpec::DiskFill(s) => disk::build_disk_fill(s),
+        FaultSpec::FileCorrupt(s) => corrupt::build_file_corrupt(s),
     }
 }
 

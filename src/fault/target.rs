@@ -153,6 +153,10 @@ impl ProcessTarget {
     }
 }
 
+/// How many processes one fault may hit when neither the target nor
+/// `limits.blast_radius` sets `max_targets`.
+pub const DEFAULT_MAX_TARGETS: u32 = 10;
+
 /// Where cgroup hierarchies are mounted.
 pub const CGROUP_ROOT: &str = "/sys/fs/cgroup";
 
@@ -166,6 +170,9 @@ pub struct TargetProcess {
     pub name: String,
     /// The full command line, arguments joined by spaces.
     pub cmdline: String,
+    /// Real and effective user id, when /proc still had them.
+    #[serde(skip)]
+    pub uids: Option<(u32, u32)>,
 }
 
 impl TargetProcess {
@@ -200,6 +207,9 @@ pub struct Candidates {
     pub excluded: Vec<ExcludedProcess>,
     /// Why nothing matched, when that is known (e.g. the pid file is missing).
     pub why_none: Option<String>,
+    /// The real user id faultline runs as; processes of any other user need
+    /// `limits.blast_radius.other_users` (unknown: the rule is not applied).
+    pub own_uid: Option<u32>,
 }
 
 /// The processes a fault hits now.
@@ -530,6 +540,10 @@ impl ProcessTarget {
             .into_iter()
             .partition(|p| proc::is_faultline_control(p.pid));
         c.selectable = others;
+        for p in &mut c.selectable {
+            p.uids = proc::uids(p.pid).map(|u| (u[0], u[1]));
+        }
+        c.own_uid = Some(nix::unistd::getuid().as_raw());
         c.excluded
             .extend(theirs.into_iter().map(|p| {
                 ExcludedProcess {
@@ -556,7 +570,11 @@ impl ProcessTarget {
                     "checked again after setup has started its processes (now: {})",
                     e.message
                 ))),
-                r => r.map(Resolved::Now),
+                r => {
+                    let sel = r?;
+                    lock_processes(&sel.chosen, ctx)?;
+                    Ok(Resolved::Now(sel))
+                }
             },
         }
     }
@@ -578,14 +596,39 @@ impl ProcessTarget {
         }
     }
 
-    /// The blast-radius limit for this target, and where it comes from.
-    pub fn limit(&self, ctx: &FaultContext) -> Option<(u32, &'static str)> {
+    /// The blast-radius limit for this target, and where it comes from:
+    /// the smaller of the target's and the experiment's `max_targets`, else
+    /// [`DEFAULT_MAX_TARGETS`].
+    pub fn limit(&self, ctx: &FaultContext) -> (u32, &'static str) {
         match (self.max_targets, ctx.blast_radius.max_targets) {
-            (Some(a), Some(b)) if b < a => Some((b, "limits.blast_radius.max_targets")),
-            (Some(a), _) => Some((a, "the target's max_targets")),
-            (None, Some(b)) => Some((b, "limits.blast_radius.max_targets")),
-            (None, None) => None,
+            (Some(a), Some(b)) if b < a => (b, "limits.blast_radius.max_targets"),
+            (Some(a), _) => (a, "the target's max_targets"),
+            (None, Some(b)) => (b, "limits.blast_radius.max_targets"),
+            (None, None) => (
+                DEFAULT_MAX_TARGETS,
+                "the default blast radius; set limits.blast_radius.max_targets to allow more",
+            ),
         }
+    }
+
+    /// Whether the selector names one process itself (`pid`, `pidfile`,
+    /// `setup`): those are not held to the other-users rule, patterns are.
+    pub fn names_one_process(&self) -> bool {
+        self.pid.is_some() || self.pidfile.is_some() || self.setup.is_some()
+    }
+
+    /// The blast-radius rules in one line, for plans.
+    pub fn rules(&self, ctx: &FaultContext) -> String {
+        let (max, from) = self.limit(ctx);
+        let users = if self.names_one_process() {
+            "any user's process (the selector names it)"
+        } else if ctx.blast_radius.other_users {
+            "processes of every user (limits.blast_radius.other_users)"
+        } else {
+            "only processes of the user running faultline (set limits.blast_radius.other_users to allow others)"
+        };
+        let what = if max == 1 { "process" } else { "processes" };
+        format!("at most {max} {what} ({from}); {users}")
     }
 }
 
@@ -618,6 +661,7 @@ pub fn classify(
                 start_time: info.start_time,
                 name: info.comm.clone(),
                 cmdline: cmdline_of(pid),
+                uids: None,
             }),
         }
     }
@@ -653,6 +697,42 @@ pub fn choose(
             t.describe()
         )));
     }
+    // Every match counts here, not only the chosen: with `mode: one` the
+    // random pick must not decide whether another user's process is hit.
+    if let (Some(own), false, false) = (
+        c.own_uid,
+        ctx.blast_radius.other_users,
+        t.names_one_process(),
+    ) {
+        let theirs: Vec<&TargetProcess> = c
+            .selectable
+            .iter()
+            .filter(|p| p.uids.is_some_and(|(r, e)| r != own || e != own))
+            .collect();
+        if !theirs.is_empty() {
+            let shown: Vec<String> = theirs
+                .iter()
+                .take(5)
+                .map(|p| {
+                    let (r, _) = p.uids.unwrap_or_default();
+                    format!("pid {} ({}, user {})", p.pid, p.name, user_name(r))
+                })
+                .collect();
+            let more = if theirs.len() > 5 {
+                format!(" and {} more", theirs.len() - 5)
+            } else {
+                String::new()
+            };
+            return Err(FaultError::precondition(format!(
+                "target `{}` matches {} process{} of other users than {} (who runs faultline): {}{more}; narrow the selector, or set `limits.blast_radius.other_users: true` if the experiment means to hit them",
+                t.describe(),
+                theirs.len(),
+                if theirs.len() == 1 { "" } else { "es" },
+                user_name(own),
+                shown.join(", "),
+            )));
+        }
+    }
     let k = how_many(t.mode, t.count, t.percent, n);
     let mut chosen: Vec<TargetProcess> = if k == n {
         c.selectable
@@ -660,20 +740,44 @@ pub fn choose(
         c.selectable.sample(rng, k).cloned().collect()
     };
     chosen.sort_by_key(|p| p.pid);
-    if let Some((max, from)) = t.limit(ctx) {
-        if chosen.len() > max as usize {
-            return Err(FaultError::precondition(format!(
-                "target `{}` would hit {} processes ({n} matched) but the blast-radius limit is {max} ({from}); narrow the selector, use `mode: one`, `count` or `percent`, or raise the limit",
-                t.describe(),
-                chosen.len(),
-            )));
-        }
+    let (max, from) = t.limit(ctx);
+    if chosen.len() > max as usize {
+        return Err(FaultError::precondition(format!(
+            "target `{}` would hit {} processes ({n} matched) but the blast-radius limit is {max} ({from}); narrow the selector, use `mode: one`, `count` or `percent`, or raise the limit",
+            t.describe(),
+            chosen.len(),
+        )));
     }
     Ok(Selection {
         matched: n,
         chosen,
         excluded: c.excluded,
     })
+}
+
+/// Takes the host-wide lock on every chosen process (a plan only checks
+/// them), so that no other run, through any selector or state directory,
+/// injects into the same process at the same time.
+fn lock_processes(chosen: &[TargetProcess], ctx: &FaultContext) -> Result<(), FaultError> {
+    let holder = format!(
+        "faultline run {} (runner pid {})",
+        ctx.run_id,
+        std::process::id()
+    );
+    for p in chosen {
+        let r = crate::sys::hostlock::Resource::process(p.pid, p.start_time);
+        crate::sys::hostlock::hold(&r, &holder, ctx.dry_run)
+            .map_err(|m| FaultError::precondition(format!("target `{}`: {m}", p.label())))?;
+    }
+    Ok(())
+}
+
+/// `name (uid N)`, or `uid N` when the user has no name.
+fn user_name(uid: u32) -> String {
+    match nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid)) {
+        Ok(Some(u)) => format!("{} (uid {uid})", u.name),
+        _ => format!("uid {uid}"),
+    }
 }
 
 #[cfg(test)]
@@ -796,6 +900,7 @@ mod tests {
                     start_time: 7,
                     name: "w".into(),
                     cmdline: "w 1".into(),
+                    uids: Some((0, 0)),
                 })
                 .collect(),
             ..Default::default()
@@ -925,10 +1030,76 @@ mod tests {
             start_time: 1,
             name: "redis-server".into(),
             cmdline: "/usr/bin/redis-server *:6379".into(),
+            uids: None,
         };
         assert_eq!(
             tp.label(),
             "4242 (redis-server: /usr/bin/redis-server *:6379)"
         );
+    }
+
+    #[test]
+    fn the_default_blast_radius_and_other_users_need_an_opt_in() {
+        let ctx = FaultContext::default();
+        let all = ProcessTarget {
+            name: Some("w".into()),
+            ..Default::default()
+        };
+        let mut rng = TargetRng::seed_from_u64(1);
+        // 10 processes are fine, 11 are not without a limit set.
+        let pids: Vec<i32> = (100..110).collect();
+        assert_eq!(
+            choose(&all, cands(&pids), &ctx, &mut rng)
+                .unwrap()
+                .chosen
+                .len(),
+            10
+        );
+        let pids: Vec<i32> = (100..111).collect();
+        let e = choose(&all, cands(&pids), &ctx, &mut rng).unwrap_err();
+        assert!(e.message.contains("the default blast radius"), "{e}");
+        let mut wide = ctx.clone();
+        wide.blast_radius.max_targets = Some(11);
+        assert_eq!(
+            choose(&all, cands(&pids), &wide, &mut rng)
+                .unwrap()
+                .chosen
+                .len(),
+            11
+        );
+        // A process of uid 1000 among root's: refused for patterns, even
+        // when `mode: one` might pick another.
+        let mut c = cands(&[100, 101]);
+        c.own_uid = Some(0);
+        c.selectable[1].uids = Some((1000, 1000));
+        let one = ProcessTarget {
+            mode: TargetMode::One,
+            ..all.clone()
+        };
+        let e = choose(&one, c.clone(), &ctx, &mut rng).unwrap_err();
+        assert!(e.message.contains("pid 101"), "{e}");
+        assert!(e.message.contains("limits.blast_radius.other_users"), "{e}");
+        // A setuid process (effective uid differs) counts as another user's.
+        let mut s = c.clone();
+        s.selectable[1].uids = Some((0, 1000));
+        assert!(choose(&one, s, &ctx, &mut rng).is_err());
+        let mut opted = ctx.clone();
+        opted.blast_radius.other_users = true;
+        assert_eq!(
+            choose(&all, c.clone(), &opted, &mut rng)
+                .unwrap()
+                .chosen
+                .len(),
+            2
+        );
+        // A pid names its process: no opt-in needed.
+        let by_pid = ProcessTarget {
+            pid: Some(101),
+            ..Default::default()
+        };
+        let mut c1 = cands(&[101]);
+        c1.own_uid = Some(0);
+        c1.selectable[0].uids = Some((1000, 1000));
+        assert!(choose(&by_pid, c1, &ctx, &mut rng).is_ok());
     }
 }

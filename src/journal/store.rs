@@ -46,6 +46,14 @@ pub fn run_file(state_dir: &Path, run_id: &str) -> PathBuf {
     runs_dir(state_dir).join(format!("{run_id}.jsonl"))
 }
 
+/// Where file faults of a run keep byte-exact backups of what they change
+/// (`STATE/backups/<run>/`); undo records may only restore from there.
+pub fn backup_dir(state_dir: &Path, run_id: &str) -> PathBuf {
+    state_dir
+        .join("backups")
+        .join(super::undo::run_slug(run_id))
+}
+
 /// Creates the state directory (0700) when missing and checks that nobody
 /// else could write it (see [`trust`]).
 pub fn ensure_state_dir(state_dir: &Path) -> Result<()> {
@@ -127,7 +135,8 @@ fn process_of(op: &UndoOp) -> Option<i32> {
         UndoOp::Command { .. }
         | UndoOp::WriteFile { .. }
         | UndoOp::RemoveCgroup { .. }
-        | UndoOp::RemoveFile { .. } => None,
+        | UndoOp::RemoveFile { .. }
+        | UndoOp::RestoreFile { .. } => None,
     }
 }
 
@@ -168,6 +177,11 @@ impl RunJournal {
 
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// The state directory this run file is in (`STATE/runs/<run>.jsonl`).
+    pub fn state_dir(&self) -> Option<&Path> {
+        self.path.parent()?.parent()
     }
 
     /// Appends one line and fsyncs it.
@@ -390,9 +404,13 @@ pub fn read_run(path: &Path) -> Result<RunState> {
             Line::End { .. } => st.ended = true,
         }
     }
+    let state_dir = std::path::absolute(path)
+        .ok()
+        .and_then(|p| p.parent()?.parent().map(Path::to_path_buf));
     let bounds = st.header.as_ref().map(|h| RunBounds {
         run_id: h.run_id.clone(),
         runner_start_time: h.runner_start_time,
+        state_dir: state_dir.clone(),
     });
     for r in &mut st.records {
         r.refused = match &bounds {

@@ -59,6 +59,22 @@ pub enum UndoOp {
     },
     /// Delete a file the run created.
     RemoveFile { path: PathBuf },
+    /// Put back a file `file_corrupt` changed or deleted: byte-exact from
+    /// the backup the run made in its state directory (checked by sha256),
+    /// with the recorded mode, owner and timestamps, atomically (rename).
+    /// Never follows a symbolic link at `path`.
+    RestoreFile {
+        path: PathBuf,
+        backup: PathBuf,
+        sha256: String,
+        size: u64,
+        mode: u32,
+        uid: u32,
+        gid: u32,
+        /// (seconds, nanoseconds) since the epoch.
+        atime: (i64, i64),
+        mtime: (i64, i64),
+    },
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -91,6 +107,11 @@ impl UndoOp {
             }
             UndoOp::RemoveCgroup { path, .. } => format!("rmdir {}", path.display()),
             UndoOp::RemoveFile { path } => format!("rm -f {}", path.display()),
+            UndoOp::RestoreFile { path, backup, .. } => format!(
+                "cp --preserve=all --remove-destination {} {}",
+                shell_quote(&backup.display().to_string()),
+                shell_quote(&path.display().to_string())
+            ),
         }
     }
 
@@ -193,6 +214,34 @@ impl UndoOp {
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Applied::AlreadyGone),
                 Err(e) => Err(format!("removing {}: {e}", path.display())),
             },
+            UndoOp::RestoreFile {
+                path,
+                backup,
+                sha256,
+                size,
+                mode,
+                uid,
+                gid,
+                atime,
+                mtime,
+            } => {
+                let o = crate::sys::file::Original {
+                    sha256: sha256.clone(),
+                    size: *size,
+                    mode: *mode,
+                    uid: *uid,
+                    gid: *gid,
+                    atime: *atime,
+                    mtime: *mtime,
+                };
+                // Paths come from the host: escaped before anyone shows them.
+                match crate::sys::file::restore(path, backup, &o)
+                    .map_err(|e| crate::sys::text::escape(&e).into_owned())?
+                {
+                    true => Ok(Applied::Done),
+                    false => Ok(Applied::AlreadyGone),
+                }
+            }
         }
     }
 }
@@ -206,11 +255,14 @@ pub struct RunBounds {
     pub run_id: String,
     /// The runner's start time: processes the run started are not older.
     pub runner_start_time: u64,
+    /// The state directory the run file is in: backups of files the run
+    /// changed are kept under its `backups/<run>/`.
+    pub state_dir: Option<PathBuf>,
 }
 
 /// The run id as faultline puts it in cgroup and fill-file names
 /// (`FaultContext::run_slug`).
-fn run_slug(run_id: &str) -> String {
+pub(crate) fn run_slug(run_id: &str) -> String {
     let slug: String = run_id
         .chars()
         .map(|c| {
@@ -400,8 +452,76 @@ impl UndoOp {
                 }
             }
             UndoOp::Command { argv, .. } => command_out_of_bounds(argv, b),
+            UndoOp::RestoreFile {
+                path,
+                backup,
+                sha256,
+                mode,
+                ..
+            } => restore_out_of_bounds(path, backup, sha256, *mode, b),
         }
     }
+}
+
+/// Paths `file_corrupt` never touches (and so never restores).
+pub const PROTECTED_TREES: [&str; 3] = ["/proc", "/sys", "/dev"];
+
+/// A restore writes only a regular path outside /proc, /sys, /dev and the
+/// state directory, from a backup named `file-N` in this run's own backup
+/// directory (`STATE/backups/<run>/`), with plain permission bits (never
+/// setuid/setgid: `file_corrupt` refuses such files).
+fn restore_out_of_bounds(
+    path: &std::path::Path,
+    backup: &std::path::Path,
+    sha256: &str,
+    mode: u32,
+    b: &RunBounds,
+) -> Option<String> {
+    if !clean_absolute(path) || path.parent().is_none() {
+        return Some(format!("{} is not a clean absolute path", path.display()));
+    }
+    if PROTECTED_TREES.iter().any(|t| path.starts_with(t)) {
+        return Some(format!(
+            "{} is under /proc, /sys or /dev, which file_corrupt never changes",
+            path.display()
+        ));
+    }
+    let Some(state) = &b.state_dir else {
+        return Some(
+            "the run's state directory is unknown, so its backups cannot be checked".into(),
+        );
+    };
+    let state = std::fs::canonicalize(state).unwrap_or_else(|_| state.clone());
+    if path.starts_with(&state) {
+        return Some(format!(
+            "{} is in the state directory, which file_corrupt never changes",
+            path.display()
+        ));
+    }
+    let dir = state.join("backups").join(run_slug(&b.run_id));
+    let named = file_name(backup)
+        .strip_prefix("file-")
+        .is_some_and(|n| !n.is_empty() && n.bytes().all(|c| c.is_ascii_digit()));
+    if !clean_absolute(backup) || backup.parent() != Some(dir.as_path()) || !named {
+        return Some(format!(
+            "the backup {} is not a file-N in this run's backup directory {}",
+            backup.display(),
+            dir.display()
+        ));
+    }
+    if sha256.len() != 64
+        || !sha256
+            .bytes()
+            .all(|c| matches!(c, b'0'..=b'9' | b'a'..=b'f'))
+    {
+        return Some(format!("`{sha256}` is not a sha256 (64 hex digits)"));
+    }
+    if mode & !0o1777 != 0 {
+        return Some(format!(
+            "mode {mode:04o} has setuid/setgid bits, which file_corrupt never restores"
+        ));
+    }
+    None
 }
 
 /// The tc, ip and nft commands faultline records as undo: deleting its own
@@ -570,6 +690,7 @@ mod tests {
         RunBounds {
             run_id: "20261202-101500-ab12".into(),
             runner_start_time: 0,
+            state_dir: Some("/run/faultline".into()),
         }
     }
 

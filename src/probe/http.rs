@@ -15,6 +15,30 @@ use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use reqwest::{Client, Method, Url};
 use std::time::{Duration, Instant};
 
+/// Builds an HTTP client from `make`. Where the host has no CA certificates
+/// (a minimal VM or container), rustls' platform verifier cannot start and
+/// the build fails even for plain `http://`; then the client is built again
+/// trusting no roots, and the second value is true: `https://` cannot be
+/// verified with it (see [`no_roots_message`]).
+pub fn build_client(
+    make: impl Fn() -> reqwest::ClientBuilder,
+) -> Result<(Client, bool), reqwest::Error> {
+    match make().build() {
+        Ok(c) => Ok((c, false)),
+        Err(first) => match make().tls_certs_only(Vec::new()).build() {
+            Ok(c) => Ok((c, true)),
+            Err(_) => Err(first),
+        },
+    }
+}
+
+/// What to do about an `https://` target on a host without CA certificates.
+pub fn no_roots_message(field: &str) -> String {
+    format!(
+        "{field} is https://, but this host has no CA certificates to verify it with (Debian: apt-get install ca-certificates); or set `insecure: true` on the probe to skip verification"
+    )
+}
+
 /// At most this much of a body is kept for matching; the rest is read and dropped.
 const MAX_BODY: usize = 1024 * 1024;
 
@@ -65,20 +89,25 @@ impl HttpCheck {
             run_id,
         );
 
-        let mut builder = Client::builder().timeout(timeout).connect_timeout(timeout);
-        if let Some(t) = spec.split_timeout {
-            builder = builder
-                .connect_timeout(t.connect.std())
-                .read_timeout(t.read.std());
-        }
-        let client = builder
-            .no_proxy()
-            .redirect(reqwest::redirect::Policy::none())
-            .danger_accept_invalid_certs(spec.insecure)
-            .default_headers(headers)
-            .user_agent(concat!("faultline/", env!("CARGO_PKG_VERSION")))
-            .build()
+        let make = || {
+            let mut builder = Client::builder().timeout(timeout).connect_timeout(timeout);
+            if let Some(t) = spec.split_timeout {
+                builder = builder
+                    .connect_timeout(t.connect.std())
+                    .read_timeout(t.read.std());
+            }
+            builder
+                .no_proxy()
+                .redirect(reqwest::redirect::Policy::none())
+                .danger_accept_invalid_certs(spec.insecure)
+                .default_headers(headers.clone())
+                .user_agent(concat!("faultline/", env!("CARGO_PKG_VERSION")))
+        };
+        let (client, no_roots) = build_client(make)
             .map_err(|e| format!("cannot build the HTTP client: {}", error_chain(&e)))?;
+        if no_roots && url.scheme() == "https" && !spec.insecure {
+            return Err(no_roots_message("http.url"));
+        }
 
         let body_matches = match &expect.body_matches {
             Some(re) => Some(

@@ -40,13 +40,17 @@ impl PrometheusCheck {
                 "prometheus.query is empty; write a PromQL query, e.g. `up{job=\"api\"}`".into(),
             );
         }
-        let client = Client::builder()
-            .timeout(timeout)
-            .connect_timeout(timeout)
-            .no_proxy()
-            .user_agent(concat!("faultline/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|e| format!("cannot build the HTTP client: {}", error_chain(&e)))?;
+        let (client, no_roots) = super::http::build_client(|| {
+            Client::builder()
+                .timeout(timeout)
+                .connect_timeout(timeout)
+                .no_proxy()
+                .user_agent(concat!("faultline/", env!("CARGO_PKG_VERSION")))
+        })
+        .map_err(|e| format!("cannot build the HTTP client: {}", error_chain(&e)))?;
+        if no_roots && endpoint.scheme() == "https" {
+            return Err(super::http::no_roots_message("prometheus.url"));
+        }
         Ok(PrometheusCheck {
             client,
             endpoint,

@@ -1,6 +1,7 @@
 //! Reports: one file per output format, all rendered from a [`record::RunRecord`].
 
 pub mod annotations;
+pub mod history;
 pub mod json;
 pub mod junit;
 pub mod markdown;

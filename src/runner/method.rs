@@ -452,13 +452,16 @@ pub(super) async fn run_http_action(
 ) -> bool {
     let t0 = Instant::now();
     let result: Result<(u16, serde_json::Value), String> = async {
-        let mut builder = reqwest::Client::builder().timeout(h.timeout.std());
-        if let Some(t) = h.split_timeout {
-            builder = builder
-                .connect_timeout(t.connect.std())
-                .read_timeout(t.read.std());
-        }
-        let client = builder.no_proxy().build().map_err(|e| e.to_string())?;
+        let (client, _) = crate::probe::http::build_client(|| {
+            let mut builder = reqwest::Client::builder().timeout(h.timeout.std());
+            if let Some(t) = h.split_timeout {
+                builder = builder
+                    .connect_timeout(t.connect.std())
+                    .read_timeout(t.read.std());
+            }
+            builder.no_proxy()
+        })
+        .map_err(|e| e.to_string())?;
         let method = reqwest::Method::from_bytes(h.method.to_ascii_uppercase().as_bytes())
             .map_err(|e| e.to_string())?;
         let mut req = client

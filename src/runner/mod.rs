@@ -135,6 +135,11 @@ impl UndoLog for JournalLog<'_> {
             .record_batch(self.fault, &self.label, &self.kind, items)
             .map(|_| ())
     }
+    fn backup_dir(&self) -> Option<std::path::PathBuf> {
+        let j = self.journal.lock().unwrap();
+        let run_id = j.path().file_stem()?.to_str()?.to_string();
+        Some(crate::journal::store::backup_dir(j.state_dir()?, &run_id))
+    }
 }
 
 /// A preflight failure: the verdict and why.
@@ -466,6 +471,7 @@ pub async fn run(
     ));
 
     let code = run_phases(ctx.clone(), faults, wd, &journal_path).await;
+    crate::sys::hostlock::release_all();
     signals.abort();
     deadline.abort();
     requests.abort();
@@ -498,6 +504,7 @@ fn finish_early(
     code: i32,
     reason: String,
 ) -> Finished {
+    crate::sys::hostlock::release_all();
     emit.emit(Event::RunFinished {
         verdict,
         exit_code: code,

@@ -3,6 +3,8 @@
 
 pub mod cgroup;
 pub mod exec;
+pub mod file;
+pub mod hostlock;
 pub mod net;
 pub mod proc;
 pub mod sockets;

@@ -3,9 +3,9 @@
 
 use super::spec::{Direction, NetworkSpec, Protocol, TrafficFilter};
 use super::tc::{
-    check_tc_interface, classify_root, compare_qdiscs, is_ingress, pct, probe_features, qstr,
-    root_ops, tc_time, Feature, RootState, DEFAULT_CLASS, IMPAIRED_CLASS, OWNED_LEAF, OWNED_ROOT,
-    TC_GONE,
+    check_tc_interface, classify_root, compare_qdiscs, is_ingress, lock_interface, pct,
+    probe_features, qstr, root_ops, tc_time, Feature, RootState, DEFAULT_CLASS, IMPAIRED_CLASS,
+    OWNED_LEAF, OWNED_ROOT, TC_GONE,
 };
 use super::{cmd_undo, execute, note_op, parse_cidr, s, stable_hash, Cidr, Op, SshPeer};
 use crate::fault::{FaultContext, FaultError, FaultImpl, PlannedOp, UndoLog};
@@ -504,6 +504,7 @@ impl FaultImpl for NetemFault {
         let ns = self.ns().map(str::to_string);
         let ns = ns.as_deref();
         check_tc_interface(ns, &self.spec.interface)?;
+        lock_interface(ns, &self.spec.interface, ctx)?;
         if let Some(f) = &self.spec.filter {
             u32_matches(f)?;
         }
@@ -515,7 +516,7 @@ impl FaultImpl for NetemFault {
         if self.ingress() {
             features.push(Feature::IfbIngressMirred);
         }
-        probe_features(&features)?;
+        probe_features(&features, ctx.dry_run)?;
         let before = net::qdiscs(ns, &self.spec.interface).map_err(FaultError::precondition)?;
         let root = if self.ingress() {
             if let Some(q) = before.iter().find(|q| is_ingress(q)) {

@@ -2,8 +2,8 @@
 
 use super::spec::BandwidthSpec;
 use super::tc::{
-    check_tc_interface, classify_root, compare_qdiscs, probe_features, qstr, root_ops, tc_time,
-    Feature, RootState, OWNED_ROOT,
+    check_tc_interface, classify_root, compare_qdiscs, lock_interface, probe_features, qstr,
+    root_ops, tc_time, Feature, RootState, OWNED_ROOT,
 };
 use super::{execute, note_op, s, Op, SshPeer};
 use crate::fault::{FaultContext, FaultError, FaultImpl, PlannedOp, UndoLog};
@@ -82,11 +82,12 @@ impl FaultImpl for BandwidthFault {
         }
     }
 
-    fn preflight(&mut self, _ctx: &FaultContext) -> Result<(), FaultError> {
+    fn preflight(&mut self, ctx: &FaultContext) -> Result<(), FaultError> {
         let ns = self.ns().map(str::to_string);
         let ns = ns.as_deref();
         check_tc_interface(ns, &self.spec.interface)?;
-        probe_features(&[Feature::Tbf])?;
+        lock_interface(ns, &self.spec.interface, ctx)?;
+        probe_features(&[Feature::Tbf], ctx.dry_run)?;
         let before = net::qdiscs(ns, &self.spec.interface).map_err(FaultError::precondition)?;
         let root = classify_root(ns, &self.spec.interface, self.spec.replace_existing_qdisc)?;
         self.state = Some((root, before));

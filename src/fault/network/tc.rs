@@ -50,6 +50,22 @@ pub(super) fn pct(p: Percent) -> String {
 
 /// What every tc fault needs: tc and ip, CAP_NET_ADMIN, the namespace and
 /// the interface.
+/// Takes the host-wide lock on an interface (a plan only checks it): one
+/// run at a time changes the qdiscs of an interface, whatever its state dir.
+pub(super) fn lock_interface(
+    netns: Option<&str>,
+    dev: &str,
+    ctx: &crate::fault::FaultContext,
+) -> Result<(), FaultError> {
+    let holder = format!(
+        "faultline run {} (runner pid {})",
+        ctx.run_id,
+        std::process::id()
+    );
+    let r = crate::sys::hostlock::Resource::interface(netns, dev);
+    crate::sys::hostlock::hold(&r, &holder, ctx.dry_run).map_err(FaultError::precondition)
+}
+
 pub(super) fn check_tc_interface(netns: Option<&str>, dev: &str) -> Result<(), FaultError> {
     check_tool("tc", "iproute2")?;
     check_tool("ip", "iproute2")?;
@@ -99,12 +115,83 @@ pub(super) enum Feature {
     IfbIngressMirred,
 }
 
+/// Whether using an IFB device could load the ifb module now: the kernel
+/// loads modules and ifb is not loaded yet (built in, it has no effect).
+fn ifb_may_load() -> bool {
+    std::path::Path::new("/proc/modules").exists()
+        && !std::path::Path::new("/sys/module/ifb").exists()
+}
+
+/// The host's IFB links (in faultline's own network namespace).
+fn host_ifb_links() -> Vec<String> {
+    net::run_ok(&net::ip(None, &["-o", "link", "show", "type", "ifb"]))
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.split(':').nth(1))
+        .map(|n| n.trim().split('@').next().unwrap_or_default().to_string())
+        .filter(|n| !n.is_empty())
+        .collect()
+}
+
+/// Loads the ifb module, if it is not loaded yet, without the two links its
+/// default `numifbs=2` creates (`ifb0`, `ifb1`, which would stay after the
+/// run): `modprobe ifb numifbs=0`. If the module was loaded some other way
+/// (by the kernel, when faultline added its own IFB device), the `ifbN`
+/// links that appeared then and were not there before are deleted.
+/// A plan (`dry_run`) loads nothing: it changes nothing on the host.
+pub(super) fn load_ifb_module(dry_run: bool) -> IfbGuard {
+    if !ifb_may_load() || dry_run {
+        return IfbGuard { before: None };
+    }
+    let before = host_ifb_links();
+    if let Some(modprobe) = net::find_tool("modprobe") {
+        let _ = net::run_ok(&[
+            modprobe.display().to_string(),
+            "ifb".into(),
+            "numifbs=0".into(),
+        ]);
+    }
+    IfbGuard {
+        before: Some(before),
+    }
+}
+
+/// Removes, when dropped, the `ifbN` links the ifb module created by itself.
+pub(super) struct IfbGuard {
+    before: Option<Vec<String>>,
+}
+
+impl Drop for IfbGuard {
+    fn drop(&mut self) {
+        let Some(before) = &self.before else { return };
+        for name in host_ifb_links() {
+            let by_module = name
+                .strip_prefix("ifb")
+                .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()));
+            if by_module && !before.contains(&name) {
+                let _ = net::run_ok(&net::ip(None, &["link", "del", "dev", &name]));
+            }
+        }
+    }
+}
+
 /// Tries each feature in a throwaway network namespace (the only reliable
-/// test: modules may be built in, loadable or missing).
-pub(super) fn probe_features(features: &[Feature]) -> Result<(), FaultError> {
+/// test: modules may be built in, loadable or missing). A plan does not try
+/// the IFB redirect when the ifb module is not loaded: that would load it.
+pub(super) fn probe_features(features: &[Feature], dry_run: bool) -> Result<(), FaultError> {
+    let ifb_unloaded = ifb_may_load();
+    let features: Vec<Feature> = features
+        .iter()
+        .copied()
+        .filter(|f| !(dry_run && ifb_unloaded && *f == Feature::IfbIngressMirred))
+        .collect();
+    let features = &features[..];
     if features.is_empty() {
         return Ok(());
     }
+    let _ifb = features
+        .contains(&Feature::IfbIngressMirred)
+        .then(|| load_ifb_module(dry_run));
     let p = net::ProbeNetns::create().map_err(|e| {
         FaultError::precondition(format!(
             "cannot create a throwaway network namespace to probe tc features: {e}"
@@ -415,8 +502,11 @@ pub(super) fn exact_restore(
         "link", "add", "flprobe0", "type", "veth", "peer", "name", "flprobe1",
     ])
     .is_err()
-        && p.try_ip(&["link", "add", "flprobe0", "type", "ifb"])
-            .is_err()
+        && {
+            let _ifb = load_ifb_module(false);
+            p.try_ip(&["link", "add", "flprobe0", "type", "ifb"])
+                .is_err()
+        }
     {
         return Ok(first);
     }

@@ -903,6 +903,11 @@ fn signalling_another_users_process_is_a_privileges_error() {
     }
     let l = Lone::spawn();
     let pid = l.pid();
+    let nobody_locks = match std::env::var_os("XDG_RUNTIME_DIR") {
+        Some(d) if !d.is_empty() => std::path::PathBuf::from(d).join("faultline-locks"),
+        _ => std::env::temp_dir().join("faultline-locks-65534"),
+    };
+    let nobody_locks_existed = nobody_locks.exists();
     let (rd, wr) = nix::unistd::pipe().unwrap();
     // SAFETY: the child only builds and runs the fault, writes to a pipe and
     // leaves with _exit; it never returns into the test harness.
@@ -954,6 +959,11 @@ fn signalling_another_users_process_is_a_privileges_error() {
             use std::io::Read;
             std::fs::File::from(rd).read_to_string(&mut out).unwrap();
             nix::sys::wait::waitpid(child, None).unwrap();
+            // The lock directory the child made as uid 65534 (it never
+            // released its locks: it only ran the fault's calls).
+            if !nobody_locks_existed {
+                let _ = std::fs::remove_dir_all(&nobody_locks);
+            }
             let (codes, msg) = out.split_once('\n').unwrap_or((&out, ""));
             assert_eq!(codes, "77 77 77 0", "child said: {out}");
             assert!(

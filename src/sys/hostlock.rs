@@ -174,6 +174,11 @@ pub fn hold(r: &Resource, holder: &str, check_only: bool) -> Result<(), String> 
         let mut f = match opened {
             Ok(f) => f,
             Err(e) if check_only && e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            // Another run, releasing its last lock, removed the emptied directory.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                ensure_dir(&dir)?;
+                continue;
+            }
             Err(e) => return Err(format!("cannot open the lock file {}: {e}", path.display())),
         };
         use std::os::fd::AsRawFd;
@@ -265,6 +270,9 @@ pub fn release_all() {
     }
     drop(held);
     sweep_stale();
+    // Nothing left behind: the directory goes once no run holds a lock in
+    // it (remove_dir fails on a directory that is not empty).
+    let _ = std::fs::remove_dir(lock_dir());
 }
 
 #[cfg(test)]

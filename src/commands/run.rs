@@ -487,6 +487,12 @@ pub(super) fn confirm(exp: &Experiment) -> bool {
         err,
         "Everything is rolled back at the end, on abort, on Ctrl-C, and by a watchdog if faultline dies."
     );
+    ask_to_continue(&mut err)
+}
+
+/// Asks "Continue? [y/N]" on `err` and reads the answer from stdin: only
+/// `y` or `yes` goes on.
+pub(super) fn ask_to_continue(err: &mut impl Write) -> bool {
     let _ = write!(err, "Continue? [y/N] ");
     let _ = err.flush();
     let mut line = String::new();

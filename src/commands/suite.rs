@@ -337,11 +337,5 @@ fn confirm_all(prepared: &[Prepared]) -> bool {
         err,
         "Everything is rolled back after each one, on abort, on Ctrl-C, and by a watchdog if faultline dies."
     );
-    let _ = write!(err, "Continue? [y/N] ");
-    let _ = err.flush();
-    let mut line = String::new();
-    if std::io::stdin().read_line(&mut line).is_err() {
-        return false;
-    }
-    matches!(line.trim().to_ascii_lowercase().as_str(), "y" | "yes")
+    run::ask_to_continue(&mut err)
 }

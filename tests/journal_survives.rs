@@ -175,6 +175,13 @@ fn process_kill_is_irreversible_and_a_probe_that_never_failed_held_throughout() 
     assert!(!out.contains("rolled back"), "{out}");
     assert!(out.contains("held throughout"), "{out}");
     assert!(!out.contains("recovered"), "{out}");
+    // The live view (stderr) does not call the fault's end a rollback either.
+    let live = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        live.contains("irreversible, killed processes are not restored"),
+        "{live}"
+    );
+    assert!(!live.contains("rolled back ("), "{live}");
     let j = sb.journal();
     assert!(j.get("complete").is_none(), "a complete journal: {j:#}");
     assert_eq!(j["faults"][0]["irreversible"], true, "{j:#}");

@@ -30,6 +30,9 @@ pub struct LiveView {
     probes: Vec<ProbeState>,
     phase: String,
     step: String,
+    /// Steps whose fault cannot be undone (process_kill): their end is not
+    /// a rollback.
+    irreversible_steps: std::collections::HashSet<usize>,
 }
 
 impl LiveView {
@@ -42,6 +45,7 @@ impl LiveView {
             probes: vec![],
             phase: String::new(),
             step: String::new(),
+            irreversible_steps: Default::default(),
         }
     }
 
@@ -249,15 +253,21 @@ impl EventSink for LiveView {
                 );
             }
             Event::FaultInjected {
+                step,
                 kind,
                 target,
                 inject_ms,
                 ..
-            } => self.painted(
-                t,
-                "33",
-                &format!("injected {kind} on {target} ({inject_ms:.1}ms)"),
-            ),
+            } => {
+                if crate::report::record::irreversible_kind(kind) {
+                    self.irreversible_steps.insert(*step);
+                }
+                self.painted(
+                    t,
+                    "33",
+                    &format!("injected {kind} on {target} ({inject_ms:.1}ms)"),
+                )
+            }
             Event::FaultInjectFailed { kind, error, .. } => {
                 self.painted(t, "31", &format!("{kind} could not be injected: {error}"))
             }
@@ -266,12 +276,18 @@ impl EventSink for LiveView {
                 self.painted(t, "31", &format!("the fault did not take effect: {error}"))
             }
             Event::FaultRolledBack {
+                step,
                 ok,
                 error,
                 rollback_ms,
                 ..
             } => {
-                if *ok {
+                if *ok && self.irreversible_steps.contains(step) {
+                    self.line(
+                        t,
+                        &format!("ended ({rollback_ms:.1}ms): irreversible, killed processes are not restored"),
+                    )
+                } else if *ok {
                     self.painted(t, "32", &format!("rolled back ({rollback_ms:.1}ms)"))
                 } else {
                     self.painted(

@@ -1140,3 +1140,37 @@ fn time_at_the_confirmation_prompt_is_not_the_runs() {
         "the 3 s pause is still counted: {total:.0} ms"
     );
 }
+
+#[test]
+fn the_confirmation_prompt_lists_the_resolved_targets() {
+    if Command::new("script").arg("--version").output().is_err() {
+        eprintln!("skipped: util-linux `script` (a pseudo-terminal) is not installed");
+        return;
+    }
+    let mut sleeper = Command::new("sleep").arg("60").spawn().unwrap();
+    let pid = sleeper.id();
+    let dir = tempfile::tempdir().unwrap();
+    let exp = dir.path().join("e.yaml");
+    std::fs::write(
+        &exp,
+        format!(
+            "title: prompt\nhypothesis: h\nsteady_state:\n  interval: 100ms\n  probes:\n    - name: t\n      command: {{run: [\"true\"]}}\n      before: {{samples: 1}}\nmethod:\n  - name: freeze it\n    fault:\n      process_pause:\n        target: {{pid: {pid}}}\n    duration: 1s\n"
+        ),
+    )
+    .unwrap();
+    let args = format!(
+        "run '{}' --state-dir '{}' --no-journal",
+        exp.display(),
+        dir.path().join("state").display()
+    );
+    let got = on_a_terminal(&args, None, "n\n");
+    let _ = sleeper.kill();
+    let _ = sleeper.wait();
+    let (code, out) = got.unwrap();
+    assert_eq!(code, 130, "declined: {out}");
+    let prompt = out.split("Continue?").next().unwrap_or_default();
+    assert!(
+        prompt.contains("On the targets found now:") && prompt.contains(&pid.to_string()),
+        "the prompt names the process it would pause: {out}"
+    );
+}

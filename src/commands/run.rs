@@ -289,7 +289,9 @@ pub(super) fn run_file(p: Prepared, cx: &RunContext) -> RunOutcome {
         }
     };
     let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        rt.block_on(runner::run(&loaded, opts, |exp| !ask || confirm(exp)))
+        rt.block_on(runner::run(&loaded, opts, |exp, planned| {
+            !ask || confirm(exp, planned)
+        }))
     }));
     outcome.duration = t0.elapsed();
     let finished = match result {
@@ -474,8 +476,9 @@ fn write_outputs(rec: &RunRecord, outputs: Outputs, quiet_paths: bool) {
     );
 }
 
-/// Asks on the terminal before anything changes on the host.
-pub(super) fn confirm(exp: &Experiment) -> bool {
+/// Asks on the terminal before anything changes on the host, listing what
+/// each fault will do to the targets preflight resolved.
+pub(super) fn confirm(exp: &Experiment, planned: &[String]) -> bool {
     let mut err = std::io::stderr();
     let _ = writeln!(
         err,
@@ -483,6 +486,19 @@ pub(super) fn confirm(exp: &Experiment) -> bool {
         escape(&exp.title)
     );
     list_faults(exp, &mut err, "  ");
+    if !planned.is_empty() {
+        let _ = writeln!(err, "On the targets found now:");
+        for line in planned.iter().take(50) {
+            let _ = writeln!(err, "  {}", escape(line));
+        }
+        if planned.len() > 50 {
+            let _ = writeln!(
+                err,
+                "  ... and {} more (see `faultline plan`)",
+                planned.len() - 50
+            );
+        }
+    }
     let _ = writeln!(
         err,
         "Everything is rolled back at the end, on abort, on Ctrl-C, and by a watchdog if faultline dies."

@@ -534,7 +534,7 @@ _faultline() {
             fi
             case "${prev}" in
                 --format)
-                    COMPREPLY=($(compgen -W "table markdown junit json" -- "${cur}"))
+                    COMPREPLY=($(compgen -W "table markdown junit json html" -- "${cur}"))
                     return 0
                     ;;
                 --output)

@@ -139,13 +139,14 @@ complete -c faultline -n "__fish_faultline_using_subcommand halt" -s V -l versio
 complete -c faultline -n "__fish_faultline_using_subcommand report" -l format -r -f -a "table\t''
 markdown\t''
 junit\t''
-json\t''"
+json\t''
+html\t'One self-contained page with plots (no scripts, no external assets)'"
 complete -c faultline -n "__fish_faultline_using_subcommand report" -s o -l output -d 'Write to this file instead of standard output' -r -F
 complete -c faultline -n "__fish_faultline_using_subcommand report" -l state-dir -d 'Where undo records and locks live (default: /run/faultline as root, else $XDG_RUNTIME_DIR/faultline)' -r -F
 complete -c faultline -n "__fish_faultline_using_subcommand report" -l color -d 'When to use colours (NO_COLOR is respected with `auto`)' -r -f -a "auto\t''
 always\t''
 never\t''"
-complete -c faultline -n "__fish_faultline_using_subcommand report" -s h -l help -d 'Print help'
+complete -c faultline -n "__fish_faultline_using_subcommand report" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c faultline -n "__fish_faultline_using_subcommand report" -s V -l version -d 'Print version'
 complete -c faultline -n "__fish_faultline_using_subcommand history" -l format -r -f -a "table\t''
 json\t''

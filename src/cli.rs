@@ -160,7 +160,8 @@ The switch is the file STATE_DIR/halt (/run/faultline/halt as root).")]
     #[command(after_help = "Examples:
   faultline report faultline-20261127-145103-3f2a.json
   faultline report journal.json --format markdown -o report.md
-  faultline report journal.json --format junit > results.xml")]
+  faultline report journal.json --format junit > results.xml
+  faultline report journal.json --format html -o report.html")]
     Report {
         #[arg(value_name = "JOURNAL")]
         journal: PathBuf,
@@ -353,6 +354,8 @@ pub enum ReportFormat {
     Markdown,
     Junit,
     Json,
+    /// One self-contained page with plots (no scripts, no external assets).
+    Html,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]

@@ -7,7 +7,7 @@
 
 use crate::cli::{ColorChoice, ReportFormat};
 use crate::exit;
-use crate::report::{json, junit, markdown, record::RunRecord, table};
+use crate::report::{html, json, junit, markdown, record::RunRecord, table};
 use std::io::Write;
 use std::path::Path;
 
@@ -18,6 +18,7 @@ pub fn render(rec: &RunRecord, format: ReportFormat, color: bool) -> String {
         ReportFormat::Markdown => markdown::render(rec),
         ReportFormat::Junit => junit::render(rec),
         ReportFormat::Json => json::render(rec),
+        ReportFormat::Html => html::render(rec),
     }
 }
 

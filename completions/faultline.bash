@@ -527,7 +527,7 @@ _faultline() {
             return 0
             ;;
         faultline__subcmd__report)
-            opts="-o -h -V --format --output --state-dir --color --help --version"
+            opts="-o -h -V --format --output --kb --state-dir --color --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -542,6 +542,10 @@ _faultline() {
                     return 0
                     ;;
                 -o)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --kb)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

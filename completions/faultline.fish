@@ -142,6 +142,7 @@ junit\t''
 json\t''
 html\t'One self-contained page with plots (no scripts, no external assets)'"
 complete -c faultline -n "__fish_faultline_using_subcommand report" -s o -l output -d 'Write to this file instead of standard output' -r -F
+complete -c faultline -n "__fish_faultline_using_subcommand report" -l kb -d 'File the run as a Markdown knowledge-base entry under DIR (DIR/EXPERIMENT/RUN.md) and update DIR/index.md' -r -F
 complete -c faultline -n "__fish_faultline_using_subcommand report" -l state-dir -d 'Where undo records and locks live (default: /run/faultline as root, else $XDG_RUNTIME_DIR/faultline)' -r -F
 complete -c faultline -n "__fish_faultline_using_subcommand report" -l color -d 'When to use colours (NO_COLOR is respected with `auto`)' -r -f -a "auto\t''
 always\t''

@@ -161,7 +161,8 @@ The switch is the file STATE_DIR/halt (/run/faultline/halt as root).")]
   faultline report faultline-20261127-145103-3f2a.json
   faultline report journal.json --format markdown -o report.md
   faultline report journal.json --format junit > results.xml
-  faultline report journal.json --format html -o report.html")]
+  faultline report journal.json --format html -o report.html
+  faultline report journal.json --kb docs/chaos-kb     # a knowledge-base entry + index")]
     Report {
         #[arg(value_name = "JOURNAL")]
         journal: PathBuf,
@@ -170,6 +171,10 @@ The switch is the file STATE_DIR/halt (/run/faultline/halt as root).")]
         /// Write to this file instead of standard output.
         #[arg(short, long, value_name = "FILE")]
         output: Option<PathBuf>,
+        /// File the run as a Markdown knowledge-base entry under DIR
+        /// (DIR/EXPERIMENT/RUN.md) and update DIR/index.md.
+        #[arg(long, value_name = "DIR", conflicts_with_all = ["output", "format"])]
+        kb: Option<PathBuf>,
     },
 
     /// Summarize many runs' journals per experiment: verdicts over time, time

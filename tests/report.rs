@@ -613,3 +613,67 @@ fn bad_journals_exit_64_with_a_clear_message() {
         "{err}"
     );
 }
+
+#[test]
+fn kb_files_an_entry_per_run_with_the_knowledge_base_sections_and_an_index() {
+    let dir = tempfile::tempdir().unwrap();
+    let kb = dir.path().join("kb");
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+    // A journal whose title tries to climb out of the knowledge base.
+    let mut hostile: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(fixtures.join("journal-held.json")).unwrap())
+            .unwrap();
+    hostile["experiment"]["title"] = "../../escape <b>".into();
+    hostile["run_id"] = "../20991231-000000-zzzz".into();
+    let hostile_path = dir.path().join("hostile.json");
+    std::fs::write(&hostile_path, hostile.to_string()).unwrap();
+    for j in [
+        fixtures.join("journal-held.json"),
+        fixtures.join("journal-aborted.json"),
+        hostile_path,
+    ] {
+        let o = faultline(&["report", j.to_str().unwrap(), "--kb", kb.to_str().unwrap()]);
+        assert_eq!(
+            o.status.code(),
+            Some(0),
+            "{}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+    }
+    // Every entry stays inside the knowledge base.
+    let mut entries = Vec::new();
+    for d in std::fs::read_dir(&kb).unwrap().flatten() {
+        if d.path().is_dir() {
+            for f in std::fs::read_dir(d.path()).unwrap().flatten() {
+                entries.push(f.path());
+            }
+        }
+    }
+    assert_eq!(entries.len(), 3, "{entries:?}");
+    assert!(
+        !dir.path().join("escape").exists() && !dir.path().join("20991231-000000-zzzz.md").exists()
+    );
+    for e in &entries {
+        let md = std::fs::read_to_string(e).unwrap();
+        for section in [
+            "## Knowledge base entry",
+            "### Experiment design",
+            "### Observed behaviour",
+            "### Root cause analysis",
+            "### Remediation",
+        ] {
+            assert!(md.contains(section), "{} lacks {section}", e.display());
+        }
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(
+            std::fs::metadata(e).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+    }
+    let index = std::fs::read_to_string(kb.join("index.md")).unwrap();
+    assert_eq!(index.matches("](").count(), 3, "one link per run: {index}");
+    assert!(
+        index.contains("HELD") && index.contains("ABORTED"),
+        "{index}"
+    );
+}

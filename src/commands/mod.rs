@@ -59,8 +59,14 @@ pub fn main(cli: Cli) -> i32 {
         Command::Man { dir } => man(dir.as_deref()),
         Command::Report {
             journal,
+            kb: Some(dir),
+            ..
+        } => report::file_in_kb(&journal, &dir),
+        Command::Report {
+            journal,
             format,
             output,
+            kb: None,
         } => report::run_with_color(&journal, format, output.as_deref(), cli.color),
         Command::History {
             paths,

@@ -54,7 +54,10 @@ pub fn run_with_color(
     let text = render(&rec, format, color);
     match output {
         Some(path) => {
-            if let Err(e) = std::fs::write(path, text) {
+            // Reports describe the host: owner-only, like journals.
+            let written = super::run::create(path, "report")
+                .and_then(|mut f| f.write_all(text.as_bytes()).map_err(|e| e.to_string()));
+            if let Err(e) = written {
                 eprintln!(
                     "faultline: cannot write the report to {}: {e}",
                     path.display()
@@ -73,4 +76,146 @@ pub fn run_with_color(
         }
     }
     exit::HELD
+}
+
+/// A name made only of `a-z`, `0-9` and `-` (at most 60 characters), from
+/// text a journal supplied: safe as one path component.
+fn slug(s: &str) -> String {
+    let mut out = String::new();
+    for c in s.chars().flat_map(|c| c.to_lowercase()) {
+        if c.is_ascii_alphanumeric() {
+            out.push(c);
+        } else if !out.ends_with('-') && !out.is_empty() {
+            out.push('-');
+        }
+        if out.len() >= 60 {
+            break;
+        }
+    }
+    let out = out.trim_end_matches('-').to_string();
+    if out.is_empty() {
+        "experiment".into()
+    } else {
+        out
+    }
+}
+
+/// `faultline report JOURNAL --kb DIR`: the run's Markdown report (with its
+/// knowledge-base sections) as `DIR/EXPERIMENT/RUN.md`, and `DIR/index.md`
+/// rebuilt from every entry there, newest first per experiment.
+pub fn file_in_kb(journal: &Path, dir: &Path) -> i32 {
+    let rec = match load(journal) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("faultline: {e}");
+            return exit::INVALID;
+        }
+    };
+    let folder = dir.join(slug(&rec.experiment.title));
+    let entry = folder.join(format!("{}.md", slug(&rec.run_id)));
+    let result = std::fs::create_dir_all(&folder)
+        .map_err(|e| format!("cannot create {}: {e}", folder.display()))
+        .and_then(|()| super::run::create(&entry, "knowledge-base entry"))
+        .and_then(|mut f| {
+            f.write_all(markdown::render(&rec).as_bytes())
+                .map_err(|e| e.to_string())
+        })
+        .and_then(|()| write_kb_index(dir));
+    match result {
+        Ok(()) => {
+            println!("{}", crate::sys::text::escape(&entry.display().to_string()));
+            exit::HELD
+        }
+        Err(e) => {
+            eprintln!("faultline: {}", crate::sys::text::escape(&e));
+            exit::INVALID
+        }
+    }
+}
+
+/// The first line starting with `prefix` among a file's first lines.
+fn line_with(text: &str, prefix: &str) -> Option<String> {
+    text.lines()
+        .take(40)
+        .find_map(|l| l.strip_prefix(prefix).map(|r| r.trim().to_string()))
+}
+
+/// An experiment's folder in the knowledge base: its slug, its title, and
+/// its runs (file name, verdict), newest first.
+struct KbExperiment {
+    slug: String,
+    title: String,
+    runs: Vec<(String, String)>,
+}
+
+fn write_kb_index(dir: &Path) -> Result<(), String> {
+    let mut experiments: Vec<KbExperiment> = Vec::new();
+    let mut folders: Vec<_> = std::fs::read_dir(dir)
+        .map_err(|e| format!("cannot read {}: {e}", dir.display()))?
+        .flatten()
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+        .map(|e| e.path())
+        .collect();
+    folders.sort();
+    for folder in folders {
+        let mut runs: Vec<(String, String)> = Vec::new();
+        let mut title = String::new();
+        for e in std::fs::read_dir(&folder).into_iter().flatten().flatten() {
+            let p = e.path();
+            if p.extension().is_none_or(|x| x != "md") || !e.file_type().is_ok_and(|t| t.is_file())
+            {
+                continue;
+            }
+            // Entries are faultline's own small files; read a bounded head.
+            let mut head = String::new();
+            if let Ok(f) = std::fs::File::open(&p) {
+                use std::io::Read;
+                let _ = f.take(16 * 1024).read_to_string(&mut head);
+            }
+            if title.is_empty() {
+                title = line_with(&head, "# ").unwrap_or_default();
+            }
+            let verdict = line_with(&head, "**Verdict: ")
+                .and_then(|v| v.split("**").next().map(str::to_string))
+                .unwrap_or_else(|| "?".into());
+            let name = p
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            runs.push((name, verdict));
+        }
+        if runs.is_empty() {
+            continue;
+        }
+        // Run ids start with the date and time: newest first.
+        runs.sort_by(|a, b| b.0.cmp(&a.0));
+        let slug = folder
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        experiments.push(KbExperiment { slug, title, runs });
+    }
+    let mut md = String::from("# Chaos experiments: knowledge base\n\nOne entry per run, filed by `faultline report JOURNAL --kb DIR`; this index is rebuilt each time.\n");
+    for KbExperiment { slug, title, runs } in &experiments {
+        let _ = std::fmt::Write::write_fmt(
+            &mut md,
+            format_args!(
+                "\n## {}\n\n| run | verdict |\n|---|---|\n",
+                if title.is_empty() { slug } else { title }
+            ),
+        );
+        for (name, verdict) in runs {
+            let _ = std::fmt::Write::write_fmt(
+                &mut md,
+                format_args!(
+                    "| [{}]({slug}/{name}) | {} |\n",
+                    name.trim_end_matches(".md"),
+                    markdown::cell(verdict)
+                ),
+            );
+        }
+    }
+    let index = dir.join("index.md");
+    super::run::create(&index, "knowledge-base index")
+        .and_then(|mut f| f.write_all(md.as_bytes()).map_err(|e| e.to_string()))
 }

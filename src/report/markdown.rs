@@ -471,10 +471,109 @@ fn render_unescaped(rec: &RunRecord) -> String {
         );
     }
 
+    knowledge_base(&mut out, rec);
+
     while out.ends_with("\n\n") {
         out.pop();
     }
     out
+}
+
+/// The sections a knowledge-base entry needs (design, observed behaviour,
+/// root cause, remediation): what the run knows filled in, clear places for
+/// what people must write.
+fn knowledge_base(out: &mut String, rec: &RunRecord) {
+    let _ = writeln!(
+        out,
+        "## Knowledge base entry
+"
+    );
+    let _ = writeln!(
+        out,
+        "### Experiment design
+"
+    );
+    let _ = writeln!(
+        out,
+        "- **Hypothesis:** {}",
+        text(&rec.experiment.hypothesis)
+    );
+    for p in &rec.probes {
+        let _ = writeln!(
+            out,
+            "- **Steady state:** probe {} ({}: {})",
+            code(&p.name),
+            text(&p.kind),
+            code(&p.target)
+        );
+    }
+    for f in &rec.faults {
+        let _ = writeln!(
+            out,
+            "- **Fault {}:** {} on {} ({})",
+            f.step + 1,
+            code(&f.kind),
+            code(&f.target),
+            text(&f.label)
+        );
+    }
+    let _ = writeln!(
+        out,
+        "\n### Observed behaviour
+"
+    );
+    let _ = writeln!(
+        out,
+        "- **Verdict:** {} (exit {}): {}",
+        rec.outcome.verdict.label(),
+        rec.outcome.exit_code,
+        text(rec.outcome.reason.trim())
+    );
+    for p in &rec.probes {
+        let d = &p.during;
+        let p95 = d
+            .latency_ms
+            .as_ref()
+            .map(|l| format!(", p95 {}", fmt_ms(l.p95)))
+            .unwrap_or_default();
+        let _ = writeln!(
+            out,
+            "- **{}** during the faults: {} of {} samples succeeded{p95}",
+            text(&p.name),
+            d.successes,
+            d.samples
+        );
+    }
+    let t = &rec.timings;
+    let _ = writeln!(
+        out,
+        "- **Time to detect** {} · **time to abort** {} · **time to recover** {}",
+        fmt_opt_ms(t.time_to_detect_ms),
+        fmt_opt_ms(t.time_to_abort_ms),
+        fmt_opt_ms(t.time_to_recover_ms)
+    );
+    let _ = writeln!(
+        out,
+        "- _What people saw (dashboards, alerts, pages) — to be written by the team._"
+    );
+    let _ = writeln!(
+        out,
+        "\n### Root cause analysis
+"
+    );
+    let _ = writeln!(
+        out,
+        "_To be written by the team: why the system behaved as observed; link incidents, traces and dashboards._"
+    );
+    let _ = writeln!(
+        out,
+        "\n### Remediation
+"
+    );
+    let _ = writeln!(
+        out,
+        "- [ ] _Action — owner — due date (to be written by the team)_\n"
+    );
 }
 
 #[cfg(test)]

@@ -59,8 +59,8 @@ after-method-only\t''
 during-method-only\t''
 continuously\t''"
 complete -c faultline -n "__fish_faultline_using_subcommand run" -l hypothesis-frequency -d 'Chaos Toolkit: seconds between checks with `--hypothesis-strategy continuously`' -r
-complete -c faultline -n "__fish_faultline_using_subcommand run" -l var -d 'Chaos Toolkit: set a configuration value (`name=value`, repeatable)' -r
-complete -c faultline -n "__fish_faultline_using_subcommand run" -l var-file -d 'Chaos Toolkit: read configuration values from a JSON or YAML file' -r -F
+complete -c faultline -n "__fish_faultline_using_subcommand run" -l var -d 'Set a variable declared under `vars:` (a Chaos Toolkit configuration value for a Chaos Toolkit file); repeatable, later ones win' -r
+complete -c faultline -n "__fish_faultline_using_subcommand run" -l var-file -d 'Read variable values from a YAML file (`name: value` lines) or a `.env` file (`NAME=value`); Chaos Toolkit: JSON/YAML with `configuration`/`secrets`, or `.env`' -r -F
 complete -c faultline -n "__fish_faultline_using_subcommand run" -l journal-format -d 'Write the journal in Chaos Toolkit\'s format instead of faultline\'s' -r -f -a "faultline\t''
 chaostoolkit\t''"
 complete -c faultline -n "__fish_faultline_using_subcommand run" -l notify -d 'Also POST JSON notifications to this webhook (repeatable): about to start, fault injected, aborted, finished' -r
@@ -82,8 +82,8 @@ complete -c faultline -n "__fish_faultline_using_subcommand validate" -l format 
 json\t''
 github\t'GitHub Actions annotations (`::error file=...,line=...::message`)'
 gitlab\t'GitLab code quality report (JSON), for `artifacts:reports:codequality`'"
-complete -c faultline -n "__fish_faultline_using_subcommand validate" -l var -d 'Chaos Toolkit: set a configuration value (`name=value`, repeatable)' -r
-complete -c faultline -n "__fish_faultline_using_subcommand validate" -l var-file -d 'Chaos Toolkit: read configuration values from a JSON or YAML file' -r -F
+complete -c faultline -n "__fish_faultline_using_subcommand validate" -l var -d 'Set a variable declared under `vars:` (a Chaos Toolkit configuration value for a Chaos Toolkit file); repeatable, later ones win' -r
+complete -c faultline -n "__fish_faultline_using_subcommand validate" -l var-file -d 'Read variable values from a YAML file (`name: value` lines) or a `.env` file (`NAME=value`); Chaos Toolkit: JSON/YAML with `configuration`/`secrets`, or `.env`' -r -F
 complete -c faultline -n "__fish_faultline_using_subcommand validate" -l state-dir -d 'Where undo records and locks live (default: /run/faultline as root, else $XDG_RUNTIME_DIR/faultline)' -r -F
 complete -c faultline -n "__fish_faultline_using_subcommand validate" -l color -d 'When to use colours (NO_COLOR is respected with `auto`)' -r -f -a "auto\t''
 always\t''
@@ -93,8 +93,8 @@ complete -c faultline -n "__fish_faultline_using_subcommand validate" -s h -l he
 complete -c faultline -n "__fish_faultline_using_subcommand validate" -s V -l version -d 'Print version'
 complete -c faultline -n "__fish_faultline_using_subcommand plan" -l format -r -f -a "text\t''
 json\t''"
-complete -c faultline -n "__fish_faultline_using_subcommand plan" -l var -d 'Chaos Toolkit: set a configuration value (`name=value`, repeatable)' -r
-complete -c faultline -n "__fish_faultline_using_subcommand plan" -l var-file -d 'Chaos Toolkit: read configuration values from a JSON or YAML file' -r -F
+complete -c faultline -n "__fish_faultline_using_subcommand plan" -l var -d 'Set a variable declared under `vars:` (a Chaos Toolkit configuration value for a Chaos Toolkit file); repeatable, later ones win' -r
+complete -c faultline -n "__fish_faultline_using_subcommand plan" -l var-file -d 'Read variable values from a YAML file (`name: value` lines) or a `.env` file (`NAME=value`); Chaos Toolkit: JSON/YAML with `configuration`/`secrets`, or `.env`' -r -F
 complete -c faultline -n "__fish_faultline_using_subcommand plan" -l state-dir -d 'Where undo records and locks live (default: /run/faultline as root, else $XDG_RUNTIME_DIR/faultline)' -r -F
 complete -c faultline -n "__fish_faultline_using_subcommand plan" -l color -d 'When to use colours (NO_COLOR is respected with `auto`)' -r -f -a "auto\t''
 always\t''

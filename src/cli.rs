@@ -326,13 +326,17 @@ pub struct WaitArgs {
     pub timeout: u64,
 }
 
-/// Chaos Toolkit configuration from the command line (run, validate, plan).
+/// Variable values from the command line (run, validate, plan): a
+/// faultline file's `vars:`, or a Chaos Toolkit file's configuration.
 #[derive(Args, Debug, Clone, Default)]
 pub struct VarArgs {
-    /// Chaos Toolkit: set a configuration value (`name=value`, repeatable).
+    /// Set a variable declared under `vars:` (a Chaos Toolkit configuration
+    /// value for a Chaos Toolkit file); repeatable, later ones win.
     #[arg(long = "var", value_name = "NAME=VALUE")]
     pub vars: Vec<String>,
-    /// Chaos Toolkit: read configuration values from a JSON or YAML file.
+    /// Read variable values from a YAML file (`name: value` lines) or a
+    /// `.env` file (`NAME=value`); Chaos Toolkit: JSON/YAML with
+    /// `configuration`/`secrets`, or `.env`.
     #[arg(long = "var-file", value_name = "FILE")]
     pub var_files: Vec<PathBuf>,
 }

@@ -3,7 +3,7 @@
 //! other to load a file.
 
 use crate::chaostoolkit::{self, CtkLoaded};
-use crate::experiment::{self, Diagnostic, Loaded};
+use crate::experiment::{self, vars::Inputs, Diagnostic, Loaded};
 use std::path::Path;
 
 /// At most this many problems of one file are shown; the rest are counted.
@@ -55,8 +55,9 @@ pub fn load(
     path: &Path,
     force_chaostoolkit: bool,
     opts: &chaostoolkit::Options,
+    inputs: &Inputs,
 ) -> Result<(Loaded, Option<CtkLoaded>), Vec<Diagnostic>> {
-    load_with_source(path, force_chaostoolkit, opts).map(|(l, c, _)| (l, c))
+    load_with_source(path, force_chaostoolkit, opts, inputs).map(|(l, c, _)| (l, c))
 }
 
 /// [`load`], also returning the bytes that were read (what the journal
@@ -65,19 +66,21 @@ pub fn load_with_source(
     path: &Path,
     force_chaostoolkit: bool,
     opts: &chaostoolkit::Options,
+    inputs: &Inputs,
 ) -> Result<(Loaded, Option<CtkLoaded>, Vec<u8>), Vec<Diagnostic>> {
-    load_unbounded(path, force_chaostoolkit, opts).map_err(bound)
+    load_unbounded(path, force_chaostoolkit, opts, inputs).map_err(bound)
 }
 
 fn load_unbounded(
     path: &Path,
     force_chaostoolkit: bool,
     opts: &chaostoolkit::Options,
+    inputs: &Inputs,
 ) -> Result<(Loaded, Option<CtkLoaded>, Vec<u8>), Vec<Diagnostic>> {
     let file = path.display().to_string();
     let bytes =
         experiment::read_capped(path).map_err(|m| vec![Diagnostic::at(&file, "", (1, 1), m)])?;
-    load_bytes(&file, &bytes, force_chaostoolkit, opts).map(|(l, c)| (l, c, bytes))
+    load_bytes(&file, &bytes, force_chaostoolkit, opts, inputs).map(|(l, c)| (l, c, bytes))
 }
 
 fn load_bytes(
@@ -85,21 +88,25 @@ fn load_bytes(
     bytes: &[u8],
     force_chaostoolkit: bool,
     opts: &chaostoolkit::Options,
+    inputs: &Inputs,
 ) -> Result<(Loaded, Option<CtkLoaded>), Vec<Diagnostic>> {
     let file = file.to_string();
     if !force_chaostoolkit && !chaostoolkit::may_be_ctk(&String::from_utf8_lossy(bytes)) {
-        return experiment::load_bytes(&file, bytes).map(|l| (l, None));
+        return experiment::load_bytes_with(&file, bytes, inputs).map(|l| (l, None));
     }
     let (raw, spans) = match chaostoolkit::parse(&file, bytes) {
         Ok(v) => v,
         Err(d) if force_chaostoolkit => return Err(vec![d]),
-        Err(_) => return experiment::load_bytes(&file, bytes).map(|l| (l, None)),
+        Err(_) => return experiment::load_bytes_with(&file, bytes, inputs).map(|l| (l, None)),
     };
     if let Some((at, why)) = chaostoolkit::legacy_format(&raw) {
         return Err(vec![Diagnostic::at(&file, &at, spans.locate(&at), why)]);
     }
     if !force_chaostoolkit && !chaostoolkit::looks_like_ctk(&raw) {
-        return experiment::load_bytes(&file, bytes).map(|l| (l, None));
+        return experiment::load_bytes_with(&file, bytes, inputs).map(|l| (l, None));
+    }
+    if let Some(e) = &inputs.ctk_error {
+        return Err(vec![Diagnostic::at(&file, "", (1, 1), e.clone())]);
     }
     let c = chaostoolkit::load_value(&file, raw, spans, opts)?;
     for w in &c.translation.warnings {

@@ -427,7 +427,7 @@ fn dry_prints_the_plan_and_runs_nothing() {
 }
 
 #[test]
-fn ctk_flags_on_a_faultline_file_are_refused() {
+fn ctk_flags_on_a_faultline_file_are_refused_and_var_names_a_faultline_variable() {
     let c = Ctk::new();
     let f = c.sb.write(
         "fl.yaml",
@@ -438,7 +438,22 @@ fn ctk_flags_on_a_faultline_file_are_refused() {
     );
     let o = c.cmd(&["run", f.to_str().unwrap(), "--var", "a=b", "--no-journal"]);
     assert_eq!(o.status.code(), Some(64), "{}", text(&o));
-    assert!(String::from_utf8_lossy(&o.stderr).contains("--var applies to Chaos Toolkit"));
+    // --var sets a faultline variable now; this file declares none.
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("--var a") && err.contains("does not declare"),
+        "{err}"
+    );
+    let o = c.cmd(&[
+        "run",
+        f.to_str().unwrap(),
+        "--ignore-controls",
+        "--no-journal",
+    ]);
+    assert_eq!(o.status.code(), Some(64), "{}", text(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("--ignore-controls applies to Chaos Toolkit")
+    );
     // ...and the file itself is not mistaken for a Chaos Toolkit experiment.
     let o = c.cmd(&["validate", f.to_str().unwrap()]);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));

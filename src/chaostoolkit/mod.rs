@@ -341,6 +341,7 @@ pub fn load_value(
             experiment: t.experiment.clone(),
             spans,
             redactor,
+            vars: Default::default(),
         },
         raw,
         translation: t,

@@ -461,6 +461,7 @@ pub fn translate(raw: &Value, opts: &Options) -> Result<Translation, Problems> {
     }
     let experiment = Experiment {
         title,
+        vars: Default::default(),
         description,
         hypothesis: if has_hypothesis {
             hypothesis_title

@@ -34,19 +34,19 @@ pub fn main(cli: Cli) -> i32 {
             format,
             chaostoolkit,
             vars,
-        } => match ctk_vars(&vars) {
-            Ok(o) => validate::run(&files, format, chaostoolkit, &o),
-            Err(e) => usage_error(&e),
-        },
+        } => {
+            let (o, inputs) = var_inputs(&vars);
+            validate::run(&files, format, chaostoolkit, &o, &inputs)
+        }
         Command::Plan {
             file,
             format,
             chaostoolkit,
             vars,
-        } => match ctk_vars(&vars) {
-            Ok(o) => plan::run(&file, format, chaostoolkit, &o),
-            Err(e) => usage_error(&e),
-        },
+        } => {
+            let (o, inputs) = var_inputs(&vars);
+            plan::run(&file, format, chaostoolkit, &o, &inputs)
+        }
         Command::Schema => {
             println!("{}", schema_json());
             exit::HELD
@@ -132,11 +132,6 @@ fn waiting(w: &crate::cli::WaitArgs) -> stop::Wait {
     }
 }
 
-fn usage_error(e: &str) -> i32 {
-    eprintln!("faultline: {e}");
-    exit::INVALID
-}
-
 /// Chaos Toolkit values from `--var-file` and `--var`. `.env` var files also
 /// set the environment of the whole run (as `chaos run` does), so process
 /// activities see them too.
@@ -152,4 +147,25 @@ pub fn ctk_vars(v: &crate::cli::VarArgs) -> Result<crate::chaostoolkit::Options,
         std::env::set_var(k, val);
     }
     Ok(o)
+}
+
+/// `--var`/`--var-file` read both ways: as Chaos Toolkit configuration and
+/// as faultline variables. Which one applies is known once the file is
+/// read; a Chaos Toolkit reading error is kept for a Chaos Toolkit file.
+pub fn var_inputs(
+    v: &crate::cli::VarArgs,
+) -> (
+    crate::chaostoolkit::Options,
+    crate::experiment::vars::Inputs,
+) {
+    let mut inputs = crate::experiment::vars::Inputs {
+        vars: v.vars.clone(),
+        files: v.var_files.clone(),
+        ctk_error: None,
+    };
+    let o = ctk_vars(v).unwrap_or_else(|e| {
+        inputs.ctk_error = Some(e);
+        crate::chaostoolkit::Options::default()
+    });
+    (o, inputs)
 }

@@ -74,8 +74,9 @@ pub fn run(
     format: PlanFormat,
     chaostoolkit: bool,
     opts: &crate::chaostoolkit::Options,
+    inputs: &crate::experiment::vars::Inputs,
 ) -> i32 {
-    let (loaded, ctk) = match crate::load::load(file, chaostoolkit, opts) {
+    let (loaded, ctk) = match crate::load::load(file, chaostoolkit, opts, inputs) {
         Ok(l) => l,
         Err(problems) => {
             for p in &problems {

@@ -57,13 +57,16 @@ pub(super) fn prepare(file: &Path, args: &RunArgs) -> Result<Prepared, i32> {
         eprintln!("faultline: {e}");
         exit::INVALID
     })?;
-    let (loaded, ctk, source) = crate::load::load_with_source(file, args.chaostoolkit, &ctk_opts)
-        .map_err(|problems| {
-        for p in &problems {
-            eprintln!("{}", escape_text(&p.to_string()));
-        }
-        exit::INVALID
-    })?;
+    let (_, inputs) = super::var_inputs(&args.vars);
+    let (loaded, ctk, source) =
+        crate::load::load_with_source(file, args.chaostoolkit, &ctk_opts, &inputs).map_err(
+            |problems| {
+                for p in &problems {
+                    eprintln!("{}", escape_text(&p.to_string()));
+                }
+                exit::INVALID
+            },
+        )?;
     let ctk = ctk.map(Arc::new);
     if args.dry_run {
         return Ok(Prepared {
@@ -209,11 +212,13 @@ pub(super) fn run_file(p: Prepared, cx: &RunContext) -> RunOutcome {
         let redactor = loaded.redactor.clone();
         let ctk = ctk.clone();
         let format = args.journal_format;
+        let vars = loaded.vars.clone();
         Arc::new(move |rec: &RunRecord| {
             let redacted = redactor.serde(rec);
             let rec = redacted.as_ref().unwrap_or(rec);
             match (&ctk, format) {
                 (Some(c), JournalFormat::Chaostoolkit) => chaostoolkit::journal::render(rec, c),
+                _ if !vars.is_empty() => with_vars(rec, &vars),
                 _ => crate::report::json::render(rec),
             }
         })
@@ -334,6 +339,21 @@ pub(super) fn run_file(p: Prepared, cx: &RunContext) -> RunOutcome {
     outcome.code = finished.exit_code;
     outcome.record = Some(finished.record);
     outcome
+}
+
+/// The faultline journal with `experiment.vars`: the variables the run
+/// used (secret ones already `***`).
+fn with_vars(
+    rec: &RunRecord,
+    vars: &std::collections::BTreeMap<String, serde_json::Value>,
+) -> String {
+    let mut v = serde_json::to_value(rec).expect("a RunRecord always serializes");
+    if let Some(e) = v.get_mut("experiment").and_then(|e| e.as_object_mut()) {
+        e.insert("vars".into(), serde_json::json!(vars));
+    }
+    let mut s = serde_json::to_string_pretty(&v).expect("a JSON value serializes");
+    s.push('\n');
+    s
 }
 
 /// What the journal records so a run can be reproduced: the experiment as
@@ -521,7 +541,9 @@ pub(super) fn ask_to_continue(err: &mut impl Write) -> bool {
 /// Chaos Toolkit options from the command line.
 fn ctk_options(args: &RunArgs) -> Result<chaostoolkit::Options, String> {
     use crate::cli::{HypothesisStrategy as H, RollbackStrategy as R};
-    let mut o = super::ctk_vars(&args.vars)?;
+    // A Chaos Toolkit reading error of --var/--var-file is reported by the
+    // loader, and only for a Chaos Toolkit file.
+    let (mut o, _) = super::var_inputs(&args.vars);
     o.hypothesis_strategy = args.hypothesis_strategy.map(|h| match h {
         H::Default => chaostoolkit::HypothesisStrategy::Default,
         H::BeforeMethodOnly => chaostoolkit::HypothesisStrategy::BeforeMethodOnly,
@@ -553,8 +575,6 @@ fn ctk_options(args: &RunArgs) -> Result<chaostoolkit::Options, String> {
 fn faultline_policy(args: &RunArgs, file: &Path) -> Result<runner::Policy, String> {
     use crate::cli::HypothesisStrategy as H;
     let ctk_only = [
-        (!args.vars.vars.is_empty(), "--var"),
-        (!args.vars.var_files.is_empty(), "--var-file"),
         (args.ignore_controls, "--ignore-controls"),
         (
             args.hypothesis_frequency.is_some(),

@@ -11,12 +11,13 @@ pub fn run(
     format: ValidateFormat,
     chaostoolkit: bool,
     opts: &crate::chaostoolkit::Options,
+    inputs: &crate::experiment::vars::Inputs,
 ) -> i32 {
     let mut all_ok = true;
     let mut json = Vec::new();
     let mut annotated: Vec<Diagnostic> = Vec::new();
     for f in files {
-        let result = crate::load::load(f, chaostoolkit, opts);
+        let result = crate::load::load(f, chaostoolkit, opts, inputs);
         // Sampling advice, for faultline's own format (a Chaos Toolkit
         // file's paths would not point into it).
         let warnings: Vec<Diagnostic> = match &result {
@@ -34,7 +35,10 @@ pub fn run(
                 for w in &warnings {
                     eprintln!("{}", escape_text(&w.to_string()));
                 }
-                println!("ok       {shown_safe}  ({})", escape(&l.experiment.title))
+                println!(
+                    "ok       {shown_safe}  ({})",
+                    escape(&l.redactor.text(&l.experiment.title))
+                )
             }
             (Err(problems), ValidateFormat::Text) => {
                 all_ok = false;

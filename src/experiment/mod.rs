@@ -5,6 +5,7 @@ pub mod model;
 pub mod schedule;
 pub mod secrets;
 pub mod validate;
+pub mod vars;
 pub mod yaml;
 
 pub use model::Experiment;
@@ -60,6 +61,8 @@ pub struct Loaded {
     pub spans: yaml::SpanIndex,
     /// What must never be shown or written (secrets, passwords, credentials).
     pub redactor: secrets::Redactor,
+    /// The variables the run uses (secrets as `***`), for the journal.
+    pub vars: std::collections::BTreeMap<String, serde_json::Value>,
 }
 
 /// Reads, parses and validates an experiment file. All problems found are
@@ -72,18 +75,41 @@ pub fn load_file(path: &Path) -> Result<Loaded, Vec<Diagnostic>> {
 
 /// Parses and validates experiment text already in memory.
 pub fn load_bytes(file: &str, bytes: &[u8]) -> Result<Loaded, Vec<Diagnostic>> {
+    load_bytes_with(file, bytes, &vars::Inputs::default())
+}
+
+/// [`load_bytes`] with variable values from the command line.
+pub fn load_bytes_with(
+    file: &str,
+    bytes: &[u8],
+    inputs: &vars::Inputs,
+) -> Result<Loaded, Vec<Diagnostic>> {
     let text = yaml::check_bytes(file, bytes).map_err(|d| vec![d])?;
     let spans = yaml::index(file, text).map_err(|d| vec![d])?;
-    let experiment: Experiment = yaml::from_str(file, text, &spans).map_err(|d| vec![d])?;
+    let (experiment, resolved): (Experiment, _) = if vars::needed(text, inputs) {
+        // Parse first, substitute in the parsed values, then type the result.
+        let mut doc: serde_yaml::Value = yaml::from_str(file, text, &spans).map_err(|d| vec![d])?;
+        let resolved = vars::apply(file, &mut doc, &spans, inputs)?;
+        let e = yaml::from_value(file, doc, &spans).map_err(|d| vec![d])?;
+        (e, resolved)
+    } else {
+        let e = yaml::from_str(file, text, &spans).map_err(|d| vec![d])?;
+        (e, vars::Resolved::default())
+    };
     let problems = validate::validate(&experiment, file, &spans);
     if !problems.is_empty() {
         return Err(problems);
     }
+    let mut redactor = secrets::Redactor::for_experiment(&experiment);
+    for s in resolved.secret_texts() {
+        redactor.add(&s);
+    }
     Ok(Loaded {
         file: file.to_string(),
-        redactor: secrets::Redactor::for_experiment(&experiment),
+        redactor,
         experiment,
         spans,
+        vars: resolved.for_journal(),
     })
 }
 

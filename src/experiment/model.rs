@@ -29,6 +29,10 @@ pub struct Experiment {
     pub hypothesis: String,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub tags: Vec<String>,
+    /// Variables used as `${name}` in values, with their defaults; set them
+    /// with `--var NAME=VALUE` or `--var-file FILE`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub vars: BTreeMap<String, crate::experiment::vars::VarDecl>,
     #[serde(default)]
     pub limits: Limits,
     /// Helper processes started first (in order) and stopped last (in reverse).

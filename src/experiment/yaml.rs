@@ -351,9 +351,26 @@ pub fn from_str<T: DeserializeOwned>(
     spans: &SpanIndex,
 ) -> Result<T, Diagnostic> {
     let de = serde_yaml::Deserializer::from_str(text);
-    match serde_path_to_error::deserialize::<_, T>(de) {
-        Ok(v) => Ok(v),
-        Err(e) => {
+    serde_path_to_error::deserialize::<_, T>(de).map_err(|e| located(file, spans, e))
+}
+
+/// Deserializes an already parsed (and variable-substituted) document into
+/// `T`; errors are located through the span index of the original text.
+pub fn from_value<T: DeserializeOwned>(
+    file: &str,
+    value: serde_yaml::Value,
+    spans: &SpanIndex,
+) -> Result<T, Diagnostic> {
+    serde_path_to_error::deserialize::<_, T>(value).map_err(|e| located(file, spans, e))
+}
+
+fn located(
+    file: &str,
+    spans: &SpanIndex,
+    e: serde_path_to_error::Error<serde_yaml::Error>,
+) -> Diagnostic {
+    {
+        {
             let path = clean_path(&e.path().to_string());
             let inner = e.into_inner();
             let mut message = strip_location(&inner.to_string());
@@ -392,7 +409,7 @@ pub fn from_str<T: DeserializeOwned>(
             {
                 message = format!("missing required field `{field}`");
             }
-            Err(diag(file, &at_path, lc, message))
+            diag(file, &at_path, lc, message)
         }
     }
 }

@@ -133,7 +133,9 @@ method:
     );
 
     let shot = dir.path().join("shot.png");
-    let o = Command::new(browser)
+    // Bounded: a browser that hangs fails the test instead of stalling CI.
+    let o = Command::new("timeout")
+        .args(["120", browser])
         .args([
             "--headless",
             "--no-sandbox",

@@ -1078,7 +1078,7 @@ fn in_ci_a_run_that_would_ask_fails_at_once_and_says_to_pass_yes() {
     let dir = tempfile::tempdir().unwrap();
     let sd = dir.path().join("state");
     let args = format!(
-        "run experiments/quickstart.yaml --state-dir '{}'",
+        "run experiments/quickstart.yaml --no-journal --state-dir '{}'",
         sd.display()
     );
     let (code, out) = on_a_terminal(&args, Some("true"), "y\n").unwrap();

@@ -295,7 +295,7 @@ pub(super) fn run_file(p: Prepared, cx: &RunContext) -> RunOutcome {
     };
     let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         rt.block_on(runner::run(&loaded, opts, |exp, planned| {
-            !ask || confirm(exp, planned)
+            !ask || confirm(exp, &planned())
         }))
     }));
     outcome.duration = t0.elapsed();

@@ -261,12 +261,13 @@ fn target_keys(faults: &[Option<Box<dyn FaultImpl>>]) -> Vec<String> {
 }
 
 /// Runs the experiment. `confirm` is asked (after preflight, before anything
-/// changes) whether to go on, with what each fault will do to the targets
-/// preflight resolved (as `plan` shows it).
+/// changes) whether to go on; it may call the function it is given for what
+/// each fault will do to the targets preflight resolved (as `plan` shows
+/// it), which is only worked out when someone is asked.
 pub async fn run(
     loaded: &Loaded,
     opts: RunOptions,
-    confirm: impl FnOnce(&Experiment, &[String]) -> bool,
+    confirm: impl FnOnce(&Experiment, &dyn Fn() -> Vec<String>) -> bool,
 ) -> Finished {
     let exp = loaded.experiment.clone();
     let start = Instant::now();
@@ -375,17 +376,19 @@ pub async fn run(
     if let Err(e) = control::check_not_halted(&opts.state_dir) {
         return finish_early(&emit, &builder, verdict_for_code(e.code), e.code, e.message);
     }
-    let planned: Vec<String> = faults
-        .iter()
-        .enumerate()
-        .filter_map(|(i, f)| Some((i, f.as_ref()?)))
-        .flat_map(|(i, f)| {
-            let label = exp.method[i].label(i);
-            f.plan(&fctx)
-                .into_iter()
-                .map(move |op| format!("{}. {label}: {}", i + 1, op.action))
-        })
-        .collect();
+    let planned = || -> Vec<String> {
+        faults
+            .iter()
+            .enumerate()
+            .filter_map(|(i, f)| Some((i, f.as_ref()?)))
+            .flat_map(|(i, f)| {
+                let label = exp.method[i].label(i);
+                f.plan(&fctx)
+                    .into_iter()
+                    .map(move |op| format!("{}. {label}: {}", i + 1, op.action))
+            })
+            .collect()
+    };
     let asked = Instant::now();
     let confirmed = confirm(&exp, &planned);
     // The time at the prompt is not the run's: not in its timings, nor in

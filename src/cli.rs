@@ -183,6 +183,8 @@ The switch is the file STATE_DIR/halt (/run/faultline/halt as root).")]
   faultline history                         # the journals in the current directory
   faultline history journals/ --recursive --format markdown -o history.md
   faultline history faultline-*.json --format json
+  faultline history journals/ --format html -o history.html
+  faultline history journals/ --kb docs/chaos-kb     # also refresh the knowledge base's index
 
 Reads faultline and Chaos Toolkit journals; files that are not journals are
 skipped with a message. Exit 0 when it printed, 64 when no journal was read.
@@ -200,6 +202,38 @@ Definitions (the resilience score's formula): docs/history.md")]
         /// Write to this file instead of standard output.
         #[arg(short, long, value_name = "FILE")]
         output: Option<PathBuf>,
+        /// Also rebuild DIR/index.md of a knowledge base (`report --kb DIR`)
+        /// with each experiment's score, times and verdicts from these journals.
+        #[arg(long, value_name = "DIR")]
+        kb: Option<PathBuf>,
+    },
+
+    /// Write a commented starting experiment, from flags or (on a terminal,
+    /// without flags) by asking.
+    #[command(after_help = "Examples:
+  faultline init                                          # asks
+  faultline init --probe http://127.0.0.1:8080/health --fault process_kill --target name=nginx -o nginx-kill.yaml
+  faultline init --probe tcp://10.0.0.5:6379 --fault blackhole --netns app
+
+The file is checked like `faultline validate` before it is written.")]
+    Init(InitArgs),
+
+    /// List what an experiment can target on this host, with the selector to
+    /// paste: processes, listening ports, interfaces and namespaces, cgroups,
+    /// systemd units. Reads only.
+    #[command(after_help = "Examples:
+  faultline targets                      # everything, as tables
+  faultline targets processes ports --filter redis
+  faultline targets interfaces --format json")]
+    Targets {
+        /// What to list (default: everything).
+        #[arg(value_enum, value_name = "KIND")]
+        kinds: Vec<TargetsKind>,
+        /// Only rows whose name (or command, port, path) contains TEXT.
+        #[arg(long, value_name = "TEXT")]
+        filter: Option<String>,
+        #[arg(long, value_enum, default_value_t = TargetsFormat::Table)]
+        format: TargetsFormat,
     },
 
     /// Print the JSON Schema of the experiment format (for editors).
@@ -372,6 +406,62 @@ pub enum HistoryFormat {
     Table,
     Json,
     Markdown,
+    /// One self-contained page with trend plots.
+    Html,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct InitArgs {
+    /// What the steady state checks: http://HOST:PORT/PATH, https://...
+    /// or tcp://HOST:PORT (repeatable).
+    #[arg(long, value_name = "URL")]
+    pub probe: Vec<String>,
+    /// The fault kind (process_kill, network, cpu_limit, ...).
+    #[arg(long, value_name = "KIND")]
+    pub fault: Option<String>,
+    /// The fault's process target as SELECTOR=VALUE: name=nginx, pid=1234,
+    /// pidfile=PATH, cmdline=REGEX, cgroup=PATH, systemd_unit=UNIT.
+    #[arg(long, value_name = "SELECTOR=VALUE")]
+    pub target: Option<String>,
+    /// For network and bandwidth: the interface.
+    #[arg(long, value_name = "NAME")]
+    pub interface: Option<String>,
+    /// For network faults: the network namespace.
+    #[arg(long, value_name = "NAME")]
+    pub netns: Option<String>,
+    /// For disk_fill and file_corrupt: the path (file_corrupt: a glob too).
+    #[arg(long, value_name = "PATH")]
+    pub path: Option<String>,
+    /// For io_limit: the block device (MAJOR:MINOR or /dev/NAME).
+    #[arg(long, value_name = "DEVICE")]
+    pub device: Option<String>,
+    /// How long the fault lasts.
+    #[arg(long, value_name = "DURATION", default_value = "30s")]
+    pub duration: String,
+    /// The experiment's title.
+    #[arg(long, value_name = "TEXT")]
+    pub title: Option<String>,
+    /// Write to FILE (never over an existing one without --force) instead of stdout.
+    #[arg(short, long, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+    /// Overwrite FILE.
+    #[arg(long, requires = "output")]
+    pub force: bool,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum TargetsKind {
+    Processes,
+    Ports,
+    Interfaces,
+    Cgroups,
+    Units,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum TargetsFormat {
+    Table,
+    Json,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]

@@ -172,3 +172,99 @@ method:
     );
     assert!(drawn > 200, "the latency line is drawn: {drawn} pixels");
 }
+
+/// `faultline history --format html` over journals of repeated runs: the page
+/// loads in Chromium with no console errors, and its screenshot shows the
+/// verdict strip and the probe's p95 trend line.
+#[test]
+fn the_history_page_opens_in_chromium_and_shows_the_trends() {
+    let Some(browser) = chromium() else {
+        eprintln!("skipped: no headless Chromium (Debian: apt-get install chromium)");
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let fixture: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/journal-held.json"),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    let journals = dir.path().join("journals");
+    std::fs::create_dir(&journals).unwrap();
+    // Six runs of one experiment whose p95 grows run by run; the fourth deviated.
+    for day in 1..=6u32 {
+        let mut j = fixture.clone();
+        j["experiment"]["title"] = "checkout <api> under delay".into();
+        j["run_id"] = format!("run-{day}").into();
+        j["started_at"] = format!("2026-11-{day:02}T10:00:00Z").into();
+        j["probes"][0]["during"]["latency_ms"]["p95"] = (100.0 * day as f64).into();
+        if day == 4 {
+            j["outcome"]["verdict"] = "deviated".into();
+        }
+        std::fs::write(
+            journals.join(format!("faultline-run-{day}.json")),
+            serde_json::to_string(&j).unwrap(),
+        )
+        .unwrap();
+    }
+    let page = dir.path().join("history.html");
+    let o = Command::new(BIN)
+        .args(["history", "--format", "html", "-o"])
+        .arg(&page)
+        .arg(&journals)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let html = std::fs::read_to_string(&page).unwrap();
+    assert!(
+        html.contains("checkout &lt;api&gt; under delay"),
+        "escaped title"
+    );
+    assert!(!html.contains("<script"));
+    assert_eq!(html.matches("class=\"verdict-held\"").count(), 5);
+    assert_eq!(html.matches("class=\"verdict-deviated\"").count(), 1);
+    assert!(
+        html.contains("class=\"latency-line\""),
+        "the p95 trend is drawn"
+    );
+
+    let shot = dir.path().join("shot.png");
+    let o = Command::new("timeout")
+        .args(["120", browser])
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--hide-scrollbars",
+            "--window-size=1000,1100",
+            "--enable-logging=stderr",
+            "--v=0",
+        ])
+        .arg(format!("--screenshot={}", shot.display()))
+        .arg(format!("file://{}", page.display()))
+        .env("HOME", dir.path())
+        .output()
+        .unwrap();
+    let log = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "chromium: {log}");
+    let console_errors: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("CONSOLE") || l.contains("Uncaught"))
+        .collect();
+    assert!(
+        console_errors.is_empty(),
+        "console errors: {console_errors:?}"
+    );
+    let px = pixels(&shot);
+    let line = hex(faultline::report::html::LATENCY_LINE);
+    let held = hex("#188038");
+    let deviated = hex("#d93025");
+    let count = |c: [u8; 3], tol| px.iter().filter(|p| near(**p, c, tol)).count();
+    assert!(count(line, 40) > 200, "the p95 line is drawn");
+    assert!(count(held, 20) > 500, "held runs are green squares");
+    assert!(
+        count(deviated, 20) > 100,
+        "the deviated run is a red square"
+    );
+}

@@ -138,6 +138,7 @@ pub fn run(
     recursive: bool,
     format: HistoryFormat,
     output: Option<&Path>,
+    kb: Option<&Path>,
 ) -> i32 {
     let default = [PathBuf::from(".")];
     let paths = if paths.is_empty() {
@@ -177,7 +178,20 @@ pub fn run(
         HistoryFormat::Table => history::render_table(&h),
         HistoryFormat::Json => history::render_json(&h),
         HistoryFormat::Markdown => history::render_markdown(&h),
+        HistoryFormat::Html => crate::report::html::render_history(&h),
     };
+    if let Some(dir) = kb {
+        match super::report::write_kb_index(dir, Some(&h)) {
+            Ok(()) => eprintln!(
+                "updated {}",
+                escape(&dir.join("index.md").display().to_string())
+            ),
+            Err(e) => {
+                eprintln!("faultline: {}", escape(&e));
+                return exit::INVALID;
+            }
+        }
+    }
     let written = match output {
         Some(path) => std::fs::write(path, text).map_err(|e| {
             format!(

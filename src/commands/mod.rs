@@ -1,12 +1,14 @@
 //! One function per subcommand; each returns the process exit code.
 
 pub mod history;
+pub mod init;
 pub mod plan;
 pub mod report;
 pub mod run;
 pub mod status;
 pub mod stop;
 pub mod suite;
+pub mod targets;
 pub mod validate;
 
 use crate::cli::{Cli, ColorChoice, Command};
@@ -47,6 +49,12 @@ pub fn main(cli: Cli) -> i32 {
             let (o, inputs) = var_inputs(&vars);
             plan::run(&file, format, chaostoolkit, &o, &inputs)
         }
+        Command::Init(args) => init::run(&args),
+        Command::Targets {
+            kinds,
+            filter,
+            format,
+        } => targets::run(&kinds, format, filter.as_deref()),
         Command::Schema => {
             println!("{}", schema_json());
             exit::HELD
@@ -73,7 +81,8 @@ pub fn main(cli: Cli) -> i32 {
             recursive,
             format,
             output,
-        } => history::run(&paths, recursive, format, output.as_deref()),
+            kb,
+        } => history::run(&paths, recursive, format, output.as_deref(), kb.as_deref()),
         Command::StressWorker { args } => crate::fault::stress::worker_main(&args),
         Command::Status { json } => status::status(&state_dir, json),
         Command::Recover { run_id, force } => status::recover(&state_dir, run_id.as_deref(), force),

@@ -100,6 +100,27 @@ fn slug(s: &str) -> String {
     }
 }
 
+/// An experiment's history in two lines of Markdown, for the index.
+fn kb_summary(e: &crate::report::history::ExperimentHistory) -> String {
+    let secs = |v: Option<f64>| {
+        v.map(|v| format!("{:.1}s", v / 1000.0))
+            .unwrap_or_else(|| "—".into())
+    };
+    format!(
+        "Resilience score **{}** ({} automatic, {} interventions) over {} runs · time to detect p50 {} · time to recover p50 {} · verdicts, oldest first: `{}`\n\n",
+        e.score
+            .percent
+            .map(|p| format!("{p:.0}%"))
+            .unwrap_or_else(|| "—".into()),
+        e.score.automatic,
+        e.score.interventions,
+        e.runs,
+        secs(e.time_to_detect_ms.p50),
+        secs(e.time_to_recover_ms.p50),
+        markdown::cell(&e.verdicts)
+    )
+}
+
 /// `faultline report JOURNAL --kb DIR`: the run's Markdown report (with its
 /// knowledge-base sections) as `DIR/EXPERIMENT/RUN.md`, and `DIR/index.md`
 /// rebuilt from every entry there, newest first per experiment.
@@ -120,7 +141,7 @@ pub fn file_in_kb(journal: &Path, dir: &Path) -> i32 {
             f.write_all(markdown::render(&rec).as_bytes())
                 .map_err(|e| e.to_string())
         })
-        .and_then(|()| write_kb_index(dir));
+        .and_then(|()| write_kb_index(dir, None));
     match result {
         Ok(()) => {
             println!("{}", crate::sys::text::escape(&entry.display().to_string()));
@@ -148,7 +169,12 @@ struct KbExperiment {
     runs: Vec<(String, String)>,
 }
 
-fn write_kb_index(dir: &Path) -> Result<(), String> {
+/// Rebuilds DIR/index.md from the entries there; with `history`, each
+/// experiment also gets its score, times and verdicts over the journals read.
+pub fn write_kb_index(
+    dir: &Path,
+    history: Option<&crate::report::history::History>,
+) -> Result<(), String> {
     let mut experiments: Vec<KbExperiment> = Vec::new();
     let mut folders: Vec<_> = std::fs::read_dir(dir)
         .map_err(|e| format!("cannot read {}: {e}", dir.display()))?
@@ -195,7 +221,7 @@ fn write_kb_index(dir: &Path) -> Result<(), String> {
             .unwrap_or_default();
         experiments.push(KbExperiment { slug, title, runs });
     }
-    let mut md = String::from("# Chaos experiments: knowledge base\n\nOne entry per run, filed by `faultline report JOURNAL --kb DIR`; this index is rebuilt each time.\n");
+    let mut md = String::from("# Chaos experiments: knowledge base\n\nOne entry per run, filed by `faultline report JOURNAL --kb DIR`; this index is rebuilt each time, and `faultline history JOURNALS --kb DIR` adds each experiment's score and trends.\n");
     for KbExperiment { slug, title, runs } in &experiments {
         let _ = std::fmt::Write::write_fmt(
             &mut md,
@@ -204,6 +230,14 @@ fn write_kb_index(dir: &Path) -> Result<(), String> {
                 if title.is_empty() { slug } else { title }
             ),
         );
+        if let Some(e) =
+            history.and_then(|h| h.experiments.iter().find(|e| self::slug(&e.title) == *slug))
+        {
+            md.insert_str(
+                md.len() - "| run | verdict |\n|---|---|\n".len(),
+                &kb_summary(e),
+            );
+        }
         for (name, verdict) in runs {
             let _ = std::fmt::Write::write_fmt(
                 &mut md,

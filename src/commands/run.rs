@@ -173,7 +173,10 @@ pub(super) fn run_file(p: Prepared, cx: &RunContext) -> RunOutcome {
         policy,
         source,
     } = p;
-    let provenance = Provenance::of(&source);
+    let mut provenance = Provenance::of(&source);
+    if !loaded.vars.is_empty() {
+        provenance.as_run = serde_json::to_value(&loaded.experiment).ok();
+    }
     let mut outcome = RunOutcome {
         file,
         title: loaded.experiment.title.clone(),
@@ -361,6 +364,7 @@ fn with_vars(
 struct Provenance {
     sha256: String,
     source: String,
+    as_run: Option<serde_json::Value>,
     user: crate::report::record::RunUser,
 }
 
@@ -376,6 +380,7 @@ impl Provenance {
             sha256,
             // Loading checked the text is UTF-8.
             source: String::from_utf8_lossy(bytes).into_owned(),
+            as_run: None,
             user: crate::report::record::RunUser {
                 uid,
                 name,
@@ -387,6 +392,7 @@ impl Provenance {
     fn apply(&self, rec: &mut RunRecord) {
         rec.experiment.sha256 = Some(self.sha256.clone());
         rec.experiment.source = Some(self.source.clone());
+        rec.experiment.as_run = self.as_run.clone();
         rec.user = Some(self.user.clone());
     }
 }

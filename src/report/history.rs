@@ -668,6 +668,19 @@ pub struct ProbeTrend {
     pub p95_change_ms: Option<f64>,
     /// last - first success ratio.
     pub success_change: f64,
+    /// Every run's point, oldest first (the trend plot of `--format html`).
+    pub points: Vec<ProbePoint>,
+}
+
+/// One run in an experiment's timeline.
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct RunPoint {
+    pub run_id: String,
+    pub started_at: Option<DateTime<Utc>>,
+    /// The verdict's key (`held`, `deviated`, ...).
+    pub verdict: &'static str,
+    pub time_to_detect_ms: Option<f64>,
+    pub time_to_recover_ms: Option<f64>,
 }
 
 /// Everything history shows about one experiment.
@@ -688,6 +701,8 @@ pub struct ExperimentHistory {
     pub time_to_recover_ms: Spread,
     pub score: Score,
     pub probes: Vec<ProbeTrend>,
+    /// Every run, oldest first.
+    pub timeline: Vec<RunPoint>,
 }
 
 /// A journal that was not read, and why.
@@ -786,15 +801,17 @@ fn experiment(title: String, file: String, runs: &[RunSummary]) -> ExperimentHis
             match trends.iter_mut().find(|t| t.name == p.name) {
                 Some(t) => {
                     t.runs += 1;
+                    t.points.push(point.clone());
                     t.last = point;
                 }
                 None => trends.push(ProbeTrend {
                     name: p.name.clone(),
                     runs: 1,
                     first: point.clone(),
-                    last: point,
+                    last: point.clone(),
                     p95_change_ms: None,
                     success_change: 0.0,
+                    points: vec![point],
                 }),
             }
         }
@@ -827,6 +844,16 @@ fn experiment(title: String, file: String, runs: &[RunSummary]) -> ExperimentHis
             by_kind,
         },
         probes: trends,
+        timeline: runs
+            .iter()
+            .map(|r| RunPoint {
+                run_id: r.run_id.clone(),
+                started_at: r.started_at,
+                verdict: r.verdict.key(),
+                time_to_detect_ms: r.time_to_detect_ms,
+                time_to_recover_ms: r.time_to_recover_ms,
+            })
+            .collect(),
     }
 }
 

@@ -257,6 +257,282 @@ table{{border-collapse:collapse}}td,th{{border:1px solid #dadce0;padding:4px 8px
     h
 }
 
+/// The colour of a verdict key in the history page.
+fn verdict_key_colour(key: &str) -> &'static str {
+    match key {
+        "held" => "#188038",
+        "inconclusive" | "not_steady" => "#b06000",
+        "unfinished" | "invalid" | "precondition" | "privileges" => "#80868b",
+        _ => "#d93025",
+    }
+}
+
+/// The trend colour of a probe's during success in the history page.
+pub const SUCCESS_LINE: &str = "#188038";
+
+/// One line of a trend plot: css class, colour, name, values in display
+/// units (one per run, `None` where a run has none), unit, and a fixed top
+/// of the scale (100 for percentages) or `None` to fit the values.
+type Series<'a> = (
+    &'a str,
+    &'a str,
+    &'a str,
+    Vec<Option<f64>>,
+    &'a str,
+    Option<f64>,
+);
+
+/// A number for an axis label: more digits for small values.
+fn axis_num(v: f64) -> String {
+    if v >= 10.0 {
+        format!("{v:.0}")
+    } else if v >= 1.0 {
+        format!("{v:.1}")
+    } else {
+        format!("{v:.2}")
+    }
+}
+
+/// A small line plot over runs (x: the run's index, oldest left); each
+/// series has its own scale, labelled in its colour at the top left.
+fn run_plot(h: &mut String, label: &str, ids: &[String], series: &[Series]) {
+    let n = ids.len().max(1);
+    let x = |i: usize| {
+        if n == 1 {
+            LEFT + (WIDTH - LEFT - 10.0) / 2.0
+        } else {
+            LEFT + (i as f64 / (n - 1) as f64) * (WIDTH - LEFT - 10.0)
+        }
+    };
+    let height = TOP + PLOT_H + 30.0;
+    let _ = writeln!(
+        h,
+        "<svg class=\"trend-plot\" width=\"{WIDTH}\" height=\"{height}\" viewBox=\"0 0 {WIDTH} {height}\" role=\"img\" aria-label=\"{}\">",
+        esc(label)
+    );
+    let base = TOP + PLOT_H;
+    let _ = writeln!(
+        h,
+        "<line x1=\"{LEFT}\" y1=\"{base}\" x2=\"{:.1}\" y2=\"{base}\" stroke=\"#5f6368\"/><line x1=\"{LEFT}\" y1=\"{TOP}\" x2=\"{LEFT}\" y2=\"{base}\" stroke=\"#5f6368\"/>\
+<text x=\"{LEFT}\" y=\"{:.1}\" font-size=\"10\">run 1</text><text x=\"{:.1}\" y=\"{:.1}\" font-size=\"10\" text-anchor=\"end\">run {n}</text>",
+        WIDTH - 10.0,
+        base + 14.0,
+        WIDTH - 10.0,
+        base + 14.0
+    );
+    let series: Vec<&Series> = series
+        .iter()
+        .filter(|s| s.3.iter().any(Option::is_some))
+        .collect();
+    for (k, (class, colour, name, values, unit, fixed)) in series.iter().enumerate() {
+        let max = values.iter().flatten().copied().fold(0.0, f64::max);
+        let max = match fixed {
+            Some(m) => *m,
+            None if max <= 0.0 => 1.0,
+            None => max * 1.1,
+        };
+        let y = |v: f64| TOP + PLOT_H - (v.clamp(0.0, max) / max) * PLOT_H;
+        let _ = writeln!(
+            h,
+            "<text x=\"4\" y=\"{:.1}\" font-size=\"10\" fill=\"{colour}\">{} {}</text>",
+            TOP + 10.0 + 12.0 * k as f64,
+            axis_num(max),
+            esc(unit)
+        );
+        // A line through the runs that have the value; a gap where one has none.
+        let mut segment: Vec<String> = Vec::new();
+        let flush = |seg: &mut Vec<String>, h: &mut String| {
+            if seg.len() > 1 {
+                let _ = writeln!(
+                    h,
+                    "<polyline class=\"{class}\" fill=\"none\" stroke=\"{colour}\" stroke-width=\"2\" points=\"{}\"/>",
+                    seg.join(" ")
+                );
+            }
+            seg.clear();
+        };
+        for (i, v) in values.iter().enumerate() {
+            match v {
+                Some(v) => {
+                    segment.push(format!("{:.1},{:.1}", x(i), y(*v)));
+                    let _ = writeln!(
+                        h,
+                        "<circle cx=\"{:.1}\" cy=\"{:.1}\" r=\"3\" fill=\"{colour}\"><title>{}: {} {:.1} {}</title></circle>",
+                        x(i),
+                        y(*v),
+                        esc(&ids[i]),
+                        esc(name),
+                        v,
+                        esc(unit)
+                    );
+                }
+                None => flush(&mut segment, h),
+            }
+        }
+        flush(&mut segment, h);
+    }
+    let _ = writeln!(h, "</svg>");
+}
+
+/// `faultline history --format html`: one self-contained page with, per
+/// experiment, the score, a strip of verdicts over time and trend plots
+/// (time to detect and recover, and each probe's during p95 and success).
+pub fn render_history(hist: &super::history::History) -> String {
+    let mut h = String::new();
+    let _ = write!(
+        h,
+        "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
+<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
+<title>faultline history</title>\
+<style>body{{font-family:system-ui,sans-serif;margin:2em;color:#202124;max-width:960px}}\
+h1{{font-size:1.4em}}table{{border-collapse:collapse}}td,th{{border:1px solid #dadce0;padding:4px 8px;text-align:left;vertical-align:top}}\
+.muted{{color:#5f6368}}svg{{display:block;margin:0.5em 0 1.5em}}</style></head><body>\n\
+<h1>Experiment history</h1>\n<p class=\"muted\">{} journals read, {} skipped · {}</p>\n",
+        hist.journals_read,
+        hist.skipped.len(),
+        esc(super::history::SCORE_FORMULA)
+    );
+    for e in &hist.experiments {
+        let _ = writeln!(
+            h,
+            "<h2>{}</h2><p class=\"muted\">{} · {} runs</p>",
+            esc(&e.title),
+            esc(&e.file),
+            e.runs
+        );
+        let score = e
+            .score
+            .percent
+            .map(|p| format!("{p:.0}%"))
+            .unwrap_or_else(|| "—".into());
+        let ms = |v: Option<f64>| v.map(|v| secs(v)).unwrap_or_else(|| "—".into());
+        let _ = writeln!(
+            h,
+            "<table><tr><th>resilience score</th><th>automatic</th><th>interventions</th><th>time to detect p50 / p95</th><th>time to recover p50 / p95</th></tr>\
+<tr><td class=\"score\">{score}</td><td>{}</td><td>{}</td><td>{} / {}</td><td>{} / {}</td></tr></table>",
+            e.score.automatic,
+            e.score.interventions,
+            ms(e.time_to_detect_ms.p50),
+            ms(e.time_to_detect_ms.p95),
+            ms(e.time_to_recover_ms.p50),
+            ms(e.time_to_recover_ms.p95)
+        );
+        // Verdicts over time: one square per run.
+        let n = e.timeline.len();
+        let cell = ((WIDTH - 20.0) / n.max(1) as f64).clamp(2.0, 18.0);
+        let _ = writeln!(
+            h,
+            "<svg class=\"verdict-strip\" width=\"{WIDTH}\" height=\"24\" viewBox=\"0 0 {WIDTH} 24\" role=\"img\" aria-label=\"verdicts over time\">"
+        );
+        for (i, r) in e.timeline.iter().enumerate() {
+            let when = r
+                .started_at
+                .map(|t| t.format("%Y-%m-%d %H:%M UTC").to_string())
+                .unwrap_or_default();
+            let _ = writeln!(
+                h,
+                "<rect class=\"verdict-{}\" x=\"{:.1}\" y=\"2\" width=\"{:.1}\" height=\"20\" fill=\"{}\"><title>{} {} {}</title></rect>",
+                r.verdict,
+                10.0 + cell * i as f64,
+                (cell - 1.0).max(1.0),
+                verdict_key_colour(r.verdict),
+                esc(&r.run_id),
+                esc(&when),
+                r.verdict
+            );
+        }
+        let _ = writeln!(h, "</svg>");
+        let ids: Vec<String> = e.timeline.iter().map(|r| r.run_id.clone()).collect();
+        if e.timeline
+            .iter()
+            .any(|r| r.time_to_detect_ms.is_some() || r.time_to_recover_ms.is_some())
+        {
+            let _ = writeln!(
+                h,
+                "<h3>Time to detect and to recover</h3><p class=\"muted\">per run: time to detect (orange) and time to recover (purple)</p>"
+            );
+            run_plot(
+                &mut h,
+                "time to detect and recover",
+                &ids,
+                &[
+                    (
+                        "ttd-line",
+                        "#b06000",
+                        "time to detect",
+                        e.timeline
+                            .iter()
+                            .map(|r| r.time_to_detect_ms.map(|v| v / 1000.0))
+                            .collect(),
+                        "s",
+                        None,
+                    ),
+                    (
+                        "ttr-line",
+                        "#9334e6",
+                        "time to recover",
+                        e.timeline
+                            .iter()
+                            .map(|r| r.time_to_recover_ms.map(|v| v / 1000.0))
+                            .collect(),
+                        "s",
+                        None,
+                    ),
+                ],
+            );
+        }
+        for t in &e.probes {
+            let _ = writeln!(
+                h,
+                "<h3>{}</h3><p class=\"muted\">during the faults, over {} runs: p95 latency (blue) and success (green)</p>",
+                esc(&t.name),
+                t.runs
+            );
+            let pids: Vec<String> = t.points.iter().map(|p| p.run_id.clone()).collect();
+            run_plot(
+                &mut h,
+                &format!("trend of {}", t.name),
+                &pids,
+                &[
+                    (
+                        "latency-line",
+                        LATENCY_LINE,
+                        "p95",
+                        t.points.iter().map(|p| p.p95_ms).collect(),
+                        "ms",
+                        None,
+                    ),
+                    (
+                        "success-line",
+                        SUCCESS_LINE,
+                        "success",
+                        t.points.iter().map(|p| Some(p.success * 100.0)).collect(),
+                        "%",
+                        Some(100.0),
+                    ),
+                ],
+            );
+        }
+    }
+    if !hist.skipped.is_empty() {
+        let _ = writeln!(
+            h,
+            "<h2>Skipped files</h2><table><tr><th>file</th><th>why</th></tr>"
+        );
+        for s in &hist.skipped {
+            let _ = writeln!(
+                h,
+                "<tr><td>{}</td><td>{}</td></tr>",
+                esc(&s.file),
+                esc(&s.reason)
+            );
+        }
+        let _ = writeln!(h, "</table>");
+    }
+    let _ = writeln!(h, "</body></html>");
+    h
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

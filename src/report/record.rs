@@ -213,6 +213,10 @@ pub struct ExperimentInfo {
     /// so the run can be reproduced even after the file changed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub source: Option<String>,
+    /// The experiment as run, after variables were substituted (secrets
+    /// redacted), when the file uses variables: `source` holds `${...}`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub as_run: Option<serde_json::Value>,
 }
 
 /// The user who ran faultline.

@@ -397,6 +397,7 @@ pub(crate) mod testdata {
                 tags: vec!["web".into()],
                 sha256: None,
                 source: None,
+                as_run: None,
             },
             host: "box1".into(),
             user: None,

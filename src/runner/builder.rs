@@ -29,6 +29,7 @@ impl RecordBuilder {
                     tags: vec![],
                     sha256: None,
                     source: None,
+                    as_run: None,
                 },
                 host: host.to_string(),
                 user: None,

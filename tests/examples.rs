@@ -103,9 +103,30 @@ fn example_experiments_run_for_real() {
     );
     host_is_clean(&sb, "data-corruption");
 
+    // Web server failover: a proxy over two backends, each frozen in turn.
+    let (code, out) = run_example(&sb, "web-failover.yaml");
+    assert_held("web-failover", code, &out);
+    host_is_clean(&sb, "web-failover");
+
     if !is_root() {
         println!("skipped: the network, cgroup and stress examples need root");
         return;
+    }
+
+    // A private PostgreSQL cluster under a CPU limit (postmaster and backends).
+    let have_pg = std::fs::read_dir("/usr/lib/postgresql")
+        .map(|d| d.flatten().any(|v| v.path().join("bin/initdb").exists()))
+        .unwrap_or(false);
+    if have_pg && have("psql") && have("setpriv") {
+        let (code, out) = run_example(&sb, "database-cpu-limit.yaml");
+        assert_held("database-cpu-limit", code, &out);
+        host_is_clean(&sb, "database-cpu-limit");
+        assert!(
+            !std::path::Path::new("/run/faultline-example-pg").exists(),
+            "the example's cluster is removed when it stops"
+        );
+    } else {
+        println!("skipped: database-cpu-limit.yaml needs PostgreSQL (apt-get install postgresql)");
     }
 
     // Resource faults: stressors and a disk fill (on this host's filesystem).

@@ -313,8 +313,7 @@ impl Snapshot {
 fn unit_of(cgroup: &str) -> Option<String> {
     cgroup
         .split('/')
-        .filter(|c| c.ends_with(".service"))
-        .next_back()
+        .rfind(|c| c.ends_with(".service"))
         .map(str::to_string)
 }
 
@@ -414,7 +413,7 @@ fn table(headers: &[&str]) -> Table {
     if !std::io::IsTerminal::is_terminal(&std::io::stdout()) {
         t.set_width(crate::report::table::WIDTH);
     }
-    t.set_header(headers.iter().map(|h| Cell::new(h)));
+    t.set_header(headers.iter().map(Cell::new));
     t
 }
 

@@ -405,7 +405,7 @@ h1{{font-size:1.4em}}table{{border-collapse:collapse}}td,th{{border:1px solid #d
             .percent
             .map(|p| format!("{p:.0}%"))
             .unwrap_or_else(|| "—".into());
-        let ms = |v: Option<f64>| v.map(|v| secs(v)).unwrap_or_else(|| "—".into());
+        let ms = |v: Option<f64>| v.map(secs).unwrap_or_else(|| "—".into());
         let _ = writeln!(
             h,
             "<table><tr><th>resilience score</th><th>automatic</th><th>interventions</th><th>time to detect p50 / p95</th><th>time to recover p50 / p95</th></tr>\

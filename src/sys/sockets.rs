@@ -170,7 +170,7 @@ pub fn all_listening() -> Vec<(Listening, Vec<i32>)> {
             (l, pids)
         })
         .collect();
-    out.sort_by(|a, b| (a.0.port, a.0.addr).cmp(&(b.0.port, b.0.addr)));
+    out.sort_by_key(|a| (a.0.port, a.0.addr));
     out.dedup_by(|a, b| a.0 == b.0);
     out
 }

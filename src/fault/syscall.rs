@@ -432,8 +432,16 @@ impl TraceCounts {
     }
 }
 
+/// One line for a report: runs of white space (strace's column padding)
+/// made one space, at most 200 characters, escaped.
 fn cut(l: &str) -> String {
-    let s: String = l.chars().take(200).collect();
+    let s: String = l
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
+        .chars()
+        .take(200)
+        .collect();
     escape(&s).into_owned()
 }
 
@@ -809,7 +817,7 @@ impl FaultImpl for SyscallError {
             .map(|p| p.display().to_string())
             .unwrap_or_else(|| "strace".into());
         let undo = Some(
-            "SIGTERM strace (it detaches; SIGKILL after 3 s, when the kernel detaches), then SIGCONT any target left stopped".to_string(),
+            "SIGTERM strace, which detaches (SIGKILL after 3 s: the kernel then detaches), then SIGCONT any target left stopped".to_string(),
         );
         let note = |action: String| PlannedOp {
             action,
@@ -844,7 +852,15 @@ impl FaultImpl for SyscallError {
                     escape(self.spec.target.setup.as_deref().unwrap_or_default()),
                     self.what()
                 ),
-                command: Some(strace_argv(&strace, &self.spec, &[])),
+                command: Some({
+                    let mut argv = strace_argv(&strace, &self.spec, &[]);
+                    argv.push("-p".into());
+                    argv.push(format!(
+                        "<pid of setup `{}`>",
+                        escape(self.spec.target.setup.as_deref().unwrap_or_default())
+                    ));
+                    argv
+                }),
                 undo,
             }],
             Err(e) => vec![note(format!("cannot run: {e}"))],

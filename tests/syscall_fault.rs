@@ -126,7 +126,9 @@ impl Writer {
             check,
         };
         assert!(
-            wait_until(Duration::from_secs(30), || w.stats().is_some_and(|s| s.ok >= 3)),
+            wait_until(Duration::from_secs(30), || w
+                .stats()
+                .is_some_and(|s| s.ok >= 3)),
             "the writer commits"
         );
         w
@@ -340,7 +342,8 @@ fn the_watchdog_detaches_strace_after_the_runner_is_killed() {
     );
     w.assert_free_and_healthy();
     assert!(
-        wait_until(Duration::from_secs(10), || sb.status().status.code() == Some(0)),
+        wait_until(Duration::from_secs(10), || sb.status().status.code()
+            == Some(0)),
         "nothing left pending: {}",
         text(&sb.status())
     );
@@ -444,7 +447,11 @@ method:
     let out = text(&o);
     assert_eq!(o.status.code(), Some(69), "{out}");
     assert!(out.contains("already traced by pid"), "{out}");
-    assert_eq!(tracer_pid(sleep_pid.unwrap()), Some(tracer.pid()), "left alone");
+    assert_eq!(
+        tracer_pid(sleep_pid.unwrap()),
+        Some(tracer.pid()),
+        "left alone"
+    );
 
     let typo = sb.write(
         "typo.yaml",
@@ -486,7 +493,14 @@ fn the_stop_tracer_record_detaches_and_resumes() {
     let st = faultline::sys::proc::start_time(pid).unwrap();
     let strace = ChildGuard(
         Command::new("strace")
-            .args(["-qq", "-f", "-o", "/dev/null", "-e", "trace=nanosleep,clock_nanosleep"])
+            .args([
+                "-qq",
+                "-f",
+                "-o",
+                "/dev/null",
+                "-e",
+                "trace=nanosleep,clock_nanosleep",
+            ])
             .args(["-p", &pid.to_string()])
             .process_group(0)
             .spawn()

@@ -164,7 +164,9 @@ pub fn is_errno(name: &str) -> bool {
 /// 100%/step is within 5% of it.
 pub fn step_for(percent: f64) -> Result<u64, String> {
     if percent <= 0.0 || !percent.is_finite() {
-        return Err("0% fails no call; give e.g. `10%`, or leave `percent` out for every call".into());
+        return Err(
+            "0% fails no call; give e.g. `10%`, or leave `percent` out for every call".into(),
+        );
     }
     let exact = 100.0 / percent;
     let n = exact.round().max(1.0);
@@ -226,13 +228,19 @@ pub fn check_spec(s: &SyscallErrorSpec) -> Vec<(String, String)> {
     for (i, name) in s.syscalls.iter().enumerate() {
         if is_syscall(name) {
             if s.syscalls[..i].contains(name) {
-                out.push((format!(".syscalls[{i}]"), format!("`{name}` is listed twice")));
+                out.push((
+                    format!(".syscalls[{i}]"),
+                    format!("`{name}` is listed twice"),
+                ));
             }
             continue;
         }
         let hint = crate::experiment::yaml::did_you_mean(name, syscall_names())
             .map(|m| format!("; did you mean `{m}`?"))
-            .unwrap_or_else(|| "; give a name as in `man 2 syscalls`, e.g. `write`, `fsync`, `openat`, `connect`".into());
+            .unwrap_or_else(|| {
+                "; give a name as in `man 2 syscalls`, e.g. `write`, `fsync`, `openat`, `connect`"
+                    .into()
+            });
         out.push((
             format!(".syscalls[{i}]"),
             format!("`{}` is not a system call{hint}", escape(name)),
@@ -241,7 +249,9 @@ pub fn check_spec(s: &SyscallErrorSpec) -> Vec<(String, String)> {
     if !is_errno(&s.errno) {
         let hint = crate::experiment::yaml::did_you_mean(&s.errno, errno_names())
             .map(|m| format!("; did you mean `{m}`?"))
-            .unwrap_or_else(|| "; give a name such as `EIO`, `ENOSPC`, `EACCES`, `ECONNREFUSED`".into());
+            .unwrap_or_else(|| {
+                "; give a name such as `EIO`, `ENOSPC`, `EACCES`, `ECONNREFUSED`".into()
+            });
         out.push((
             ".errno".into(),
             format!("`{}` is not an errno name{hint}", escape(&s.errno)),
@@ -656,7 +666,9 @@ fn spawn_gated(
             Ok(mut c) => {
                 let _ = c.kill();
                 let _ = c.wait();
-                Err(FaultError::failed("syscall_error: cannot release the tracer"))
+                Err(FaultError::failed(
+                    "syscall_error: cannot release the tracer",
+                ))
             }
             Err(e) => Err(FaultError::failed(format!(
                 "syscall_error: cannot start strace ({}): {e}",
@@ -735,7 +747,10 @@ impl SyscallError {
     }
 
     fn counts(&self) -> TraceCounts {
-        self.counts.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        self.counts
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     fn diagnostics(&self) -> String {
@@ -792,7 +807,9 @@ impl FaultImpl for SyscallError {
 
     fn preflight(&mut self, ctx: &FaultContext) -> Result<(), FaultError> {
         if let Some((field, m)) = check_spec(&self.spec).into_iter().next() {
-            return Err(FaultError::precondition(format!("syscall_error{field}: {m}")));
+            return Err(FaultError::precondition(format!(
+                "syscall_error{field}: {m}"
+            )));
         }
         let strace = find_strace()?;
         if !self.strace_checked {
@@ -903,7 +920,10 @@ impl FaultImpl for SyscallError {
             .map(|p| TraceeRef {
                 pid: p.pid,
                 start_time: p.start_time,
-                uid: p.uids.map(|u| u.0).or_else(|| proc::uids(p.pid).map(|u| u[0])),
+                uid: p
+                    .uids
+                    .map(|u| u.0)
+                    .or_else(|| proc::uids(p.pid).map(|u| u[0])),
             })
             .collect();
         let labels = pids
@@ -1032,11 +1052,9 @@ impl FaultImpl for SyscallError {
         for (pid, name) in &alive {
             match tracer_of(*pid) {
                 Some(t) if t == spid => {}
-                Some(t) => {
-                    return Some(FaultHealth::missing(format!(
-                        "pid {pid} ({name}) is no longer traced by strace pid {spid} (TracerPid {t})"
-                    )))
-                }
+                Some(t) => return Some(FaultHealth::missing(format!(
+                    "pid {pid} ({name}) is no longer traced by strace pid {spid} (TracerPid {t})"
+                ))),
                 None => {}
             }
         }
@@ -1133,7 +1151,10 @@ mod tests {
         assert_eq!(step_for(10.0), Ok(10));
         assert_eq!(step_for(1.0), Ok(100));
         let e = step_for(30.0).unwrap_err();
-        assert!(e.contains("33.33% (every 3rd call)") && e.contains("25% (every 4th call)"), "{e}");
+        assert!(
+            e.contains("33.33% (every 3rd call)") && e.contains("25% (every 4th call)"),
+            "{e}"
+        );
         assert!(step_for(0.0).is_err());
         assert!(step_for(0.001).is_err());
     }
@@ -1159,7 +1180,10 @@ mod tests {
 
     #[test]
     fn names_are_checked_with_suggestions() {
-        assert!(check_spec(&spec("target: {pid: 42}\nsyscalls: [write, openat, connect]\nerrno: ECONNREFUSED\n")).is_empty());
+        assert!(check_spec(&spec(
+            "target: {pid: 42}\nsyscalls: [write, openat, connect]\nerrno: ECONNREFUSED\n"
+        ))
+        .is_empty());
         let p = check_spec(&spec(
             "target: {pid: 42}\nsyscalls: [fsycn, write, write]\nerrno: eio\npercent: 30%\npaths: [data.db, /srv/*.db]\n",
         ));
@@ -1170,13 +1194,23 @@ mod tests {
         assert!(all.contains("100%/N"), "{all}");
         assert!(all.contains("absolute"), "{all}");
         assert!(all.contains("exact paths"), "{all}");
-        let none = check_spec(&spec("target: {pid: 42}\nsyscalls: []\nerrno: EIO\nafter: 65535\n"));
+        let none = check_spec(&spec(
+            "target: {pid: 42}\nsyscalls: []\nerrno: EIO\nafter: 65535\n",
+        ));
         assert_eq!(none.len(), 2, "{none:?}");
     }
 
     #[test]
     fn errno_table_has_the_usual_names() {
-        for e in ["EIO", "ENOSPC", "EACCES", "ECONNREFUSED", "EAGAIN", "EWOULDBLOCK", "EDQUOT"] {
+        for e in [
+            "EIO",
+            "ENOSPC",
+            "EACCES",
+            "ECONNREFUSED",
+            "EAGAIN",
+            "EWOULDBLOCK",
+            "EDQUOT",
+        ] {
             assert!(is_errno(e), "{e}");
         }
         assert!(!is_errno("UnknownErrno") && !is_errno("eio"));
@@ -1189,7 +1223,10 @@ mod tests {
         drain(&text[..], counts.clone());
         let c = counts.lock().unwrap().clone();
         assert_eq!((c.calls, c.injected), (2, 1));
-        assert_eq!(c.diagnostics, vec!["strace: Process 7 detached".to_string()]);
+        assert_eq!(
+            c.diagnostics,
+            vec!["strace: Process 7 detached".to_string()]
+        );
         assert!(c.first_injected.unwrap().contains("EIO"));
     }
 }

@@ -305,7 +305,9 @@ fn stop_tracer(pid: i32, start_time: u64, tracees: &[TraceeRef]) -> Result<Appli
             }
         }
         if running() {
-            return Err(format!("strace pid {pid} still runs after SIGTERM and SIGKILL"));
+            return Err(format!(
+                "strace pid {pid} still runs after SIGTERM and SIGKILL"
+            ));
         }
     }
     let tracer_of = |p: i32| -> Option<i32> {

@@ -341,12 +341,29 @@ fn the_watchdog_detaches_strace_after_the_runner_is_killed() {
         "strace pid {strace} is stopped after the runner died"
     );
     w.assert_free_and_healthy();
+    // The watchdog replayed the record. strace also gets SIGTERM when the
+    // runner dies (PR_SET_PDEATHSIG), so the watchdog may find it gone already.
+    let log = watchdog_log(&sb);
+    assert!(
+        log.contains(&format!("kill -TERM {strace}")) && log.contains("everything rolled back"),
+        "{log}"
+    );
     assert!(
         wait_until(Duration::from_secs(10), || sb.status().status.code()
             == Some(0)),
         "nothing left pending: {}",
         text(&sb.status())
     );
+}
+
+fn watchdog_log(sb: &Sandbox) -> String {
+    let Ok(rd) = std::fs::read_dir(sb.state_dir().join("runs")) else {
+        return String::new();
+    };
+    rd.flatten()
+        .filter(|e| e.file_name().to_string_lossy().ends_with(".watchdog.log"))
+        .map(|e| std::fs::read_to_string(e.path()).unwrap_or_default())
+        .collect()
 }
 
 fn support_alive(pid: i32) -> bool {

@@ -1052,9 +1052,11 @@ impl FaultImpl for SyscallError {
         for (pid, name) in &alive {
             match tracer_of(*pid) {
                 Some(t) if t == spid => {}
-                Some(t) => return Some(FaultHealth::missing(format!(
+                Some(t) => {
+                    return Some(FaultHealth::missing(format!(
                     "pid {pid} ({name}) is no longer traced by strace pid {spid} (TracerPid {t})"
-                ))),
+                )))
+                }
                 None => {}
             }
         }

@@ -602,8 +602,8 @@ impl UndoOp {
     }
 }
 
-/// Is `pid` strace, or a fork of this very program that has not run
-/// `exec` yet (the gated tracer of `syscall_error`)?
+/// Is `pid` strace, or a fork of this very program's spawner thread that
+/// has not run `exec` yet (the gated tracer of `syscall_error`)?
 fn is_tracer(pid: i32) -> bool {
     let exe = std::fs::read_link(format!("/proc/{pid}/exe")).ok();
     let comm = proc::info(pid).map(|i| i.comm).unwrap_or_default();
@@ -615,8 +615,10 @@ fn is_tracer(pid: i32) -> bool {
     {
         return true;
     }
+    // The fork keeps the name of the thread that forked it (faultline's
+    // spawner thread, `faultline-spawner` cut to 15 bytes) until `exec`.
     let me = std::fs::read_link("/proc/self/exe").ok();
-    exe.is_some() && exe == me
+    exe.is_some() && exe == me && comm == "faultline-spawn"
 }
 
 /// Paths `file_corrupt` never touches (and so never restores).
@@ -955,6 +957,46 @@ mod tests {
             procs_file: "/tmp/cgroup.procs".into(),
         };
         assert!(m.out_of_bounds(&b, None).is_some());
+    }
+
+    #[test]
+    fn a_stop_tracer_record_names_strace_and_its_tracees_uids() {
+        let me = std::process::id() as i32;
+        let st = proc::start_time(me).unwrap();
+        let uid = proc::uids(me).unwrap()[0];
+        let b = bounds();
+        // The tracer is gone (start time differs): only the tracees are checked.
+        let op = |tracee_pid: i32, tracee_uid: Option<u32>| UndoOp::StopTracer {
+            pid: me,
+            start_time: st + 1,
+            tracees: vec![TraceeRef {
+                pid: tracee_pid,
+                start_time: if tracee_pid == me { st } else { 0 },
+                uid: tracee_uid,
+            }],
+        };
+        assert_eq!(op(me, Some(uid)).out_of_bounds(&b, Some(uid)), None);
+        assert!(op(me, Some(uid + 1)).out_of_bounds(&b, Some(uid)).is_some());
+        assert!(op(me, None).out_of_bounds(&b, Some(uid)).is_some());
+        assert!(op(1, Some(0)).out_of_bounds(&b, Some(uid)).is_some());
+        // This test binary is not strace (nor a fork of faultline's binary).
+        let live = UndoOp::StopTracer {
+            pid: me,
+            start_time: st,
+            tracees: vec![],
+        };
+        assert!(live
+            .out_of_bounds(&b, Some(uid))
+            .is_some_and(|w| w.contains("not strace")));
+        assert_eq!(
+            op(me, Some(uid)).manual_command(),
+            format!("kill -TERM {me}; kill -CONT {me}")
+        );
+        let json = serde_json::to_string(&live).unwrap();
+        assert!(json.contains("\"op\":\"stop_tracer\""), "{json}");
+        assert_eq!(serde_json::from_str::<UndoOp>(&json).unwrap(), live);
+        // Gone tracer, tracee not stopped: nothing to do.
+        assert_eq!(op(me, Some(uid)).apply(), Ok(Applied::AlreadyGone));
     }
 
     #[test]

@@ -1218,6 +1218,46 @@ mod tests {
         assert!(!is_errno("UnknownErrno") && !is_errno("eio"));
     }
 
+    /// The tracer runs only once its record is written: the record names
+    /// the very process (pid and start time) that then execs; a record that
+    /// fails leaves no process behind.
+    #[test]
+    fn the_tracer_execs_only_after_its_record() {
+        let argv: Vec<String> = vec!["sleep".into(), "30".into()];
+        let mut seen = None;
+        let mut child = spawn_gated(&argv, |pid, st| {
+            // Not exec'd yet: still a fork of this test binary.
+            let comm = proc::info(pid).map(|i| i.comm).unwrap_or_default();
+            seen = Some((pid, st, comm));
+            Ok(())
+        })
+        .unwrap();
+        let (pid, st, comm) = seen.unwrap();
+        assert_eq!(pid, child.id() as i32);
+        assert_ne!(comm, "sleep", "the record came before exec");
+        assert!(proc::is_same(pid, st), "same process after exec");
+        let execd = (0..200).any(|_| {
+            std::thread::sleep(Duration::from_millis(10));
+            proc::info(pid).is_some_and(|i| i.comm == "sleep")
+        });
+        let _ = child.kill();
+        let _ = child.wait();
+        assert!(execd);
+
+        let mut refused = None;
+        let e = spawn_gated(&argv, |pid, _| {
+            refused = Some(pid);
+            Err(FaultError::failed("disk full"))
+        })
+        .unwrap_err();
+        assert!(e.message.contains("disk full"), "{}", e.message);
+        let pid = refused.unwrap();
+        assert!(
+            proc::info(pid).is_none_or(|i| i.comm != "sleep"),
+            "nothing ran"
+        );
+    }
+
     #[test]
     fn strace_output_is_counted() {
         let counts = Arc::new(Mutex::new(TraceCounts::default()));

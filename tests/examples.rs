@@ -129,6 +129,17 @@ fn example_experiments_run_for_real() {
         println!("skipped: database-cpu-limit.yaml needs PostgreSQL (apt-get install postgresql)");
     }
 
+    // Failing system calls: strace attached to a SQLite writer, which must
+    // turn EIO into failed commits while the database stays intact.
+    if have("strace") {
+        let (code, out) = run_example(&sb, "syscall-error.yaml");
+        assert_held("syscall-error", code, &out);
+        assert!(out.contains("calls failed"), "{out}");
+        host_is_clean(&sb, "syscall-error");
+    } else {
+        println!("skipped: syscall-error.yaml needs strace (apt-get install strace)");
+    }
+
     // Resource faults: stressors and a disk fill (on this host's filesystem).
     let (code, out) = run_example(&sb, "stress-and-disk.yaml");
     if code == Some(5) {
@@ -164,6 +175,7 @@ fn example_experiments_run_for_real() {
         "cache-packet-loss.yaml",
         "network-partition.yaml",
         "network-delay.yaml",
+        "network-corrupt.yaml",
     ] {
         let needs: &[&str] = match name {
             "cache-packet-loss.yaml" => &["redis-server", "redis-cli"],

@@ -10,6 +10,7 @@ use crate::fault::disk::DiskFillSpec;
 use crate::fault::network::{BandwidthSpec, BlackholeSpec, DnsSpec, NetworkSpec, PacketLossSpec};
 use crate::fault::process::{ProcessKillSpec, ProcessPauseSpec};
 use crate::fault::stress::{CpuStressSpec, MemoryStressSpec};
+use crate::fault::syscall::SyscallErrorSpec;
 use crate::units::{Duration, Percent};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -822,6 +823,7 @@ pub enum Fault {
     MemoryStress(MemoryStressSpec),
     DiskFill(DiskFillSpec),
     FileCorrupt(FileCorruptSpec),
+    SyscallError(SyscallErrorSpec),
 }
 
 /// The YAML form of [`Fault`]: one optional field per kind. (serde_yaml reads
@@ -874,6 +876,9 @@ pub struct FaultFields {
     /// Corrupt, truncate or delete files (backed up first, restored byte-exact).
     #[serde(default)]
     pub file_corrupt: Option<FileCorruptSpec>,
+    /// Make a process's system calls fail with an errno (strace --inject).
+    #[serde(default)]
+    pub syscall_error: Option<SyscallErrorSpec>,
 }
 
 impl TryFrom<FaultFields> for Fault {
@@ -889,7 +894,8 @@ impl TryFrom<FaultFields> for Fault {
               blackhole => Blackhole, partition => Partition, dns => Dns, packet_loss => PacketLoss,
               bandwidth => Bandwidth, cpu_limit => CpuLimit, memory_limit => MemoryLimit,
               io_limit => IoLimit, cpu_stress => CpuStress, memory_stress => MemoryStress,
-              disk_fill => DiskFill, file_corrupt => FileCorrupt);
+              disk_fill => DiskFill, file_corrupt => FileCorrupt,
+              syscall_error => SyscallError);
         match found.len() {
             1 => Ok(found.pop().unwrap()),
             0 => Err(format!("the fault has no kind; give exactly one of {}", FAULT_KINDS.join(", "))),
@@ -903,7 +909,7 @@ impl TryFrom<FaultFields> for Fault {
 }
 
 /// Every fault kind, as written in experiment files.
-pub const FAULT_KINDS: [&str; 15] = [
+pub const FAULT_KINDS: [&str; 16] = [
     "process_kill",
     "process_pause",
     "network",
@@ -919,6 +925,7 @@ pub const FAULT_KINDS: [&str; 15] = [
     "memory_stress",
     "disk_fill",
     "file_corrupt",
+    "syscall_error",
 ];
 
 impl<'de> Deserialize<'de> for Fault {
@@ -949,6 +956,7 @@ impl Fault {
             Fault::CpuLimit(s) => Some(&s.target),
             Fault::MemoryLimit(s) => Some(&s.target),
             Fault::IoLimit(s) => Some(&s.target),
+            Fault::SyscallError(s) => Some(&s.target),
             _ => None,
         }
     }
@@ -970,6 +978,7 @@ impl Fault {
             Fault::MemoryStress(_) => "memory_stress",
             Fault::DiskFill(_) => "disk_fill",
             Fault::FileCorrupt(_) => "file_corrupt",
+            Fault::SyscallError(_) => "syscall_error",
         }
     }
 }

@@ -854,6 +854,12 @@ fn check_fault(
             }
         }
         Fault::FileCorrupt(s) => check_file_corrupt(c, path, s),
+        Fault::SyscallError(s) => {
+            check_target(c, &format!("{path}.target"), &s.target, exp, setup_names);
+            for (field, message) in crate::fault::syscall::check_spec(s) {
+                c.value_error(&format!("{path}{field}"), message);
+            }
+        }
         Fault::DiskFill(s) => {
             if s.fill_to.is_some() == s.size.is_some() {
                 c.error(

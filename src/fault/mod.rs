@@ -12,6 +12,7 @@ pub mod health;
 pub mod network;
 pub mod process;
 pub mod stress;
+pub mod syscall;
 pub mod target;
 
 use crate::exit;
@@ -230,6 +231,7 @@ pub fn build(spec: &FaultSpec) -> Box<dyn FaultImpl> {
         FaultSpec::MemoryStress(s) => stress::build_memory_stress(s),
         FaultSpec::DiskFill(s) => disk::build_disk_fill(s),
         FaultSpec::FileCorrupt(s) => corrupt::build_file_corrupt(s),
+        FaultSpec::SyscallError(s) => syscall::build_syscall_error(s),
     }
 }
 

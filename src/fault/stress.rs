@@ -164,7 +164,7 @@ type SpawnRequest = (Command, mpsc::Sender<io::Result<Child>>);
 /// the *thread* that forked the child exits, and the runner calls faults from
 /// a pool whose threads come and go; forking from a thread that lives as long
 /// as the process ties the workers' lives to the process, as intended.
-fn spawn_from_stable_thread(cmd: Command) -> io::Result<Child> {
+pub(crate) fn spawn_from_stable_thread(cmd: Command) -> io::Result<Child> {
     static SPAWNER: OnceLock<Mutex<mpsc::Sender<SpawnRequest>>> = OnceLock::new();
     let tx = SPAWNER.get_or_init(|| {
         let (tx, rx) = mpsc::channel::<SpawnRequest>();

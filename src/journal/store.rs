@@ -132,6 +132,7 @@ fn process_of(op: &UndoOp) -> Option<i32> {
         | UndoOp::KillProcess { pid, .. }
         | UndoOp::MoveToCgroup { pid, .. } => Some(*pid),
         UndoOp::StopProcessGroup { pgid, .. } => Some(*pgid),
+        UndoOp::StopTracer { pid, .. } => Some(*pid),
         UndoOp::Command { .. }
         | UndoOp::WriteFile { .. }
         | UndoOp::RemoveCgroup { .. }

@@ -75,7 +75,28 @@ pub enum UndoOp {
         atime: (i64, i64),
         mtime: (i64, i64),
     },
+    /// Stop the strace a `syscall_error` attached (SIGTERM: it detaches;
+    /// SIGKILL after a grace, when the kernel detaches), if it is still the
+    /// same process; then SIGCONT each target left stopped (`syscall_error`
+    /// refuses targets that are stopped when it starts).
+    StopTracer {
+        pid: i32,
+        start_time: u64,
+        tracees: Vec<TraceeRef>,
+    },
 }
+
+/// A process a tracer was attached to: pid, start time and real uid.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TraceeRef {
+    pub pid: i32,
+    pub start_time: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uid: Option<u32>,
+}
+
+/// How long a tracer has to detach after SIGTERM before it gets SIGKILL.
+const TRACER_GRACE: std::time::Duration = std::time::Duration::from_secs(3);
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -112,6 +133,13 @@ impl UndoOp {
                 shell_quote(&backup.display().to_string()),
                 shell_quote(&path.display().to_string())
             ),
+            UndoOp::StopTracer { pid, tracees, .. } => {
+                let mut line = format!("kill -TERM {pid}");
+                for t in tracees {
+                    line.push_str(&format!("; kill -CONT {}", t.pid));
+                }
+                line
+            }
         }
     }
 
@@ -242,8 +270,87 @@ impl UndoOp {
                     false => Ok(Applied::AlreadyGone),
                 }
             }
+            UndoOp::StopTracer {
+                pid,
+                start_time,
+                tracees,
+            } => stop_tracer(*pid, *start_time, tracees),
         }
     }
+}
+
+/// SIGTERM to a tracer (strace detaches from every tracee and exits), SIGKILL
+/// when it outlives [`TRACER_GRACE`] (the kernel then detaches them); then
+/// waits until no tracee has it as its tracer, and resumes a tracee left
+/// stopped (a stop the tracer kept pending).
+fn stop_tracer(pid: i32, start_time: u64, tracees: &[TraceeRef]) -> Result<Applied, String> {
+    use std::time::{Duration, Instant};
+    let mut acted = false;
+    match proc::signal_if_same(pid, start_time, Signal::SIGTERM) {
+        Ok(SignalOutcome::Sent) => acted = true,
+        Ok(SignalOutcome::Gone) => {}
+        Err(e) => return Err(format!("SIGTERM to strace pid {pid} failed: {e}")),
+    }
+    let running = || proc::is_same(pid, start_time) && proc::alive(pid);
+    if acted {
+        let deadline = Instant::now() + TRACER_GRACE;
+        while running() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        if running() {
+            let _ = proc::signal_if_same(pid, start_time, Signal::SIGKILL);
+            let deadline = Instant::now() + Duration::from_secs(2);
+            while running() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+        if running() {
+            return Err(format!(
+                "strace pid {pid} still runs after SIGTERM and SIGKILL"
+            ));
+        }
+    }
+    let tracer_of = |p: i32| -> Option<i32> {
+        let s = std::fs::read_to_string(format!("/proc/{p}/status")).ok()?;
+        s.lines()
+            .find_map(|l| l.strip_prefix("TracerPid:"))
+            .and_then(|v| v.trim().parse().ok())
+    };
+    let mut stuck = Vec::new();
+    for t in tracees {
+        let deadline = Instant::now() + Duration::from_secs(2);
+        // The kernel detaches every tracee before the tracer is gone; a
+        // moment more for /proc to show it.
+        while proc::is_same(t.pid, t.start_time)
+            && tracer_of(t.pid) == Some(pid)
+            && Instant::now() < deadline
+        {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        if proc::is_same(t.pid, t.start_time) && tracer_of(t.pid) == Some(pid) {
+            stuck.push(t.pid);
+            continue;
+        }
+        let stopped = proc::info(t.pid)
+            .is_some_and(|i| i.start_time == t.start_time && (i.state == 'T' || i.state == 't'));
+        if stopped {
+            match proc::signal_if_same(t.pid, t.start_time, Signal::SIGCONT) {
+                Ok(SignalOutcome::Sent) => acted = true,
+                Ok(SignalOutcome::Gone) => {}
+                Err(e) => return Err(format!("SIGCONT to pid {} failed: {e}", t.pid)),
+            }
+        }
+    }
+    if !stuck.is_empty() {
+        return Err(format!(
+            "pids {stuck:?} are still traced by pid {pid} after it was stopped"
+        ));
+    }
+    Ok(if acted {
+        Applied::Done
+    } else {
+        Applied::AlreadyGone
+    })
 }
 
 /// What a run's own undo records may touch, from the run file's header. A
@@ -459,8 +566,59 @@ impl UndoOp {
                 mode,
                 ..
             } => restore_out_of_bounds(path, backup, sha256, *mode, b),
+            UndoOp::StopTracer {
+                pid,
+                start_time,
+                tracees,
+            } => {
+                // Only strace is stopped (or, before it execs, the run's own
+                // fork of faultline that becomes strace).
+                if proc::is_same(*pid, *start_time) && proc::alive(*pid) && !is_tracer(*pid) {
+                    return Some(format!(
+                        "pid {pid} is not strace, the only tracer faultline stops"
+                    ));
+                }
+                if let Some(why) = process(*pid, *start_time, true) {
+                    return Some(why);
+                }
+                for t in tracees {
+                    if t.pid <= 1 {
+                        return Some(format!("pid {} is never a target", t.pid));
+                    }
+                    if !proc::is_same(t.pid, t.start_time) {
+                        continue;
+                    }
+                    let now = proc::uids(t.pid).map(|u| u[0]);
+                    if t.uid.is_none() || now != t.uid {
+                        return Some(format!(
+                            "pid {} does not run as the uid recorded for it",
+                            t.pid
+                        ));
+                    }
+                }
+                None
+            }
         }
     }
+}
+
+/// Is `pid` strace, or a fork of this very program's spawner thread that
+/// has not run `exec` yet (the gated tracer of `syscall_error`)?
+fn is_tracer(pid: i32) -> bool {
+    let exe = std::fs::read_link(format!("/proc/{pid}/exe")).ok();
+    let comm = proc::info(pid).map(|i| i.comm).unwrap_or_default();
+    if comm == "strace"
+        || exe
+            .as_ref()
+            .and_then(|e| e.file_name())
+            .is_some_and(|n| n == "strace")
+    {
+        return true;
+    }
+    // The fork keeps the name of the thread that forked it (faultline's
+    // spawner thread, `faultline-spawner` cut to 15 bytes) until `exec`.
+    let me = std::fs::read_link("/proc/self/exe").ok();
+    exe.is_some() && exe == me && comm == "faultline-spawn"
 }
 
 /// Paths `file_corrupt` never touches (and so never restores).
@@ -799,6 +957,46 @@ mod tests {
             procs_file: "/tmp/cgroup.procs".into(),
         };
         assert!(m.out_of_bounds(&b, None).is_some());
+    }
+
+    #[test]
+    fn a_stop_tracer_record_names_strace_and_its_tracees_uids() {
+        let me = std::process::id() as i32;
+        let st = proc::start_time(me).unwrap();
+        let uid = proc::uids(me).unwrap()[0];
+        let b = bounds();
+        // The tracer is gone (start time differs): only the tracees are checked.
+        let op = |tracee_pid: i32, tracee_uid: Option<u32>| UndoOp::StopTracer {
+            pid: me,
+            start_time: st + 1,
+            tracees: vec![TraceeRef {
+                pid: tracee_pid,
+                start_time: if tracee_pid == me { st } else { 0 },
+                uid: tracee_uid,
+            }],
+        };
+        assert_eq!(op(me, Some(uid)).out_of_bounds(&b, Some(uid)), None);
+        assert!(op(me, Some(uid + 1)).out_of_bounds(&b, Some(uid)).is_some());
+        assert!(op(me, None).out_of_bounds(&b, Some(uid)).is_some());
+        assert!(op(1, Some(0)).out_of_bounds(&b, Some(uid)).is_some());
+        // This test binary is not strace (nor a fork of faultline's binary).
+        let live = UndoOp::StopTracer {
+            pid: me,
+            start_time: st,
+            tracees: vec![],
+        };
+        assert!(live
+            .out_of_bounds(&b, Some(uid))
+            .is_some_and(|w| w.contains("not strace")));
+        assert_eq!(
+            op(me, Some(uid)).manual_command(),
+            format!("kill -TERM {me}; kill -CONT {me}")
+        );
+        let json = serde_json::to_string(&live).unwrap();
+        assert!(json.contains("\"op\":\"stop_tracer\""), "{json}");
+        assert_eq!(serde_json::from_str::<UndoOp>(&json).unwrap(), live);
+        // Gone tracer, tracee not stopped: nothing to do.
+        assert_eq!(op(me, Some(uid)).apply(), Ok(Applied::AlreadyGone));
     }
 
     #[test]

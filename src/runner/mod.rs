@@ -9,6 +9,7 @@
 
 pub mod abort;
 pub mod builder;
+pub mod console;
 pub mod control;
 pub mod events;
 mod guard;

@@ -313,7 +313,10 @@ fn faults_table(rec: &RunRecord, color: bool) -> Table {
             t.add_row(vec![Cell::new("  injected"), inj_cell]);
             t.add_row(vec![Cell::new("  rolled back"), rb_cell]);
             if !evidence.is_empty() {
-                t.add_row(vec![Cell::new("  evidence"), Cell::new(evidence.join("\n"))]);
+                t.add_row(vec![
+                    Cell::new("  evidence"),
+                    Cell::new(evidence.join("\n")),
+                ]);
             }
             continue;
         }

@@ -176,6 +176,9 @@ struct FaultView {
     target: String,
     state: String,
     bad: bool,
+    /// Crash-loop rounds and restarts seen (from its activity events).
+    rounds: u32,
+    restarts: u32,
 }
 
 struct StepView {
@@ -421,7 +424,11 @@ fn secs(ms: f64) -> String {
     } else if s < 3600.0 {
         format!("{}m{:02}s", (s / 60.0) as u64, (s % 60.0) as u64)
     } else {
-        format!("{}h{:02}m", (s / 3600.0) as u64, ((s % 3600.0) / 60.0) as u64)
+        format!(
+            "{}h{:02}m",
+            (s / 3600.0) as u64,
+            ((s % 3600.0) / 60.0) as u64
+        )
     }
 }
 
@@ -463,7 +470,13 @@ fn pct(c: &Counts) -> f64 {
 }
 
 /// The screen as lines, for a terminal `width` x `height`.
-fn render(st: &State, spec: &Spec, log: &VecDeque<String>, width: usize, height: usize) -> Vec<Line> {
+fn render(
+    st: &State,
+    spec: &Spec,
+    log: &VecDeque<String>,
+    width: usize,
+    height: usize,
+) -> Vec<Line> {
     let wide = width >= 120;
     let now_ms = st
         .clock
@@ -572,11 +585,19 @@ fn render(st: &State, spec: &Spec, log: &VecDeque<String>, width: usize, height:
         }
         if st.details {
             top.push((
-                format!("   {:name_w$}  {} {}", "", escape(&p.kind), escape(&p.target)),
+                format!(
+                    "   {:name_w$}  {} {}",
+                    "",
+                    escape(&p.kind),
+                    escape(&p.target)
+                ),
                 "2",
             ));
             if let Some(s) = ps {
-                top.push((format!("   {:name_w$}  {}", "", escape(&s.requirement)), "2"));
+                top.push((
+                    format!("   {:name_w$}  {}", "", escape(&s.requirement)),
+                    "2",
+                ));
             }
             if !p.last_detail.is_empty() {
                 top.push((
@@ -600,9 +621,13 @@ fn render(st: &State, spec: &Spec, log: &VecDeque<String>, width: usize, height:
     if !st.faults.is_empty() {
         top.push(("FAULTS".into(), "1"));
         for f in &st.faults {
+            let mut acts = String::new();
+            if f.rounds > 0 {
+                acts = format!(" [{} kills, {} restarts]", f.rounds, f.restarts);
+            }
             top.push((
                 format!(
-                    " {} {} on {}: {}",
+                    " {} {} on {}{acts}: {}",
                     f.step + 1,
                     f.kind,
                     escape(&f.target),
@@ -659,8 +684,7 @@ fn render(st: &State, spec: &Spec, log: &VecDeque<String>, width: usize, height:
 }
 
 fn event_sgr(l: &str) -> &'static str {
-    if l.contains("ABORT") || l.contains("ROLLBACK FAILED") || l.contains("could not be injected")
-    {
+    if l.contains("ABORT") || l.contains("ROLLBACK FAILED") || l.contains("could not be injected") {
         "1;31"
     } else if l.contains("injected ") || l.contains("round ") || l.contains("restarted") {
         "33"
@@ -794,6 +818,8 @@ impl Console {
                 target: target.clone(),
                 state: "injected".into(),
                 bad: false,
+                rounds: 0,
+                restarts: 0,
             }),
             Event::FaultInjectFailed {
                 step,
@@ -806,6 +832,8 @@ impl Console {
                 target: target.clone(),
                 state: format!("NOT injected: {error}"),
                 bad: true,
+                rounds: 0,
+                restarts: 0,
             }),
             Event::FaultVerified { step, evidence, .. } => {
                 if let Some(f) = fault(&mut st, *step) {
@@ -858,11 +886,17 @@ impl Console {
                         f.state = format!("rolled back ({rollback_ms:.1}ms)");
                         f.bad = false;
                     } else {
-                        f.state = format!(
-                            "ROLLBACK FAILED: {}",
-                            error.clone().unwrap_or_default()
-                        );
+                        f.state = format!("ROLLBACK FAILED: {}", error.clone().unwrap_or_default());
                         f.bad = true;
+                    }
+                }
+            }
+            Event::FaultActivity { step, message, .. } => {
+                if let Some(f) = fault(&mut st, *step) {
+                    if message.starts_with("round ") {
+                        f.rounds += 1;
+                    } else if message.contains(" restarted as ") {
+                        f.restarts += 1;
                     }
                 }
             }
@@ -879,7 +913,6 @@ impl Console {
             | Event::Sampling { .. }
             | Event::SteadyState { .. }
             | Event::StepEnded { .. }
-            | Event::FaultActivity { .. }
             | Event::ActionFinished { .. }
             | Event::Recovered { .. }
             | Event::Note { .. }
@@ -951,7 +984,9 @@ mod tests {
             up: Some(false),
             ..Default::default()
         });
-        let log: VecDeque<String> = (0..50).map(|i| format!("{i} {}", "y".repeat(120))).collect();
+        let log: VecDeque<String> = (0..50)
+            .map(|i| format!("{i} {}", "y".repeat(120)))
+            .collect();
         let lines = render(&st, &spec, &log, 80, 24);
         assert_eq!(lines.len(), 24);
         for (l, _) in &lines {

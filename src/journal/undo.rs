@@ -75,6 +75,18 @@ pub enum UndoOp {
         atime: (i64, i64),
         mtime: (i64, i64),
     },
+    /// Expire the Alertmanager silences (API v2) whose comment carries
+    /// `marker` (`[faultline run RUN_ID]`). Recorded before the silence is
+    /// created, so it names the silence by marker, not id. The URL is here,
+    /// or (when it holds credentials) only the name of the environment
+    /// variable that holds it.
+    ExpireSilence {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        url: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        url_env: Option<String>,
+        marker: String,
+    },
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -112,6 +124,21 @@ impl UndoOp {
                 shell_quote(&backup.display().to_string()),
                 shell_quote(&path.display().to_string())
             ),
+            UndoOp::ExpireSilence {
+                url,
+                url_env,
+                marker,
+            } => {
+                let at = match (url, url_env) {
+                    (Some(u), _) => crate::runner::notify::redact_url(u),
+                    (None, Some(v)) => format!("${v}"),
+                    (None, None) => "?".into(),
+                };
+                format!(
+                    "expire the silence commented {} in Alertmanager at {at} (its web UI, or `amtool silence expire ID`)",
+                    shell_quote(marker)
+                )
+            }
         }
     }
 
@@ -138,6 +165,14 @@ impl UndoOp {
                 grace_ms,
                 signal,
             } => stop_group(*pgid, *start_time, *grace_ms, *signal),
+            UndoOp::ExpireSilence {
+                url,
+                url_env,
+                marker,
+            } => {
+                let url = crate::runner::silence::resolve_url(url.as_deref(), url_env.as_deref())?;
+                crate::runner::silence::expire(&url, marker)
+            }
             UndoOp::Command { argv, gone_if } => {
                 let Some((prog, args)) = argv.split_first() else {
                     return Err("empty command".into());
@@ -452,6 +487,27 @@ impl UndoOp {
                 }
             }
             UndoOp::Command { argv, .. } => command_out_of_bounds(argv, b),
+            UndoOp::ExpireSilence {
+                url,
+                url_env,
+                marker,
+            } => {
+                if *marker != crate::runner::silence::marker(&b.run_id) {
+                    return Some(format!(
+                        "the silence marker {} is not this run's",
+                        crate::sys::text::escape(marker)
+                    ));
+                }
+                match (url, url_env) {
+                    (Some(u), None) => crate::runner::notify::check_url(u)
+                        .err()
+                        .map(|e| format!("the Alertmanager URL: {e}")),
+                    (None, Some(v)) if crate::runner::silence::env_name(v) => None,
+                    _ => Some(
+                        "a silence record needs a URL or the name of a variable holding it".into(),
+                    ),
+                }
+            }
             UndoOp::RestoreFile {
                 path,
                 backup,

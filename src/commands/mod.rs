@@ -1,5 +1,6 @@
 //! One function per subcommand; each returns the process exit code.
 
+pub mod calendar;
 pub mod history;
 pub mod plan;
 pub mod report;
@@ -46,6 +47,15 @@ pub fn main(cli: Cli) -> i32 {
         } => {
             let (o, inputs) = var_inputs(&vars);
             plan::run(&file, format, chaostoolkit, &o, &inputs)
+        }
+        Command::Calendar {
+            paths,
+            output,
+            days,
+            vars,
+        } => {
+            let (o, inputs) = var_inputs(&vars);
+            calendar::run(&paths, output.as_deref(), days, &o, &inputs)
         }
         Command::Schema => {
             println!("{}", schema_json());

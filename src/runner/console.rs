@@ -921,7 +921,7 @@ impl Console {
     }
 }
 
-fn fault<'a>(st: &'a mut State, step: usize) -> Option<&'a mut FaultView> {
+fn fault(st: &mut State, step: usize) -> Option<&mut FaultView> {
     st.faults.iter_mut().rev().find(|f| f.step == step)
 }
 

@@ -90,6 +90,29 @@ pub enum Command {
         vars: VarArgs,
     },
 
+    /// Write an iCalendar (.ics) file of the experiments' upcoming schedule
+    /// windows, for a team's shared calendar.
+    #[command(after_help = "Examples:
+  faultline calendar experiments/ -o game-days.ics
+  faultline calendar a.yaml b.yaml --days 90 > windows.ics
+
+Experiments without a `schedule:` are left out (named on stderr). Times are
+in UTC; calendar programs show them in each reader's time zone.")]
+    Calendar {
+        /// Experiment files, or directories of them.
+        #[arg(required = true, value_name = "DIR|FILE")]
+        paths: Vec<PathBuf>,
+        /// Write the calendar here instead of stdout.
+        #[arg(short, long, value_name = "FILE")]
+        output: Option<PathBuf>,
+        /// How many days ahead (1 to 366).
+        #[arg(long, value_name = "N", default_value_t = 28,
+              value_parser = clap::value_parser!(u32).range(1..=366))]
+        days: u32,
+        #[command(flatten)]
+        vars: VarArgs,
+    },
+
     /// List faults still active on this host from any run; exit 1 when any is pending.
     #[command(after_help = "Examples:
   faultline status

@@ -483,6 +483,7 @@ pub fn translate(raw: &Value, opts: &Options) -> Result<Translation, Problems> {
         rollbacks: rb,
         schedule: None,
         notify: vec![],
+        silence: None,
     };
     Ok(Translation {
         experiment,

@@ -1,5 +1,6 @@
 //! One function per subcommand; each returns the process exit code.
 
+pub mod calendar;
 pub mod history;
 pub mod init;
 pub mod plan;
@@ -55,6 +56,15 @@ pub fn main(cli: Cli) -> i32 {
             filter,
             format,
         } => targets::run(&kinds, format, filter.as_deref()),
+        Command::Calendar {
+            paths,
+            output,
+            days,
+            vars,
+        } => {
+            let (o, inputs) = var_inputs(&vars);
+            calendar::run(&paths, output.as_deref(), days, &o, &inputs)
+        }
         Command::Schema => {
             println!("{}", schema_json());
             exit::HELD

@@ -22,6 +22,9 @@ pub struct Plan {
     /// The schedule window and whether now is inside it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub schedule: Option<PlannedSchedule>,
+    /// The Alertmanager silence the run creates, in words.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub silence: Option<String>,
     pub preflight: Vec<Check>,
     pub setup: Vec<String>,
     pub probes: Vec<PlannedProbe>,
@@ -276,6 +279,30 @@ pub fn build(loaded: &Loaded) -> Plan {
         hypothesis: exp.hypothesis.clone(),
         max_duration: exp.limits.max_duration.to_string(),
         schedule,
+        silence: exp.silence.as_ref().map(|s| {
+            let at = match (&s.url, &s.url_env) {
+                (Some(u), _) => crate::runner::notify::redact_url(u),
+                (None, Some(v)) => format!("${v}"),
+                (None, None) => "?".into(),
+            };
+            let m: Vec<String> = s
+                .matchers
+                .iter()
+                .map(|m| {
+                    let op = match (m.is_regex, m.is_equal) {
+                        (false, true) => "=",
+                        (false, false) => "!=",
+                        (true, true) => "=~",
+                        (true, false) => "!~",
+                    };
+                    format!("{}{op}\"{}\"", m.name, m.value)
+                })
+                .collect();
+            format!(
+                "Alertmanager at {at}: alerts matching {} are silenced from the start of the run until the rollback",
+                m.join(", ")
+            )
+        }),
         preflight,
         setup,
         probes,
@@ -411,6 +438,9 @@ pub fn render_text(p: &Plan) -> String {
             s.window,
             if s.inside { "inside" } else { "outside" }
         );
+    }
+    if let Some(s) = &p.silence {
+        let _ = writeln!(o, "Silence: {}", crate::sys::text::escape(s));
     }
     let _ = writeln!(o, "\n1. preflight");
     for c in &p.preflight {

@@ -248,7 +248,17 @@ pub(super) fn run_file(p: Prepared, cx: &RunContext) -> RunOutcome {
     } else {
         live::Mode::Plain
     };
-    let mut sinks: Vec<Box<dyn EventSink>> = vec![Box::new(live::LiveView::new(mode, color))];
+    // On a terminal: the live console (keys when stdin is the terminal too).
+    let view: Box<dyn EventSink> = if mode == live::Mode::Tty {
+        Box::new(runner::console::Console::new(
+            runner::console::Spec::of(&loaded.experiment),
+            color,
+            std::io::stdin().is_terminal(),
+        ))
+    } else {
+        Box::new(live::LiveView::new(mode, color))
+    };
+    let mut sinks: Vec<Box<dyn EventSink>> = vec![view];
     if let Some(out) = cx.events {
         match out.writer() {
             Ok(w) => sinks.push(Box::new(runner::events::JsonLines::new(w))),
@@ -332,7 +342,11 @@ pub(super) fn run_file(p: Prepared, cx: &RunContext) -> RunOutcome {
         args.quiet || args.events.as_deref() == Some("-"),
     );
     if !args.quiet && args.events.as_deref() != Some("-") {
-        print!("{}", crate::report::table::render(&finished.record, color));
+        let width = crate::report::table::stdout_width();
+        print!(
+            "{}",
+            crate::report::table::render_width(&finished.record, color, width)
+        );
     } else {
         eprintln!(
             "{}",

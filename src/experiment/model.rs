@@ -56,6 +56,10 @@ pub struct Experiment {
     /// the run is aborted and when it finishes.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub notify: Vec<crate::runner::notify::NotifySpec>,
+    /// An Alertmanager silence for the run's window (so on-call is not
+    /// paged by the experiment), expired at rollback.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub silence: Option<crate::runner::silence::SilenceSpec>,
 }
 
 /// Hard limits of a run.

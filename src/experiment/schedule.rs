@@ -247,6 +247,31 @@ impl Schedule {
         }
     }
 
+    /// The windows that are open at some point between `from` and `until`
+    /// (the one open at `from` first), at most `max`.
+    pub fn windows(&self, from: DateTime<Utc>, until: DateTime<Utc>, max: usize) -> Vec<Window> {
+        let mut out: Vec<Window> = Vec::new();
+        let mut t = from;
+        while out.len() < max && t < until {
+            let w = match self.at(t) {
+                Now::Inside(w) => w,
+                Now::Outside(Some(w)) => w,
+                Now::Outside(None) => break,
+            };
+            if w.opens >= until {
+                break;
+            }
+            if out.last() == Some(&w) || w.closes <= t {
+                // No progress: look a minute later.
+                t += chrono::Duration::minutes(1);
+                continue;
+            }
+            out.push(w);
+            t = w.closes;
+        }
+        out
+    }
+
     /// A time in the schedule's zone, for messages: `Mon 2026-12-07 09:00 CET`.
     pub fn show(&self, t: DateTime<Utc>) -> String {
         const F: &str = "%a %Y-%m-%d %H:%M %Z";

@@ -192,6 +192,11 @@ pub trait FaultImpl: Send {
     fn tick(&mut self, _ctx: &FaultContext, _undo: &mut dyn UndoLog) -> Result<(), FaultError> {
         Ok(())
     }
+    /// What the fault did since the last call, one line each (a crash
+    /// loop's rounds, replacements of killed processes), for the live view.
+    fn take_activity(&mut self) -> Vec<String> {
+        Vec::new()
+    }
     /// Checks, while the fault is active, that it is still in place and what
     /// it delivers; called on the runner's health tick after `verify`.
     /// Read-only: a fault found missing is reported, never re-applied.

@@ -220,6 +220,8 @@ pub struct ProcessKill {
     restarts: Vec<Restart>,
     excluded: BTreeMap<i32, ExcludedProcess>,
     notes: Vec<String>,
+    /// How many hits, restarts and notes `take_activity` already told.
+    told: (usize, usize, usize),
 }
 
 impl ProcessKill {
@@ -237,6 +239,7 @@ impl ProcessKill {
             restarts: Vec::new(),
             excluded: BTreeMap::new(),
             notes: Vec::new(),
+            told: (0, 0, 0),
         }
     }
 
@@ -574,6 +577,35 @@ impl FaultImpl for ProcessKill {
 
     fn before_rollback(&mut self, ctx: &FaultContext) {
         self.poll_restarts(ctx);
+    }
+
+    fn take_activity(&mut self) -> Vec<String> {
+        let mut out = Vec::new();
+        for h in &self.hits[self.told.0.min(self.hits.len())..] {
+            let what = if h.outcome == "signalled" {
+                format!("sent {} to", h.signal)
+            } else {
+                format!("{} missed (already gone):", h.signal)
+            };
+            out.push(format!(
+                "round {} at {}: {what} pid {} ({})",
+                h.round,
+                h.at.with_timezone(&chrono::Local).format("%H:%M:%S%.3f"),
+                h.pid,
+                h.name
+            ));
+        }
+        for r in &self.restarts[self.told.1.min(self.restarts.len())..] {
+            out.push(format!(
+                "pid {} restarted as pid {} ({}) after {} ms",
+                r.killed_pid, r.new_pid, r.new_name, r.restart_ms
+            ));
+        }
+        for n in &self.notes[self.told.2.min(self.notes.len())..] {
+            out.push(n.clone());
+        }
+        self.told = (self.hits.len(), self.restarts.len(), self.notes.len());
+        out
     }
 
     fn observations(&self) -> serde_json::Value {

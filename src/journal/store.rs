@@ -137,7 +137,8 @@ fn process_of(op: &UndoOp) -> Option<i32> {
         | UndoOp::WriteFile { .. }
         | UndoOp::RemoveCgroup { .. }
         | UndoOp::RemoveFile { .. }
-        | UndoOp::RestoreFile { .. } => None,
+        | UndoOp::RestoreFile { .. }
+        | UndoOp::ExpireSilence { .. } => None,
     }
 }
 

@@ -84,6 +84,18 @@ pub enum UndoOp {
         start_time: u64,
         tracees: Vec<TraceeRef>,
     },
+    /// Expire the Alertmanager silences (API v2) whose comment carries
+    /// `marker` (`[faultline run RUN_ID]`). Recorded before the silence is
+    /// created, so it names the silence by marker, not id. The URL is here,
+    /// or (when it holds credentials) only the name of the environment
+    /// variable that holds it.
+    ExpireSilence {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        url: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        url_env: Option<String>,
+        marker: String,
+    },
 }
 
 /// A process a tracer was attached to: pid, start time and real uid.
@@ -140,6 +152,21 @@ impl UndoOp {
                 }
                 line
             }
+            UndoOp::ExpireSilence {
+                url,
+                url_env,
+                marker,
+            } => {
+                let at = match (url, url_env) {
+                    (Some(u), _) => crate::runner::notify::redact_url(u),
+                    (None, Some(v)) => format!("${v}"),
+                    (None, None) => "?".into(),
+                };
+                format!(
+                    "expire the silence commented {} in Alertmanager at {at} (its web UI, or `amtool silence expire ID`)",
+                    shell_quote(marker)
+                )
+            }
         }
     }
 
@@ -166,6 +193,14 @@ impl UndoOp {
                 grace_ms,
                 signal,
             } => stop_group(*pgid, *start_time, *grace_ms, *signal),
+            UndoOp::ExpireSilence {
+                url,
+                url_env,
+                marker,
+            } => {
+                let url = crate::runner::silence::resolve_url(url.as_deref(), url_env.as_deref())?;
+                crate::runner::silence::expire(&url, marker)
+            }
             UndoOp::Command { argv, gone_if } => {
                 let Some((prog, args)) = argv.split_first() else {
                     return Err("empty command".into());
@@ -559,6 +594,27 @@ impl UndoOp {
                 }
             }
             UndoOp::Command { argv, .. } => command_out_of_bounds(argv, b),
+            UndoOp::ExpireSilence {
+                url,
+                url_env,
+                marker,
+            } => {
+                if *marker != crate::runner::silence::marker(&b.run_id) {
+                    return Some(format!(
+                        "the silence marker {} is not this run's",
+                        crate::sys::text::escape(marker)
+                    ));
+                }
+                match (url, url_env) {
+                    (Some(u), None) => crate::runner::notify::check_url(u)
+                        .err()
+                        .map(|e| format!("the Alertmanager URL: {e}")),
+                    (None, Some(v)) if crate::runner::silence::env_name(v) => None,
+                    _ => Some(
+                        "a silence record needs a URL or the name of a variable holding it".into(),
+                    ),
+                }
+            }
             UndoOp::RestoreFile {
                 path,
                 backup,

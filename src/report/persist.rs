@@ -279,6 +279,7 @@ impl EventSink for CheckpointSink {
             | Event::Sample { .. }
             | Event::Sampling { .. }
             | Event::FaultHealth { .. }
+            | Event::FaultActivity { .. }
             | Event::ActionFinished { .. }
             | Event::Recovered { .. }
             | Event::Note { .. } => false,

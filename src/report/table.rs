@@ -14,8 +14,47 @@ use crate::report::summary::{fmt_expectation, fmt_outage};
 use comfy_table::{presets, Attribute, Cell, CellAlignment, Color, ContentArrangement, Table};
 use std::fmt::Write as _;
 
-/// Table width in columns, whatever the terminal.
+/// Table width in columns when the output is not a terminal.
 pub const WIDTH: u16 = 120;
+/// Narrower than this, tables are laid out vertically (one column of labels,
+/// one of values).
+pub const NARROW: u16 = 100;
+/// The narrowest width rendered; a narrower terminal wraps.
+const MIN_WIDTH: u16 = 40;
+
+thread_local! {
+    /// The width of the report being rendered on this thread.
+    static RENDER_WIDTH: std::cell::Cell<u16> = const { std::cell::Cell::new(WIDTH) };
+}
+
+fn width() -> u16 {
+    RENDER_WIDTH.with(|w| w.get())
+}
+
+fn narrow() -> bool {
+    width() < NARROW
+}
+
+/// The width for a report on stdout: the terminal's (at least 40, at most
+/// 160 columns), or [`WIDTH`] when stdout is not a terminal.
+pub fn stdout_width() -> u16 {
+    use std::io::IsTerminal;
+    if !std::io::stdout().is_terminal() {
+        return WIDTH;
+    }
+    crossterm::terminal::size()
+        .map(|(w, _)| w.clamp(MIN_WIDTH, 160))
+        .unwrap_or(WIDTH)
+}
+
+/// [`render`] for a given width: tables fit it, and below [`NARROW`]
+/// columns they are laid out vertically.
+pub fn render_width(rec: &RunRecord, color: bool, width: u16) -> String {
+    let before = RENDER_WIDTH.with(|w| w.replace(width.max(MIN_WIDTH)));
+    let out = render(rec, color);
+    RENDER_WIDTH.with(|w| w.set(before));
+    out
+}
 
 const BOLD: &str = "1";
 const DIM: &str = "2";
@@ -72,7 +111,7 @@ fn new_table(color: bool) -> Table {
     let mut t = Table::new();
     t.load_style(presets::UTF8_FULL_CONDENSED)
         .set_content_arrangement(ContentArrangement::Dynamic)
-        .set_width(WIDTH)
+        .set_width(width())
         .force_no_tty();
     if color {
         t.enforce_styling();
@@ -145,6 +184,23 @@ fn phase_cell(rec: &RunRecord, probe_idx: usize, p: SamplePhase, color: bool) ->
 
 fn probes_table(rec: &RunRecord, color: bool) -> Table {
     let mut t = new_table(color);
+    if narrow() {
+        // One row per probe and phase.
+        t.set_header(["Probe", "Result"].map(|h| header_cell(h, color)));
+        for (i, probe) in rec.probes.iter().enumerate() {
+            t.add_row(vec![
+                Cell::new(&probe.name),
+                Cell::new(format!("{}: {}", probe.kind, probe.target)),
+            ]);
+            for p in SamplePhase::ALL {
+                t.add_row(vec![
+                    Cell::new(format!("  {}", p.name())),
+                    phase_cell(rec, i, p, color),
+                ]);
+            }
+        }
+        return t;
+    }
     let mut header = vec![header_cell("Probe", color)];
     header.extend(SamplePhase::ALL.map(|p| header_cell(p.name(), color)));
     t.set_header(header);
@@ -161,16 +217,20 @@ fn probes_table(rec: &RunRecord, color: bool) -> Table {
 
 fn faults_table(rec: &RunRecord, color: bool) -> Table {
     let mut t = new_table(color);
-    t.set_header(
-        [
-            "#",
-            "Fault",
-            "Injected",
-            "Rolled back",
-            "Evidence and observations",
-        ]
-        .map(|h| header_cell(h, color)),
-    );
+    if narrow() {
+        t.set_header(["Fault", ""].map(|h| header_cell(h, color)));
+    } else {
+        t.set_header(
+            [
+                "#",
+                "Fault",
+                "Injected",
+                "Rolled back",
+                "Evidence and observations",
+            ]
+            .map(|h| header_cell(h, color)),
+        );
+    }
     for f in &rec.faults {
         let mut injected = Vec::new();
         match f.injected_at_ms {
@@ -245,6 +305,21 @@ fn faults_table(rec: &RunRecord, color: bool) -> Table {
                 RollbackResult::NothingToUndo => rb_cell,
             };
         }
+        if narrow() {
+            t.add_row(vec![
+                Cell::new(format!("{}. {}", f.step + 1, f.label)),
+                Cell::new(format!("{}\n{}", f.kind, f.target)),
+            ]);
+            t.add_row(vec![Cell::new("  injected"), inj_cell]);
+            t.add_row(vec![Cell::new("  rolled back"), rb_cell]);
+            if !evidence.is_empty() {
+                t.add_row(vec![
+                    Cell::new("  evidence"),
+                    Cell::new(evidence.join("\n")),
+                ]);
+            }
+            continue;
+        }
         t.add_row(vec![
             Cell::new(f.step + 1).set_alignment(CellAlignment::Right),
             Cell::new(format!("{}\n{}\n{}", f.label, f.kind, f.target)),
@@ -282,7 +357,7 @@ fn step_status_word(s: StepStatus) -> &'static str {
 /// others after `rest`; each line painted with `sgr` when `color`. A word
 /// longer than the width (a command, a URL) is kept whole.
 fn put(out: &mut String, first: &str, rest: &str, text: &str, sgr: Option<&str>, color: bool) {
-    let width = WIDTH as usize;
+    let width = width() as usize;
     let mut lines: Vec<String> = Vec::new();
     let mut cur = first.to_string();
     let mut empty = true;

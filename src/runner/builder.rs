@@ -289,6 +289,8 @@ impl RecordBuilder {
                     }
                 }
             }
+            // Already in the fault's observations (kills, restarts).
+            Event::FaultActivity { .. } => {}
             Event::FaultEffect { step, effect } => {
                 if let Some(f) = self.fault_mut(*step) {
                     f.effect = Some(effect.clone());

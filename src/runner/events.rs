@@ -132,6 +132,14 @@ pub enum Event {
         #[serde(flatten)]
         point: HealthPoint,
     },
+    /// Something an active fault did or saw while it held: a crash loop's
+    /// round (who was signalled), a killed process's replacement starting.
+    FaultActivity {
+        step: usize,
+        /// Seconds since the fault was injected.
+        at_s: f64,
+        message: String,
+    },
     /// What a fault delivered over its window, just before its rollback.
     FaultEffect {
         step: usize,

@@ -177,6 +177,8 @@ pub(super) fn set_panic_run(p: Option<PathBuf>) {
 pub fn install_panic_hook() {
     let default = std::panic::take_hook();
     std::panic::set_hook(Box::new(move |info| {
+        // The terminal first: the messages below must be readable.
+        super::console::restore_terminal();
         let path = PANIC_RUN.lock().ok().and_then(|g| g.clone());
         if let Some(path) = path {
             if let Ok(st) = store::read_run(&path) {

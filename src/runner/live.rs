@@ -7,6 +7,8 @@ use super::events::{Event, EventSink, TimedEvent};
 use crate::report::record::{Phase, SampleStatus};
 use crate::sys::text::{escape, escape_text};
 use indicatif::{ProgressBar, ProgressStyle};
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -33,6 +35,9 @@ pub struct LiveView {
     /// Steps whose fault cannot be undone (process_kill): their end is not
     /// a rollback.
     irreversible_steps: std::collections::HashSet<usize>,
+    /// Lines go here (at most `.1`, oldest dropped) instead of stderr: the
+    /// live console shows them and prints them after the run.
+    capture: Option<(Arc<Mutex<VecDeque<String>>>, usize)>,
 }
 
 impl LiveView {
@@ -46,7 +51,15 @@ impl LiveView {
             phase: String::new(),
             step: String::new(),
             irreversible_steps: Default::default(),
+            capture: None,
         }
+    }
+
+    /// Plain lines, without colors, kept in `log` instead of printed.
+    pub fn capturing(log: Arc<Mutex<VecDeque<String>>>, max: usize) -> Self {
+        let mut v = LiveView::new(Mode::Plain, false);
+        v.capture = Some((log, max.max(1)));
+        v
     }
 
     fn paint(&self, code: &str, s: &str) -> String {
@@ -69,6 +82,17 @@ impl LiveView {
 
     fn put(&self, at_ms: f64, s: &str) {
         let text = format!("{:>8.1}s  {s}", at_ms / 1000.0);
+        if let Some((log, max)) = &self.capture {
+            let mut log = log.lock().unwrap_or_else(|p| p.into_inner());
+            // One entry per line: the console shows whole lines.
+            for l in text.lines() {
+                if log.len() >= *max {
+                    log.pop_front();
+                }
+                log.push_back(l.to_string());
+            }
+            return;
+        }
         match &self.bar {
             Some(b) => b.println(text),
             None => eprintln!("{text}"),
@@ -302,6 +326,15 @@ impl EventSink for LiveView {
                     self.painted(t, "1;33", c)
                 }
             }
+            Event::FaultActivity {
+                step,
+                at_s,
+                message,
+            } => self.painted(
+                t,
+                "33",
+                &format!("step {} +{at_s:.1}s: {message}", step + 1),
+            ),
             Event::FaultEffect { effect, .. } => {
                 if let Some(p) = &effect.problem {
                     self.painted(t, "1;33", p.message())

@@ -541,6 +541,18 @@ async fn http_output(mut r: reqwest::Response) -> serde_json::Value {
     serde_json::json!({"status": status, "headers": headers, "body": body})
 }
 
+/// What the fault did since it was last asked (crash-loop rounds, restarts).
+fn emit_activity(ctx: &Ctx, index: usize, imp: &mut Box<dyn FaultImpl>, t0: Instant) {
+    let at_s = t0.elapsed().as_secs_f64();
+    for message in imp.take_activity() {
+        ctx.emit.emit(Event::FaultActivity {
+            step: index,
+            at_s,
+            message,
+        });
+    }
+}
+
 /// Inject -> verify -> hold (ticking) -> roll back, for one fault.
 pub(super) async fn run_fault(
     ctx: &Arc<Ctx>,
@@ -693,6 +705,7 @@ pub(super) async fn run_fault(
                     };
                     imp.tick(&fctx, &mut log)
                 });
+                emit_activity(ctx, index, &mut imp, t0);
                 if let Err(e) = r {
                     failed = Some((
                         e.code,
@@ -733,6 +746,7 @@ pub(super) async fn run_fault(
     // Roll this fault back now.
     let t2 = Instant::now();
     tokio::task::block_in_place(|| imp.before_rollback(&fctx));
+    emit_activity(ctx, index, &mut imp, t0);
     let failures = rollback_pending(ctx, Some(index), "runner");
     let verify_back = tokio::task::block_in_place(|| imp.verify_rollback(&fctx));
     let error = if !failures.is_empty() {

@@ -9,6 +9,7 @@
 
 pub mod abort;
 pub mod builder;
+pub mod console;
 pub mod control;
 pub mod events;
 mod guard;
@@ -17,6 +18,7 @@ mod method;
 pub mod notify;
 mod sampling;
 mod setup;
+pub mod silence;
 
 pub use guard::install_panic_hook;
 pub use guard::{early_signal, note_signals_between_runs};
@@ -44,6 +46,84 @@ use tokio::sync::{mpsc, watch};
 
 /// Records of setup processes use this fault index.
 const SETUP: usize = usize::MAX;
+/// The Alertmanager silence's record uses this one (rolled back with the
+/// faults, at the rollback phase).
+const SILENCE: usize = usize::MAX - 1;
+
+/// Creates the experiment's Alertmanager silence, if it asks for one, until
+/// the run's hard deadline (plus a minute). Its undo record is written
+/// before the request, so the watchdog expires it if the runner dies.
+/// A silence that cannot be created stops the run before anything changes.
+fn start_silence(ctx: &Ctx) -> Result<(), PreflightError> {
+    let Some(spec) = &ctx.exp.silence else {
+        return Ok(());
+    };
+    let fail = |message: String| PreflightError {
+        code: exit::PRECONDITION,
+        message: format!("silence: {message}; nothing was changed"),
+    };
+    let url = silence::resolve_url(spec.url.as_deref(), spec.url_env.as_deref()).map_err(fail)?;
+    let run_id = ctx.fctx.run_id.clone();
+    let marker = silence::marker(&run_id);
+    let shown = notify::redact_url(&url);
+    let op = UndoOp::ExpireSilence {
+        // A URL from a variable may hold credentials: only its name is kept.
+        url: spec.url.clone(),
+        url_env: if spec.url.is_some() {
+            None
+        } else {
+            spec.url_env.clone()
+        },
+        marker: marker.clone(),
+    };
+    let record = ctx
+        .journal
+        .lock()
+        .unwrap()
+        .record(SILENCE, "silence", "silence", &shown, op)
+        .map_err(|e| fail(format!("cannot record its undo: {e:#}")))?;
+    let left = ctx
+        .exp
+        .limits
+        .max_duration
+        .std()
+        .saturating_sub(ctx.start.elapsed())
+        + Duration::from_secs(60);
+    let ends =
+        chrono::Utc::now() + chrono::Duration::from_std(left).unwrap_or(chrono::Duration::MAX);
+    let by = control::who_am_i();
+    match tokio::task::block_in_place(|| silence::create(&url, spec, &run_id, ends, &by)) {
+        Ok(id) => {
+            ctx.emit.emit(Event::Note {
+                message: format!(
+                    "silence {id} created in Alertmanager at {shown} until {} ({} matcher(s)); it is expired at rollback",
+                    ends.with_timezone(&chrono::Local).format("%H:%M:%S"),
+                    spec.matchers.len()
+                ),
+            });
+            Ok(())
+        }
+        Err((false, e)) => {
+            // Nothing was created: nothing to expire.
+            let _ = ctx.journal.lock().unwrap().mark_done(
+                record,
+                crate::journal::undo::Applied::AlreadyGone,
+                "runner",
+            );
+            Err(fail(format!("{e}; no silence was created")))
+        }
+        Err((true, e)) => {
+            // It may exist: expire whatever carries the marker now; if that
+            // fails too, the rollback says so.
+            let failures = rollback_pending(ctx, Some(SILENCE), "runner");
+            ctx.rollback_errors.lock().unwrap().extend(failures);
+            Err(PreflightError {
+                code: exit::PRECONDITION,
+                message: format!("silence: {e}; the run did not start"),
+            })
+        }
+    }
+}
 
 pub struct RunOptions {
     pub state_dir: PathBuf,
@@ -544,7 +624,10 @@ async fn run_phases(
     ctx.emit.emit(Event::PhaseStarted {
         phase: Phase::Setup,
     });
-    let mut setup_ok = setup(&ctx).await;
+    let mut setup_ok = match start_silence(&ctx) {
+        Ok(()) => setup(&ctx).await,
+        Err(e) => Err(e),
+    };
     if setup_ok.is_ok() && !ctx.exp.setup.is_empty() && !ctx.cancelled() {
         // Targets may be processes that setup started: check them now.
         setup_ok = preflight_after_setup(&ctx, &mut faults);

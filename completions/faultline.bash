@@ -16,6 +16,9 @@ _faultline() {
             ",$1")
                 cmd="faultline"
                 ;;
+            faultline,calendar)
+                cmd="faultline__subcmd__calendar"
+                ;;
             faultline,completions)
                 cmd="faultline__subcmd__completions"
                 ;;
@@ -27,6 +30,9 @@ _faultline() {
                 ;;
             faultline,history)
                 cmd="faultline__subcmd__history"
+                ;;
+            faultline,init)
+                cmd="faultline__subcmd__init"
                 ;;
             faultline,man)
                 cmd="faultline__subcmd__man"
@@ -55,11 +61,17 @@ _faultline() {
             faultline,stress-worker)
                 cmd="faultline__subcmd__stress__subcmd__worker"
                 ;;
+            faultline,targets)
+                cmd="faultline__subcmd__targets"
+                ;;
             faultline,validate)
                 cmd="faultline__subcmd__validate"
                 ;;
             faultline,watchdog)
                 cmd="faultline__subcmd__watchdog"
+                ;;
+            faultline__subcmd__help,calendar)
+                cmd="faultline__subcmd__help__subcmd__calendar"
                 ;;
             faultline__subcmd__help,completions)
                 cmd="faultline__subcmd__help__subcmd__completions"
@@ -72,6 +84,9 @@ _faultline() {
                 ;;
             faultline__subcmd__help,history)
                 cmd="faultline__subcmd__help__subcmd__history"
+                ;;
+            faultline__subcmd__help,init)
+                cmd="faultline__subcmd__help__subcmd__init"
                 ;;
             faultline__subcmd__help,man)
                 cmd="faultline__subcmd__help__subcmd__man"
@@ -100,6 +115,9 @@ _faultline() {
             faultline__subcmd__help,stress-worker)
                 cmd="faultline__subcmd__help__subcmd__stress__subcmd__worker"
                 ;;
+            faultline__subcmd__help,targets)
+                cmd="faultline__subcmd__help__subcmd__targets"
+                ;;
             faultline__subcmd__help,validate)
                 cmd="faultline__subcmd__help__subcmd__validate"
                 ;;
@@ -113,12 +131,54 @@ _faultline() {
 
     case "${cmd}" in
         faultline)
-            opts="-h -V --state-dir --color --help --version run validate plan status recover stop halt report history schema completions man watchdog stress-worker help"
+            opts="-h -V --state-dir --color --help --version run validate plan calendar status recover stop halt report history init targets schema completions man watchdog stress-worker help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
+                --state-dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --color)
+                    COMPREPLY=($(compgen -W "auto always never" -- "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        faultline__subcmd__calendar)
+            opts="-o -h -V --output --days --var --var-file --state-dir --color --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --output)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -o)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --days)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --var)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --var-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --state-dir)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -187,8 +247,22 @@ _faultline() {
             return 0
             ;;
         faultline__subcmd__help)
-            opts="run validate plan status recover stop halt report history schema completions man watchdog stress-worker help"
+            opts="run validate plan calendar status recover stop halt report history init targets schema completions man watchdog stress-worker help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        faultline__subcmd__help__subcmd__calendar)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
@@ -243,6 +317,20 @@ _faultline() {
             return 0
             ;;
         faultline__subcmd__help__subcmd__history)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        faultline__subcmd__help__subcmd__init)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -382,6 +470,20 @@ _faultline() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        faultline__subcmd__help__subcmd__targets)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         faultline__subcmd__help__subcmd__validate)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
@@ -411,14 +513,84 @@ _faultline() {
             return 0
             ;;
         faultline__subcmd__history)
-            opts="-r -o -h -V --recursive --format --output --state-dir --color --help --version"
+            opts="-r -o -h -V --recursive --format --output --kb --state-dir --color --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
                 --format)
-                    COMPREPLY=($(compgen -W "table json markdown" -- "${cur}"))
+                    COMPREPLY=($(compgen -W "table json markdown html" -- "${cur}"))
+                    return 0
+                    ;;
+                --output)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -o)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --kb)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --state-dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --color)
+                    COMPREPLY=($(compgen -W "auto always never" -- "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        faultline__subcmd__init)
+            opts="-o -h -V --probe --fault --target --interface --netns --path --device --duration --title --output --force --state-dir --color --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --probe)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --fault)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --target)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --interface)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --netns)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --path)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --device)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --duration)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --title)
+                    COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
                 --output)
@@ -711,6 +883,36 @@ _faultline() {
                 return 0
             fi
             case "${prev}" in
+                --state-dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --color)
+                    COMPREPLY=($(compgen -W "auto always never" -- "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        faultline__subcmd__targets)
+            opts="-h -V --filter --format --state-dir --color --help --version processes ports interfaces cgroups units"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --filter)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --format)
+                    COMPREPLY=($(compgen -W "table json" -- "${cur}"))
+                    return 0
+                    ;;
                 --state-dir)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0

@@ -33,12 +33,15 @@ complete -c faultline -n "__fish_faultline_needs_command" -s V -l version -d 'Pr
 complete -c faultline -n "__fish_faultline_needs_command" -f -a "run" -d 'Run experiments: steady state, faults, abort conditions, rollback, report'
 complete -c faultline -n "__fish_faultline_needs_command" -f -a "validate" -d 'Check experiment files; one line per file, exit 0 only when all are valid'
 complete -c faultline -n "__fish_faultline_needs_command" -f -a "plan" -d 'Dry run: print every phase and the exact operations each fault would perform, and run every preflight check. Touches nothing'
+complete -c faultline -n "__fish_faultline_needs_command" -f -a "calendar" -d 'Write an iCalendar (.ics) file of the experiments\' upcoming schedule windows, for a team\'s shared calendar'
 complete -c faultline -n "__fish_faultline_needs_command" -f -a "status" -d 'List faults still active on this host from any run; exit 1 when any is pending'
 complete -c faultline -n "__fish_faultline_needs_command" -f -a "recover" -d 'Undo every pending fault (of one run, or all); safe to run twice'
 complete -c faultline -n "__fish_faultline_needs_command" -f -a "stop" -d 'Stop running experiments from any terminal: they roll back and end as ABORTED ("stopped by USER via faultline stop")'
 complete -c faultline -n "__fish_faultline_needs_command" -f -a "halt" -d 'The emergency stop: stop every running experiment and refuse new ones (exit 69) until `faultline halt --clear`'
 complete -c faultline -n "__fish_faultline_needs_command" -f -a "report" -d 'Render a report again from a run\'s JSON journal'
 complete -c faultline -n "__fish_faultline_needs_command" -f -a "history" -d 'Summarize many runs\' journals per experiment: verdicts over time, time to detect and to recover, probe trends and the resilience score'
+complete -c faultline -n "__fish_faultline_needs_command" -f -a "init" -d 'Write a commented starting experiment, from flags or (on a terminal, without flags) by asking'
+complete -c faultline -n "__fish_faultline_needs_command" -f -a "targets" -d 'List what an experiment can target on this host, with the selector to paste: processes, listening ports, interfaces and namespaces, cgroups, systemd units. Reads only'
 complete -c faultline -n "__fish_faultline_needs_command" -f -a "schema" -d 'Print the JSON Schema of the experiment format (for editors)'
 complete -c faultline -n "__fish_faultline_needs_command" -f -a "completions" -d 'Print shell completions'
 complete -c faultline -n "__fish_faultline_needs_command" -f -a "man" -d 'Print the man page (roff), or write one page per command into a directory'
@@ -102,6 +105,16 @@ never\t''"
 complete -c faultline -n "__fish_faultline_using_subcommand plan" -l chaostoolkit -d 'Read the file as a Chaos Toolkit experiment'
 complete -c faultline -n "__fish_faultline_using_subcommand plan" -s h -l help -d 'Print help'
 complete -c faultline -n "__fish_faultline_using_subcommand plan" -s V -l version -d 'Print version'
+complete -c faultline -n "__fish_faultline_using_subcommand calendar" -s o -l output -d 'Write the calendar here instead of stdout' -r -F
+complete -c faultline -n "__fish_faultline_using_subcommand calendar" -l days -d 'How many days ahead (1 to 366)' -r
+complete -c faultline -n "__fish_faultline_using_subcommand calendar" -l var -d 'Set a variable declared under `vars:` (a Chaos Toolkit configuration value for a Chaos Toolkit file); repeatable, later ones win' -r
+complete -c faultline -n "__fish_faultline_using_subcommand calendar" -l var-file -d 'Read variable values from a YAML file (`name: value` lines) or a `.env` file (`NAME=value`); Chaos Toolkit: JSON/YAML with `configuration`/`secrets`, or `.env`' -r -F
+complete -c faultline -n "__fish_faultline_using_subcommand calendar" -l state-dir -d 'Where undo records and locks live (default: /run/faultline as root, else $XDG_RUNTIME_DIR/faultline)' -r -F
+complete -c faultline -n "__fish_faultline_using_subcommand calendar" -l color -d 'When to use colours (NO_COLOR is respected with `auto`)' -r -f -a "auto\t''
+always\t''
+never\t''"
+complete -c faultline -n "__fish_faultline_using_subcommand calendar" -s h -l help -d 'Print help'
+complete -c faultline -n "__fish_faultline_using_subcommand calendar" -s V -l version -d 'Print version'
 complete -c faultline -n "__fish_faultline_using_subcommand status" -l state-dir -d 'Where undo records and locks live (default: /run/faultline as root, else $XDG_RUNTIME_DIR/faultline)' -r -F
 complete -c faultline -n "__fish_faultline_using_subcommand status" -l color -d 'When to use colours (NO_COLOR is respected with `auto`)' -r -f -a "auto\t''
 always\t''
@@ -151,15 +164,43 @@ complete -c faultline -n "__fish_faultline_using_subcommand report" -s h -l help
 complete -c faultline -n "__fish_faultline_using_subcommand report" -s V -l version -d 'Print version'
 complete -c faultline -n "__fish_faultline_using_subcommand history" -l format -r -f -a "table\t''
 json\t''
-markdown\t''"
+markdown\t''
+html\t'One self-contained page with trend plots'"
 complete -c faultline -n "__fish_faultline_using_subcommand history" -s o -l output -d 'Write to this file instead of standard output' -r -F
+complete -c faultline -n "__fish_faultline_using_subcommand history" -l kb -d 'Also rebuild DIR/index.md of a knowledge base (`report --kb DIR`) with each experiment\'s score, times and verdicts from these journals' -r -F
 complete -c faultline -n "__fish_faultline_using_subcommand history" -l state-dir -d 'Where undo records and locks live (default: /run/faultline as root, else $XDG_RUNTIME_DIR/faultline)' -r -F
 complete -c faultline -n "__fish_faultline_using_subcommand history" -l color -d 'When to use colours (NO_COLOR is respected with `auto`)' -r -f -a "auto\t''
 always\t''
 never\t''"
 complete -c faultline -n "__fish_faultline_using_subcommand history" -s r -l recursive -d 'Also search the directories\' subdirectories'
-complete -c faultline -n "__fish_faultline_using_subcommand history" -s h -l help -d 'Print help'
+complete -c faultline -n "__fish_faultline_using_subcommand history" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c faultline -n "__fish_faultline_using_subcommand history" -s V -l version -d 'Print version'
+complete -c faultline -n "__fish_faultline_using_subcommand init" -l probe -d 'What the steady state checks: http://HOST:PORT/PATH, https://... or tcp://HOST:PORT (repeatable)' -r
+complete -c faultline -n "__fish_faultline_using_subcommand init" -l fault -d 'The fault kind (process_kill, network, cpu_limit, ...)' -r
+complete -c faultline -n "__fish_faultline_using_subcommand init" -l target -d 'The fault\'s process target as SELECTOR=VALUE: name=nginx, pid=1234, pidfile=PATH, cmdline=REGEX, cgroup=PATH, systemd_unit=UNIT' -r
+complete -c faultline -n "__fish_faultline_using_subcommand init" -l interface -d 'For network and bandwidth: the interface' -r
+complete -c faultline -n "__fish_faultline_using_subcommand init" -l netns -d 'For network faults: the network namespace' -r
+complete -c faultline -n "__fish_faultline_using_subcommand init" -l path -d 'For disk_fill and file_corrupt: the path (file_corrupt: a glob too)' -r
+complete -c faultline -n "__fish_faultline_using_subcommand init" -l device -d 'For io_limit: the block device (MAJOR:MINOR or /dev/NAME)' -r
+complete -c faultline -n "__fish_faultline_using_subcommand init" -l duration -d 'How long the fault lasts' -r
+complete -c faultline -n "__fish_faultline_using_subcommand init" -l title -d 'The experiment\'s title' -r
+complete -c faultline -n "__fish_faultline_using_subcommand init" -s o -l output -d 'Write to FILE (never over an existing one without --force) instead of stdout' -r -F
+complete -c faultline -n "__fish_faultline_using_subcommand init" -l state-dir -d 'Where undo records and locks live (default: /run/faultline as root, else $XDG_RUNTIME_DIR/faultline)' -r -F
+complete -c faultline -n "__fish_faultline_using_subcommand init" -l color -d 'When to use colours (NO_COLOR is respected with `auto`)' -r -f -a "auto\t''
+always\t''
+never\t''"
+complete -c faultline -n "__fish_faultline_using_subcommand init" -l force -d 'Overwrite FILE'
+complete -c faultline -n "__fish_faultline_using_subcommand init" -s h -l help -d 'Print help'
+complete -c faultline -n "__fish_faultline_using_subcommand init" -s V -l version -d 'Print version'
+complete -c faultline -n "__fish_faultline_using_subcommand targets" -l filter -d 'Only rows whose name (or command, port, path) contains TEXT' -r
+complete -c faultline -n "__fish_faultline_using_subcommand targets" -l format -r -f -a "table\t''
+json\t''"
+complete -c faultline -n "__fish_faultline_using_subcommand targets" -l state-dir -d 'Where undo records and locks live (default: /run/faultline as root, else $XDG_RUNTIME_DIR/faultline)' -r -F
+complete -c faultline -n "__fish_faultline_using_subcommand targets" -l color -d 'When to use colours (NO_COLOR is respected with `auto`)' -r -f -a "auto\t''
+always\t''
+never\t''"
+complete -c faultline -n "__fish_faultline_using_subcommand targets" -s h -l help -d 'Print help'
+complete -c faultline -n "__fish_faultline_using_subcommand targets" -s V -l version -d 'Print version'
 complete -c faultline -n "__fish_faultline_using_subcommand schema" -l state-dir -d 'Where undo records and locks live (default: /run/faultline as root, else $XDG_RUNTIME_DIR/faultline)' -r -F
 complete -c faultline -n "__fish_faultline_using_subcommand schema" -l color -d 'When to use colours (NO_COLOR is respected with `auto`)' -r -f -a "auto\t''
 always\t''
@@ -193,18 +234,21 @@ always\t''
 never\t''"
 complete -c faultline -n "__fish_faultline_using_subcommand stress-worker" -s h -l help -d 'Print help'
 complete -c faultline -n "__fish_faultline_using_subcommand stress-worker" -s V -l version -d 'Print version'
-complete -c faultline -n "__fish_faultline_using_subcommand help; and not __fish_seen_subcommand_from run validate plan status recover stop halt report history schema completions man watchdog stress-worker help" -f -a "run" -d 'Run experiments: steady state, faults, abort conditions, rollback, report'
-complete -c faultline -n "__fish_faultline_using_subcommand help; and not __fish_seen_subcommand_from run validate plan status recover stop halt report history schema completions man watchdog stress-worker help" -f -a "validate" -d 'Check experiment files; one line per file, exit 0 only when all are valid'
-complete -c faultline -n "__fish_faultline_using_subcommand help; and not __fish_seen_subcommand_from run validate plan status recover stop halt report history schema completions man watchdog stress-worker help" -f -a "plan" -d 'Dry run: print every phase and the exact operations each fault would perform, and run every preflight check. Touches nothing'
-complete -c faultline -n "__fish_faultline_using_subcommand help; and not __fish_seen_subcommand_from run validate plan status recover stop halt report history schema completions man watchdog stress-worker help" -f -a "status" -d 'List faults still active on this host from any run; exit 1 when any is pending'
-complete -c faultline -n "__fish_faultline_using_subcommand help; and not __fish_seen_subcommand_from run validate plan status recover stop halt report history schema completions man watchdog stress-worker help" -f -a "recover" -d 'Undo every pending fault (of one run, or all); safe to run twice'
-complete -c faultline -n "__fish_faultline_using_subcommand help; and not __fish_seen_subcommand_from run validate plan status recover stop halt report history schema completions man watchdog stress-worker help" -f -a "stop" -d 'Stop running experiments from any terminal: they roll back and end as ABORTED ("stopped by USER via faultline stop")'
-complete -c faultline -n "__fish_faultline_using_subcommand help; and not __fish_seen_subcommand_from run validate plan status recover stop halt report history schema completions man watchdog stress-worker help" -f -a "halt" -d 'The emergency stop: stop every running experiment and refuse new ones (exit 69) until `faultline halt --clear`'
-complete -c faultline -n "__fish_faultline_using_subcommand help; and not __fish_seen_subcommand_from run validate plan status recover stop halt report history schema completions man watchdog stress-worker help" -f -a "report" -d 'Render a report again from a run\'s JSON journal'
-complete -c faultline -n "__fish_faultline_using_subcommand help; and not __fish_seen_subcommand_from run validate plan status recover stop halt report history schema completions man watchdog stress-worker help" -f -a "history" -d 'Summarize many runs\' journals per experiment: verdicts over time, time to detect and to recover, probe trends and the resilience score'
-complete -c faultline -n "__fish_faultline_using_subcommand help; and not __fish_seen_subcommand_from run validate plan status recover stop halt report history schema completions man watchdog stress-worker help" -f -a "schema" -d 'Print the JSON Schema of the experiment format (for editors)'
-complete -c faultline -n "__fish_faultline_using_subcommand help; and not __fish_seen_subcommand_from run validate plan status recover stop halt report history schema completions man watchdog stress-worker help" -f -a "completions" -d 'Print shell completions'
-complete -c faultline -n "__fish_faultline_using_subcommand help; and not __fish_seen_subcommand_from run validate plan status recover stop halt report history schema completions man watchdog stress-worker help" -f -a "man" -d 'Print the man page (roff), or write one page per command into a directory'
-complete -c faultline -n "__fish_faultline_using_subcommand help; and not __fish_seen_subcommand_from run validate plan status recover stop halt report history schema completions man watchdog stress-worker help" -f -a "watchdog" -d 'Internal: the watchdog process a run starts (not for direct use)'
-complete -c faultline -n "__fish_faultline_using_subcommand help; and not __fish_seen_subcommand_from run validate plan status recover stop halt report history schema completions man watchdog stress-worker help" -f -a "stress-worker" -d 'Internal: a built-in stressor worker process (not for direct use)'
-complete -c faultline -n "__fish_faultline_using_subcommand help; and not __fish_seen_subcommand_from run validate plan status recover stop halt report history schema completions man watchdog stress-worker help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c faultline -n "__fish_faultline_using_subcommand help; and not __fish_seen_subcommand_from run validate plan calendar status recover stop halt report history init targets schema completions man watchdog stress-worker help" -f -a "run" -d 'Run experiments: steady state, faults, abort conditions, rollback, report'
+complete -c faultline -n "__fish_faultline_using_subcommand help; and not __fish_seen_subcommand_from run validate plan calendar status recover stop halt report history init targets schema completions man watchdog stress-worker help" -f -a "validate" -d 'Check experiment files; one line per file, exit 0 only when all are valid'
+complete -c faultline -n "__fish_faultline_using_subcommand help; and not __fish_seen_subcommand_from run validate plan calendar status recover stop halt report history init targets schema completions man watchdog stress-worker help" -f -a "plan" -d 'Dry run: print every phase and the exact operations each fault would perform, and run every preflight check. Touches nothing'
+complete -c faultline -n "__fish_faultline_using_subcommand help; and not __fish_seen_subcommand_from run validate plan calendar status recover stop halt report history init targets schema completions man watchdog stress-worker help" -f -a "calendar" -d 'Write an iCalendar (.ics) file of the experiments\' upcoming schedule windows, for a team\'s shared calendar'
+complete -c faultline -n "__fish_faultline_using_subcommand help; and not __fish_seen_subcommand_from run validate plan calendar status recover stop halt report history init targets schema completions man watchdog stress-worker help" -f -a "status" -d 'List faults still active on this host from any run; exit 1 when any is pending'
+complete -c faultline -n "__fish_faultline_using_subcommand help; and not __fish_seen_subcommand_from run validate plan calendar status recover stop halt report history init targets schema completions man watchdog stress-worker help" -f -a "recover" -d 'Undo every pending fault (of one run, or all); safe to run twice'
+complete -c faultline -n "__fish_faultline_using_subcommand help; and not __fish_seen_subcommand_from run validate plan calendar status recover stop halt report history init targets schema completions man watchdog stress-worker help" -f -a "stop" -d 'Stop running experiments from any terminal: they roll back and end as ABORTED ("stopped by USER via faultline stop")'
+complete -c faultline -n "__fish_faultline_using_subcommand help; and not __fish_seen_subcommand_from run validate plan calendar status recover stop halt report history init targets schema completions man watchdog stress-worker help" -f -a "halt" -d 'The emergency stop: stop every running experiment and refuse new ones (exit 69) until `faultline halt --clear`'
+complete -c faultline -n "__fish_faultline_using_subcommand help; and not __fish_seen_subcommand_from run validate plan calendar status recover stop halt report history init targets schema completions man watchdog stress-worker help" -f -a "report" -d 'Render a report again from a run\'s JSON journal'
+complete -c faultline -n "__fish_faultline_using_subcommand help; and not __fish_seen_subcommand_from run validate plan calendar status recover stop halt report history init targets schema completions man watchdog stress-worker help" -f -a "history" -d 'Summarize many runs\' journals per experiment: verdicts over time, time to detect and to recover, probe trends and the resilience score'
+complete -c faultline -n "__fish_faultline_using_subcommand help; and not __fish_seen_subcommand_from run validate plan calendar status recover stop halt report history init targets schema completions man watchdog stress-worker help" -f -a "init" -d 'Write a commented starting experiment, from flags or (on a terminal, without flags) by asking'
+complete -c faultline -n "__fish_faultline_using_subcommand help; and not __fish_seen_subcommand_from run validate plan calendar status recover stop halt report history init targets schema completions man watchdog stress-worker help" -f -a "targets" -d 'List what an experiment can target on this host, with the selector to paste: processes, listening ports, interfaces and namespaces, cgroups, systemd units. Reads only'
+complete -c faultline -n "__fish_faultline_using_subcommand help; and not __fish_seen_subcommand_from run validate plan calendar status recover stop halt report history init targets schema completions man watchdog stress-worker help" -f -a "schema" -d 'Print the JSON Schema of the experiment format (for editors)'
+complete -c faultline -n "__fish_faultline_using_subcommand help; and not __fish_seen_subcommand_from run validate plan calendar status recover stop halt report history init targets schema completions man watchdog stress-worker help" -f -a "completions" -d 'Print shell completions'
+complete -c faultline -n "__fish_faultline_using_subcommand help; and not __fish_seen_subcommand_from run validate plan calendar status recover stop halt report history init targets schema completions man watchdog stress-worker help" -f -a "man" -d 'Print the man page (roff), or write one page per command into a directory'
+complete -c faultline -n "__fish_faultline_using_subcommand help; and not __fish_seen_subcommand_from run validate plan calendar status recover stop halt report history init targets schema completions man watchdog stress-worker help" -f -a "watchdog" -d 'Internal: the watchdog process a run starts (not for direct use)'
+complete -c faultline -n "__fish_faultline_using_subcommand help; and not __fish_seen_subcommand_from run validate plan calendar status recover stop halt report history init targets schema completions man watchdog stress-worker help" -f -a "stress-worker" -d 'Internal: a built-in stressor worker process (not for direct use)'
+complete -c faultline -n "__fish_faultline_using_subcommand help; and not __fish_seen_subcommand_from run validate plan calendar status recover stop halt report history init targets schema completions man watchdog stress-worker help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'

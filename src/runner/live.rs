@@ -166,7 +166,7 @@ impl EventSink for LiveView {
             Event::PhaseEnded { .. } => {}
             Event::SetupStarted { name, pid, command } => self.line(
                 t,
-                &format!("started `{name}` (pid {pid}): {}", command.join(" ")),
+                &format!("started `{name}` (pid {pid}): {}", one_line(command)),
             ),
             Event::SetupReady { name, ready_ms } => {
                 self.line(t, &format!("`{name}` is ready after {:.0}ms", ready_ms))
@@ -392,5 +392,38 @@ impl EventSink for LiveView {
             }
         }
         self.refresh();
+    }
+}
+
+/// A command on one line of the log: line breaks inside arguments (an
+/// inline script) are shown as `\n`, and a long command is cut.
+fn one_line(command: &[String]) -> String {
+    const MAX: usize = 160;
+    let joined = command
+        .iter()
+        .map(|a| escape(a).into_owned())
+        .collect::<Vec<_>>()
+        .join(" ");
+    if joined.chars().count() > MAX {
+        joined.chars().take(MAX).collect::<String>() + "…"
+    } else {
+        joined
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::one_line;
+
+    #[test]
+    fn an_inline_script_stays_on_one_line() {
+        let cmd = vec![
+            "python3".to_string(),
+            "-c".into(),
+            "import x\nx.run()\n".into(),
+        ];
+        assert_eq!(one_line(&cmd), "python3 -c import x\\nx.run()\\n");
+        let long = vec!["x".repeat(500)];
+        assert_eq!(one_line(&long).chars().count(), 161);
     }
 }

@@ -9,4 +9,5 @@ pub mod markdown;
 pub mod persist;
 pub mod record;
 pub mod summary;
+pub mod stats;
 pub mod table;

@@ -492,6 +492,8 @@ pub(crate) mod testdata {
             complete: true,
             ended_by: None,
             last_phase: None,
+            escalation: None,
+            groups: vec![],
         }
     }
 

@@ -612,6 +612,17 @@ fn check_method(c: &mut Checker, exp: &Experiment, setup_names: &[String]) {
                     "an escalation judges each level on the probes' samples, so it cannot run in the background; remove `background`",
                 );
             }
+            if !exp
+                .steady_state
+                .probes
+                .iter()
+                .any(|q| q.group.is_experiment() && q.during.is_some())
+            {
+                c.error(
+                    &format!("{p}.escalate"),
+                    "each level is judged on the probes' `during` requirements, and no experiment probe has one; add e.g. `during: {min_success: 95%}` to a probe",
+                );
+            }
             if exp.method[..i].iter().any(|o| o.escalate.is_some()) {
                 c.error(
                     &format!("{p}.escalate"),

@@ -122,6 +122,45 @@ impl EscalationRecord {
     }
 }
 
+impl LevelRecord {
+    /// `level 2 (100ms): held · api 20/20 ok, p50 101ms, p95 104ms`.
+    pub fn line(&self) -> String {
+        let word = match self.held {
+            Some(true) => "held",
+            Some(false) => "DID NOT HOLD",
+            None => "not judged",
+        };
+        let figures: Vec<String> = self
+            .probes
+            .iter()
+            .map(|p| {
+                let mut f = format!("{} {}/{} ok", p.name, p.successes, p.samples);
+                if let Some(l) = &p.latency_ms {
+                    f.push_str(&format!(
+                        ", p50 {}, p95 {}",
+                        crate::report::summary::fmt_ms(l.p50),
+                        crate::report::summary::fmt_ms(l.p95)
+                    ));
+                }
+                if !p.group.is_empty() {
+                    f.push_str(&format!(" ({})", p.group));
+                }
+                if p.met == Some(false) {
+                    f.push_str(&format!(" [{}]", p.requirement));
+                }
+                f
+            })
+            .collect();
+        format!(
+            "level {} ({}{}): {word} · {}",
+            self.index + 1,
+            self.value,
+            if self.in_place { ", changed in place" } else { "" },
+            figures.join("; ")
+        )
+    }
+}
+
 /// One level of an escalation.
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
 pub struct LevelRecord {

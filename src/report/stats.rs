@@ -15,6 +15,15 @@ use serde::{Deserialize, Serialize};
 /// Differences with a p-value under this are significant.
 pub const ALPHA: f64 = 0.05;
 
+/// A latency difference counts only when the medians also differ by at
+/// least this share of the control's median (and [`MIN_LATENCY_EFFECT_MS`]):
+/// with many samples a rank test finds differences too small to matter.
+pub const MIN_LATENCY_EFFECT: f64 = 0.20;
+pub const MIN_LATENCY_EFFECT_MS: f64 = 1.0;
+/// A success difference counts only when the success ratios differ by at
+/// least this much (10 points).
+pub const MIN_SUCCESS_EFFECT: f64 = 0.10;
+
 /// The fewest samples per group the test is run on; with fewer, the normal
 /// approximation is too rough and nothing is called significant.
 pub const MIN_SAMPLES: usize = 8;
@@ -183,7 +192,13 @@ pub fn compare_samples(
         (None, None)
     };
     let sig = |t: &Option<MannWhitney>| t.is_some_and(|t| t.p_value < ALPHA);
-    let significant = sig(&latency_test) || sig(&success_test);
+    let med = |g: &GroupStats| g.latency_ms.map(|l| l.p50).unwrap_or(0.0);
+    let ratio = |g: &GroupStats| g.successes as f64 / g.samples.max(1) as f64;
+    let latency_effect = (med(&e) - med(&c)).abs()
+        >= (MIN_LATENCY_EFFECT * med(&c)).max(MIN_LATENCY_EFFECT_MS);
+    let success_effect = (ratio(&e) - ratio(&c)).abs() >= MIN_SUCCESS_EFFECT;
+    let significant =
+        (sig(&latency_test) && latency_effect) || (sig(&success_test) && success_effect);
     let p50 = |g: &GroupStats| {
         g.latency_ms
             .map(|l| crate::report::summary::fmt_ms(l.p50))

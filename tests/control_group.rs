@@ -123,10 +123,17 @@ fn fault_on_one_replica_is_significant_and_on_neither_is_not() {
     let j = sb.journal();
     let d = during(&j);
     assert_eq!(d["significant"], true, "{d:#}");
-    assert!(d["latency_test"]["p_value"].as_f64().unwrap() < 0.05, "{d:#}");
+    assert!(
+        d["latency_test"]["p_value"].as_f64().unwrap() < 0.05,
+        "{d:#}"
+    );
     assert!(d["latency_test"]["z"].as_f64().unwrap() > 0.0, "{d:#}");
     assert_eq!(j["probes"][1]["group"], "control");
-    assert_eq!(j["probes"][0]["during"]["met"], false, "{:#}", j["probes"][0]);
+    assert_eq!(
+        j["probes"][0]["during"]["met"], false,
+        "{:#}",
+        j["probes"][0]
+    );
     let table = String::from_utf8_lossy(&o.stdout);
     assert!(table.contains("Experiment group vs control group"), "{out}");
     assert!(table.contains("significant difference"), "{out}");

@@ -6,10 +6,9 @@
 //! level is undone exactly: cgroup membership and qdiscs equal to before.
 //! Takes the host lock /tmp/faultline-itest.lock.
 
-mod support;
 #[path = "vm/netns.rs"]
-#[allow(dead_code)]
 mod netns;
+mod support;
 
 use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
@@ -98,7 +97,10 @@ fn cpu_seconds(pid: i32) -> f64 {
 
 fn cpu_cgroup_available() -> bool {
     std::fs::read_to_string("/proc/self/cgroup")
-        .map(|c| c.lines().any(|l| l.contains(":cpu,") || l.contains(":cpu:") || l.starts_with("0::")))
+        .map(|c| {
+            c.lines()
+                .any(|l| l.contains(":cpu,") || l.contains(":cpu:") || l.starts_with("0::"))
+        })
         .unwrap_or(false)
 }
 
@@ -133,7 +135,10 @@ fn cpu_limit_escalation_breaks_where_the_measured_cost_says() {
         .iter()
         .position(|c| cost_ms / c > limit_ms)
         .expect("some level must break");
-    eprintln!("cost per request {cost_ms:.1}ms; predicted breaking level {}", predicted + 1);
+    eprintln!(
+        "cost per request {cost_ms:.1}ms; predicted breaking level {}",
+        predicted + 1
+    );
     // Each prediction is far from the limit, so scheduling noise cannot flip it.
     for c in levels {
         let ratio = cost_ms / c / limit_ms;
@@ -172,8 +177,14 @@ method:
     let plan = sb.cmd().arg("plan").arg(&file).output().unwrap();
     let ptext = text(&plan);
     assert!(ptext.contains("level 1/3: cpus 0.5"), "{ptext}");
-    assert!(ptext.contains("level 3/3: cpus 0.01 for 5s, changed in place"), "{ptext}");
-    assert!(ptext.contains("1000"), "the 0.01 quota (1000us) is planned: {ptext}");
+    assert!(
+        ptext.contains("level 3/3: cpus 0.01 for 5s, changed in place"),
+        "{ptext}"
+    );
+    assert!(
+        ptext.contains("1000"),
+        "the 0.01 quota (1000us) is planned: {ptext}"
+    );
 
     let o = sb.run(&file, &[]);
     let out = text(&o);
@@ -191,12 +202,21 @@ method:
     }
     // A level changed in place rewrites the quota file only.
     let ops = reached[1]["operations"].to_string();
-    assert!(ops.contains("cpu.cfs_quota_us") || ops.contains("cpu.max"), "{ops}");
-    assert!(j["outcome"]["reason"].as_str().unwrap().contains("breaking point: cpus"));
+    assert!(
+        ops.contains("cpu.cfs_quota_us") || ops.contains("cpu.max"),
+        "{ops}"
+    );
+    assert!(j["outcome"]["reason"]
+        .as_str()
+        .unwrap()
+        .contains("breaking point: cpus"));
     let md = std::fs::read_to_string(sb.path().join("report.md")).unwrap();
     assert!(md.contains("## Escalation of `cpus`"), "{md}");
     let junit = std::fs::read_to_string(sb.path().join("junit.xml")).unwrap();
-    assert!(junit.contains("escalation / level 3 (cpus 0.01)"), "{junit}");
+    assert!(
+        junit.contains("escalation / level 3 (cpus 0.01)"),
+        "{junit}"
+    );
     // Undone exactly: back in its own cgroup, no run cgroup left.
     assert_eq!(
         std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap(),
@@ -233,7 +253,17 @@ fn blob_server(ns: &str, dir: &std::path::Path) -> (ChildGuard, u16) {
 fn download(from: &str, port: u16) -> Option<Duration> {
     let t = Instant::now();
     let o = Command::new("ip")
-        .args(["netns", "exec", from, "curl", "-sf", "-o", "/dev/null", "-m", "0.4"])
+        .args([
+            "netns",
+            "exec",
+            from,
+            "curl",
+            "-sf",
+            "-o",
+            "/dev/null",
+            "-m",
+            "0.4",
+        ])
         .arg(format!("http://{}:{port}/blob", netns::B_IP))
         .output()
         .ok()?;
@@ -255,7 +285,8 @@ fn bandwidth_escalation_changes_tbf_in_place_and_matches_a_manual_measurement() 
     let dir = tempfile::tempdir().unwrap();
     let (_server, port) = blob_server(&pair.b, dir.path());
     assert!(
-        wait_until(Duration::from_secs(10), || download(&pair.a, port).is_some()),
+        wait_until(Duration::from_secs(10), || download(&pair.a, port)
+            .is_some()),
         "the blob server did not start"
     );
     let before = pair.snapshot();
@@ -295,7 +326,12 @@ method:
     let reached = e["levels"].as_array().unwrap();
     for l in &reached[1..] {
         assert_eq!(l["in_place"], true, "{l:#}");
-        assert!(l["operations"].to_string().contains("qdisc change dev vb root handle"), "{l:#}");
+        assert!(
+            l["operations"]
+                .to_string()
+                .contains("qdisc change dev vb root handle"),
+            "{l:#}"
+        );
     }
     assert_eq!(pair.snapshot(), before, "qdiscs differ after the run");
 
@@ -303,8 +339,8 @@ method:
     let mut measured = None;
     for (k, rate) in levels.iter().enumerate() {
         netns::sh(&[
-            "tc", "-n", &pair.b, "qdisc", "add", "dev", "vb", "root", "tbf", "rate", rate,
-            "burst", "32768b", "latency", "50ms",
+            "tc", "-n", &pair.b, "qdisc", "add", "dev", "vb", "root", "tbf", "rate", rate, "burst",
+            "32768b", "latency", "50ms",
         ]);
         let ok = (0..3).filter(|_| download(&pair.a, port).is_some()).count();
         netns::sh(&["tc", "-n", &pair.b, "qdisc", "del", "dev", "vb", "root"]);

@@ -346,7 +346,10 @@ fn plan_step(
         if let Some(t) = f.process_target() {
             preflight.push(blast_radius_check(&label, t, ctx));
         }
-        let duration = s.fault_duration().map(|d| d.to_string()).unwrap_or_default();
+        let duration = s
+            .fault_duration()
+            .map(|d| d.to_string())
+            .unwrap_or_default();
         if let (Some(esc), Some(base)) = (&s.escalate, &s.fault) {
             let levels = esc.level_faults(base).unwrap_or_default();
             let n = levels.len();

@@ -277,7 +277,12 @@ impl Escalate {
                     at.as_object_mut().unwrap()
                 }
                 serde_json::Value::Object(o) => o,
-                _ => return Err(format!("`{}` is not a map in this fault", parts[..n].join("."))),
+                _ => {
+                    return Err(format!(
+                        "`{}` is not a map in this fault",
+                        parts[..n].join(".")
+                    ))
+                }
             };
             if n + 1 == parts.len() {
                 obj.insert(part.to_string(), level.json());
@@ -287,12 +292,8 @@ impl Escalate {
                 .entry(part.to_string())
                 .or_insert(serde_json::Value::Null);
         }
-        serde_json::from_value::<Fault>(doc).map_err(|e| {
-            format!(
-                "with {} = {level}, the fault is not valid: {e}",
-                self.param
-            )
-        })
+        serde_json::from_value::<Fault>(doc)
+            .map_err(|e| format!("with {} = {level}, the fault is not valid: {e}", self.param))
     }
 
     /// Every level's fault, in order.

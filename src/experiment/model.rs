@@ -753,10 +753,13 @@ fn control_word() -> String {
 impl DuringRequirement {
     /// The relative limits given, as (percentile, limit).
     pub fn relative_limits(&self) -> Vec<(u32, &Relative)> {
-        [(50, self.p50_within.as_ref()), (95, self.p95_within.as_ref())]
-            .into_iter()
-            .filter_map(|(p, r)| r.map(|r| (p, r)))
-            .collect()
+        [
+            (50, self.p50_within.as_ref()),
+            (95, self.p95_within.as_ref()),
+        ]
+        .into_iter()
+        .filter_map(|(p, r)| r.map(|r| (p, r)))
+        .collect()
     }
 
     /// The latency percentiles required, as (percentile, limit).

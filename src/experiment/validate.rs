@@ -594,7 +594,8 @@ fn check_method(c: &mut Checker, exp: &Experiment, setup_names: &[String]) {
                                 setup_names,
                             );
                             for d in &mut c.problems[before..] {
-                                d.message = format!("at level {} ({}): {}", k + 1, e.levels[k], d.message);
+                                d.message =
+                                    format!("at level {} ({}): {}", k + 1, e.levels[k], d.message);
                             }
                         }
                     }

@@ -515,7 +515,9 @@ impl CgroupLimit {
             (Fault::CpuLimit(n), Limit::Cpu { .. }) if same(&n.target) => {
                 Some(Limit::Cpu { cpus: n.cpus })
             }
-            (Fault::MemoryLimit(n), Limit::Memory { kind, .. }) if same(&n.target) && n.kind == *kind => {
+            (Fault::MemoryLimit(n), Limit::Memory { kind, .. })
+                if same(&n.target) && n.kind == *kind =>
+            {
                 Some(Limit::Memory {
                     bytes: n.limit.bytes(),
                     kind: n.kind,

@@ -204,11 +204,7 @@ pub trait FaultImpl: Send {
     /// the state from before the first level, so nothing new is recorded.
     /// `Ok(false)`: this kind cannot change in place; the runner rolls the
     /// fault back and injects the next level afresh.
-    fn change_to(
-        &mut self,
-        _ctx: &FaultContext,
-        _next: &FaultSpec,
-    ) -> Result<bool, FaultError> {
+    fn change_to(&mut self, _ctx: &FaultContext, _next: &FaultSpec) -> Result<bool, FaultError> {
         Ok(false)
     }
     /// The operations `change_to(next)` would perform, for `faultline plan`;

@@ -279,7 +279,11 @@ pub fn suite(rec: &RunRecord) -> TestSuite {
     let mut cases = probe_cases(rec, classname);
     cases.extend(fault_cases(rec, classname));
     if let Some(e) = &rec.escalation {
-        let must = e.values.iter().position(|v| v == &e.must_hold).unwrap_or(usize::MAX);
+        let must = e
+            .values
+            .iter()
+            .position(|v| v == &e.must_hold)
+            .unwrap_or(usize::MAX);
         for l in &e.levels {
             let status = match l.held {
                 Some(true) => TestCaseStatus::success(),
@@ -292,7 +296,12 @@ pub fn suite(rec: &RunRecord) -> TestSuite {
                 None => skipped(format!("not judged: {}", l.line())),
             };
             let mut tc = TestCase::new(
-                format!("escalation / level {} ({} {})", l.index + 1, e.param, l.value),
+                format!(
+                    "escalation / level {} ({} {})",
+                    l.index + 1,
+                    e.param,
+                    l.value
+                ),
                 status,
             );
             tc.set_classname(classname);

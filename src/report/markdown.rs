@@ -207,18 +207,30 @@ fn render_unescaped(rec: &RunRecord) -> String {
                                     p.successes,
                                     p.samples,
                                     p.latency_ms
-                                        .map(|x| format!(", p50 {}, p95 {}", fmt_ms(x.p50), fmt_ms(x.p95)))
+                                        .map(|x| format!(
+                                            ", p50 {}, p95 {}",
+                                            fmt_ms(x.p50),
+                                            fmt_ms(x.p95)
+                                        ))
                                         .unwrap_or_default()
                                 )
                             })
                             .collect::<Vec<_>>()
                             .join("; "),
                     ),
-                    if l.in_place { "in place".into() } else { "injected".into() },
+                    if l.in_place {
+                        "in place".into()
+                    } else {
+                        "injected".into()
+                    },
                 ]
             })
             .collect();
-        table(&mut out, &["Level", "Value", "Result", "Probes", "Set"], &rows);
+        table(
+            &mut out,
+            &["Level", "Value", "Result", "Probes", "Set"],
+            &rows,
+        );
     }
     if !rec.groups.is_empty() {
         let _ = writeln!(out, "## Experiment group vs control group\n");
@@ -229,7 +241,11 @@ fn render_unescaped(rec: &RunRecord) -> String {
                 vec![
                     g.phase.name().to_string(),
                     cell(&g.summary),
-                    if g.significant { "**yes**".into() } else { "no".into() },
+                    if g.significant {
+                        "**yes**".into()
+                    } else {
+                        "no".into()
+                    },
                 ]
             })
             .collect();

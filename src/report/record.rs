@@ -114,10 +114,7 @@ impl EscalationRecord {
                 self.values.len(),
                 self.param
             ),
-            (None, None) => format!(
-                "no level of {} was judged",
-                self.param
-            ),
+            (None, None) => format!("no level of {} was judged", self.param),
         }
     }
 }
@@ -155,7 +152,11 @@ impl LevelRecord {
             "level {} ({}{}): {word} · {}",
             self.index + 1,
             self.value,
-            if self.in_place { ", changed in place" } else { "" },
+            if self.in_place {
+                ", changed in place"
+            } else {
+                ""
+            },
             figures.join("; ")
         )
     }

@@ -105,16 +105,17 @@ pub fn mann_whitney(x: &[f64], y: &[f64]) -> Option<MannWhitney> {
 pub fn erfc(x: f64) -> f64 {
     let z = x.abs();
     let t = 1.0 / (1.0 + 0.5 * z);
-    let r = t * (-z * z - 1.265_512_23
-        + t * (1.000_023_68
-            + t * (0.374_091_96
-                + t * (0.096_784_18
-                    + t * (-0.186_288_06
-                        + t * (0.278_868_07
-                            + t * (-1.135_203_98
-                                + t * (1.488_515_87
-                                    + t * (-0.822_152_23 + t * 0.170_872_77)))))))))
-        .exp();
+    let r = t
+        * (-z * z - 1.265_512_23
+            + t * (1.000_023_68
+                + t * (0.374_091_96
+                    + t * (0.096_784_18
+                        + t * (-0.186_288_06
+                            + t * (0.278_868_07
+                                + t * (-1.135_203_98
+                                    + t * (1.488_515_87
+                                        + t * (-0.822_152_23 + t * 0.170_872_77)))))))))
+            .exp();
     if x >= 0.0 {
         r
     } else {
@@ -194,8 +195,8 @@ pub fn compare_samples(
     let sig = |t: &Option<MannWhitney>| t.is_some_and(|t| t.p_value < ALPHA);
     let med = |g: &GroupStats| g.latency_ms.map(|l| l.p50).unwrap_or(0.0);
     let ratio = |g: &GroupStats| g.successes as f64 / g.samples.max(1) as f64;
-    let latency_effect = (med(&e) - med(&c)).abs()
-        >= (MIN_LATENCY_EFFECT * med(&c)).max(MIN_LATENCY_EFFECT_MS);
+    let latency_effect =
+        (med(&e) - med(&c)).abs() >= (MIN_LATENCY_EFFECT * med(&c)).max(MIN_LATENCY_EFFECT_MS);
     let success_effect = (ratio(&e) - ratio(&c)).abs() >= MIN_SUCCESS_EFFECT;
     let significant =
         (sig(&latency_test) && latency_effect) || (sig(&success_test) && success_effect);
@@ -243,7 +244,8 @@ pub fn compare_samples(
 /// Every phase in which both groups have samples, compared; empty when no
 /// probe is in the control group.
 pub fn compare(rec: &RunRecord) -> Vec<GroupComparison> {
-    let is_control = |p: &&crate::report::record::ProbeRecord| p.group.as_deref() == Some("control");
+    let is_control =
+        |p: &&crate::report::record::ProbeRecord| p.group.as_deref() == Some("control");
     if !rec.probes.iter().any(|p| is_control(&p)) {
         return vec![];
     }
@@ -277,12 +279,7 @@ pub fn compare(rec: &RunRecord) -> Vec<GroupComparison> {
 /// `pct` percentile may be at most `percent` above the control's. It fails
 /// only when it is above AND the latencies differ significantly (so noise
 /// in small samples does not fail a run). `None`: too few samples.
-pub fn judge_relative(
-    pct: u32,
-    percent: f64,
-    exp: &[f64],
-    ctl: &[f64],
-) -> (Option<bool>, String) {
+pub fn judge_relative(pct: u32, percent: f64, exp: &[f64], ctl: &[f64]) -> (Option<bool>, String) {
     use crate::report::summary::fmt_ms;
     let need = crate::experiment::model::min_samples_for_percentile(pct) as usize;
     if exp.len() < need || ctl.len() < need {

@@ -421,7 +421,12 @@ fn render_escaped(rec: &RunRecord, color: bool) -> String {
     if let Some(e) = &rec.escalation {
         section(
             &mut out,
-            &format!("Escalation of {} (step {}, {} each)", e.param, e.step + 1, fmt_ms(e.hold_ms)),
+            &format!(
+                "Escalation of {} (step {}, {} each)",
+                e.param,
+                e.step + 1,
+                fmt_ms(e.hold_ms)
+            ),
             color,
         );
         for l in &e.levels {

@@ -316,7 +316,11 @@ impl EventSink for LiveView {
                 in_place,
                 ..
             } => {
-                self.step = format!("step {} level {}/{levels}: {param} {value}", step + 1, level + 1);
+                self.step = format!(
+                    "step {} level {}/{levels}: {param} {value}",
+                    step + 1,
+                    level + 1
+                );
                 self.painted(
                     t,
                     "33",
@@ -334,7 +338,10 @@ impl EventSink for LiveView {
                 )
             }
             Event::EscalationJudged {
-                level, held, probes, ..
+                level,
+                held,
+                probes,
+                ..
             } => {
                 let figures: Vec<String> = probes
                     .iter()

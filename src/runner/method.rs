@@ -181,7 +181,10 @@ fn escalation_requirement(
 ) -> (Option<bool>, String) {
     let b = ctx.builder.lock().unwrap();
     let Some(rec) = &b.rec.escalation else {
-        return (None, "judged per escalation level (no level was reached)".into());
+        return (
+            None,
+            "judged per escalation level (no level was reached)".into(),
+        );
     };
     let must = esc.must_hold_index();
     let name = &ctx.exp.steady_state.probes[probe].name;
@@ -206,7 +209,10 @@ fn escalation_requirement(
         }
     }
     if judged == 0 {
-        return (None, "judged per escalation level (no level was judged)".into());
+        return (
+            None,
+            "judged per escalation level (no level was judged)".into(),
+        );
     }
     (
         Some(true),
@@ -514,7 +520,10 @@ pub(super) async fn execute_steps(ctx: Arc<Ctx>, mut faults: Vec<Option<Box<dyn 
             } else if !run_action_step(&ctx, i, step, &label).await {
                 break;
             }
-        } else if let (Some(imp), Some(_)) = (faults[i].take_if(|_| step.escalate.is_some()), &step.escalate) {
+        } else if let (Some(imp), Some(_)) = (
+            faults[i].take_if(|_| step.escalate.is_some()),
+            &step.escalate,
+        ) {
             super::escalation::run_escalation(&ctx, i, &label, imp, method_over_rx.clone()).await;
         } else if let Some(imp) = faults[i].take() {
             let duration = step.duration.map(|d| d.std()).unwrap_or_default();

@@ -10,10 +10,10 @@
 pub mod abort;
 pub mod builder;
 pub mod control;
+mod escalation;
 pub mod events;
 mod guard;
 pub mod live;
-mod escalation;
 mod method;
 pub mod notify;
 mod sampling;
@@ -795,12 +795,7 @@ fn not_steady_reason(ctx: &Ctx) -> String {
 
 /// The control probes that failed their own `during` requirement, and the
 /// comparison of the groups during the method.
-fn control_state(
-    ctx: &Ctx,
-) -> (
-    Vec<String>,
-    Option<crate::report::stats::GroupComparison>,
-) {
+fn control_state(ctx: &Ctx) -> (Vec<String>, Option<crate::report::stats::GroupComparison>) {
     let b = ctx.builder.lock().unwrap();
     let degraded: Vec<String> = b
         .rec

@@ -54,9 +54,17 @@ impl BandwidthFault {
             return None;
         }
         let words = BandwidthFault::new(n).tbf_args();
-        let mut a: Vec<String> = ["qdisc", "change", "dev", &self.spec.interface, "root", "handle", OWNED_ROOT]
-            .map(s)
-            .to_vec();
+        let mut a: Vec<String> = [
+            "qdisc",
+            "change",
+            "dev",
+            &self.spec.interface,
+            "root",
+            "handle",
+            OWNED_ROOT,
+        ]
+        .map(s)
+        .to_vec();
         a.extend(words);
         let refs: Vec<&str> = a.iter().map(String::as_str).collect();
         Some(

@@ -358,3 +358,67 @@ method:
     assert_eq!(reached.len(), measured + 1);
     assert_eq!(pair.snapshot(), before);
 }
+
+/// A runner SIGKILLed at the second level (changed in place): the watchdog
+/// replays the undo recorded at the first injection, and the qdiscs are as
+/// before the escalation.
+#[test]
+fn runner_killed_mid_escalation_leaves_the_original_qdiscs() {
+    if !is_root() || !netns::which("tc") {
+        eprintln!("skipped: needs root and tc");
+        return;
+    }
+    let _lock = host_lock();
+    let pair = netns::NsPair::new();
+    let before = pair.snapshot();
+    let sb = Sandbox::new();
+    let file = sb.write(
+        "kill.yaml",
+        &format!(
+            r#"
+title: killed mid-escalation
+hypothesis: the link answers
+steady_state:
+  interval: 500ms
+  probes:
+    - name: ns
+      command: {{run: ["true"]}}
+      during: {{min_success: 50%}}
+method:
+  - fault:
+      bandwidth: {{interface: vb, netns: {b}, rate: 100mbit}}
+    escalate: {{param: rate, levels: [100mbit, 10mbit, 1mbit], hold: 3s}}
+"#,
+            b = pair.b
+        ),
+    );
+    let child = ChildGuard(
+        sb.cmd()
+            .arg("run")
+            .arg(&file)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .process_group(0)
+            .spawn()
+            .unwrap(),
+    );
+    let qd = || netns::sh(&["tc", "-n", &pair.b, "qdisc", "show", "dev", "vb"]);
+    assert!(
+        wait_until(Duration::from_secs(30), || qd().contains("rate 10Mbit")),
+        "level 2 never appeared: {}",
+        qd()
+    );
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.pid()),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    assert!(
+        wait_until(Duration::from_secs(15), || pair.snapshot() == before),
+        "the watchdog did not restore the qdiscs: {}",
+        qd()
+    );
+    drop(child);
+    let st = sb.status();
+    assert_eq!(st.status.code(), Some(0), "{}", text(&st));
+}

@@ -13,7 +13,6 @@
 //! place, and the qdiscs must be as before.
 
 #[path = "vm/netns.rs"]
-#[allow(dead_code)]
 mod netns;
 #[path = "vm/mod.rs"]
 mod vm;

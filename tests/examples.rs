@@ -165,6 +165,18 @@ fn example_experiments_run_for_real() {
     }
     host_is_clean(&sb, "stress-and-disk");
 
+    // Escalation: the hypothesis promises 0.05 CPUs; 0.01 is the breaking
+    // point beyond it, so the run holds and reports it.
+    let (code, out) = run_example(&sb, "cpu-escalation.yaml");
+    assert_held("cpu-escalation", code, &out);
+    assert!(out.contains("breaking point: cpus 0.01"), "{out}");
+    host_is_clean(&sb, "cpu-escalation");
+    // Control group: the starved canary differs significantly (DEVIATED).
+    let (code, out) = run_example(&sb, "control-group.yaml");
+    assert_eq!(code, Some(1), "control-group:\n{out}");
+    assert!(out.contains("significant difference"), "{out}");
+    host_is_clean(&sb, "control-group");
+
     // Network examples in the fl-demo namespace.
     if !(have("ip") && have("tc") && have("nft")) {
         println!("skipped: the network examples need iproute2 and nftables");

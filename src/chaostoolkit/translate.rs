@@ -247,6 +247,8 @@ pub fn translate(raw: &Value, opts: &Options) -> Result<Translation, Problems> {
                         p50_below: None,
                         p95_below: None,
                         p99_below: None,
+                        p50_within: None,
+                        p95_within: None,
                     });
                 }
                 paths.push((
@@ -287,6 +289,7 @@ pub fn translate(raw: &Value, opts: &Options) -> Result<Translation, Problems> {
                 within: Duration::from_millis(1),
                 successes: 1,
             },
+            group: Default::default(),
         });
     }
 
@@ -400,6 +403,7 @@ pub fn translate(raw: &Value, opts: &Options) -> Result<Translation, Problems> {
             background: false,
             min_effect: None,
             max_missing: None,
+            escalate: None,
         });
     }
 
@@ -652,6 +656,7 @@ fn pause_step(name: &str, s: f64, before: bool) -> Step {
         background: false,
         min_effect: None,
         max_missing: None,
+        escalate: None,
     }
 }
 
@@ -1064,6 +1069,7 @@ fn build_probe(a: &Value, path: &str, ctx: &Ctx) -> Result<Probe, Problems> {
         timeout: Duration::from_secs(5),
         expect: Expect::default(),
         before: BeforeRequirement::default(),
+        group: Default::default(),
         during: None,
         after: AfterRequirement::default(),
     };
@@ -1154,6 +1160,7 @@ fn build_action(a: &Value, path: &str, ctx: &Ctx, default_timeout: f64) -> Resul
         background: false,
         min_effect: None,
         max_missing: None,
+        escalate: None,
     };
     match kind {
         "http" => {

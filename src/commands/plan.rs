@@ -350,7 +350,7 @@ fn plan_step(
     exit_code: &mut i32,
 ) -> PlannedStep {
     let label = s.label(i);
-    if let Some(f) = &s.fault {
+    if let Some(f) = &s.first_fault() {
         let mut imp = fault::build(f);
         let check = match imp.preflight(ctx) {
             Ok(()) => Check {
@@ -373,7 +373,54 @@ fn plan_step(
         if let Some(t) = f.process_target() {
             preflight.push(blast_radius_check(&label, t, ctx));
         }
-        let duration = s.duration.map(|d| d.to_string()).unwrap_or_default();
+        let duration = s
+            .fault_duration()
+            .map(|d| d.to_string())
+            .unwrap_or_default();
+        if let (Some(esc), Some(base)) = (&s.escalate, &s.fault) {
+            let levels = esc.level_faults(base).unwrap_or_default();
+            let n = levels.len();
+            let head = |k: usize, how: &str| PlannedOp {
+                action: format!(
+                    "level {}/{n}: {} for {}{how}",
+                    k + 1,
+                    esc.describe_level(k),
+                    esc.hold
+                ),
+                command: None,
+                undo: None,
+            };
+            let mut ops = vec![head(0, "")];
+            ops.extend(imp.plan(ctx));
+            for (k, lf) in levels.iter().enumerate().skip(1) {
+                match imp.plan_change(ctx, lf) {
+                    Some(change) => {
+                        ops.push(head(k, ", changed in place"));
+                        ops.extend(change);
+                    }
+                    None => {
+                        ops.push(head(
+                            k,
+                            ", after rolling the level before back (this kind cannot change in place)",
+                        ));
+                        ops.extend(fault::build(lf).plan(ctx));
+                    }
+                }
+            }
+            return PlannedStep {
+                index: i + 1,
+                label,
+                kind: imp.kind().to_string(),
+                detail: format!(
+                    "on {}: escalate {} over {n} levels, {} each ({duration} at most); each level is judged on its own samples and the escalation stops at the first that does not hold (the hypothesis covers levels up to {}); rolled back after",
+                    imp.target(),
+                    esc.param,
+                    esc.hold,
+                    esc.levels[esc.must_hold_index()]
+                ),
+                operations: ops,
+            };
+        }
         PlannedStep {
             index: i + 1,
             label,

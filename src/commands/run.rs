@@ -123,10 +123,21 @@ impl Prepared {
 
 fn list_faults(exp: &Experiment, out: &mut dyn Write, indent: &str) {
     for (i, s) in exp.method.iter().enumerate() {
-        if let (Some(f), Some(d)) = (&s.fault, s.duration) {
+        if let (Some(f), Some(d)) = (&s.fault, s.fault_duration()) {
+            let esc = s
+                .escalate
+                .as_ref()
+                .map(|e| {
+                    format!(
+                        ", escalating {} over {} levels",
+                        escape(&e.param),
+                        e.levels.len()
+                    )
+                })
+                .unwrap_or_default();
             let _ = writeln!(
                 out,
-                "{indent}- inject {} for {d} ({})",
+                "{indent}- inject {} for {d} ({}{esc})",
                 f.kind_name(),
                 escape(&s.label(i))
             );

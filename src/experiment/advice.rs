@@ -28,7 +28,7 @@ pub fn method_length(exp: &Experiment) -> Duration {
         if let Some(p) = s.pause {
             fg += p.std();
         }
-        if let (Some(_), Some(d)) = (&s.fault, s.duration) {
+        if let (Some(_), Some(d)) = (&s.fault, s.fault_duration()) {
             if s.background {
                 bg = bg.max(d.std());
             } else {

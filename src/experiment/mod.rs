@@ -1,6 +1,7 @@
 //! The experiment: its model, loading with located errors, and semantic validation.
 
 pub mod advice;
+pub mod escalate;
 pub mod model;
 pub mod schedule;
 pub mod secrets;

@@ -194,6 +194,34 @@ pub struct Probe {
     pub during: Option<DuringRequirement>,
     #[serde(default)]
     pub after: AfterRequirement,
+    /// `experiment` (default) or `control`: control probes watch an
+    /// untouched replica; the report compares the groups, and a control
+    /// probe's requirements do not decide the verdict on their own.
+    #[serde(default, skip_serializing_if = "ProbeGroup::is_experiment")]
+    pub group: ProbeGroup,
+}
+
+/// Which group a probe belongs to.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ProbeGroup {
+    /// Watches what the faults hit (default).
+    #[default]
+    Experiment,
+    /// Watches an untouched replica, for comparison.
+    Control,
+}
+
+impl ProbeGroup {
+    pub fn is_experiment(&self) -> bool {
+        *self == ProbeGroup::Experiment
+    }
+    pub fn name(self) -> &'static str {
+        match self {
+            ProbeGroup::Experiment => "experiment",
+            ProbeGroup::Control => "control",
+        }
+    }
 }
 
 fn default_probe_timeout() -> Duration {
@@ -701,9 +729,44 @@ pub struct DuringRequirement {
     /// least 100 samples).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub p99_below: Option<Duration>,
+    /// Relative to the control group: this probe's median latency stays
+    /// within `percent` above the control's (judged with Mann-Whitney U).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub p50_within: Option<Relative>,
+    /// Relative to the control group: this probe's p95 latency stays within
+    /// `percent` above the control's (judged with Mann-Whitney U).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub p95_within: Option<Relative>,
+}
+
+/// A latency limit relative to the control group.
+#[derive(Clone, Debug, Deserialize, Serialize, JsonSchema, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Relative {
+    /// `control` (every control probe's samples together) or the name of
+    /// one control probe.
+    #[serde(default = "control_word")]
+    pub of: String,
+    /// How much higher than the control's it may be, e.g. `20%`.
+    pub percent: Percent,
+}
+
+fn control_word() -> String {
+    "control".into()
 }
 
 impl DuringRequirement {
+    /// The relative limits given, as (percentile, limit).
+    pub fn relative_limits(&self) -> Vec<(u32, &Relative)> {
+        [
+            (50, self.p50_within.as_ref()),
+            (95, self.p95_within.as_ref()),
+        ]
+        .into_iter()
+        .filter_map(|(p, r)| r.map(|r| (p, r)))
+        .collect()
+    }
+
     /// The latency percentiles required, as (percentile, limit).
     pub fn latency_limits(&self) -> Vec<(u32, Duration)> {
         latency_limits(self.p50_below, self.p95_below, self.p99_below)
@@ -711,7 +774,10 @@ impl DuringRequirement {
 
     /// Whether any requirement is given.
     pub fn is_empty(&self) -> bool {
-        self.min_success.is_none() && self.max_outage.is_none() && self.latency_limits().is_empty()
+        self.min_success.is_none()
+            && self.max_outage.is_none()
+            && self.latency_limits().is_empty()
+            && self.relative_limits().is_empty()
     }
 }
 
@@ -781,9 +847,32 @@ pub struct Step {
     /// Default 5%.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_missing: Option<crate::units::Percent>,
+    /// With `fault`: raise one of its parameters over levels, each held for
+    /// `hold` and judged on its own, stopping at the first level that breaks
+    /// the hypothesis (the breaking point). Replaces `duration`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub escalate: Option<crate::experiment::escalate::Escalate>,
 }
 
 impl Step {
+    /// The fault the step injects first: the fault as written, or its first
+    /// level when it escalates.
+    pub fn first_fault(&self) -> Option<Fault> {
+        let f = self.fault.as_ref()?;
+        match &self.escalate {
+            Some(e) => Some(e.level_fault(f, 0).unwrap_or_else(|_| f.clone())),
+            None => Some(f.clone()),
+        }
+    }
+
+    /// How long the fault stays: `duration`, or hold x levels.
+    pub fn fault_duration(&self) -> Option<Duration> {
+        match &self.escalate {
+            Some(e) => Some(e.total()),
+            None => self.duration,
+        }
+    }
+
     pub fn label(&self, index: usize) -> String {
         if let Some(n) = &self.name {
             return n.clone();

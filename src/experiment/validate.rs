@@ -370,6 +370,43 @@ fn check_steady_state(c: &mut Checker, exp: &Experiment) -> Vec<String> {
             for (pct, l) in d.latency_limits() {
                 c.nonzero(&format!("{path}.during.p{pct}_below"), l);
             }
+            for (pct, r) in d.relative_limits() {
+                let field = format!("{path}.during.p{pct}_within");
+                if p.group == ProbeGroup::Control {
+                    c.error(
+                        &field,
+                        "a control probe is what others are compared with; put `p{pct}_within` on an experiment probe",
+                    );
+                }
+                let controls: Vec<String> = exp
+                    .steady_state
+                    .probes
+                    .iter()
+                    .filter(|q| q.group == ProbeGroup::Control)
+                    .map(|q| q.name.clone())
+                    .collect();
+                if controls.is_empty() {
+                    c.error(
+                        &field,
+                        "no probe has `group: control`; add a probe of the untouched replica with `group: control` to compare with",
+                    );
+                } else if r.of != "control" && !controls.contains(&r.of) {
+                    c.value_error(
+                        &format!("{field}.of"),
+                        format!(
+                            "`{}` is neither `control` nor a control probe; give `control` or one of: {}",
+                            r.of,
+                            list_names(&controls)
+                        ),
+                    );
+                }
+                if r.percent.0 > 1000.0 {
+                    c.value_error(
+                        &format!("{field}.percent"),
+                        "more than 1000% above the control compares nothing; give e.g. `20%`",
+                    );
+                }
+            }
         }
         if p.after.successes == 0 {
             c.value_error(&format!("{path}.after.successes"), "give at least 1");
@@ -535,7 +572,67 @@ fn check_method(c: &mut Checker, exp: &Experiment, setup_names: &[String]) {
         if let Some(a) = &s.command {
             check_action(c, &format!("{p}.command"), a);
         }
+        if let Some(e) = &s.escalate {
+            match &s.fault {
+                None => c.error(
+                    &format!("{p}.escalate"),
+                    "`escalate` raises a parameter of the step's fault; add a `fault` to the step",
+                ),
+                Some(f) => {
+                    for pr in e.check(f) {
+                        c.value_error(&format!("{p}.{}", pr.field), pr.message);
+                    }
+                    if let Ok(levels) = e.level_faults(f) {
+                        for (k, lf) in levels.iter().enumerate() {
+                            let before = c.problems.len();
+                            check_fault(
+                                c,
+                                &format!("{p}.fault.{}", lf.kind_name()),
+                                lf,
+                                Some(e.hold),
+                                exp,
+                                setup_names,
+                            );
+                            for d in &mut c.problems[before..] {
+                                d.message =
+                                    format!("at level {} ({}): {}", k + 1, e.levels[k], d.message);
+                            }
+                        }
+                    }
+                }
+            }
+            if s.duration.is_some() {
+                c.error(
+                    &format!("{p}.duration"),
+                    "an escalating step lasts `hold` x levels; remove `duration`",
+                );
+            }
+            if s.background {
+                c.error(
+                    &format!("{p}.background"),
+                    "an escalation judges each level on the probes' samples, so it cannot run in the background; remove `background`",
+                );
+            }
+            if !exp
+                .steady_state
+                .probes
+                .iter()
+                .any(|q| q.group.is_experiment() && q.during.is_some())
+            {
+                c.error(
+                    &format!("{p}.escalate"),
+                    "each level is judged on the probes' `during` requirements, and no experiment probe has one; add e.g. `during: {min_success: 95%}` to a probe",
+                );
+            }
+            if exp.method[..i].iter().any(|o| o.escalate.is_some()) {
+                c.error(
+                    &format!("{p}.escalate"),
+                    "only one step of a method may escalate (each level is its own `during` window); split the experiment",
+                );
+            }
+        }
         match (&s.fault, s.duration) {
+            (Some(_), None) if s.escalate.is_some() => {}
             (Some(_), None) => c.error(
                 &format!("{p}.fault"),
                 "a fault needs a `duration` (how long it stays active), e.g. `duration: 30s`",
@@ -573,7 +670,7 @@ fn check_method(c: &mut Checker, exp: &Experiment, setup_names: &[String]) {
                 "timeout",
             );
         }
-        if let Some(f) = &s.fault {
+        if let (Some(f), None) = (&s.fault, &s.escalate) {
             check_fault(
                 c,
                 &format!("{p}.fault.{}", f.kind_name()),
@@ -667,7 +764,7 @@ fn check_total_duration(c: &mut Checker, exp: &Experiment) {
         if let Some(p) = s.pause {
             method += p.std();
         }
-        if let (Some(_), Some(d), false) = (&s.fault, s.duration, s.background) {
+        if let (Some(_), Some(d), false) = (&s.fault, s.fault_duration(), s.background) {
             method += d.std();
         }
     }

@@ -504,6 +504,29 @@ impl CgroupLimit {
         })
     }
 
+    /// The limit `next` sets, when it is this fault with another limit on
+    /// the same targets.
+    fn next_limit(&self, next: &crate::experiment::model::Fault) -> Option<Limit> {
+        use crate::experiment::model::Fault;
+        let same = |t: &ProcessTarget| {
+            serde_json::to_value(t).ok() == serde_json::to_value(&self.target).ok()
+        };
+        match (next, &self.limit) {
+            (Fault::CpuLimit(n), Limit::Cpu { .. }) if same(&n.target) => {
+                Some(Limit::Cpu { cpus: n.cpus })
+            }
+            (Fault::MemoryLimit(n), Limit::Memory { kind, .. })
+                if same(&n.target) && n.kind == *kind =>
+            {
+                Some(Limit::Memory {
+                    bytes: n.limit.bytes(),
+                    kind: n.kind,
+                })
+            }
+            _ => None,
+        }
+    }
+
     fn undo_target(&self) -> String {
         format!("{} {}", self.kind, self.target.describe())
     }
@@ -1022,6 +1045,57 @@ impl FaultImpl for CgroupLimit {
         self.done = Some(done);
         self.started = Some(Instant::now());
         Ok(())
+    }
+
+    /// Rewrites the limit files of the run's cgroups: the processes stay
+    /// where they are, and the recorded undo (remove the cgroups, move the
+    /// processes back) still restores the state from before.
+    fn change_to(
+        &mut self,
+        _ctx: &FaultContext,
+        next: &crate::experiment::model::Fault,
+    ) -> Result<bool, FaultError> {
+        let (Some(limit), Some(done)) = (self.next_limit(next), self.done.clone()) else {
+            return Ok(false);
+        };
+        for g in &done.groups {
+            for (f, v) in limit.settings(done.hierarchy.version, done.device) {
+                g.cgroup.write(&f, &v).map_err(|e| cg_err(self.kind, e))?;
+            }
+        }
+        self.limit = limit;
+        Ok(true)
+    }
+
+    fn plan_change(
+        &self,
+        ctx: &FaultContext,
+        next: &crate::experiment::model::Fault,
+    ) -> Option<Vec<PlannedOp>> {
+        let limit = self.next_limit(next)?;
+        let prep = match &self.done {
+            Some(d) => d.clone(),
+            None => self.prepare(ctx).ok()?,
+        };
+        Some(
+            prep.groups
+                .iter()
+                .flat_map(|g| {
+                    limit
+                        .settings(prep.hierarchy.version, prep.device)
+                        .into_iter()
+                        .map(|(f, v)| PlannedOp {
+                            action: format!(
+                                "write `{v}` to {} ({}, in place)",
+                                g.cgroup.file(&f).display(),
+                                limit.describe()
+                            ),
+                            command: None,
+                            undo: Some("goes with the cgroup".into()),
+                        })
+                })
+                .collect(),
+        )
     }
 
     fn verify(&mut self, _ctx: &FaultContext) -> Result<String, FaultError> {

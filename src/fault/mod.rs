@@ -204,6 +204,20 @@ pub trait FaultImpl: Send {
     fn health(&mut self, _ctx: &FaultContext) -> Option<FaultHealth> {
         None
     }
+    /// Escalation: changes this injected fault in place to `next` (the same
+    /// kind with one parameter changed), e.g. `tc qdisc change` or a cgroup
+    /// file rewritten. The undo records written by `inject` still restore
+    /// the state from before the first level, so nothing new is recorded.
+    /// `Ok(false)`: this kind cannot change in place; the runner rolls the
+    /// fault back and injects the next level afresh.
+    fn change_to(&mut self, _ctx: &FaultContext, _next: &FaultSpec) -> Result<bool, FaultError> {
+        Ok(false)
+    }
+    /// The operations `change_to(next)` would perform, for `faultline plan`;
+    /// `None` when this kind cannot change in place.
+    fn plan_change(&self, _ctx: &FaultContext, _next: &FaultSpec) -> Option<Vec<PlannedOp>> {
+        None
+    }
     /// Called just before the undo operations are replayed, to take final
     /// measurements (OOM kills, achieved load, restarts).
     fn before_rollback(&mut self, _ctx: &FaultContext) {}

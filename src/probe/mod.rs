@@ -149,6 +149,7 @@ impl ProbeRunner {
             before: Default::default(),
             during: None,
             after: Default::default(),
+            group: Default::default(),
         };
         Self::new(&probe, ctx)
     }

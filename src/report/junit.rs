@@ -278,6 +278,49 @@ pub fn suite(rec: &RunRecord) -> TestSuite {
 
     let mut cases = probe_cases(rec, classname);
     cases.extend(fault_cases(rec, classname));
+    if let Some(e) = &rec.escalation {
+        let must = e
+            .values
+            .iter()
+            .position(|v| v == &e.must_hold)
+            .unwrap_or(usize::MAX);
+        for l in &e.levels {
+            let status = match l.held {
+                Some(true) => TestCaseStatus::success(),
+                Some(false) if l.index <= must => failure(
+                    format!("breaking point: {} {} did not hold", e.param, l.value),
+                    l.line(),
+                ),
+                // Beyond `must_hold`: the breaking point is a finding.
+                Some(false) => TestCaseStatus::success(),
+                None => skipped(format!("not judged: {}", l.line())),
+            };
+            let mut tc = TestCase::new(
+                format!(
+                    "escalation / level {} ({} {})",
+                    l.index + 1,
+                    e.param,
+                    l.value
+                ),
+                status,
+            );
+            tc.set_classname(classname);
+            if let Some(end) = l.ended_ms {
+                tc.set_time(dur(end - l.started_ms));
+            }
+            tc.set_system_out(l.line());
+            cases.push(tc);
+        }
+    }
+    for g in &rec.groups {
+        let mut tc = TestCase::new(
+            format!("control group / {}", g.phase.name()),
+            TestCaseStatus::success(),
+        );
+        tc.set_classname(classname);
+        tc.set_system_out(g.summary.clone());
+        cases.push(tc);
+    }
     if cases.is_empty() && !rec.outcome.verdict.eq(&Verdict::Held) {
         // Stopped before any probe or fault was built (preflight, usage):
         // the phases are still listed, as never run.

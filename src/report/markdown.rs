@@ -176,6 +176,81 @@ fn render_unescaped(rec: &RunRecord) -> String {
     about.push(vec!["faultline".into(), cell(&rec.faultline_version)]);
     table(&mut out, &["", ""], &about);
 
+    if let Some(esc) = &rec.escalation {
+        let _ = writeln!(
+            out,
+            "## Escalation of {} (step {}, {} each)\n",
+            code(&esc.param),
+            esc.step + 1,
+            fmt_ms(esc.hold_ms)
+        );
+        let _ = writeln!(out, "**{}**\n", text(&esc.summary()));
+        let rows: Vec<Vec<String>> = esc
+            .levels
+            .iter()
+            .map(|l| {
+                vec![
+                    format!("{}", l.index + 1),
+                    cell(&l.value),
+                    match l.held {
+                        Some(true) => "held".into(),
+                        Some(false) => "**did not hold**".into(),
+                        None => "not judged".into(),
+                    },
+                    cell(
+                        &l.probes
+                            .iter()
+                            .map(|p| {
+                                format!(
+                                    "{} {}/{} ok{}",
+                                    p.name,
+                                    p.successes,
+                                    p.samples,
+                                    p.latency_ms
+                                        .map(|x| format!(
+                                            ", p50 {}, p95 {}",
+                                            fmt_ms(x.p50),
+                                            fmt_ms(x.p95)
+                                        ))
+                                        .unwrap_or_default()
+                                )
+                            })
+                            .collect::<Vec<_>>()
+                            .join("; "),
+                    ),
+                    if l.in_place {
+                        "in place".into()
+                    } else {
+                        "injected".into()
+                    },
+                ]
+            })
+            .collect();
+        table(
+            &mut out,
+            &["Level", "Value", "Result", "Probes", "Set"],
+            &rows,
+        );
+    }
+    if !rec.groups.is_empty() {
+        let _ = writeln!(out, "## Experiment group vs control group\n");
+        let rows: Vec<Vec<String>> = rec
+            .groups
+            .iter()
+            .map(|g| {
+                vec![
+                    g.phase.name().to_string(),
+                    cell(&g.summary),
+                    if g.significant {
+                        "**yes**".into()
+                    } else {
+                        "no".into()
+                    },
+                ]
+            })
+            .collect();
+        table(&mut out, &["Phase", "Comparison", "Significant"], &rows);
+    }
     let _ = writeln!(out, "## What was injected\n");
     if rec.faults.is_empty() {
         let _ = writeln!(out, "Nothing was injected.\n");

@@ -269,6 +269,8 @@ impl EventSink for CheckpointSink {
             | Event::FaultRolledBack { .. }
             | Event::FaultEffect { .. }
             | Event::AbortTriggered { .. }
+            | Event::EscalationLevel { .. }
+            | Event::EscalationJudged { .. }
             | Event::Interrupted { .. }
             | Event::Inconclusive { .. } => true,
             // Frequent: written with the next boundary or within INTERVAL.

@@ -56,6 +56,155 @@ pub struct RunRecord {
     /// last written.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_phase: Option<Phase>,
+    /// An escalating step's levels and its breaking point.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub escalation: Option<EscalationRecord>,
+    /// The experiment group against the control group, per phase (when
+    /// some probes have `group: control`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub groups: Vec<crate::report::stats::GroupComparison>,
+}
+
+/// An escalation: every level reached, how each was judged, and where the
+/// system broke.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+pub struct EscalationRecord {
+    /// Index of the method step.
+    pub step: usize,
+    pub label: String,
+    /// The parameter raised, e.g. `delay.time`.
+    pub param: String,
+    /// Every level as written, mildest first (also those never reached).
+    pub values: Vec<String>,
+    pub hold_ms: f64,
+    /// The most severe level the hypothesis promises (`must_hold`, by
+    /// default the last).
+    pub must_hold: String,
+    /// The levels reached, in order.
+    pub levels: Vec<LevelRecord>,
+    /// The last level that held before the first that did not (or the
+    /// last level when every one held).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_held: Option<String>,
+    /// The first level that did not hold: the breaking point.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub first_broken: Option<String>,
+}
+
+impl EscalationRecord {
+    /// The breaking point in words.
+    pub fn summary(&self) -> String {
+        let held = self.levels.iter().filter(|l| l.held == Some(true)).count();
+        match (&self.first_broken, &self.last_held) {
+            (Some(b), Some(h)) => format!(
+                "breaking point: {} {b} (last level that held: {h})",
+                self.param
+            ),
+            (Some(b), None) => format!(
+                "breaking point: {} {b}, the first level (no level held)",
+                self.param
+            ),
+            (None, _) if held == self.values.len() => format!(
+                "every level held, up to {} {} (no breaking point found)",
+                self.param,
+                self.values.last().cloned().unwrap_or_default()
+            ),
+            (None, Some(h)) => format!(
+                "no breaking point found: {held} of {} levels judged held, the last {} {h}",
+                self.values.len(),
+                self.param
+            ),
+            (None, None) => format!("no level of {} was judged", self.param),
+        }
+    }
+}
+
+impl LevelRecord {
+    /// `level 2 (100ms): held · api 20/20 ok, p50 101ms, p95 104ms`.
+    pub fn line(&self) -> String {
+        let word = match self.held {
+            Some(true) => "held",
+            Some(false) => "DID NOT HOLD",
+            None => "not judged",
+        };
+        let figures: Vec<String> = self
+            .probes
+            .iter()
+            .map(|p| {
+                let mut f = format!("{} {}/{} ok", p.name, p.successes, p.samples);
+                if let Some(l) = &p.latency_ms {
+                    f.push_str(&format!(
+                        ", p50 {}, p95 {}",
+                        crate::report::summary::fmt_ms(l.p50),
+                        crate::report::summary::fmt_ms(l.p95)
+                    ));
+                }
+                if !p.group.is_empty() {
+                    f.push_str(&format!(" ({})", p.group));
+                }
+                if p.met == Some(false) {
+                    f.push_str(&format!(" [{}]", p.requirement));
+                }
+                f
+            })
+            .collect();
+        format!(
+            "level {} ({}{}): {word} · {}",
+            self.index + 1,
+            self.value,
+            if self.in_place {
+                ", changed in place"
+            } else {
+                ""
+            },
+            figures.join("; ")
+        )
+    }
+}
+
+/// One level of an escalation.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+pub struct LevelRecord {
+    /// 0-based.
+    pub index: usize,
+    /// The value as written, e.g. `100ms`.
+    pub value: String,
+    pub started_ms: f64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ended_ms: Option<f64>,
+    /// Changed in place from the level before (`tc qdisc change`, a cgroup
+    /// file rewritten), rather than rolled back and injected afresh.
+    #[serde(default)]
+    pub in_place: bool,
+    /// The host operations that set this level.
+    #[serde(default)]
+    pub operations: Vec<String>,
+    /// `None`: not judged (too few samples, or the run stopped first).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub held: Option<bool>,
+    /// Each probe's figures over the level's window.
+    #[serde(default)]
+    pub probes: Vec<LevelProbe>,
+}
+
+/// A probe's figures over one level's window.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+pub struct LevelProbe {
+    pub name: String,
+    /// `experiment` or `control`.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub group: String,
+    pub samples: u32,
+    pub successes: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub latency_ms: Option<LatencyStats>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub longest_outage_ms: Option<f64>,
+    /// The `during` requirement judged on this level, in words.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub requirement: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub met: Option<bool>,
 }
 
 fn yes() -> bool {
@@ -360,6 +509,10 @@ pub struct ProbeRecord {
     /// After rollback: time from the end of rollback to recovery, if recovered.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub recovered_after_ms: Option<f64>,
+    /// `control` for a probe of the control group; absent for the
+    /// experiment group.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group: Option<String>,
     /// Every sample, in order.
     pub samples: Vec<SampleRecord>,
 }
@@ -573,6 +726,10 @@ pub enum InconclusiveKind {
     /// A killed process was watched for less than `expect_restart_within`
     /// (the step ended first), so its restart could not be judged.
     RestartNotWatched,
+    /// The experiment group deviated, but the control group degraded too
+    /// and the two do not differ significantly: the change is not the
+    /// fault's.
+    ControlDegraded,
 }
 
 impl InconclusiveKind {
@@ -583,6 +740,7 @@ impl InconclusiveKind {
             InconclusiveKind::SetupDied => "setup_died",
             InconclusiveKind::TooFewSamples => "too_few_samples",
             InconclusiveKind::RestartNotWatched => "restart_not_watched",
+            InconclusiveKind::ControlDegraded => "control_degraded",
         }
     }
 }
@@ -660,6 +818,17 @@ impl InconclusiveReason {
             subject: format!("probe `{probe}`"),
             step: None,
             name: Some(probe.to_string()),
+            message: message.into(),
+            at_ms: None,
+        }
+    }
+    /// The control group degraded as much as the experiment group.
+    pub fn control_degraded(message: impl Into<String>) -> Self {
+        InconclusiveReason {
+            kind: InconclusiveKind::ControlDegraded,
+            subject: "control group".into(),
+            step: None,
+            name: None,
             message: message.into(),
             at_ms: None,
         }

@@ -438,6 +438,7 @@ pub(crate) mod testdata {
                 during: stats(10, 9, 1, 0, Some(">= 95% success"), Some(true)),
                 after: stats(5, 5, 0, 0, Some("100% success"), Some(true)),
                 recovered_after_ms: Some(1200.0),
+                group: None,
                 samples: vec![SampleRecord {
                     phase: SamplePhase::Before,
                     at_ms: 10.0,
@@ -493,6 +494,8 @@ pub(crate) mod testdata {
             complete: true,
             ended_by: None,
             last_phase: None,
+            escalation: None,
+            groups: vec![],
         }
     }
 

@@ -493,6 +493,54 @@ fn render_escaped(rec: &RunRecord, color: bool) -> String {
         }
     }
 
+    if let Some(e) = &rec.escalation {
+        section(
+            &mut out,
+            &format!(
+                "Escalation of {} (step {}, {} each)",
+                e.param,
+                e.step + 1,
+                fmt_ms(e.hold_ms)
+            ),
+            color,
+        );
+        for l in &e.levels {
+            let sgr = match l.held {
+                Some(true) => None,
+                Some(false) => Some(RED),
+                None => Some(YELLOW),
+            };
+            put(&mut out, "  ", "    ", &l.line(), sgr, color);
+        }
+        let reached = e.levels.len();
+        if reached < e.values.len() {
+            put(
+                &mut out,
+                "  ",
+                "    ",
+                &format!("not reached: {}", e.values[reached..].join(", ")),
+                None,
+                color,
+            );
+        }
+        put(&mut out, "  ", "    ", &e.summary(), Some(BOLD), color);
+    }
+
+    if !rec.groups.is_empty() {
+        section(&mut out, "Experiment group vs control group", color);
+        for g in &rec.groups {
+            let sgr = g.significant.then_some(YELLOW);
+            put(
+                &mut out,
+                "  ",
+                "    ",
+                &format!("{}: {}", g.phase.name(), g.summary),
+                sgr,
+                color,
+            );
+        }
+    }
+
     if !rec.inconclusive.is_empty() {
         section(
             &mut out,

@@ -53,6 +53,8 @@ impl RecordBuilder {
                 complete: true,
                 ended_by: None,
                 last_phase: None,
+                escalation: None,
+                groups: vec![],
             },
             open_phases: vec![],
             first_injection_ms: None,
@@ -118,6 +120,7 @@ impl RecordBuilder {
                         during: PhaseStats::default(),
                         after: PhaseStats::default(),
                         recovered_after_ms: None,
+                        group: p.group.clone(),
                         samples: vec![],
                     })
                     .collect();
@@ -296,6 +299,69 @@ impl RecordBuilder {
                     f.effect = Some(effect.clone());
                 }
             }
+            Event::EscalationLevel {
+                step,
+                level,
+                param,
+                value,
+                in_place,
+                operations,
+                ..
+            } => {
+                let label = self
+                    .rec
+                    .steps
+                    .get(*step)
+                    .map(|s| s.label.clone())
+                    .unwrap_or_default();
+                let e = self.rec.escalation.get_or_insert_with(|| EscalationRecord {
+                    step: *step,
+                    label,
+                    param: param.clone(),
+                    ..Default::default()
+                });
+                if let Some(last) = e.levels.last_mut() {
+                    last.ended_ms.get_or_insert(ms);
+                }
+                e.levels.push(LevelRecord {
+                    index: *level,
+                    value: value.clone(),
+                    started_ms: ms,
+                    in_place: *in_place,
+                    operations: operations.clone(),
+                    ..Default::default()
+                });
+            }
+            Event::EscalationJudged {
+                level,
+                held,
+                probes,
+                ..
+            } => {
+                if let Some(e) = &mut self.rec.escalation {
+                    if let Some(l) = e.levels.iter_mut().rev().find(|l| l.index == *level) {
+                        l.held = *held;
+                        l.probes = probes.clone();
+                        l.ended_ms.get_or_insert(ms);
+                    }
+                    if *held == Some(false) && e.first_broken.is_none() {
+                        e.first_broken = Some(
+                            e.levels
+                                .iter()
+                                .find(|l| l.index == *level)
+                                .map(|l| l.value.clone())
+                                .unwrap_or_default(),
+                        );
+                    }
+                    if e.first_broken.is_none() && *held == Some(true) {
+                        e.last_held = e
+                            .levels
+                            .iter()
+                            .find(|l| l.index == *level)
+                            .map(|l| l.value.clone());
+                    }
+                }
+            }
             Event::AbortTriggered {
                 probe,
                 condition,
@@ -430,6 +496,7 @@ impl RecordBuilder {
             self.rec.timings.time_to_recover_ms =
                 recovered.iter().flatten().copied().reduce(f64::max);
         }
+        self.rec.groups = crate::report::stats::compare(&self.rec);
         self.rec.clone()
     }
 
@@ -501,6 +568,34 @@ impl RecordBuilder {
         if let Some(f) = self.fault_mut(step) {
             f.expectation = Some(e);
         }
+    }
+
+    /// Starts an escalation's record: every level, the hold and the level
+    /// the hypothesis promises.
+    pub fn start_escalation(
+        &mut self,
+        step: usize,
+        label: &str,
+        e: &crate::experiment::escalate::Escalate,
+    ) {
+        self.rec.escalation = Some(EscalationRecord {
+            step,
+            label: label.to_string(),
+            param: e.param.clone(),
+            values: e.levels.iter().map(|l| l.to_string()).collect(),
+            hold_ms: e.hold.as_millis_f64(),
+            must_hold: e.levels[e.must_hold_index()].to_string(),
+            ..Default::default()
+        });
+    }
+
+    /// The samples of probe `probe` that started in `[from_ms, to_ms)`,
+    /// as (start ms, latency ms, success).
+    pub fn window_samples(&self, probe: usize, from_ms: f64, to_ms: f64) -> Vec<(f64, f64, bool)> {
+        self.phase_samples(probe, SamplePhase::During)
+            .into_iter()
+            .filter(|s| s.0 >= from_ms && s.0 < to_ms)
+            .collect()
     }
 
     pub fn rollback_end_ms(&self) -> Option<f64> {

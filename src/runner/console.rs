@@ -203,6 +203,8 @@ struct State {
     details: bool,
     abort: Option<String>,
     finished: bool,
+    /// The escalating step's current level: step, level, levels, what, since (ms).
+    level: Option<(usize, usize, usize, String, f64)>,
 }
 
 /// The console's sink. Dropping it (or `RunFinished`) ends the screen.
@@ -505,9 +507,15 @@ fn render(
             ));
         }
         let at = now_ms - started;
-        match spec.steps.get(i).copied().flatten() {
-            Some(d) => head.push_str(&format!(" · {} of {}", secs(at.min(d)), secs(d))),
-            None => head.push_str(&format!(" · {}", secs(at))),
+        match (spec.steps.get(i).copied().flatten(), &st.level) {
+            (_, Some((step, level, levels, what, since))) if *step == i => head.push_str(&format!(
+                " · level {}/{levels}: {} · {} in it",
+                level + 1,
+                escape(what),
+                secs(now_ms - since)
+            )),
+            (Some(d), _) => head.push_str(&format!(" · {} of {}", secs(at.min(d)), secs(d))),
+            (None, _) => head.push_str(&format!(" · {}", secs(at))),
         }
     }
     head.push_str(&format!(" · run {}", secs(now_ms)));
@@ -779,6 +787,23 @@ impl Console {
                 }
             }
             Event::StepStarted { index, .. } => st.step = Some((*index, ev.elapsed_ms)),
+            Event::EscalationLevel {
+                step,
+                level,
+                levels,
+                param,
+                value,
+                ..
+            } => {
+                st.level = Some((
+                    *step,
+                    *level,
+                    *levels,
+                    format!("{param} {value}"),
+                    ev.elapsed_ms,
+                ))
+            }
+            Event::EscalationJudged { .. } => {}
             Event::Sample {
                 probe,
                 phase,

@@ -145,6 +145,24 @@ pub enum Event {
         step: usize,
         effect: FaultEffect,
     },
+    /// An escalating step reached a level: injected (the first), changed in
+    /// place, or rolled back and injected afresh. Its window starts now.
+    EscalationLevel {
+        step: usize,
+        level: usize,
+        levels: usize,
+        param: String,
+        value: String,
+        in_place: bool,
+        operations: Vec<String>,
+    },
+    /// A level's window ended and was judged.
+    EscalationJudged {
+        step: usize,
+        level: usize,
+        held: Option<bool>,
+        probes: Vec<crate::report::record::LevelProbe>,
+    },
     AbortTriggered {
         probe: String,
         condition: String,
@@ -192,6 +210,9 @@ pub struct ProbeInfo {
     pub name: String,
     pub kind: String,
     pub target: String,
+    /// `control` for a control-group probe.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group: Option<String>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]

@@ -340,6 +340,63 @@ impl EventSink for LiveView {
                     self.painted(t, "1;33", p.message())
                 }
             }
+            Event::EscalationLevel {
+                step,
+                level,
+                levels,
+                param,
+                value,
+                in_place,
+                ..
+            } => {
+                self.step = format!(
+                    "step {} level {}/{levels}: {param} {value}",
+                    step + 1,
+                    level + 1
+                );
+                self.painted(
+                    t,
+                    "33",
+                    &format!(
+                        "level {}/{levels}: {param} {value}{}",
+                        level + 1,
+                        if *level == 0 {
+                            ""
+                        } else if *in_place {
+                            " (changed in place)"
+                        } else {
+                            " (rolled back and injected afresh)"
+                        }
+                    ),
+                )
+            }
+            Event::EscalationJudged {
+                level,
+                held,
+                probes,
+                ..
+            } => {
+                let figures: Vec<String> = probes
+                    .iter()
+                    .map(|p| {
+                        let mut f = format!("{} {}/{} ok", p.name, p.successes, p.samples);
+                        if let Some(l) = &p.latency_ms {
+                            f.push_str(&format!(", p95 {:.1}ms", l.p95));
+                        }
+                        f
+                    })
+                    .collect();
+                let (code, word) = match held {
+                    Some(true) => ("32", "held"),
+                    Some(false) => ("1;31", "DID NOT HOLD (breaking point)"),
+                    None => ("33", "not judged"),
+                };
+                self.painted(
+                    t,
+                    code,
+                    &format!("level {} {word}: {}", level + 1, figures.join("; ")),
+                )
+            }
             Event::AbortTriggered {
                 condition, reason, ..
             } => self.painted(

@@ -42,14 +42,18 @@ pub(super) async fn method(ctx: &Arc<Ctx>, faults: Vec<Option<Box<dyn FaultImpl>
                 let i = match msg {
                     SamplerMsg::Started { probe, seq, at } => {
                         histories[probe].started(seq, at);
+                        let ms = ctx.emit.elapsed_ms() - at.elapsed().as_secs_f64() * 1000.0;
+                        ctx.inflight.lock().unwrap().insert((probe, seq), ms);
                         continue;
                     }
                     SamplerMsg::Cut { probe, seq } => {
                         histories[probe].cut(seq);
+                        ctx.inflight.lock().unwrap().remove(&(probe, seq));
                         continue;
                     }
                     SamplerMsg::Finished { probe, seq, status, latency_ms } => {
                         histories[probe].finished(seq, status, latency_ms);
+                        ctx.inflight.lock().unwrap().remove(&(probe, seq));
                         probe
                     }
                 };
@@ -87,12 +91,27 @@ pub(super) async fn method(ctx: &Arc<Ctx>, faults: Vec<Option<Box<dyn FaultImpl>
 
     let end_ms = ctx.emit.elapsed_ms();
     let mut ok = true;
-    for (i, spec) in ctx.exp.steady_state.probes.iter().enumerate() {
-        let samples = ctx
-            .builder
-            .lock()
-            .unwrap()
-            .phase_samples(i, SamplePhase::During);
+    let escalation = ctx.exp.method.iter().find_map(|s| s.escalate.clone());
+    let specs = &ctx.exp.steady_state.probes;
+    let all: Vec<Vec<(f64, f64, bool)>> = {
+        let b = ctx.builder.lock().unwrap();
+        (0..specs.len())
+            .map(|i| b.phase_samples(i, SamplePhase::During))
+            .collect()
+    };
+    let control = |of: &str| -> Vec<f64> {
+        specs
+            .iter()
+            .zip(&all)
+            .filter(|(p, _)| {
+                p.group == crate::experiment::model::ProbeGroup::Control
+                    && (of == "control" || p.name == of)
+            })
+            .flat_map(|(_, w)| w.iter().map(|s| s.1))
+            .collect()
+    };
+    for (i, spec) in specs.iter().enumerate() {
+        let samples = &all[i];
         let starts: Vec<(f64, bool)> = samples.iter().map(|s| (s.0, s.2)).collect();
         let longest = super::builder::longest_outage(&starts, end_ms);
         let max_ms = spec
@@ -107,19 +126,39 @@ pub(super) async fn method(ctx: &Arc<Ctx>, faults: Vec<Option<Box<dyn FaultImpl>
                 .set_outage(i, SamplePhase::During, longest, max_ms);
         }
         let Some(req) = &spec.during else { continue };
+        // A control probe's requirement says whether the control degraded;
+        // it does not decide the verdict on its own.
+        let counts = spec.group.is_experiment();
+        if let Some(esc) = &escalation {
+            // Judged per level: the method fails when a level up to
+            // `must_hold` did not hold for this probe.
+            let (met, text) = escalation_requirement(ctx, i, esc);
+            if counts {
+                ok &= met != Some(false);
+            }
+            ctx.builder
+                .lock()
+                .unwrap()
+                .set_requirement(i, SamplePhase::During, text, met);
+            continue;
+        }
         let latencies: Vec<f64> = samples.iter().map(|s| s.1).collect();
-        match during_verdict(req, taken[i], longest, &latencies) {
+        match judge_during(req, taken[i], longest, &latencies, &control) {
             During::Untested(text, why) => {
                 ctx.builder
                     .lock()
                     .unwrap()
                     .set_requirement(i, SamplePhase::During, text, None);
-                for w in why {
-                    ctx.inconclusive(InconclusiveReason::too_few_samples(&spec.name, w));
+                if counts {
+                    for w in why {
+                        ctx.inconclusive(InconclusiveReason::too_few_samples(&spec.name, w));
+                    }
                 }
             }
             During::Judged(met, text) => {
-                ok &= met;
+                if counts {
+                    ok &= met;
+                }
                 ctx.builder.lock().unwrap().set_requirement(
                     i,
                     SamplePhase::During,
@@ -131,6 +170,54 @@ pub(super) async fn method(ctx: &Arc<Ctx>, faults: Vec<Option<Box<dyn FaultImpl>
     }
     ok &= judge_fault_expectations(ctx);
     ok
+}
+
+/// A probe's `during` requirement over an escalation: met unless it failed
+/// at a level up to `must_hold`; in words, where it failed first.
+fn escalation_requirement(
+    ctx: &Arc<Ctx>,
+    probe: usize,
+    esc: &crate::experiment::escalate::Escalate,
+) -> (Option<bool>, String) {
+    let b = ctx.builder.lock().unwrap();
+    let Some(rec) = &b.rec.escalation else {
+        return (
+            None,
+            "judged per escalation level (no level was reached)".into(),
+        );
+    };
+    let must = esc.must_hold_index();
+    let name = &ctx.exp.steady_state.probes[probe].name;
+    let mut judged = 0;
+    for l in &rec.levels {
+        let Some(lp) = l.probes.iter().find(|p| &p.name == name) else {
+            continue;
+        };
+        match lp.met {
+            Some(false) => {
+                let text = format!(
+                    "at level {} ({} {}): {}",
+                    l.index + 1,
+                    rec.param,
+                    l.value,
+                    lp.requirement
+                );
+                return (Some(l.index > must), text);
+            }
+            Some(true) => judged += 1,
+            None => {}
+        }
+    }
+    if judged == 0 {
+        return (
+            None,
+            "judged per escalation level (no level was judged)".into(),
+        );
+    }
+    (
+        Some(true),
+        format!("held at each of {judged} escalation level(s) judged"),
+    )
 }
 
 /// `process_kill`'s `expect_restart_within`, from the restarts the fault
@@ -267,7 +354,7 @@ fn check_abort(ctx: &Arc<Ctx>, i: usize, h: &abort::History) -> bool {
 
 /// A `during` requirement's outcome.
 #[derive(Debug, PartialEq)]
-enum During {
+pub(super) enum During {
     /// Met or not, with the requirement in words.
     Judged(bool, String),
     /// Nothing failed, but some part could not be judged: the requirement
@@ -279,6 +366,48 @@ enum During {
 /// `max_outage` on the longest outage (ms), the latency percentiles on the
 /// latencies of every finished sample. A part that fails wins over a part
 /// that could not be judged.
+/// [`during_verdict`], and the limits relative to the control group
+/// (`p50_within`, `p95_within`) on `control(of)`'s latencies.
+pub(super) fn judge_during(
+    req: &crate::experiment::model::DuringRequirement,
+    t: Taken,
+    longest_outage_ms: f64,
+    latencies: &[f64],
+    control: &dyn Fn(&str) -> Vec<f64>,
+) -> During {
+    let base = during_verdict(req, t, longest_outage_ms, latencies);
+    let rel = req.relative_limits();
+    if rel.is_empty() || t.taken == 0 {
+        return base;
+    }
+    let (mut met, text, mut untested) = match base {
+        During::Judged(m, text) => (m, text, vec![]),
+        During::Untested(text, why) => (true, text, why),
+    };
+    let mut texts: Vec<String> = if text.is_empty() { vec![] } else { vec![text] };
+    for (pct, r) in rel {
+        let ctl = control(&r.of);
+        let (m, t) = crate::report::stats::judge_relative(pct, r.percent.0, latencies, &ctl);
+        texts.push(t);
+        match m {
+            Some(false) => met = false,
+            Some(true) => {}
+            None => untested.push(format!(
+                "`p{pct}_within` needs at least {} finished samples of this probe and of the control, got {} and {}, so it was not tested; make the method longer or the interval shorter",
+                crate::experiment::model::min_samples_for_percentile(pct),
+                latencies.len(),
+                ctl.len()
+            )),
+        }
+    }
+    let text = texts.join("; ");
+    if !met || untested.is_empty() {
+        During::Judged(met, text)
+    } else {
+        During::Untested(text, untested)
+    }
+}
+
 fn during_verdict(
     req: &crate::experiment::model::DuringRequirement,
     t: Taken,
@@ -391,6 +520,11 @@ pub(super) async fn execute_steps(ctx: Arc<Ctx>, mut faults: Vec<Option<Box<dyn 
             } else if !run_action_step(&ctx, i, step, &label).await {
                 break;
             }
+        } else if let (Some(imp), Some(_)) = (
+            faults[i].take_if(|_| step.escalate.is_some()),
+            &step.escalate,
+        ) {
+            super::escalation::run_escalation(&ctx, i, &label, imp, method_over_rx.clone()).await;
         } else if let Some(imp) = faults[i].take() {
             let duration = step.duration.map(|d| d.std()).unwrap_or_default();
             if step.background {
@@ -562,18 +696,64 @@ pub(super) async fn run_fault(
     duration: Duration,
     mut method_over: watch::Receiver<bool>,
 ) {
-    let kind = imp.kind().to_string();
-    let target = imp.target();
+    let fctx = fault_ctx(ctx);
+    let t0 = Instant::now();
+    let mut failed = inject_verify(ctx, index, label, &mut imp, &fctx).err();
+    let mut status = StepStatus::Completed;
+    if failed.is_none() {
+        let mut holder = Holder::new(ctx, index, imp.as_ref(), t0);
+        let end = tokio::time::Instant::now() + duration.saturating_sub(t0.elapsed());
+        match hold(
+            ctx,
+            index,
+            label,
+            &mut imp,
+            &fctx,
+            end,
+            &mut holder,
+            &mut method_over,
+        )
+        .await
+        {
+            HoldEnd::Elapsed | HoldEnd::MethodOver => {}
+            HoldEnd::Interrupted => status = StepStatus::Interrupted,
+            HoldEnd::Failed(code, msg) => failed = Some((code, msg)),
+        }
+        finish_health(ctx, index, label, &mut imp, &fctx, holder);
+    }
+    roll_back_fault(ctx, index, label, &mut imp, &fctx, t0);
+    end_fault_step(ctx, index, status, failed);
+}
+
+/// The fault context with the setup processes known now.
+pub(super) fn fault_ctx(ctx: &Ctx) -> crate::fault::FaultContext {
     let mut fctx = ctx.fctx.clone();
     fctx.setup_pids = ctx.setup_pids.lock().unwrap().clone();
-    let operations: Vec<String> = imp
-        .plan(&fctx)
-        .into_iter()
+    fctx
+}
+
+/// A fault's operations in words, as the journal lists them.
+pub(super) fn operation_words(ops: Vec<crate::fault::PlannedOp>) -> Vec<String> {
+    ops.into_iter()
         .map(|op| match op.command {
             Some(c) => c.join(" "),
             None => op.action,
         })
-        .collect();
+        .collect()
+}
+
+/// Injects a fault and verifies it, emitting the events; `Err` is the
+/// exit code and message that stop the run.
+pub(super) fn inject_verify(
+    ctx: &Arc<Ctx>,
+    index: usize,
+    label: &str,
+    imp: &mut Box<dyn FaultImpl>,
+    fctx: &crate::fault::FaultContext,
+) -> Result<(), (i32, String)> {
+    let kind = imp.kind().to_string();
+    let target = imp.target();
+    let operations = operation_words(imp.plan(fctx));
     let t0 = Instant::now();
     let res = tokio::task::block_in_place(|| {
         let mut log = JournalLog {
@@ -582,173 +762,248 @@ pub(super) async fn run_fault(
             label: label.to_string(),
             kind: kind.clone(),
         };
-        imp.inject(&fctx, &mut log)
+        imp.inject(fctx, &mut log)
     });
     let inject_ms = t0.elapsed().as_secs_f64() * 1000.0;
-    let mut failed: Option<(i32, String)> = None;
-    match res {
-        Err(e) => {
-            ctx.emit.emit(Event::FaultInjectFailed {
+    if let Err(e) = res {
+        ctx.emit.emit(Event::FaultInjectFailed {
+            step: index,
+            kind: kind.clone(),
+            target: target.clone(),
+            error: e.message.clone(),
+        });
+        return Err((
+            e.code,
+            format!(
+                "step {} `{label}`: injection failed: {}",
+                index + 1,
+                e.message
+            ),
+        ));
+    }
+    ctx.emit.emit(Event::FaultInjected {
+        step: index,
+        kind: kind.clone(),
+        target: target.clone(),
+        inject_ms,
+        operations,
+    });
+    maybe_test_panic("injected");
+    verify_fault(ctx, index, label, imp, fctx)
+}
+
+/// Reads the host back after an injection or a change of level.
+pub(super) fn verify_fault(
+    ctx: &Arc<Ctx>,
+    index: usize,
+    label: &str,
+    imp: &mut Box<dyn FaultImpl>,
+    fctx: &crate::fault::FaultContext,
+) -> Result<(), (i32, String)> {
+    let t1 = Instant::now();
+    match tokio::task::block_in_place(|| imp.verify(fctx)) {
+        Ok(evidence) => {
+            ctx.emit.emit(Event::FaultVerified {
                 step: index,
-                kind: kind.clone(),
-                target: target.clone(),
+                verify_ms: t1.elapsed().as_secs_f64() * 1000.0,
+                evidence,
+            });
+            Ok(())
+        }
+        Err(e) => {
+            ctx.emit.emit(Event::FaultVerifyFailed {
+                step: index,
                 error: e.message.clone(),
             });
-            failed = Some((
-                e.code,
+            Err((
+                exit::DEVIATED,
                 format!(
-                    "step {} `{label}`: injection failed: {}",
+                    "step {} `{label}`: the fault did not take effect: {}",
                     index + 1,
                     e.message
                 ),
-            ));
-        }
-        Ok(()) => {
-            ctx.emit.emit(Event::FaultInjected {
-                step: index,
-                kind: kind.clone(),
-                target: target.clone(),
-                inject_ms,
-                operations,
-            });
-            maybe_test_panic("injected");
-            let t1 = Instant::now();
-            match tokio::task::block_in_place(|| imp.verify(&fctx)) {
-                Ok(evidence) => ctx.emit.emit(Event::FaultVerified {
-                    step: index,
-                    verify_ms: t1.elapsed().as_secs_f64() * 1000.0,
-                    evidence,
-                }),
-                Err(e) => {
-                    ctx.emit.emit(Event::FaultVerifyFailed {
-                        step: index,
-                        error: e.message.clone(),
-                    });
-                    failed = Some((
-                        exit::DEVIATED,
-                        format!(
-                            "step {} `{label}`: the fault did not take effect: {}",
-                            index + 1,
-                            e.message
-                        ),
-                    ));
-                }
-            }
+            ))
         }
     }
-    let mut status = StepStatus::Completed;
-    if failed.is_none() {
-        // Hold the fault for its duration, ticking when the fault asks to and
-        // checking its health at every probe interval (or faster).
+}
+
+/// What watches an active fault: its health over time and its ticks.
+pub(super) struct Holder {
+    watch: HealthTracker,
+    watched: bool,
+    last_point: f64,
+    t0: Instant,
+    tick: Option<Duration>,
+    next_tick: Option<tokio::time::Instant>,
+    health_every: Duration,
+}
+
+impl Holder {
+    pub(super) fn new(ctx: &Ctx, index: usize, imp: &dyn FaultImpl, t0: Instant) -> Holder {
         let step = &ctx.exp.method[index];
-        let mut watch = HealthTracker::new(
-            &kind,
-            t0.elapsed().as_secs_f64(),
-            step.min_effect
-                .map(|p| p.fraction())
-                .unwrap_or(health::DEFAULT_MIN_EFFECT),
-            step.max_missing
-                .map(|p| p.fraction())
-                .unwrap_or(health::DEFAULT_MAX_MISSING),
-        );
-        let mut watched = false;
-        let health_every = ctx
-            .exp
-            .steady_state
-            .interval
-            .std()
-            .min(health::MAX_HEALTH_INTERVAL);
-        let end = tokio::time::Instant::now() + duration.saturating_sub(t0.elapsed());
         let tick = imp.tick_every();
-        let mut next_tick = tick.map(|t| tokio::time::Instant::now() + t);
-        let mut next_health = tokio::time::Instant::now() + health_every;
-        let mut last_point = f64::NEG_INFINITY;
-        let mut rx = ctx.cancel_rx.clone();
-        loop {
-            let wake = next_tick.unwrap_or(end).min(next_health).min(end);
-            tokio::select! {
-                _ = tokio::time::sleep_until(wake) => {}
-                _ = rx.wait_for(|c| *c) => { status = StepStatus::Interrupted; break; }
-                _ = method_over.wait_for(|c| *c) => { break; }
-            }
-            let now = tokio::time::Instant::now();
-            if now >= end {
-                break;
-            }
-            if now >= next_health {
-                next_health = now + health_every;
-                if let Some(h) = tokio::task::block_in_place(|| imp.health(&fctx)) {
-                    watched = true;
-                    let at = t0.elapsed().as_secs_f64();
-                    let change = watch.observe(at, &h);
-                    // One point a second in the journal, and every change.
-                    if change.is_some() || at - last_point >= 1.0 {
-                        last_point = at;
-                        ctx.emit.emit(Event::FaultHealth {
-                            step: index,
-                            point: HealthPoint::new(at, &h, change.as_ref()),
-                        });
-                    }
-                }
-            }
-            if let (Some(t), Some(due)) = (tick, next_tick) {
-                if now < due {
-                    continue;
-                }
-                next_tick = Some(now + t);
-                let r = tokio::task::block_in_place(|| {
-                    let mut log = JournalLog {
-                        journal: &ctx.journal,
-                        fault: index,
-                        label: label.to_string(),
-                        kind: kind.clone(),
-                    };
-                    imp.tick(&fctx, &mut log)
+        Holder {
+            watch: HealthTracker::new(
+                imp.kind(),
+                t0.elapsed().as_secs_f64(),
+                step.min_effect
+                    .map(|p| p.fraction())
+                    .unwrap_or(health::DEFAULT_MIN_EFFECT),
+                step.max_missing
+                    .map(|p| p.fraction())
+                    .unwrap_or(health::DEFAULT_MAX_MISSING),
+            ),
+            watched: false,
+            last_point: f64::NEG_INFINITY,
+            t0,
+            tick,
+            next_tick: tick.map(|t| tokio::time::Instant::now() + t),
+            health_every: ctx
+                .exp
+                .steady_state
+                .interval
+                .std()
+                .min(health::MAX_HEALTH_INTERVAL),
+        }
+    }
+
+    fn look(
+        &mut self,
+        ctx: &Ctx,
+        index: usize,
+        imp: &mut Box<dyn FaultImpl>,
+        fctx: &crate::fault::FaultContext,
+        always: bool,
+    ) {
+        if let Some(h) = tokio::task::block_in_place(|| imp.health(fctx)) {
+            self.watched = true;
+            let at = self.t0.elapsed().as_secs_f64();
+            let change = self.watch.observe(at, &h);
+            // One point a second in the journal, and every change.
+            if always || change.is_some() || at - self.last_point >= 1.0 {
+                self.last_point = at;
+                ctx.emit.emit(Event::FaultHealth {
+                    step: index,
+                    point: HealthPoint::new(at, &h, change.as_ref()),
                 });
-                emit_activity(ctx, index, &mut imp, t0);
-                if let Err(e) = r {
-                    failed = Some((
-                        e.code,
-                        format!("step {} `{label}`: {}", index + 1, e.message),
-                    ));
-                    break;
-                }
-            }
-        }
-        // A last look just before rollback.
-        if let Some(h) = tokio::task::block_in_place(|| imp.health(&fctx)) {
-            watched = true;
-            let at = t0.elapsed().as_secs_f64();
-            let change = watch.observe(at, &h);
-            ctx.emit.emit(Event::FaultHealth {
-                step: index,
-                point: HealthPoint::new(at, &h, change.as_ref()),
-            });
-        }
-        if watched {
-            let effect = watch.finish(t0.elapsed().as_secs_f64());
-            let problem = effect.problem.clone();
-            ctx.emit.emit(Event::FaultEffect {
-                step: index,
-                effect,
-            });
-            match problem {
-                Some(health::Problem::Missing(m)) => {
-                    ctx.inconclusive(InconclusiveReason::fault_missing(index, label, m))
-                }
-                Some(health::Problem::UnderDelivered(m)) => {
-                    ctx.inconclusive(InconclusiveReason::fault_under_delivered(index, label, m))
-                }
-                None => {}
             }
         }
     }
-    // Roll this fault back now.
+}
+
+/// How holding a fault ended.
+pub(super) enum HoldEnd {
+    Elapsed,
+    Interrupted,
+    MethodOver,
+    Failed(i32, String),
+}
+
+/// Holds an active fault until `end`, ticking when the fault asks to and
+/// checking its health at every probe interval (or faster).
+#[allow(clippy::too_many_arguments)]
+pub(super) async fn hold(
+    ctx: &Arc<Ctx>,
+    index: usize,
+    label: &str,
+    imp: &mut Box<dyn FaultImpl>,
+    fctx: &crate::fault::FaultContext,
+    end: tokio::time::Instant,
+    h: &mut Holder,
+    method_over: &mut watch::Receiver<bool>,
+) -> HoldEnd {
+    let kind = imp.kind().to_string();
+    let mut next_health = tokio::time::Instant::now() + h.health_every;
+    let mut rx = ctx.cancel_rx.clone();
+    if *rx.borrow() {
+        return HoldEnd::Interrupted;
+    }
+    loop {
+        let wake = h.next_tick.unwrap_or(end).min(next_health).min(end);
+        tokio::select! {
+            _ = tokio::time::sleep_until(wake) => {}
+            _ = rx.wait_for(|c| *c) => return HoldEnd::Interrupted,
+            _ = method_over.wait_for(|c| *c) => return HoldEnd::MethodOver,
+        }
+        let now = tokio::time::Instant::now();
+        if now >= end {
+            return HoldEnd::Elapsed;
+        }
+        if now >= next_health {
+            next_health = now + h.health_every;
+            h.look(ctx, index, imp, fctx, false);
+        }
+        if let (Some(t), Some(due)) = (h.tick, h.next_tick) {
+            if now < due {
+                continue;
+            }
+            h.next_tick = Some(now + t);
+            let r = tokio::task::block_in_place(|| {
+                let mut log = JournalLog {
+                    journal: &ctx.journal,
+                    fault: index,
+                    label: label.to_string(),
+                    kind: kind.clone(),
+                };
+                imp.tick(fctx, &mut log)
+            });
+            emit_activity(ctx, index, imp, h.t0);
+            if let Err(e) = r {
+                return HoldEnd::Failed(
+                    e.code,
+                    format!("step {} `{label}`: {}", index + 1, e.message),
+                );
+            }
+        }
+    }
+}
+
+/// A last look just before rollback, and what the fault delivered over its
+/// window (missing or weak makes the run INCONCLUSIVE).
+pub(super) fn finish_health(
+    ctx: &Arc<Ctx>,
+    index: usize,
+    label: &str,
+    imp: &mut Box<dyn FaultImpl>,
+    fctx: &crate::fault::FaultContext,
+    mut h: Holder,
+) {
+    h.look(ctx, index, imp, fctx, true);
+    if !h.watched {
+        return;
+    }
+    let effect = h.watch.finish(h.t0.elapsed().as_secs_f64());
+    let problem = effect.problem.clone();
+    ctx.emit.emit(Event::FaultEffect {
+        step: index,
+        effect,
+    });
+    match problem {
+        Some(health::Problem::Missing(m)) => {
+            ctx.inconclusive(InconclusiveReason::fault_missing(index, label, m))
+        }
+        Some(health::Problem::UnderDelivered(m)) => {
+            ctx.inconclusive(InconclusiveReason::fault_under_delivered(index, label, m))
+        }
+        None => {}
+    }
+}
+
+/// Rolls this fault back now: its recorded undo operations, then a check
+/// that the host is back. A failure goes to the run's rollback errors.
+pub(super) fn roll_back_fault(
+    ctx: &Arc<Ctx>,
+    index: usize,
+    label: &str,
+    imp: &mut Box<dyn FaultImpl>,
+    fctx: &crate::fault::FaultContext,
+    injected: Instant,
+) -> bool {
     let t2 = Instant::now();
-    tokio::task::block_in_place(|| imp.before_rollback(&fctx));
-    emit_activity(ctx, index, &mut imp, t0);
+    tokio::task::block_in_place(|| imp.before_rollback(fctx));
+    emit_activity(ctx, index, imp, injected);
     let failures = rollback_pending(ctx, Some(index), "runner");
-    let verify_back = tokio::task::block_in_place(|| imp.verify_rollback(&fctx));
+    let verify_back = tokio::task::block_in_place(|| imp.verify_rollback(fctx));
     let error = if !failures.is_empty() {
         Some(format!("undo failed: {}", failures.join("; ")))
     } else {
@@ -770,10 +1025,30 @@ pub(super) async fn run_fault(
             .unwrap()
             .push(format!("step {} `{label}`: {e}", index + 1));
     }
+    error.is_none()
+}
+
+/// Ends a fault step: a failure stops the run.
+pub(super) fn end_fault_step(
+    ctx: &Arc<Ctx>,
+    index: usize,
+    mut status: StepStatus,
+    failed: Option<(i32, String)>,
+) {
     if let Some((code, msg)) = &failed {
         status = StepStatus::Failed;
         ctx.stop_with(Stop::StepFailed(*code, msg.clone()));
     }
+    let error = ctx
+        .builder
+        .lock()
+        .unwrap()
+        .rec
+        .faults
+        .iter()
+        .rev()
+        .find(|f| f.step == index)
+        .and_then(|f| f.rollback_error.clone());
     ctx.emit.emit(Event::StepEnded {
         index,
         status,
@@ -863,6 +1138,8 @@ mod tests {
             p50_below: None,
             p95_below: None,
             p99_below: None,
+            p50_within: None,
+            p95_within: None,
         }
     }
 

@@ -11,6 +11,7 @@ pub mod abort;
 pub mod builder;
 pub mod console;
 pub mod control;
+mod escalation;
 pub mod events;
 mod guard;
 pub mod live;
@@ -166,6 +167,10 @@ struct Ctx {
     builder: Arc<Mutex<RecordBuilder>>,
     start: Instant,
     policy: Policy,
+    /// Samples started and not finished yet: (probe, seq) -> start, in ms
+    /// since the run started (an escalation level is judged once the
+    /// samples it started have finished).
+    inflight: Mutex<BTreeMap<(usize, u64), f64>>,
 }
 
 impl Ctx {
@@ -284,9 +289,9 @@ fn preflight(
     }
     let mut faults = Vec::new();
     for (i, step) in exp.method.iter().enumerate() {
-        match &step.fault {
+        match step.first_fault() {
             Some(f) => {
-                let mut imp = fault::build(f);
+                let mut imp = fault::build(&f);
                 imp.preflight(fctx).map_err(|e| PreflightError {
                     code: e.code,
                     message: format!(
@@ -385,10 +390,12 @@ pub async fn run(
     let probe_infos = |probes: &[ProbeRunner]| -> Vec<ProbeInfo> {
         probes
             .iter()
-            .map(|p| ProbeInfo {
+            .zip(&exp.steady_state.probes)
+            .map(|(p, spec)| ProbeInfo {
                 name: p.name.clone(),
                 kind: p.kind.name().to_string(),
                 target: p.describe(),
+                group: (!spec.group.is_experiment()).then(|| spec.group.name().to_string()),
             })
             .collect()
     };
@@ -556,6 +563,7 @@ pub async fn run(
         builder: builder.clone(),
         start,
         policy: opts.policy,
+        inflight: Mutex::new(BTreeMap::new()),
     });
     let signals = tokio::spawn(watch_signals(ctx.clone()));
     let deadline = tokio::spawn(watch_deadline(ctx.clone()));
@@ -794,6 +802,15 @@ async fn run_phases(
             exit::NOT_STEADY,
             not_steady_reason(&ctx),
         )
+    } else if let Some(reason) = (!during_ok && recovered)
+        .then(|| control_explains(&ctx))
+        .flatten()
+    {
+        ctx.inconclusive(crate::report::record::InconclusiveReason::control_degraded(
+            reason,
+        ));
+        let reason = inconclusive_reason(&ctx).unwrap_or_default();
+        (Verdict::Inconclusive, exit::INCONCLUSIVE, reason)
     } else if !during_ok || !recovered {
         (Verdict::Deviated, exit::DEVIATED, deviation_reason(&ctx))
     } else if let Some(reason) = inconclusive_reason(&ctx) {
@@ -859,9 +876,49 @@ fn not_steady_reason(ctx: &Ctx) -> String {
     }
 }
 
+/// The control probes that failed their own `during` requirement, and the
+/// comparison of the groups during the method.
+fn control_state(ctx: &Ctx) -> (Vec<String>, Option<crate::report::stats::GroupComparison>) {
+    let b = ctx.builder.lock().unwrap();
+    let degraded: Vec<String> = b
+        .rec
+        .probes
+        .iter()
+        .filter(|p| p.group.as_deref() == Some("control") && p.during.met == Some(false))
+        .map(|p| format!("`{}`", p.name))
+        .collect();
+    let during = crate::report::stats::compare(&b.rec)
+        .into_iter()
+        .find(|c| c.phase == SamplePhase::During);
+    (degraded, during)
+}
+
+/// When the experiment group deviated: `Some(why)` if the control group
+/// degraded too and the groups do not differ significantly (the run is
+/// then INCONCLUSIVE, not DEVIATED).
+fn control_explains(ctx: &Ctx) -> Option<String> {
+    let (degraded, during) = control_state(ctx);
+    if degraded.is_empty() {
+        return None;
+    }
+    let c = during?;
+    if c.significant {
+        return None;
+    }
+    Some(format!(
+        "the experiment group deviated, but the control group degraded too ({} failed its `during` requirement) and the groups do not differ significantly ({}); the change is not the fault's",
+        degraded.join(", "),
+        c.summary
+    ))
+}
+
 fn deviation_reason(ctx: &Ctx) -> String {
+    let (degraded, during) = control_state(ctx);
     let b = ctx.builder.lock().unwrap();
     let mut parts = Vec::new();
+    if let Some(e) = &b.rec.escalation {
+        parts.push(e.summary());
+    }
     for p in &b.rec.probes {
         if p.during.met == Some(false) {
             parts.push(format!(
@@ -882,6 +939,13 @@ fn deviation_reason(ctx: &Ctx) -> String {
         if let Some(e) = f.expectation.as_ref().filter(|e| e.met == Some(false)) {
             parts.push(format!("fault {} `{}`: {}", f.step + 1, f.label, e.detail));
         }
+    }
+    if !degraded.is_empty() {
+        parts.push(format!(
+            "the control group degraded too ({}), but significantly less: {}",
+            degraded.join(", "),
+            during.map(|c| c.summary).unwrap_or_default()
+        ));
     }
     if parts.is_empty() {
         "the hypothesis deviated".into()
@@ -918,11 +982,15 @@ fn held_reason(ctx: &Ctx) -> String {
                 .map(|ms| format!("`{}` recovered {} after rollback", p.name, human_ms(ms)))
         })
         .collect();
-    if rec.is_empty() {
-        "every probe met its requirements".into()
+    let mut text = if rec.is_empty() {
+        "every probe met its requirements".to_string()
     } else {
         rec.join(", ")
+    };
+    if let Some(e) = &b.rec.escalation {
+        text = format!("{}; {text}", e.summary());
     }
+    text
 }
 
 /// Rolls back every fault's pending undo records outside their steps (after

@@ -469,6 +469,43 @@ impl NetemFault {
         Ok(ops)
     }
 
+    /// `tc qdisc change` of our netem qdisc to `next`'s parameters, when
+    /// only those differ (same device, direction and filter).
+    fn change_op(&self, ctx: &FaultContext, next: &crate::experiment::model::Fault) -> Option<Op> {
+        let crate::experiment::model::Fault::Network(n) = next else {
+            return None;
+        };
+        let same = |a: &NetworkSpec| {
+            (
+                a.interface.clone(),
+                a.netns.clone(),
+                a.direction == Direction::Ingress,
+                serde_json::to_value(&a.filter).ok(),
+                a.replace_existing_qdisc,
+            )
+        };
+        if same(n) != same(&self.spec) {
+            return None;
+        }
+        let st = self.state_now();
+        let dev = self.impaired_dev(ctx);
+        let mut a: Vec<String> = vec![s("qdisc"), s("change"), s("dev"), dev.clone()];
+        if self.filtered(&st) {
+            a.extend(["parent", IMPAIRED_CLASS, "handle", OWNED_LEAF].map(s));
+        } else {
+            a.extend(["root", "handle", OWNED_ROOT].map(s));
+        }
+        a.extend(netem_args(n));
+        let refs: Vec<&str> = a.iter().map(String::as_str).collect();
+        Some(
+            Op::new(
+                format!("change the netem qdisc on {dev} in place"),
+                net::tc(self.ns(), &refs),
+            )
+            .note("the undo recorded at injection restores the state from before the first level"),
+        )
+    }
+
     /// The netem qdisc's handle in the layout used.
     fn netem_handle(&self, st: &NetemState) -> &'static str {
         if self.filtered(st) {
@@ -578,6 +615,29 @@ impl FaultImpl for NetemFault {
         };
         let ops = self.ops(ctx, &st)?;
         execute(&ops, &self.target(), undo)
+    }
+
+    fn change_to(
+        &mut self,
+        ctx: &FaultContext,
+        next: &crate::experiment::model::Fault,
+    ) -> Result<bool, FaultError> {
+        let Some(op) = self.change_op(ctx, next) else {
+            return Ok(false);
+        };
+        net::run_ok(&op.argv).map_err(|e| FaultError::failed(format!("{}: {e}", op.action)))?;
+        if let crate::experiment::model::Fault::Network(n) = next {
+            self.spec = n.clone();
+        }
+        Ok(true)
+    }
+
+    fn plan_change(
+        &self,
+        ctx: &FaultContext,
+        next: &crate::experiment::model::Fault,
+    ) -> Option<Vec<PlannedOp>> {
+        self.change_op(ctx, next).map(|op| vec![op.planned()])
     }
 
     fn verify(&mut self, ctx: &FaultContext) -> Result<String, FaultError> {

@@ -44,6 +44,41 @@ impl BandwidthFault {
         ]
     }
 
+    /// `tc qdisc change` of our tbf to `next`'s rate, when only the rate
+    /// (or burst, latency) differs.
+    fn change_op(&self, next: &crate::experiment::model::Fault) -> Option<Op> {
+        let crate::experiment::model::Fault::Bandwidth(n) = next else {
+            return None;
+        };
+        if n.interface != self.spec.interface || n.netns != self.spec.netns {
+            return None;
+        }
+        let words = BandwidthFault::new(n).tbf_args();
+        let mut a: Vec<String> = [
+            "qdisc",
+            "change",
+            "dev",
+            &self.spec.interface,
+            "root",
+            "handle",
+            OWNED_ROOT,
+        ]
+        .map(s)
+        .to_vec();
+        a.extend(words);
+        let refs: Vec<&str> = a.iter().map(String::as_str).collect();
+        Some(
+            Op::new(
+                format!(
+                    "change the tbf rate limit on {} in place to {}",
+                    self.spec.interface, n.rate
+                ),
+                net::tc(self.ns(), &refs),
+            )
+            .note("the undo recorded at injection restores the state from before the first level"),
+        )
+    }
+
     fn root_now(&self) -> RootState {
         match &self.state {
             Some((r, _)) => r.clone(),
@@ -116,6 +151,29 @@ impl FaultImpl for BandwidthFault {
             self.preflight(ctx)?;
         }
         execute(&self.ops(), &self.target(), undo)
+    }
+
+    fn change_to(
+        &mut self,
+        _ctx: &FaultContext,
+        next: &crate::experiment::model::Fault,
+    ) -> Result<bool, FaultError> {
+        let Some(op) = self.change_op(next) else {
+            return Ok(false);
+        };
+        net::run_ok(&op.argv).map_err(|e| FaultError::failed(format!("{}: {e}", op.action)))?;
+        if let crate::experiment::model::Fault::Bandwidth(n) = next {
+            self.spec = n.clone();
+        }
+        Ok(true)
+    }
+
+    fn plan_change(
+        &self,
+        _ctx: &FaultContext,
+        next: &crate::experiment::model::Fault,
+    ) -> Option<Vec<PlannedOp>> {
+        self.change_op(next).map(|op| vec![op.planned()])
     }
 
     fn verify(&mut self, _ctx: &FaultContext) -> Result<String, FaultError> {

@@ -265,33 +265,6 @@ pub fn pids(c: &ContainerInfo) -> Result<Vec<i32>, FaultError> {
     })
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn describes_and_filters() {
-        let mut l = BTreeMap::new();
-        l.insert("app".to_string(), "cache-service".to_string());
-        assert_eq!(
-            ContainerSelector::Labels(&l).describe(),
-            "labels={app=cache-service}"
-        );
-        let k = ComposeService {
-            project: Some("shop".into()),
-            service: "redis".into(),
-        };
-        assert_eq!(
-            ContainerSelector::Compose(&k).describe(),
-            "compose=shop/redis"
-        );
-        let f = ContainerSelector::Compose(&k).label_filter().unwrap();
-        assert_eq!(f[COMPOSE_SERVICE_LABEL], "redis");
-        assert_eq!(f[COMPOSE_PROJECT_LABEL], "shop");
-        assert_eq!(ContainerSelector::Container("web").label_filter(), None);
-    }
-}
-
 /// The host path of `path` (absolute, as the container sees it; may end in
 /// a glob) inside container `c`: under the volume or bind mount with the
 /// longest matching destination, else under the container's root
@@ -497,5 +470,32 @@ impl FaultImpl for InContainerPath {
             }),
             None => serde_json::Value::Null,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn describes_and_filters() {
+        let mut l = BTreeMap::new();
+        l.insert("app".to_string(), "cache-service".to_string());
+        assert_eq!(
+            ContainerSelector::Labels(&l).describe(),
+            "labels={app=cache-service}"
+        );
+        let k = ComposeService {
+            project: Some("shop".into()),
+            service: "redis".into(),
+        };
+        assert_eq!(
+            ContainerSelector::Compose(&k).describe(),
+            "compose=shop/redis"
+        );
+        let f = ContainerSelector::Compose(&k).label_filter().unwrap();
+        assert_eq!(f[COMPOSE_SERVICE_LABEL], "redis");
+        assert_eq!(f[COMPOSE_PROJECT_LABEL], "shop");
+        assert_eq!(ContainerSelector::Container("web").label_filter(), None);
     }
 }

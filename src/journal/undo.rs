@@ -489,7 +489,7 @@ fn container_limit_write(path: &std::path::Path, contents: &str) -> bool {
         .split(['-', '.'])
         .any(|w| w.len() == 64 && w.bytes().all(|c| c.is_ascii_hexdigit()));
     let value = contents.trim_end();
-    FILES.contains(&file_name(path).as_ref())
+    FILES.contains(&file_name(path))
         && has_id
         && !value.is_empty()
         && value.len() <= 64

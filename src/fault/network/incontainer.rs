@@ -359,6 +359,7 @@ impl FaultImpl for InContainers {
     fn health(&mut self, ctx: &FaultContext) -> Option<FaultHealth> {
         let mut missing = Vec::new();
         let mut present = Vec::new();
+        let mut measured: Vec<FaultHealth> = Vec::new();
         for a in &mut self.inner {
             if a.event.is_none() {
                 a.event = what_happened(&a.info);
@@ -374,9 +375,18 @@ impl FaultImpl for InContainers {
                 Some(h) if !h.present => {
                     missing.push(format!("container {}: {}", a.info.label(), h.detail))
                 }
-                Some(h) => present.push(format!("container {}: {}", a.info.label(), h.detail)),
+                Some(h) => {
+                    measured.push(h.clone());
+                    present.push(format!("container {}: {}", a.info.label(), h.detail))
+                }
                 None => present.push(format!("container {}", a.info.label())),
             }
+        }
+        // One container: keep what its fault measured (achieved/target).
+        if missing.is_empty() && self.inner.len() == 1 && measured.len() == 1 {
+            let mut h = measured.remove(0);
+            h.detail = present.remove(0);
+            return Some(h);
         }
         Some(if missing.is_empty() {
             FaultHealth::present(present.join("; "))

@@ -533,9 +533,12 @@ method:
     let inside = stress_workers_in(&id);
     assert_eq!(inside.len(), 1, "one worker in the container's cgroup");
     let st = child.wait().unwrap();
+    // On a busy host the worker may fall short of its load: INCONCLUSIVE
+    // (5) says so honestly. Anything else is a failure.
     assert!(
-        st.success(),
-        "{}",
+        matches!(st.code(), Some(0) | Some(5)),
+        "exit {:?}: {}",
+        st.code(),
         std::fs::read_to_string(&events).unwrap_or_default()
     );
     let j = sb.journal();
@@ -668,11 +671,15 @@ method:
         "{}",
         text(&o)
     );
-    let st = sb.status();
+    // The watchdog finishes its replay (and exits) a moment after the
+    // host is back; then nothing is pending.
     assert!(
-        String::from_utf8_lossy(&st.stdout).contains("nothing pending"),
+        wait_until(Duration::from_secs(15), || String::from_utf8_lossy(
+            &sb.status().stdout
+        )
+        .contains("nothing pending")),
         "{}",
-        text(&st)
+        text(&sb.status())
     );
     snap.check();
 }

@@ -397,11 +397,12 @@ impl FaultImpl for InContainers {
 
     fn before_rollback(&mut self, ctx: &FaultContext) {
         for a in &mut self.inner {
-            if a.event.is_none() {
-                a.event = what_happened(&a.info);
-                if let Some(e) = &a.event {
-                    self.notes.push(e.clone());
-                }
+            // Looked at again: a container seen stopped mid-restart is
+            // running again by now, and the report should say "restarted".
+            let now = what_happened(&a.info);
+            if now.is_some() && now != a.event {
+                self.notes.extend(now.clone());
+                a.event = now;
             }
             a.fault.before_rollback(ctx);
         }

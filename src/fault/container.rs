@@ -210,6 +210,27 @@ pub fn resolve_some(sel: &ContainerSelector) -> Result<Vec<ContainerInfo>, Fault
     Ok(found)
 }
 
+/// A network fault or stressor in every matching container: at most
+/// `limits.blast_radius.max_targets` containers (default 10).
+pub fn check_blast_radius(
+    kind: &str,
+    sel: &ContainerSelector,
+    n: usize,
+    ctx: &FaultContext,
+) -> Result<(), FaultError> {
+    let max = ctx
+        .blast_radius
+        .max_targets
+        .unwrap_or(crate::fault::target::DEFAULT_MAX_TARGETS);
+    if n > max as usize {
+        return Err(FaultError::precondition(format!(
+            "{kind}: {} matches {n} containers but the blast-radius limit is {max} (limits.blast_radius.max_targets); narrow the selector or raise the limit",
+            sel.describe()
+        )));
+    }
+    Ok(())
+}
+
 /// The container's cgroup in hierarchy `h`.
 pub fn cgroup_in(c: &ContainerInfo, layout: &Cgroups, h: &Hierarchy) -> Result<Cgroup, FaultError> {
     layout.cgroup_of(c.pid, h).map_err(|e| {

@@ -97,12 +97,14 @@ impl InContainers {
         }
     }
 
-    fn resolve(&self) -> Result<Vec<ContainerInfo>, FaultError> {
+    fn resolve(&self, ctx: &FaultContext) -> Result<Vec<ContainerInfo>, FaultError> {
         let sel = self
             .sel
             .container_selector()
             .expect("a container selector is set");
-        container::resolve_some(&sel)
+        let found = container::resolve_some(&sel)?;
+        container::check_blast_radius(self.kind, &sel, found.len(), ctx)?;
+        Ok(found)
     }
 }
 
@@ -244,7 +246,7 @@ impl FaultImpl for InContainers {
     fn preflight(&mut self, ctx: &FaultContext) -> Result<(), FaultError> {
         super::check_privileges()?;
         super::check_tool("ip", "iproute2")?;
-        let found = match self.resolve() {
+        let found = match self.resolve(ctx) {
             Err(e) if ctx.setup_pending => {
                 self.notes.push(format!("checked again after setup: {e}"));
                 return Ok(());
@@ -264,7 +266,7 @@ impl FaultImpl for InContainers {
     }
 
     fn plan(&self, ctx: &FaultContext) -> Vec<PlannedOp> {
-        let found = match self.resolve() {
+        let found = match self.resolve(ctx) {
             Ok(f) => f,
             Err(e) => {
                 return vec![PlannedOp {
@@ -307,7 +309,7 @@ impl FaultImpl for InContainers {
         if ctx.dry_run {
             return Ok(());
         }
-        let found = self.resolve()?;
+        let found = self.resolve(ctx)?;
         for c in found {
             let ns = ns_name(ctx, &c);
             let target = format!("{} netns of container {}", self.kind, c.label());

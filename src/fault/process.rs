@@ -647,7 +647,16 @@ impl FaultImpl for ProcessKill {
     fn before_rollback(&mut self, ctx: &FaultContext) {
         self.poll_restarts(ctx);
         for (b, a) in &mut self.containers {
-            *a = crate::sys::docker::inspect(&b.id).ok().flatten();
+            // A container its policy restarts may be between its stop and
+            // its start right now: give the engine up to 2 s to finish.
+            let until = Instant::now() + std::time::Duration::from_secs(2);
+            loop {
+                *a = crate::sys::docker::inspect(&b.id).ok().flatten();
+                if a.is_some() || b.restart_policy == "no" || Instant::now() >= until {
+                    break;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(100));
+            }
         }
     }
 

@@ -398,6 +398,21 @@ method:
 "#
         ),
     );
+    // `plan` shows the container (pid, netns, cgroup) and the exact
+    // operations, and leaves nothing behind.
+    let plan = sb.cmd().arg("plan").arg(&file).output().unwrap();
+    let shown = String::from_utf8_lossy(&plan.stdout).to_string();
+    let c = info(&web);
+    for want in [
+        format!("main pid {}", c.pid),
+        format!("netns net:[{}]", c.netns_inode.unwrap()),
+        "cgroup /".to_string(),
+        format!("ip netns attach fl-plan-{}", c.short_id()),
+        "numgen random mod 200".to_string(),
+    ] {
+        assert!(shown.contains(&want), "plan shows {want}: {shown}");
+    }
+    assert!(run_netns_names(&c.id).is_empty(), "plan leaves no name");
     let o = sb.run(&file, &[]);
     assert!(o.status.success(), "{}", text(&o));
     let j = sb.journal();

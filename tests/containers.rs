@@ -914,3 +914,61 @@ method:
     assert!(run_netns_names(&first.id).is_empty());
     assert!(run_netns_names(&third.id).is_empty());
 }
+
+/// disk_fill and file_corrupt on paths as the container sees them: the
+/// fill files appear inside the container and are gone after the run; the
+/// corrupted file is restored byte for byte.
+#[test]
+fn file_faults_reach_paths_inside_a_container() {
+    if let Some(why) = skip_reason() {
+        println!("skipped: {why}");
+        return;
+    }
+    let _lock = host_lock();
+    let mut env = Env::new("files");
+    let web = env.run("web", &[]);
+    let read = |path: &str| docker_ok(&["exec", &web, "/bin/busybox", "cat", path]);
+    let listing = || docker_ok(&["exec", &web, "/bin/busybox", "ls", "-a", "/www"]);
+    let original = read("/www/index.html");
+    let sb = Sandbox::new();
+    let file = sb.write(
+        "files.yaml",
+        &format!(
+            r#"title: file faults in a container
+hypothesis: they land inside it and are undone
+steady_state:
+  interval: 250ms
+  probes:
+    - name: web
+      tcp: {{container: {web}, port: 80}}
+      timeout: 1s
+method:
+  - name: fill
+    background: true
+    fault:
+      disk_fill: {{container: {web}, path: /www, size: 1MiB}}
+    duration: 4s
+  - name: corrupt
+    fault:
+      file_corrupt: {{container: {web}, path: /www/index.html, mode: zero}}
+    duration: 4s
+"#
+        ),
+    );
+    let mut seen = (String::new(), String::new());
+    let code = run_and_meanwhile(&sb, &file, 2, || {
+        seen = (listing(), read("/www/index.html"));
+    });
+    assert_eq!(code, Some(0), "{}", sb.journal()["outcome"]);
+    assert!(
+        seen.0.contains(".faultline-fill-"),
+        "fill file inside: {}",
+        seen.0
+    );
+    assert_ne!(
+        seen.1, original,
+        "the file was corrupted inside the container"
+    );
+    assert!(!listing().contains(".faultline-fill-"), "{}", listing());
+    assert_eq!(read("/www/index.html"), original, "restored exactly");
+}

@@ -154,7 +154,16 @@ fn plan_ops(
         command: None,
         undo: None,
     };
-    match target.select(ctx, &mut rng) {
+    // A container target: first the containers it resolves to.
+    let mut ops: Vec<PlannedOp> =
+        match crate::fault::container::ContainerFields::container_selector(target) {
+            Some(sel) => match crate::fault::container::resolve(&sel) {
+                Ok(list) => list.iter().map(|c| note(c.describe())).collect(),
+                Err(_) => Vec::new(),
+            },
+            None => Vec::new(),
+        };
+    ops.extend(match target.select(ctx, &mut rng) {
         Ok(Resolved::Now(sel)) if sel.chosen.is_empty() => vec![note(format!(
             "nothing: no process matches `{}` now (allow_none)",
             target.describe()
@@ -162,7 +171,8 @@ fn plan_ops(
         Ok(Resolved::Now(sel)) => sel.chosen.iter().map(op).collect(),
         Ok(Resolved::AtRunTime(_)) => vec![at_run_time],
         Err(e) => vec![note(format!("cannot run: {e}"))],
-    }
+    });
+    ops
 }
 
 fn ms_since(t: Option<(Instant, DateTime<Utc>)>) -> u64 {
@@ -222,6 +232,12 @@ pub struct ProcessKill {
     notes: Vec<String>,
     /// How many hits, restarts and notes `take_activity` already told.
     told: (usize, usize, usize),
+    /// With a container target: each container as resolved at injection,
+    /// and as the engine reported it before rollback.
+    containers: Vec<(
+        crate::fault::container::ContainerInfo,
+        Option<crate::fault::container::ContainerInfo>,
+    )>,
 }
 
 impl ProcessKill {
@@ -240,7 +256,55 @@ impl ProcessKill {
             excluded: BTreeMap::new(),
             notes: Vec::new(),
             told: (0, 0, 0),
+            containers: Vec::new(),
         }
+    }
+
+    /// The containers' restart policy and restarts, for the report.
+    fn container_report(&self) -> Vec<serde_json::Value> {
+        self.containers
+            .iter()
+            .map(|(b, a)| {
+                let (what, after_count, after_pid) = match a {
+                    Some(a) if a.restart_count > b.restart_count || a.pid != b.pid => (
+                        format!(
+                            "restarted by the engine (restart policy {}): main pid {} -> {}, restart count {} -> {}",
+                            b.restart_policy, b.pid, a.pid, b.restart_count, a.restart_count
+                        ),
+                        Some(a.restart_count),
+                        Some(a.pid),
+                    ),
+                    Some(a) => (
+                        "still running its original main process".to_string(),
+                        Some(a.restart_count),
+                        Some(a.pid),
+                    ),
+                    None if b.restart_policy == "no" => (
+                        "not running at rollback: its restart policy is `no`, so the engine does not restart it".to_string(),
+                        None,
+                        None,
+                    ),
+                    None => (
+                        format!(
+                            "not running at rollback (restart policy {}: not restarted yet, or removed)",
+                            b.restart_policy
+                        ),
+                        None,
+                        None,
+                    ),
+                };
+                json!({
+                    "id": b.id,
+                    "name": b.name,
+                    "restart_policy": b.restart_policy,
+                    "pid_before": b.pid,
+                    "pid_after": after_pid,
+                    "restart_count_before": b.restart_count,
+                    "restart_count_after": after_count,
+                    "outcome": what,
+                })
+            })
+            .collect()
     }
 
     fn sig(&self) -> Sig {
@@ -476,6 +540,14 @@ impl FaultImpl for ProcessKill {
             return Ok(());
         }
         self.started = Some((Instant::now(), Utc::now()));
+        if let Some(sel) =
+            crate::fault::container::ContainerFields::container_selector(&self.spec.target)
+        {
+            self.containers = crate::fault::container::resolve(&sel)?
+                .into_iter()
+                .map(|c| (c, None))
+                .collect();
+        }
         self.round(ctx, true)
     }
 
@@ -577,6 +649,18 @@ impl FaultImpl for ProcessKill {
 
     fn before_rollback(&mut self, ctx: &FaultContext) {
         self.poll_restarts(ctx);
+        for (b, a) in &mut self.containers {
+            // A container its policy restarts may be between its stop and
+            // its start right now: give the engine up to 2 s to finish.
+            let until = Instant::now() + std::time::Duration::from_secs(2);
+            loop {
+                *a = crate::sys::docker::inspect(&b.id).ok().flatten();
+                if a.is_some() || b.restart_policy == "no" || Instant::now() >= until {
+                    break;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(100));
+            }
+        }
     }
 
     fn take_activity(&mut self) -> Vec<String> {
@@ -611,6 +695,7 @@ impl FaultImpl for ProcessKill {
     fn observations(&self) -> serde_json::Value {
         let not_restarted: Vec<i32> = self.pending.iter().map(|&i| self.hits[i].pid).collect();
         json!({
+            "containers": self.container_report(),
             "target": self.spec.target.describe(),
             "signal": self.sig().as_str(),
             "every": self.spec.every.map(|e| e.to_string()),

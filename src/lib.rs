@@ -13,6 +13,7 @@ pub mod cli;
 pub mod commands;
 pub mod exit;
 pub mod experiment;
+pub mod export;
 pub mod fault;
 pub mod journal;
 pub mod load;

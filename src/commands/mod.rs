@@ -1,5 +1,6 @@
 //! One function per subcommand; each returns the process exit code.
 
+pub mod export;
 pub mod history;
 pub mod plan;
 pub mod report;
@@ -46,6 +47,26 @@ pub fn main(cli: Cli) -> i32 {
         } => {
             let (o, inputs) = var_inputs(&vars);
             plan::run(&file, format, chaostoolkit, &o, &inputs)
+        }
+        Command::Export {
+            file,
+            to,
+            output,
+            strict,
+            namespace,
+            chaosd_address,
+            chaostoolkit,
+            vars,
+        } => {
+            let (o, inputs) = var_inputs(&vars);
+            let args = export::Args {
+                to,
+                output,
+                strict,
+                namespace,
+                chaosd_addresses: chaosd_address,
+            };
+            export::run(&file, &args, chaostoolkit, &o, &inputs)
         }
         Command::Schema => {
             println!("{}", schema_json());

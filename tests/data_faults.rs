@@ -66,6 +66,7 @@ fn ctx() -> FaultContext {
 
 fn spec(path: &Path, mode: CorruptMode) -> FileCorruptSpec {
     FileCorruptSpec {
+        container: None,
         path: path.display().to_string(),
         mode,
         bits: None,
@@ -133,6 +134,7 @@ fn run_mode(s: FileCorruptSpec, check: impl FnOnce(&Before, &Path)) {
     let t = tempfile::tempdir().unwrap();
     let p = data_file(t.path(), "data.bin", 10_000);
     let s = FileCorruptSpec {
+        container: None,
         path: p.display().to_string(),
         ..s
     };
@@ -170,6 +172,7 @@ fn run_mode(s: FileCorruptSpec, check: impl FnOnce(&Before, &Path)) {
 fn flip_bits_flips_exactly_the_asked_number_of_bits_and_rollback_restores() {
     run_mode(
         FileCorruptSpec {
+            container: None,
             bits: Some(5),
             ..spec(Path::new("/x"), CorruptMode::FlipBits)
         },
@@ -190,6 +193,7 @@ fn flip_bits_flips_exactly_the_asked_number_of_bits_and_rollback_restores() {
 fn zero_and_random_overwrite_only_their_ranges() {
     run_mode(
         FileCorruptSpec {
+            container: None,
             ranges: vec![ByteRange {
                 offset: Size(100),
                 length: Size(50),
@@ -205,6 +209,7 @@ fn zero_and_random_overwrite_only_their_ranges() {
     );
     run_mode(
         FileCorruptSpec {
+            container: None,
             length: Some(Size(64)),
             ..spec(Path::new("/x"), CorruptMode::Random)
         },
@@ -224,6 +229,7 @@ fn zero_and_random_overwrite_only_their_ranges() {
 fn truncate_and_delete_and_rollback_restores() {
     run_mode(
         FileCorruptSpec {
+            container: None,
             truncate_to: Some(Size(10)),
             ..spec(Path::new("/x"), CorruptMode::Truncate)
         },
@@ -243,6 +249,7 @@ fn plan_changes_nothing_and_repeats_with_the_seed() {
     let p = data_file(t.path(), "a.db", 4096);
     let b = before(&p);
     let s = FileCorruptSpec {
+        container: None,
         bits: Some(3),
         ..spec(&p, CorruptMode::FlipBits)
     };
@@ -257,6 +264,7 @@ fn plan_changes_nothing_and_repeats_with_the_seed() {
     assert!(one[0].action.contains("a.db"), "{}", one[0].action);
     assert_eq!(one, plan(&s), "the same seed plans the same bits");
     let other = plan(&FileCorruptSpec {
+        container: None,
         seed: Some(8),
         ..s.clone()
     });
@@ -294,6 +302,7 @@ fn a_glob_matching_more_files_than_the_limit_is_refused() {
         e.message
     );
     let wide = FileCorruptSpec {
+        container: None,
         max_files: Some(12),
         ..spec(&glob, CorruptMode::Delete)
     };

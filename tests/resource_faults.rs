@@ -535,6 +535,9 @@ fn cpu_stress_holds_half_a_cpu() {
     let prio = Priority::new("cpustress");
     let mut run = Run::new(
         Fault::CpuStress(CpuStressSpec {
+            container: None,
+            labels: None,
+            compose: None,
             workers: Some(1),
             load: Some(Percent(50.0)),
         }),
@@ -579,6 +582,9 @@ fn memory_stress_reaches_its_size() {
     need_root!();
     let mut run = Run::new(
         Fault::MemoryStress(MemoryStressSpec {
+            container: None,
+            labels: None,
+            compose: None,
             size: Some(Size(256 * MIB)),
             percent: None,
             ramp: None,
@@ -614,6 +620,9 @@ fn memory_stress_ramps_up() {
     need_root!();
     let mut run = Run::new(
         Fault::MemoryStress(MemoryStressSpec {
+            container: None,
+            labels: None,
+            compose: None,
             size: Some(Size(128 * MIB)),
             percent: None,
             ramp: Some(faultline::units::Duration::from_secs(3)),
@@ -676,6 +685,7 @@ fn disk_fill_reaches_its_level_on_a_tmpfs_and_cleans_up() {
     let before = level(fs.path());
     let mut run = Run::new(
         Fault::DiskFill(DiskFillSpec {
+            container: None,
             path: fs.path().display().to_string(),
             fill_to: Some(Percent(75.0)),
             size: None,
@@ -703,6 +713,7 @@ fn disk_fill_by_size_and_refusing_the_reserve() {
     let fs = Tmpfs::new("64m");
     let mut run = Run::new(
         Fault::DiskFill(DiskFillSpec {
+            container: None,
             path: fs.path().display().to_string(),
             fill_to: None,
             size: Some(Size(16 * MIB)),
@@ -722,6 +733,7 @@ fn disk_fill_by_size_and_refusing_the_reserve() {
 
     // 95% of 64MiB would leave ~3MiB free, under the 8MiB reserve: refused.
     let mut f = faultline::fault::build(&Fault::DiskFill(DiskFillSpec {
+        container: None,
         path: fs.path().display().to_string(),
         fill_to: Some(Percent(95.0)),
         size: None,
@@ -732,6 +744,7 @@ fn disk_fill_by_size_and_refusing_the_reserve() {
     assert!(e.message.contains("reserve"), "{e}");
     // The default reserve (64MiB) is more than this whole filesystem.
     let mut f = faultline::fault::build(&Fault::DiskFill(DiskFillSpec {
+        container: None,
         path: fs.path().display().to_string(),
         fill_to: None,
         size: Some(Size(MIB)),
@@ -753,6 +766,9 @@ fn stress_workers_die_with_their_parent() {
         let handle = std::thread::spawn(|| {
             let mut run = Run::new(
                 Fault::CpuStress(CpuStressSpec {
+                    container: None,
+                    labels: None,
+                    compose: None,
                     workers: Some(2),
                     load: Some(Percent(20.0)),
                 }),

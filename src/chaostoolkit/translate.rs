@@ -1100,6 +1100,9 @@ fn build_probe(a: &Value, path: &str, ctx: &Ctx) -> Result<Probe, Problems> {
             let timeout = timeout_of(a, pr, path, HTTP_TIMEOUT)?;
             probe.http = Some(HttpProbe {
                 url: r.url,
+                container: None,
+                port: None,
+                path: None,
                 method: r.method,
                 headers: r.headers,
                 body: r.body,

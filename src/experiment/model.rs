@@ -243,7 +243,20 @@ impl Probe {
 #[derive(Clone, Debug, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct HttpProbe {
+    /// The URL to request; leave it out when `container` is given.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub url: String,
+    /// Request `http://<the container's address>:<port><path>` instead of
+    /// `url`; the address is looked up through Docker when the run starts
+    /// and again before every sample (a recreated container gets a new one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub container: Option<String>,
+    /// With `container`: the port inside the container (default 80).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port: Option<u16>,
+    /// With `container`: the path and query (default `/`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
     /// GET (default), POST, PUT, DELETE, HEAD, PATCH, OPTIONS.
     #[serde(default = "default_method")]
     pub method: String,
@@ -276,8 +289,14 @@ fn default_method() -> String {
 #[derive(Clone, Debug, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TcpProbe {
+    /// The host to connect to; leave it out when `container` is given.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub host: String,
     pub port: u16,
+    /// Connect to this container's address (looked up through Docker)
+    /// instead of `host`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub container: Option<String>,
 }
 
 #[derive(Clone, Debug, Deserialize, Serialize, JsonSchema)]

@@ -218,6 +218,49 @@ fn check_setup(c: &mut Checker, exp: &Experiment) -> Vec<String> {
     names
 }
 
+/// An http probe's `url`, or `container` (+ `port`, `path`) instead.
+fn check_http_where(c: &mut Checker, path: &str, h: &HttpProbe) {
+    match &h.container {
+        None => {
+            if h.url.is_empty() {
+                c.error(
+                    path,
+                    "give `url` (e.g. `http://127.0.0.1:8080/health`) or `container` (+ `port`, `path`)",
+                );
+            } else {
+                check_url(c, &format!("{path}.url"), &h.url);
+            }
+            if h.port.is_some() || h.path.is_some() {
+                let f = if h.port.is_some() { "port" } else { "path" };
+                c.error(
+                    &format!("{path}.{f}"),
+                    format!("`{f}` goes with `container`; with `url`, put it in the URL"),
+                );
+            }
+        }
+        Some(name) => {
+            if !h.url.is_empty() {
+                c.error(
+                    &format!("{path}.container"),
+                    "give `url` or `container`, not both",
+                );
+            }
+            check_container_name(c, path, &Some(name.clone()));
+            if h.port == Some(0) {
+                c.value_error(&format!("{path}.port"), "port 0 cannot be connected to");
+            }
+            if let Some(p) = &h.path {
+                if !p.starts_with('/') {
+                    c.value_error(
+                        &format!("{path}.path"),
+                        "the path starts with `/`, e.g. `/health`",
+                    );
+                }
+            }
+        }
+    }
+}
+
 fn check_url(c: &mut Checker, path: &str, url: &str) {
     match reqwest::Url::parse(url) {
         Ok(u) if u.scheme() == "http" || u.scheme() == "https" => {
@@ -293,7 +336,7 @@ fn check_steady_state(c: &mut Checker, exp: &Experiment) -> Vec<String> {
             "timeout",
         );
         if let Some(h) = &p.http {
-            check_url(c, &format!("{path}.http.url"), &h.url);
+            check_http_where(c, &format!("{path}.http"), h);
             let m = h.method.to_ascii_uppercase();
             if !["GET", "POST", "PUT", "DELETE", "HEAD", "PATCH", "OPTIONS"].contains(&m.as_str()) {
                 c.value_error(
@@ -306,8 +349,19 @@ fn check_steady_state(c: &mut Checker, exp: &Experiment) -> Vec<String> {
             if t.port == 0 {
                 c.value_error(&format!("{path}.tcp.port"), "port 0 cannot be connected to");
             }
-            if t.host.trim().is_empty() {
-                c.value_error(&format!("{path}.tcp.host"), "the host is empty");
+            match (&t.container, t.host.trim().is_empty()) {
+                (None, true) => c.error(
+                    &format!("{path}.tcp"),
+                    "give `host` (e.g. `127.0.0.1`) or `container` (a container name or id)",
+                ),
+                (Some(_), false) => c.error(
+                    &format!("{path}.tcp.container"),
+                    "give `host` or `container`, not both",
+                ),
+                _ => {}
+            }
+            if let Some(n) = &t.container {
+                check_container_name(c, &format!("{path}.tcp"), &Some(n.clone()));
             }
         }
         if let Some(cmd) = &p.command {
@@ -773,6 +827,7 @@ fn check_fault(
         }
         Fault::Network(s) => check_network(c, path, s),
         Fault::Blackhole(s) | Fault::Partition(s) => {
+            check_where(c, path, Some(&s.netns), s);
             for (i, peer) in s.peers.iter().enumerate() {
                 check_cidr(c, &format!("{path}.peers[{i}]"), peer);
             }
@@ -788,11 +843,13 @@ fn check_fault(
             check_ports(c, &format!("{path}.ports"), &s.ports);
         }
         Fault::Dns(s) => {
+            check_where(c, path, Some(&s.netns), s);
             for (i, r) in s.resolvers.iter().enumerate() {
                 check_cidr(c, &format!("{path}.resolvers[{i}]"), r);
             }
         }
         Fault::PacketLoss(s) => {
+            check_where(c, path, Some(&s.netns), s);
             if s.percent.0 == 0.0 {
                 c.value_error(&format!("{path}.percent"), "0% loss does nothing");
             }
@@ -801,12 +858,14 @@ fn check_fault(
             }
         }
         Fault::Bandwidth(s) => {
+            check_where(c, path, Some(&s.netns), s);
             check_ifname(c, &format!("{path}.interface"), &s.interface);
             if let Some(l) = s.latency {
                 c.nonzero(&format!("{path}.latency"), l);
             }
         }
         Fault::CpuStress(s) => {
+            check_where(c, path, None, s);
             if s.workers == Some(0) {
                 c.value_error(&format!("{path}.workers"), "give at least 1 worker");
             }
@@ -821,6 +880,7 @@ fn check_fault(
             }
         }
         Fault::MemoryStress(s) => {
+            check_where(c, path, None, s);
             if s.size.is_some() == s.percent.is_some() {
                 c.error(
                     path,
@@ -855,6 +915,7 @@ fn check_fault(
         }
         Fault::FileCorrupt(s) => check_file_corrupt(c, path, s),
         Fault::DiskFill(s) => {
+            check_container_name(c, path, &s.container);
             if s.fill_to.is_some() == s.size.is_some() {
                 c.error(
                     path,
@@ -882,13 +943,68 @@ fn check_fault(
     }
 }
 
+/// The values of a spec's `container`, `labels` or `compose`.
+fn check_containers<T: crate::fault::container::ContainerFields + ?Sized>(
+    c: &mut Checker,
+    path: &str,
+    s: &T,
+) {
+    for (field, message) in crate::fault::container::check_selector(s) {
+        c.value_error(&format!("{path}{field}"), message);
+    }
+}
+
+/// A network or stress fault: at most one of `netns` (when it has one),
+/// `container`, `labels`, `compose`, and their values.
+fn check_where<T: crate::fault::container::ContainerFields + ?Sized>(
+    c: &mut Checker,
+    path: &str,
+    netns: Option<&Option<String>>,
+    s: &T,
+) {
+    let mut set: Vec<&str> = Vec::new();
+    if netns.is_some_and(|n| n.is_some()) {
+        set.push("netns");
+    }
+    set.extend(s.container_selectors());
+    if set.len() > 1 {
+        c.error(
+            &format!("{path}.{}", set[1]),
+            format!(
+                "`{}` and `{}` both say where the fault runs; give at most one",
+                set[0], set[1]
+            ),
+        );
+    }
+    check_containers(c, path, s);
+}
+
+/// A `container:` beside a path (disk_fill, file_corrupt).
+fn check_container_name(c: &mut Checker, path: &str, name: &Option<String>) {
+    if let Some(n) = name {
+        let n = n.trim_start_matches('/');
+        if n.is_empty()
+            || !n
+                .chars()
+                .all(|ch| ch.is_ascii_alphanumeric() || "_.-".contains(ch))
+        {
+            c.value_error(
+                &format!("{path}.container"),
+                "give a container name or id (letters, digits, `_`, `.`, `-`)",
+            );
+        }
+    }
+}
+
 fn check_file_corrupt(c: &mut Checker, path: &str, s: &crate::fault::corrupt::FileCorruptSpec) {
+    check_container_name(c, path, &s.container);
     for (field, message) in crate::fault::corrupt::check_spec(s) {
         c.value_error(&format!("{path}{field}"), message);
     }
 }
 
 fn check_network(c: &mut Checker, path: &str, s: &crate::fault::network::NetworkSpec) {
+    check_where(c, path, Some(&s.netns), s);
     check_ifname(c, &format!("{path}.interface"), &s.interface);
     if s.delay.is_none()
         && s.loss.is_none()
@@ -1006,7 +1122,7 @@ fn check_target(
     match sel.len() {
         0 => c.error(
             path,
-            "the target has no selector; give exactly one of `pid`, `pidfile`, `name`, `cmdline`, `children_of`, `children_of_pidfile`, `cgroup`, `systemd_unit`, `setup`",
+            "the target has no selector; give exactly one of `pid`, `pidfile`, `name`, `cmdline`, `children_of`, `children_of_pidfile`, `cgroup`, `systemd_unit`, `setup`, `container`, `labels`, `compose`",
         ),
         1 => {}
         _ => c.error(
@@ -1048,6 +1164,7 @@ fn check_target(
         }
     }
     c.regex(&format!("{path}.cmdline"), &t.cmdline);
+    check_containers(c, path, t);
     if let Some(s) = &t.setup {
         if !setup_names.contains(s) {
             let mut msg = format!("no setup process is named `{s}`");

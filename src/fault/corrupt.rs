@@ -62,6 +62,10 @@ pub struct FileCorruptSpec {
     /// component, e.g. `/var/lib/app/*.db`). Hidden files match only a
     /// pattern component that starts with `.`.
     pub path: String,
+    /// The path is inside this container's filesystem (a name or id): it
+    /// is reached through /proc/PID/root of the container's main process.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub container: Option<String>,
     /// What to do to each file.
     pub mode: CorruptMode,
     /// `flip_bits`: how many bits to flip in each file (default 1).

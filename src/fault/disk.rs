@@ -14,6 +14,10 @@ use std::path::{Path, PathBuf};
 pub struct DiskFillSpec {
     /// A directory on the filesystem to fill; the fault's files are created here.
     pub path: String,
+    /// The path is inside this container's filesystem (a name or id): it
+    /// is reached through /proc/PID/root of the container's main process.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub container: Option<String>,
     /// Fill the filesystem until it is this full...
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fill_to: Option<Percent>,
@@ -456,6 +460,7 @@ mod tests {
         let mk = |path: &Path, size: u64| DiskFill {
             spec: DiskFillSpec {
                 path: path.display().to_string(),
+                container: None,
                 fill_to: None,
                 size: Some(Size(size)),
                 reserve: None,

@@ -6,6 +6,7 @@
 //! undo operations, so every path out of a run undoes the same way.
 
 pub mod cgroup;
+pub mod container;
 pub mod corrupt;
 pub mod disk;
 pub mod health;

@@ -22,6 +22,18 @@ pub struct CpuStressSpec {
     /// Load each worker holds on its CPU (default 100%).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub load: Option<Percent>,
+    /// Run the stressor inside this container's cgroup (a name or id), so
+    /// it counts against the container's own limits.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub container: Option<String>,
+    /// Run one stressor inside the cgroup of every running container
+    /// carrying all these labels.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub labels: Option<std::collections::BTreeMap<String, String>>,
+    /// Run one stressor inside the cgroup of every running container of
+    /// this Compose service.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub compose: Option<crate::fault::container::ComposeService>,
 }
 
 #[derive(Clone, Debug, Deserialize, Serialize, JsonSchema)]
@@ -36,6 +48,18 @@ pub struct MemoryStressSpec {
     /// Grow to the size over this long instead of at once.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ramp: Option<Duration>,
+    /// Run the stressor inside this container's cgroup (a name or id), so
+    /// it counts against the container's own limits.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub container: Option<String>,
+    /// Run one stressor inside the cgroup of every running container
+    /// carrying all these labels.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub labels: Option<std::collections::BTreeMap<String, String>>,
+    /// Run one stressor inside the cgroup of every running container of
+    /// this Compose service.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub compose: Option<crate::fault::container::ComposeService>,
 }
 
 pub fn build_cpu_stress(s: &CpuStressSpec) -> Box<dyn FaultImpl> {

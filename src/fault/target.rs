@@ -51,8 +51,21 @@ pub struct ProcessTarget {
     /// to hit a setup process's workers).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub setup: Option<String>,
+    /// Every process of this container (a name or an id), found through the
+    /// Docker Engine API (or Podman's compatible socket).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub container: Option<String>,
+    /// Every process of every running container carrying all these labels,
+    /// e.g. `{app: cache-service}`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub labels: Option<BTreeMap<String, String>>,
+    /// Every process of every running container of a Compose service.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub compose: Option<crate::fault::container::ComposeService>,
 
-    /// Which of the matching processes to hit. Default `all`.
+    /// Which of the matching processes to hit. Default `all`. With a
+    /// container selector the processes of all matching containers are the
+    /// candidates (cgroup faults act on each container's own cgroup instead).
     #[serde(default)]
     pub mode: TargetMode,
     /// With `mode: count`: how many.
@@ -117,6 +130,7 @@ impl ProcessTarget {
         if self.setup.is_some() {
             v.push("setup");
         }
+        v.extend(crate::fault::container::ContainerFields::container_selectors(self));
         v
     }
 
@@ -140,6 +154,8 @@ impl ProcessTarget {
             format!("unit={u}")
         } else if let Some(s) = &self.setup {
             format!("setup={s}")
+        } else if let Some(c) = crate::fault::container::ContainerFields::container_selector(self) {
+            c.describe()
         } else {
             "(no selector)".to_string()
         };
@@ -518,7 +534,7 @@ impl ProcessTarget {
             });
         }
         Err(FaultError::precondition(
-            "the target has no selector; give one of `pid`, `pidfile`, `name`, `cmdline`, `children_of`, `children_of_pidfile`, `cgroup`, `systemd_unit`, `setup`",
+            "the target has no selector; give one of `pid`, `pidfile`, `name`, `cmdline`, `children_of`, `children_of_pidfile`, `cgroup`, `systemd_unit`, `setup`, `container`, `labels`, `compose`",
         ))
     }
 

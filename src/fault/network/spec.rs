@@ -52,6 +52,18 @@ pub struct NetworkSpec {
     /// Network namespace (as in `ip netns list`) the interface lives in.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub netns: Option<String>,
+    /// Run the fault in this container's network namespace instead (a
+    /// name or id; interfaces as the container sees them, e.g. `eth0`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub container: Option<String>,
+    /// Run the fault in the network namespace of every running container
+    /// carrying all these labels, e.g. `{app: cache-service}`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub labels: Option<std::collections::BTreeMap<String, String>>,
+    /// Run the fault in the network namespace of every running container of
+    /// this Compose service.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub compose: Option<crate::fault::container::ComposeService>,
     /// `egress` (default) or `ingress` (through an IFB device the fault creates).
     #[serde(default)]
     pub direction: Direction,
@@ -150,8 +162,21 @@ pub enum DropAction {
 #[derive(Clone, Debug, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct BlackholeSpec {
+    /// Network namespace (as in `ip netns list`) to run the fault in.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub netns: Option<String>,
+    /// Run the fault in this container's network namespace instead (a
+    /// name or id; interfaces as the container sees them, e.g. `eth0`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub container: Option<String>,
+    /// Run the fault in the network namespace of every running container
+    /// carrying all these labels, e.g. `{app: cache-service}`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub labels: Option<std::collections::BTreeMap<String, String>>,
+    /// Run the fault in the network namespace of every running container of
+    /// this Compose service.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub compose: Option<crate::fault::container::ComposeService>,
     #[serde(default)]
     pub action: DropAction,
     /// `egress` (default for blackhole), `ingress` or `both` (default for partition).
@@ -171,8 +196,21 @@ pub struct BlackholeSpec {
 #[derive(Clone, Debug, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DnsSpec {
+    /// Network namespace (as in `ip netns list`) to run the fault in.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub netns: Option<String>,
+    /// Run the fault in this container's network namespace instead (a
+    /// name or id; interfaces as the container sees them, e.g. `eth0`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub container: Option<String>,
+    /// Run the fault in the network namespace of every running container
+    /// carrying all these labels, e.g. `{app: cache-service}`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub labels: Option<std::collections::BTreeMap<String, String>>,
+    /// Run the fault in the network namespace of every running container of
+    /// this Compose service.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub compose: Option<crate::fault::container::ComposeService>,
     #[serde(default)]
     pub action: DropAction,
     /// Resolver addresses; default all (any destination on port 53).
@@ -184,8 +222,21 @@ pub struct DnsSpec {
 #[derive(Clone, Debug, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PacketLossSpec {
+    /// Network namespace (as in `ip netns list`) to run the fault in.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub netns: Option<String>,
+    /// Run the fault in this container's network namespace instead (a
+    /// name or id; interfaces as the container sees them, e.g. `eth0`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub container: Option<String>,
+    /// Run the fault in the network namespace of every running container
+    /// carrying all these labels, e.g. `{app: cache-service}`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub labels: Option<std::collections::BTreeMap<String, String>>,
+    /// Run the fault in the network namespace of every running container of
+    /// this Compose service.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub compose: Option<crate::fault::container::ComposeService>,
     pub percent: Percent,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub direction: Option<Direction>,
@@ -198,8 +249,21 @@ pub struct PacketLossSpec {
 #[serde(deny_unknown_fields)]
 pub struct BandwidthSpec {
     pub interface: String,
+    /// Network namespace (as in `ip netns list`) to run the fault in.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub netns: Option<String>,
+    /// Run the fault in this container's network namespace instead (a
+    /// name or id; interfaces as the container sees them, e.g. `eth0`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub container: Option<String>,
+    /// Run the fault in the network namespace of every running container
+    /// carrying all these labels, e.g. `{app: cache-service}`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub labels: Option<std::collections::BTreeMap<String, String>>,
+    /// Run the fault in the network namespace of every running container of
+    /// this Compose service.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub compose: Option<crate::fault::container::ComposeService>,
     pub rate: Rate,
     /// Bucket size (default 32KiB).
     #[serde(default, skip_serializing_if = "Option::is_none")]

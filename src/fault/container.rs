@@ -1,0 +1,216 @@
+//! Containers as targets: the selectors an experiment file uses to name
+//! containers (`container`, `labels`, `compose`), and how a fault reaches
+//! the containers they match. Resolution (Docker Engine API) is in
+//! `sys::docker`; this module holds the model and what faults share.
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// A Docker Compose service: the containers whose labels say
+/// `com.docker.compose.service: SERVICE` (and
+/// `com.docker.compose.project: PROJECT` when `project` is given).
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ComposeService {
+    /// The Compose project (by default the directory name of the compose
+    /// file, or `-p`/`COMPOSE_PROJECT_NAME`). Default: any project.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub project: Option<String>,
+    /// The service name in the compose file.
+    pub service: String,
+}
+
+/// The Compose labels Docker Compose (v1 and v2) and podman-compose set.
+pub const COMPOSE_PROJECT_LABEL: &str = "com.docker.compose.project";
+pub const COMPOSE_SERVICE_LABEL: &str = "com.docker.compose.service";
+
+/// One container selector, borrowed from a spec.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ContainerSelector<'a> {
+    /// A container name (with or without the leading `/`) or id (a prefix
+    /// of at least 12 hex digits, as `docker ps` shows it).
+    Container(&'a str),
+    /// Every running container that carries all these labels.
+    Labels(&'a BTreeMap<String, String>),
+    /// Every running container of a Compose service.
+    Compose(&'a ComposeService),
+}
+
+impl ContainerSelector<'_> {
+    /// `container=web`, `labels={app=cache-service}`, `compose=shop/redis`.
+    pub fn describe(&self) -> String {
+        match self {
+            ContainerSelector::Container(n) => format!("container={n}"),
+            ContainerSelector::Labels(l) => {
+                let kv: Vec<String> = l.iter().map(|(k, v)| format!("{k}={v}")).collect();
+                format!("labels={{{}}}", kv.join(","))
+            }
+            ContainerSelector::Compose(c) => match &c.project {
+                Some(p) => format!("compose={p}/{}", c.service),
+                None => format!("compose={}", c.service),
+            },
+        }
+    }
+
+    /// The label filter a `labels` or `compose` selector stands for
+    /// (`None` for a container name or id).
+    pub fn label_filter(&self) -> Option<BTreeMap<String, String>> {
+        match self {
+            ContainerSelector::Container(_) => None,
+            ContainerSelector::Labels(l) => Some((*l).clone()),
+            ContainerSelector::Compose(c) => {
+                let mut m = BTreeMap::new();
+                m.insert(COMPOSE_SERVICE_LABEL.to_string(), c.service.clone());
+                if let Some(p) = &c.project {
+                    m.insert(COMPOSE_PROJECT_LABEL.to_string(), p.clone());
+                }
+                Some(m)
+            }
+        }
+    }
+}
+
+/// A spec that can name containers with `container`, `labels` or `compose`.
+pub trait ContainerFields {
+    fn container_fields(
+        &self,
+    ) -> (
+        &Option<String>,
+        &Option<BTreeMap<String, String>>,
+        &Option<ComposeService>,
+    );
+
+    /// The field names of the container selectors that are set.
+    fn container_selectors(&self) -> Vec<&'static str> {
+        let (c, l, k) = self.container_fields();
+        let mut v = Vec::new();
+        if c.is_some() {
+            v.push("container");
+        }
+        if l.is_some() {
+            v.push("labels");
+        }
+        if k.is_some() {
+            v.push("compose");
+        }
+        v
+    }
+
+    /// The container selector, when one is set (the first, when validation
+    /// has not run).
+    fn container_selector(&self) -> Option<ContainerSelector<'_>> {
+        let (c, l, k) = self.container_fields();
+        if let Some(c) = c {
+            return Some(ContainerSelector::Container(c));
+        }
+        if let Some(l) = l {
+            return Some(ContainerSelector::Labels(l));
+        }
+        k.as_ref().map(ContainerSelector::Compose)
+    }
+}
+
+macro_rules! container_fields {
+    ($($t:ty),* $(,)?) => {$(
+        impl ContainerFields for $t {
+            fn container_fields(
+                &self,
+            ) -> (
+                &Option<String>,
+                &Option<BTreeMap<String, String>>,
+                &Option<ComposeService>,
+            ) {
+                (&self.container, &self.labels, &self.compose)
+            }
+        }
+    )*};
+}
+
+container_fields!(
+    crate::fault::target::ProcessTarget,
+    crate::fault::network::NetworkSpec,
+    crate::fault::network::BlackholeSpec,
+    crate::fault::network::DnsSpec,
+    crate::fault::network::PacketLossSpec,
+    crate::fault::network::BandwidthSpec,
+    crate::fault::stress::CpuStressSpec,
+    crate::fault::stress::MemoryStressSpec,
+);
+
+/// What is wrong with a container selector's values, as (field, message)
+/// pairs relative to the spec (e.g. `.labels`), for validation.
+pub fn check_selector<T: ContainerFields + ?Sized>(s: &T) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    let (c, l, k) = s.container_fields();
+    if let Some(c) = c {
+        let name = c.trim_start_matches('/');
+        if name.is_empty() {
+            out.push((".container".into(), "the container name is empty".into()));
+        } else if !name
+            .chars()
+            .all(|ch| ch.is_ascii_alphanumeric() || "_.-".contains(ch))
+        {
+            out.push((
+                ".container".into(),
+                format!(
+                    "`{}` is not a container name or id (letters, digits, `_`, `.`, `-`)",
+                    crate::sys::text::escape(c)
+                ),
+            ));
+        }
+    }
+    if let Some(l) = l {
+        if l.is_empty() {
+            out.push((
+                ".labels".into(),
+                "no labels: this would match every container; give at least one, e.g. `{app: cache-service}`".into(),
+            ));
+        }
+        if l.keys().any(|k| k.trim().is_empty()) {
+            out.push((".labels".into(), "a label name is empty".into()));
+        }
+    }
+    if let Some(k) = k {
+        if k.service.trim().is_empty() {
+            out.push((
+                ".compose.service".into(),
+                "the service name is empty".into(),
+            ));
+        }
+        if k.project.as_deref().is_some_and(|p| p.trim().is_empty()) {
+            out.push((
+                ".compose.project".into(),
+                "the project name is empty; leave `project` out to match any project".into(),
+            ));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn describes_and_filters() {
+        let mut l = BTreeMap::new();
+        l.insert("app".to_string(), "cache-service".to_string());
+        assert_eq!(
+            ContainerSelector::Labels(&l).describe(),
+            "labels={app=cache-service}"
+        );
+        let k = ComposeService {
+            project: Some("shop".into()),
+            service: "redis".into(),
+        };
+        assert_eq!(
+            ContainerSelector::Compose(&k).describe(),
+            "compose=shop/redis"
+        );
+        let f = ContainerSelector::Compose(&k).label_filter().unwrap();
+        assert_eq!(f[COMPOSE_SERVICE_LABEL], "redis");
+        assert_eq!(f[COMPOSE_PROJECT_LABEL], "shop");
+        assert_eq!(ContainerSelector::Container("web").label_filter(), None);
+    }
+}

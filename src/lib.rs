@@ -8,6 +8,7 @@
 //! per output format), `commands` (one function per subcommand), `load`
 //! (faultline or Chaos Toolkit format), `chaostoolkit` (its reader).
 
+pub mod chaosmesh;
 pub mod chaostoolkit;
 pub mod cli;
 pub mod commands;

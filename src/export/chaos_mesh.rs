@@ -11,6 +11,7 @@
 
 use super::Dropped;
 use crate::experiment::model::{Experiment, Fault, HttpProbe, Probe, Step};
+use crate::fault::corrupt::CorruptMode;
 use crate::fault::network::{Direction, DropAction, Protocol, TrafficFilter};
 use crate::fault::target::{ProcessTarget, TargetMode};
 use crate::units::{Duration, Percent};
@@ -761,6 +762,10 @@ impl<'a> Builder<'a> {
                 }
             }
             Fault::DiskFill(s) => {
+                if s.container.is_some() {
+                    self.drop(what, "Chaos Mesh has no disk fill inside a pod (chaosd fills a host path)");
+                    return None;
+                }
                 let Some(size) = s.size else {
                     self.drop(
                         what,
@@ -785,6 +790,33 @@ impl<'a> Builder<'a> {
                     spec,
                     d,
                 ))
+            }
+            Fault::FileCorrupt(s) if s.container.is_some() && matches!(s.mode, CorruptMode::Zero | CorruptMode::Random) => {
+                let c = s.container.clone().unwrap_or_default();
+                let place = Place::Pods {
+                    selector: json!({"pods": {self.opts.namespace.clone(): [c]}}),
+                    mode: "all",
+                    value: None,
+                };
+                let (vol, file) = match s.path.rsplit_once('/') {
+                    Some(("", f)) => ("/".to_string(), f.to_string()),
+                    Some((d, f)) => (d.to_string(), f.to_string()),
+                    None => ("/".to_string(), s.path.clone()),
+                };
+                self.differs(
+                    &what,
+                    "IOChaos `mistake`: reads through a FUSE mount of the volume are garbled while the fault lasts; the file itself stays intact (file_corrupt changes its bytes and restores them)",
+                );
+                let filling = if s.mode == CorruptMode::Zero { "zero" } else { "random" };
+                let mut mistake = json!({"filling": filling, "maxOccurrences": 1});
+                if let Some(l) = s.length {
+                    mistake["maxLength"] = json!(l.bytes());
+                }
+                let spec = Self::pod_spec(
+                    &place,
+                    json!({"action": "mistake", "volumePath": vol, "path": file, "mistake": mistake, "percent": 100}),
+                );
+                Some(self.chaos(&base, "IOChaos", "ioChaos", spec, d))
             }
             Fault::FileCorrupt(_) => {
                 self.drop(
@@ -999,7 +1031,19 @@ impl<'a> Builder<'a> {
                 format!("latency_below {l}: the request's timeout ({timeout}s, whole seconds)"),
             );
         }
-        let mut http = json!({"url": h.url, "method": method, "criteria": {"statusCode": code}});
+        let url = match &h.container {
+            Some(c) if h.url.is_empty() => {
+                let u = format!(
+                    "http://{c}:{}{}",
+                    h.port.unwrap_or(80),
+                    h.path.as_deref().unwrap_or("/")
+                );
+                self.differs(what, format!("container `{c}` is requested as the Kubernetes Service `{c}` ({u})"));
+                u
+            }
+            _ => h.url.clone(),
+        };
+        let mut http = json!({"url": url, "method": method, "criteria": {"statusCode": code}});
         if !h.headers.is_empty() {
             let hs: Map<String, Value> = h
                 .headers
@@ -1083,7 +1127,8 @@ pub fn export(exp: &Experiment, opts: &Options) -> Export {
         c["failureThreshold"] = json!(1);
         let name = b.name(&format!("before-{}", p.name));
         let deadline = Duration(interval.std() * (p.before.samples.max(1) + 1) + p.timeout.std());
-        before.push(b.add(json!({"name": name, "templateType": "StatusCheck", "deadline": go_duration(deadline), "statusCheck": c})));
+        // A failed check before the method stops the workflow: nothing is injected.
+        before.push(b.add(json!({"name": name, "templateType": "StatusCheck", "deadline": go_duration(deadline), "abortWithStatusCheck": true, "statusCheck": c})));
         // During: continuously; abort conditions stop the workflow.
         let aborts: Vec<_> = exp.abort.iter().filter(|a| a.probe == p.name).collect();
         if p.during.is_some() || !aborts.is_empty() {

@@ -3,6 +3,10 @@
 //! the containers they match. Resolution (Docker Engine API) is in
 //! `sys::docker`; this module holds the model and what faults share.
 
+use crate::fault::FaultError;
+use crate::sys::cgroup::{Cgroup, Cgroups, Hierarchy};
+use crate::sys::docker;
+pub use crate::sys::docker::ContainerInfo;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -186,6 +190,79 @@ pub fn check_selector<T: ContainerFields + ?Sized>(s: &T) -> Vec<(String, String
         }
     }
     out
+}
+
+/// The running containers a selector matches now; Docker being
+/// unreachable is a precondition failure (exit 69).
+pub fn resolve(sel: &ContainerSelector) -> Result<Vec<ContainerInfo>, FaultError> {
+    docker::resolve(sel).map_err(|e| FaultError::precondition(format!("{}: {e}", sel.describe())))
+}
+
+/// Like [`resolve`], but matching nothing is an error that says so.
+pub fn resolve_some(sel: &ContainerSelector) -> Result<Vec<ContainerInfo>, FaultError> {
+    let found = resolve(sel)?;
+    if found.is_empty() {
+        return Err(FaultError::precondition(format!(
+            "no running container matches {} (see `docker ps`; a stopped container is not a target)",
+            sel.describe()
+        )));
+    }
+    Ok(found)
+}
+
+/// The container's cgroup in hierarchy `h`.
+pub fn cgroup_in(c: &ContainerInfo, layout: &Cgroups, h: &Hierarchy) -> Result<Cgroup, FaultError> {
+    layout.cgroup_of(c.pid, h).map_err(|e| {
+        FaultError::precondition(format!(
+            "cannot find the cgroup of container {} (pid {}): {e}",
+            c.label(),
+            c.pid
+        ))
+    })
+}
+
+/// Every cgroup of the container, one per mounted hierarchy (v1: one per
+/// controller set; v2: the unified one).
+pub fn all_cgroups(c: &ContainerInfo) -> Result<Vec<Cgroup>, FaultError> {
+    let layout = Cgroups::detect()
+        .map_err(|e| FaultError::precondition(format!("cannot read the cgroup layout: {e}")))?;
+    let mut out = Vec::new();
+    for h in layout.hierarchies() {
+        if let Ok(cg) = layout.cgroup_of(c.pid, h) {
+            if cg.exists() {
+                out.push(cg);
+            }
+        }
+    }
+    if out.is_empty() {
+        return Err(FaultError::precondition(format!(
+            "container {} (pid {}) has no cgroup this host can see",
+            c.label(),
+            c.pid
+        )));
+    }
+    Ok(out)
+}
+
+/// Every process of the container: the pids in its cgroup (the `pids` or
+/// `cpu` hierarchy on v1, the unified one on v2) and its sub-cgroups.
+pub fn pids(c: &ContainerInfo) -> Result<Vec<i32>, FaultError> {
+    let layout = Cgroups::detect()
+        .map_err(|e| FaultError::precondition(format!("cannot read the cgroup layout: {e}")))?;
+    let h = layout
+        .unified()
+        .filter(|_| layout.kind() == crate::sys::cgroup::LayoutKind::V2)
+        .or_else(|| layout.hierarchy_for("pids"))
+        .or_else(|| layout.hierarchy_for("cpu"))
+        .or_else(|| layout.hierarchies().first())
+        .ok_or_else(|| FaultError::precondition("no cgroup hierarchy is mounted"))?;
+    let cg = cgroup_in(c, &layout, h)?;
+    crate::sys::proc::pids_in_cgroup_tree(&cg.dir).map_err(|e| {
+        FaultError::precondition(format!(
+            "cannot list the processes of container {}: {e}",
+            c.label()
+        ))
+    })
 }
 
 #[cfg(test)]

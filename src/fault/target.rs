@@ -524,6 +524,22 @@ impl ProcessTarget {
                 )),
             }));
         }
+        if let Some(sel) = crate::fault::container::ContainerFields::container_selector(self) {
+            let found = crate::fault::container::resolve(&sel)?;
+            if found.is_empty() {
+                return Ok(Some(Matched::none(format!(
+                    "no running container matches {} (see `docker ps`)",
+                    sel.describe()
+                ))));
+            }
+            let mut pids = Vec::new();
+            for c in &found {
+                pids.extend(crate::fault::container::pids(c)?);
+            }
+            pids.sort();
+            pids.dedup();
+            return Ok(Some(Matched::pids(pids)));
+        }
         if let Some(name) = &self.setup {
             return Ok(match ctx.setup_pids.get(name) {
                 None => None,
@@ -630,7 +646,10 @@ impl ProcessTarget {
     /// Whether the selector names one process itself (`pid`, `pidfile`,
     /// `setup`): those are not held to the other-users rule, patterns are.
     pub fn names_one_process(&self) -> bool {
-        self.pid.is_some() || self.pidfile.is_some() || self.setup.is_some()
+        self.pid.is_some()
+            || self.pidfile.is_some()
+            || self.setup.is_some()
+            || crate::fault::container::ContainerFields::container_selector(self).is_some()
     }
 
     /// The blast-radius rules in one line, for plans.

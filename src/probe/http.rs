@@ -42,10 +42,23 @@ pub fn no_roots_message(field: &str) -> String {
 /// At most this much of a body is kept for matching; the rest is read and dropped.
 const MAX_BODY: usize = 1024 * 1024;
 
+/// `http://IP:PORT/PATH` for a container's address.
+fn container_url(ip: &str, port: u16, path: &str) -> Result<Url, String> {
+    let host = if ip.contains(':') {
+        format!("[{ip}]")
+    } else {
+        ip.to_string()
+    };
+    parse_url(&format!("http://{host}:{port}{path}"), "http.path")
+}
+
 pub struct HttpCheck {
     client: Client,
     method: Method,
     url: Url,
+    /// `container:` (name, port, path): the URL's host is looked up through
+    /// Docker before every sample (a recreated container gets a new address).
+    container: Option<(String, u16, String)>,
     body: Option<String>,
     timeout: Duration,
     status: StatusSet,
@@ -66,7 +79,20 @@ impl HttpCheck {
         timeout: Duration,
         ctx: &ProbeContext,
     ) -> Result<Self, String> {
-        let url = parse_url(&spec.url, "http.url")?;
+        let container = spec.container.as_ref().map(|c| {
+            (
+                c.clone(),
+                spec.port.unwrap_or(80),
+                spec.path.clone().unwrap_or_else(|| "/".into()),
+            )
+        });
+        let url = match &container {
+            Some((c, port, path)) => {
+                let ip = crate::sys::docker::address(c)?;
+                container_url(&ip, *port, path)?
+            }
+            None => parse_url(&spec.url, "http.url")?,
+        };
         let method = Method::from_bytes(spec.method.trim().to_ascii_uppercase().as_bytes())
             .map_err(|_| {
                 format!(
@@ -139,6 +165,7 @@ impl HttpCheck {
             client,
             method,
             url,
+            container,
             body: spec.body.clone(),
             timeout,
             status: expect.status.clone().unwrap_or(default_status),
@@ -151,6 +178,12 @@ impl HttpCheck {
 
     pub fn describe(&self) -> String {
         let mut s = format!("{} {}", self.method, self.url);
+        if let Some((c, _, _)) = &self.container {
+            s.push_str(&format!(
+                " (container {}, address looked up before each sample)",
+                crate::sys::text::escape(c)
+            ));
+        }
         s.push_str(&format!(" expecting {}", self.status));
         if let Some(c) = &self.body_contains {
             s.push_str(&format!(", body containing {c:?}"));
@@ -171,8 +204,27 @@ impl HttpCheck {
     }
 
     pub async fn sample(&self) -> Sample {
+        let url = match &self.container {
+            None => self.url.clone(),
+            Some((c, port, path)) => {
+                let t0 = Instant::now();
+                let name = c.clone();
+                let ip =
+                    tokio::task::spawn_blocking(move || crate::sys::docker::address(&name)).await;
+                match ip {
+                    Ok(Ok(ip)) => match container_url(&ip, *port, path) {
+                        Ok(u) => u,
+                        Err(e) => return Sample::error(t0.elapsed(), e),
+                    },
+                    Ok(Err(e)) => return Sample::error(t0.elapsed(), e),
+                    Err(e) => {
+                        return Sample::error(t0.elapsed(), format!("address lookup failed: {e}"))
+                    }
+                }
+            }
+        };
         let started = Instant::now();
-        let mut req = self.client.request(self.method.clone(), self.url.clone());
+        let mut req = self.client.request(self.method.clone(), url);
         if let Some(b) = &self.body {
             req = req.body(b.clone());
         }

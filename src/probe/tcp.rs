@@ -9,6 +9,8 @@ use tokio::net::TcpStream;
 
 pub struct TcpCheck {
     host: String,
+    /// `container:`: its address is looked up through Docker before every sample.
+    container: Option<String>,
     port: u16,
     timeout: Duration,
     expect: Expect,
@@ -16,6 +18,19 @@ pub struct TcpCheck {
 
 impl TcpCheck {
     pub fn new(spec: &TcpProbe, expect: &Expect, timeout: Duration) -> Result<Self, String> {
+        if let Some(c) = &spec.container {
+            if spec.port == 0 {
+                return Err("tcp.port is 0; give the port the service listens on".into());
+            }
+            let host = crate::sys::docker::address(c)?;
+            return Ok(TcpCheck {
+                host,
+                container: Some(c.clone()),
+                port: spec.port,
+                timeout,
+                expect: expect.clone(),
+            });
+        }
         let host = spec.host.trim();
         if host.is_empty() {
             return Err("tcp.host is empty; write e.g. `127.0.0.1` or `db.internal`".into());
@@ -30,6 +45,7 @@ impl TcpCheck {
             .to_string();
         Ok(TcpCheck {
             host,
+            container: None,
             port: spec.port,
             timeout,
             expect: expect.clone(),
@@ -37,7 +53,15 @@ impl TcpCheck {
     }
 
     pub fn describe(&self) -> String {
-        format!("tcp connect {}", self.target())
+        match &self.container {
+            Some(c) => format!(
+                "tcp connect container {} port {} (now {})",
+                crate::sys::text::escape(c),
+                self.port,
+                self.target()
+            ),
+            None => format!("tcp connect {}", self.target()),
+        }
     }
 
     fn target(&self) -> String {
@@ -49,6 +73,28 @@ impl TcpCheck {
     }
 
     pub async fn sample(&self) -> Sample {
+        if let Some(c) = &self.container {
+            // The container may have been recreated with a new address.
+            let name = c.clone();
+            let t0 = Instant::now();
+            let host =
+                tokio::task::spawn_blocking(move || crate::sys::docker::address(&name)).await;
+            let host = match host {
+                Ok(Ok(h)) => h,
+                Ok(Err(e)) => return Sample::error(t0.elapsed(), e),
+                Err(e) => {
+                    return Sample::error(t0.elapsed(), format!("address lookup failed: {e}"))
+                }
+            };
+            let me = TcpCheck {
+                host,
+                container: None,
+                port: self.port,
+                timeout: self.timeout,
+                expect: self.expect.clone(),
+            };
+            return Box::pin(me.sample()).await;
+        }
         let started = Instant::now();
         match tokio::time::timeout(self.timeout, self.connect(started)).await {
             Ok(s) => check_latency(&self.expect, s),

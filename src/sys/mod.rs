@@ -2,6 +2,7 @@
 //! ip), cgroup files. Everything else is plain logic on top of it.
 
 pub mod cgroup;
+pub mod docker;
 pub mod exec;
 pub mod file;
 pub mod hostlock;

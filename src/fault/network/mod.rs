@@ -4,12 +4,14 @@
 //! `spec` holds what the experiment file says, `tc` the qdisc handling shared
 //! by the tc faults, `netem`, `tbf` and `nft` one fault each.
 
+mod incontainer;
 mod netem;
 mod nft;
 mod spec;
 mod tbf;
 mod tc;
 
+pub use incontainer::{ns_name as container_netns_name, InContainers};
 pub use netem::{netem_args, NetemFault};
 pub use nft::NftFault;
 pub use spec::*;
@@ -256,20 +258,61 @@ fn check_netns(netns: Option<&str>) -> Result<(), FaultError> {
     Ok(())
 }
 
+/// A spec with a container selector runs in each container's namespace
+/// ([`InContainers`]); `make` builds the plain fault for one named namespace.
+fn in_containers<T, F>(spec: &T, what: String, make: F) -> Option<Box<dyn FaultImpl>>
+where
+    T: crate::fault::container::ContainerFields + Clone + Send + 'static,
+    F: Fn(&T, &str) -> Box<dyn FaultImpl> + Send + 'static,
+{
+    let sel = incontainer::Selector::of(spec)?;
+    let spec = spec.clone();
+    Some(Box::new(InContainers::new(
+        what,
+        sel,
+        Box::new(move |ns| make(&spec, ns)),
+    )))
+}
+
 pub fn build_network(s: &NetworkSpec) -> Box<dyn FaultImpl> {
-    Box::new(NetemFault::new(s))
+    in_containers(s, s.interface.clone(), |s, ns| {
+        let mut s = s.clone();
+        (s.netns, s.container, s.labels, s.compose) = (Some(ns.into()), None, None, None);
+        Box::new(NetemFault::new(&s))
+    })
+    .unwrap_or_else(|| Box::new(NetemFault::new(s)))
 }
 pub fn build_blackhole(s: &BlackholeSpec, partition: bool) -> Box<dyn FaultImpl> {
-    Box::new(NftFault::blackhole(s, partition))
+    in_containers(s, "network".into(), move |s, ns| {
+        let mut s = s.clone();
+        (s.netns, s.container, s.labels, s.compose) = (Some(ns.into()), None, None, None);
+        Box::new(NftFault::blackhole(&s, partition))
+    })
+    .unwrap_or_else(|| Box::new(NftFault::blackhole(s, partition)))
 }
 pub fn build_dns(s: &DnsSpec) -> Box<dyn FaultImpl> {
-    Box::new(NftFault::dns(s))
+    in_containers(s, "DNS".into(), |s, ns| {
+        let mut s = s.clone();
+        (s.netns, s.container, s.labels, s.compose) = (Some(ns.into()), None, None, None);
+        Box::new(NftFault::dns(&s))
+    })
+    .unwrap_or_else(|| Box::new(NftFault::dns(s)))
 }
 pub fn build_packet_loss(s: &PacketLossSpec) -> Box<dyn FaultImpl> {
-    Box::new(NftFault::packet_loss(s))
+    in_containers(s, "network".into(), |s, ns| {
+        let mut s = s.clone();
+        (s.netns, s.container, s.labels, s.compose) = (Some(ns.into()), None, None, None);
+        Box::new(NftFault::packet_loss(&s))
+    })
+    .unwrap_or_else(|| Box::new(NftFault::packet_loss(s)))
 }
 pub fn build_bandwidth(s: &BandwidthSpec) -> Box<dyn FaultImpl> {
-    Box::new(BandwidthFault::new(s))
+    in_containers(s, s.interface.clone(), |s, ns| {
+        let mut s = s.clone();
+        (s.netns, s.container, s.labels, s.compose) = (Some(ns.into()), None, None, None);
+        Box::new(BandwidthFault::new(&s))
+    })
+    .unwrap_or_else(|| Box::new(BandwidthFault::new(s)))
 }
 
 /// A network fault's health: its verification run again (it only lists

@@ -1,6 +1,7 @@
 //! cgroup limits on target processes: `cpu_limit`, `memory_limit`, `io_limit`.
 
 use super::{FaultContext, FaultError, FaultImpl, PlannedOp, UndoLog};
+use crate::fault::container::{ContainerFields, ContainerInfo};
 use crate::fault::target::ProcessTarget;
 use crate::journal::undo::UndoOp;
 use crate::sys::cgroup::{Cgroup, CgroupError, Cgroups, Hierarchy, Version};
@@ -86,12 +87,29 @@ pub struct IoLimitSpec {
 pub const CPU_PERIOD_US: u64 = 100_000;
 
 pub fn build_cpu_limit(s: &CpuLimitSpec) -> Box<dyn FaultImpl> {
+    if s.target.container_selector().is_some() {
+        return Box::new(ContainerLimit::new(
+            "cpu_limit",
+            s.target.clone(),
+            Limit::Cpu { cpus: s.cpus },
+        ));
+    }
     Box::new(
         CgroupLimit::new("cpu_limit", s.target.clone(), Limit::Cpu { cpus: s.cpus })
             .descendants(s.include_descendants),
     )
 }
 pub fn build_memory_limit(s: &MemoryLimitSpec) -> Box<dyn FaultImpl> {
+    if s.target.container_selector().is_some() {
+        return Box::new(ContainerLimit::new(
+            "memory_limit",
+            s.target.clone(),
+            Limit::Memory {
+                bytes: s.limit.bytes(),
+                kind: s.kind,
+            },
+        ));
+    }
     Box::new(
         CgroupLimit::new(
             "memory_limit",
@@ -105,6 +123,12 @@ pub fn build_memory_limit(s: &MemoryLimitSpec) -> Box<dyn FaultImpl> {
     )
 }
 pub fn build_io_limit(s: &IoLimitSpec) -> Box<dyn FaultImpl> {
+    if s.target.container_selector().is_some() {
+        return Box::new(super::NotYetSupported {
+            kind: "io_limit on a container",
+            target: s.target.describe(),
+        });
+    }
     Box::new(
         CgroupLimit::new(
             "io_limit",
@@ -1219,6 +1243,348 @@ pub(crate) fn resolve_targets(
         .into_iter()
         .filter_map(|c| proc::info(c.pid).filter(|i| i.start_time == c.start_time))
         .collect())
+}
+
+// ------------------------------------------------------------ containers
+
+/// One container a [`ContainerLimit`] set its limit on.
+#[derive(Clone, Debug)]
+struct LimitedContainer {
+    info: ContainerInfo,
+    cgroup: Cgroup,
+    /// (control file, value written, value it had before).
+    writes: Vec<(String, String, String)>,
+    event: Option<String>,
+}
+
+/// `cpu_limit` and `memory_limit` on containers: the limit is written into
+/// each container's OWN cgroup (the one Docker made), after its original
+/// value was recorded as a `WriteFile` undo, so the runner, the watchdog and
+/// `recover` put back exactly what was there. `docker update` is never used:
+/// the engine's own view of the container's limits is not changed.
+/// `mode`/`count`/`percent`/`max_targets` count containers here.
+pub struct ContainerLimit {
+    kind: &'static str,
+    target: ProcessTarget,
+    limit: Limit,
+    rng: crate::fault::target::TargetRng,
+    done: Vec<LimitedContainer>,
+    notes: Vec<String>,
+}
+
+impl ContainerLimit {
+    fn new(kind: &'static str, target: ProcessTarget, limit: Limit) -> Self {
+        ContainerLimit {
+            kind,
+            rng: target.rng(),
+            target,
+            limit,
+            done: Vec::new(),
+            notes: Vec::new(),
+        }
+    }
+
+    /// The containers to limit now, each with its cgroup in the limit's
+    /// hierarchy and the settings to write (value, current value).
+    fn prepare(&self, ctx: &FaultContext) -> Result<Vec<LimitedContainer>, FaultError> {
+        let sel = self
+            .target
+            .container_selector()
+            .expect("a container target");
+        let mut found = crate::fault::container::resolve_some(&sel)?;
+        let k = crate::fault::target::how_many(
+            self.target.mode,
+            self.target.count,
+            self.target.percent,
+            found.len(),
+        );
+        if k < found.len() {
+            use rand::seq::IndexedRandom;
+            let mut rng = self.rng.clone();
+            let mut picked: Vec<ContainerInfo> = found.sample(&mut rng, k).cloned().collect();
+            picked.sort_by(|a, b| a.id.cmp(&b.id));
+            found = picked;
+        }
+        let (max, from) = self.target.limit(ctx);
+        if found.len() > max as usize {
+            return Err(FaultError::precondition(format!(
+                "{}: `{}` would limit {} containers but the blast-radius limit is {max} ({from}); narrow the selector or use `mode: one`/`count`",
+                self.kind,
+                sel.describe(),
+                found.len()
+            )));
+        }
+        let layout = Cgroups::detect().map_err(|e| {
+            FaultError::precondition(format!("{}: cannot read the cgroup layout: {e}", self.kind))
+        })?;
+        let Some(h) = self.limit.hierarchy(&layout).cloned() else {
+            return Err(FaultError::precondition(format!(
+                "{}: the `{}` cgroup controller is not available on this host",
+                self.kind,
+                self.limit.controller(Version::V1)
+            )));
+        };
+        let mut out = Vec::new();
+        for c in found {
+            let cg = crate::fault::container::cgroup_in(&c, &layout, &h)?;
+            if cg.is_root() {
+                return Err(FaultError::precondition(format!(
+                    "{}: container {} runs in the root cgroup; its limit would be the host's",
+                    self.kind,
+                    c.label()
+                )));
+            }
+            let mut writes = Vec::new();
+            for (f, v) in self.limit.settings(h.version, None) {
+                let now = cg.read(&f).map_err(|e| {
+                    FaultError::precondition(format!(
+                        "{}: container {}: {e} (for cpu this kernel needs CONFIG_CFS_BANDWIDTH)",
+                        self.kind,
+                        c.label()
+                    ))
+                })?;
+                writes.push((f, v, now.trim_end().to_string()));
+            }
+            out.push(LimitedContainer {
+                info: c,
+                cgroup: cg,
+                writes,
+                event: None,
+            });
+        }
+        Ok(out)
+    }
+
+    fn read_back(&self, c: &LimitedContainer) -> Result<String, String> {
+        let mut ev = Vec::new();
+        for (f, v, _) in &c.writes {
+            let actual = c.cgroup.read(f).map_err(|e| e.to_string())?;
+            if !setting_matches(f, v, &actual) {
+                return Err(format!(
+                    "{} reads `{}`, expected `{v}`",
+                    c.cgroup.file(f).display(),
+                    actual.trim()
+                ));
+            }
+            ev.push(format!("{f}={}", actual.trim()));
+        }
+        Ok(format!("container {}: {}", c.info.label(), ev.join(", ")))
+    }
+
+    /// What became of the container, `None` while it is the same process.
+    fn event_of(c: &LimitedContainer) -> Option<String> {
+        if proc::is_same(c.info.pid, c.info.start_time) {
+            return None;
+        }
+        Some(match crate::sys::docker::inspect(&c.info.id) {
+            Ok(Some(now)) => format!(
+                "container {} restarted (main pid {} -> {}, restart count {} -> {}); its cgroup was made again with the engine's settings, so the limit is no longer in force (not re-applied)",
+                c.info.label(),
+                c.info.pid,
+                now.pid,
+                c.info.restart_count,
+                now.restart_count
+            ),
+            _ => format!(
+                "container {} stopped or was removed (main pid {} is gone)",
+                c.info.label(),
+                c.info.pid
+            ),
+        })
+    }
+}
+
+impl FaultImpl for ContainerLimit {
+    fn kind(&self) -> &'static str {
+        self.kind
+    }
+
+    fn target(&self) -> String {
+        self.target.describe()
+    }
+
+    fn preflight(&mut self, ctx: &FaultContext) -> Result<(), FaultError> {
+        match self.prepare(ctx) {
+            Err(e) if ctx.setup_pending => {
+                self.notes.push(format!("checked again after setup: {e}"));
+                Ok(())
+            }
+            r => r.map(|_| ()),
+        }
+    }
+
+    fn plan(&self, ctx: &FaultContext) -> Vec<PlannedOp> {
+        match self.prepare(ctx) {
+            Err(e) => vec![PlannedOp {
+                action: format!("cannot run: {e}"),
+                command: None,
+                undo: None,
+            }],
+            Ok(list) => {
+                let mut ops = Vec::new();
+                for c in list {
+                    ops.push(PlannedOp {
+                        action: c.info.describe(),
+                        command: None,
+                        undo: None,
+                    });
+                    for (f, v, was) in &c.writes {
+                        let path = c.cgroup.file(f);
+                        ops.push(PlannedOp {
+                            action: format!(
+                                "set {} on container {}: write `{v}` to {} (now `{was}`)",
+                                self.limit.describe(),
+                                c.info.label(),
+                                path.display()
+                            ),
+                            command: None,
+                            undo: Some(
+                                UndoOp::WriteFile {
+                                    path,
+                                    contents: was.clone(),
+                                }
+                                .manual_command(),
+                            ),
+                        });
+                    }
+                }
+                ops
+            }
+        }
+    }
+
+    fn inject(&mut self, ctx: &FaultContext, undo: &mut dyn UndoLog) -> Result<(), FaultError> {
+        if ctx.dry_run {
+            return Ok(());
+        }
+        let list = self.prepare(ctx)?;
+        for mut c in list {
+            let target = format!("{} container {}", self.kind, c.info.label());
+            let mut writes = Vec::new();
+            for (f, v, _) in &c.writes {
+                // Read again right before the write: that is what comes back.
+                let was = c
+                    .cgroup
+                    .read(f)
+                    .map_err(|e| cg_err(self.kind, e))?
+                    .trim_end()
+                    .to_string();
+                undo.record(
+                    &target,
+                    UndoOp::WriteFile {
+                        path: c.cgroup.file(f),
+                        contents: was.clone(),
+                    },
+                )
+                .map_err(|e| {
+                    FaultError::failed(format!(
+                        "{}: cannot record the undo (nothing was changed by it): {e:#}",
+                        self.kind
+                    ))
+                })?;
+                c.cgroup.write(f, v).map_err(|e| cg_err(self.kind, e))?;
+                writes.push((f.clone(), v.clone(), was));
+            }
+            c.writes = writes;
+            self.done.push(c);
+        }
+        Ok(())
+    }
+
+    fn verify(&mut self, _ctx: &FaultContext) -> Result<String, FaultError> {
+        let mut ev = Vec::new();
+        for c in &self.done {
+            ev.push(
+                self.read_back(c)
+                    .map_err(|e| FaultError::failed(format!("{}: {e}", self.kind)))?,
+            );
+        }
+        Ok(ev.join("; "))
+    }
+
+    fn health(&mut self, _ctx: &FaultContext) -> Option<super::FaultHealth> {
+        let mut missing = Vec::new();
+        let mut present = Vec::new();
+        for i in 0..self.done.len() {
+            if self.done[i].event.is_none() {
+                let ev = Self::event_of(&self.done[i]);
+                if let Some(e) = &ev {
+                    self.notes.push(e.clone());
+                }
+                self.done[i].event = ev;
+            }
+            let c = &self.done[i];
+            if let Some(e) = &c.event {
+                missing.push(e.clone());
+                continue;
+            }
+            match self.read_back(c) {
+                Ok(e) => present.push(e),
+                Err(e) => missing.push(e),
+            }
+        }
+        Some(if missing.is_empty() {
+            super::FaultHealth::present(present.join("; "))
+        } else {
+            super::FaultHealth::missing(missing.join("; "))
+        })
+    }
+
+    fn before_rollback(&mut self, _ctx: &FaultContext) {
+        for c in &mut self.done {
+            if c.event.is_none() {
+                c.event = Self::event_of(c);
+                if let Some(e) = &c.event {
+                    self.notes.push(e.clone());
+                }
+            }
+        }
+    }
+
+    fn verify_rollback(&mut self, _ctx: &FaultContext) -> Result<(), FaultError> {
+        for c in &self.done {
+            if !c.cgroup.exists() {
+                continue; // the container is gone, and its cgroup with it
+            }
+            for (f, _, was) in &c.writes {
+                let now = c.cgroup.read(f).map_err(|e| cg_err(self.kind, e))?;
+                if now.trim_end() != was {
+                    return Err(FaultError::failed(format!(
+                        "{}: {} reads `{}` after rollback, but was `{was}`",
+                        self.kind,
+                        c.cgroup.file(f).display(),
+                        now.trim()
+                    )));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn observations(&self) -> serde_json::Value {
+        let containers: Vec<serde_json::Value> = self
+            .done
+            .iter()
+            .map(|c| {
+                serde_json::json!({
+                    "id": c.info.id,
+                    "name": c.info.name,
+                    "pid": c.info.pid,
+                    "start_time": c.info.start_time,
+                    "cgroup": c.cgroup.dir.display().to_string(),
+                    "restart_policy": c.info.restart_policy,
+                    "writes": c.writes.iter().map(|(f, v, was)| serde_json::json!({"file": f, "value": v, "original": was})).collect::<Vec<_>>(),
+                    "event": c.event,
+                })
+            })
+            .collect();
+        serde_json::json!({
+            "target": self.target.describe(),
+            "limit": self.limit.describe(),
+            "containers": containers,
+            "notes": self.notes,
+        })
+    }
 }
 
 #[cfg(test)]

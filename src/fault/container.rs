@@ -3,7 +3,7 @@
 //! the containers they match. Resolution (Docker Engine API) is in
 //! `sys::docker`; this module holds the model and what faults share.
 
-use crate::fault::FaultError;
+use crate::fault::{FaultContext, FaultError, FaultImpl, PlannedOp, UndoLog};
 use crate::sys::cgroup::{Cgroup, Cgroups, Hierarchy};
 use crate::sys::docker;
 pub use crate::sys::docker::ContainerInfo;
@@ -289,5 +289,213 @@ mod tests {
         assert_eq!(f[COMPOSE_SERVICE_LABEL], "redis");
         assert_eq!(f[COMPOSE_PROJECT_LABEL], "shop");
         assert_eq!(ContainerSelector::Container("web").label_filter(), None);
+    }
+}
+
+/// The host path of `path` (absolute, as the container sees it; may end in
+/// a glob) inside container `c`: under the volume or bind mount with the
+/// longest matching destination, else under the container's root
+/// filesystem (the storage driver's merged directory). Both stay the same
+/// when the container restarts, unlike /proc/PID/root. The part of the path
+/// that exists must not lead outside that base through a symbolic link (a
+/// link to `/etc` in the container would otherwise mean the host's /etc).
+pub fn host_path(c: &ContainerInfo, path: &str) -> Result<std::path::PathBuf, FaultError> {
+    use std::path::{Path, PathBuf};
+    if !path.starts_with('/') {
+        return Err(FaultError::precondition(format!(
+            "`{}` is not an absolute path in container {}",
+            crate::sys::text::escape(path),
+            c.label()
+        )));
+    }
+    let under = |dest: &str| {
+        let d = dest.trim_end_matches('/');
+        path == d || path.starts_with(&format!("{d}/")) || d.is_empty()
+    };
+    let (base, rest) = match c
+        .mounts
+        .iter()
+        .filter(|(d, _)| under(d))
+        .max_by_key(|(d, _)| d.len())
+    {
+        Some((d, src)) => (
+            PathBuf::from(src),
+            path[d.trim_end_matches('/').len()..].to_string(),
+        ),
+        None => match &c.root_dir {
+            Some(r) => (PathBuf::from(r), path.to_string()),
+            None => {
+                return Err(FaultError::precondition(format!(
+                    "the engine does not say where container {}'s filesystem is (no MergedDir: storage driver without one?); put the path on a volume or bind mount",
+                    c.label()
+                )))
+            }
+        },
+    };
+    let full = base.join(rest.trim_start_matches('/'));
+    // The longest existing ancestor without glob characters must resolve
+    // inside the base.
+    let mut probe = PathBuf::new();
+    for comp in Path::new(&full).components() {
+        let s = comp.as_os_str().to_string_lossy();
+        if s.contains(['*', '?', '[']) {
+            break;
+        }
+        let next = probe.join(comp);
+        if !next.exists() && next.symlink_metadata().is_err() {
+            break;
+        }
+        probe = next;
+    }
+    let real_base = base.canonicalize().map_err(|e| {
+        FaultError::precondition(format!(
+            "container {}'s filesystem {} cannot be read: {e}",
+            c.label(),
+            base.display()
+        ))
+    })?;
+    if let Ok(real) = probe.canonicalize() {
+        if !real.starts_with(&real_base) {
+            return Err(FaultError::precondition(format!(
+                "`{}` in container {} leads outside the container through a symbolic link (to {} on the host); give the path the link points to inside the container",
+                crate::sys::text::escape(path),
+                c.label(),
+                real.display()
+            )));
+        }
+    }
+    Ok(full)
+}
+
+type MakeAt = Box<dyn Fn(&str) -> Box<dyn FaultImpl> + Send>;
+
+/// A file fault (`disk_fill`, `file_corrupt`) on a path inside a container:
+/// the plain fault runs on the host path of that path ([`host_path`]), so
+/// its undo records (remove the fill files, restore the backups) name host
+/// paths that stay valid if the container restarts.
+pub struct InContainerPath {
+    kind: &'static str,
+    container: String,
+    path: String,
+    make: MakeAt,
+    inner: Option<(ContainerInfo, Box<dyn FaultImpl>)>,
+}
+
+impl InContainerPath {
+    pub fn new(container: String, path: String, make: MakeAt) -> Self {
+        InContainerPath {
+            kind: make("/").kind(),
+            container,
+            path,
+            make,
+            inner: None,
+        }
+    }
+
+    fn build(&self) -> Result<(ContainerInfo, Box<dyn FaultImpl>), FaultError> {
+        let sel = ContainerSelector::Container(&self.container);
+        let c = resolve_some(&sel)?.remove(0);
+        let p = host_path(&c, &self.path)?;
+        let f = (self.make)(&p.display().to_string());
+        Ok((c, f))
+    }
+
+    fn wrap(&self, e: FaultError) -> FaultError {
+        FaultError {
+            code: e.code,
+            message: format!(
+                "in container {}: {}",
+                crate::sys::text::escape(&self.container),
+                e.message
+            ),
+        }
+    }
+}
+
+impl FaultImpl for InContainerPath {
+    fn kind(&self) -> &'static str {
+        self.kind
+    }
+    fn target(&self) -> String {
+        format!(
+            "{} in container {}",
+            crate::sys::text::escape(&self.path),
+            crate::sys::text::escape(&self.container)
+        )
+    }
+    fn preflight(&mut self, ctx: &FaultContext) -> Result<(), FaultError> {
+        let (c, mut f) = match self.build() {
+            Err(_) if ctx.setup_pending => return Ok(()),
+            r => r?,
+        };
+        f.preflight(ctx).map_err(|e| self.wrap(e))?;
+        self.inner = Some((c, f));
+        Ok(())
+    }
+    fn plan(&self, ctx: &FaultContext) -> Vec<PlannedOp> {
+        match self.build() {
+            Err(e) => vec![PlannedOp {
+                action: format!("cannot run: {e}"),
+                command: None,
+                undo: None,
+            }],
+            Ok((c, f)) => {
+                let mut ops = vec![PlannedOp {
+                    action: c.describe(),
+                    command: None,
+                    undo: None,
+                }];
+                ops.extend(f.plan(ctx));
+                ops
+            }
+        }
+    }
+    fn inject(&mut self, ctx: &FaultContext, undo: &mut dyn UndoLog) -> Result<(), FaultError> {
+        if self.inner.is_none() {
+            let (c, mut f) = self.build()?;
+            f.preflight(ctx).map_err(|e| self.wrap(e))?;
+            self.inner = Some((c, f));
+        }
+        let r = self.inner.as_mut().expect("built").1.inject(ctx, undo);
+        r.map_err(|e| self.wrap(e))
+    }
+    fn verify(&mut self, ctx: &FaultContext) -> Result<String, FaultError> {
+        match &mut self.inner {
+            Some((_, f)) => f.verify(ctx),
+            None => Err(FaultError::failed("not injected")),
+        }
+    }
+    fn tick_every(&self) -> Option<std::time::Duration> {
+        self.inner.as_ref().and_then(|(_, f)| f.tick_every())
+    }
+    fn tick(&mut self, ctx: &FaultContext, undo: &mut dyn UndoLog) -> Result<(), FaultError> {
+        match &mut self.inner {
+            Some((_, f)) => f.tick(ctx, undo),
+            None => Ok(()),
+        }
+    }
+    fn health(&mut self, ctx: &FaultContext) -> Option<crate::fault::FaultHealth> {
+        self.inner.as_mut().and_then(|(_, f)| f.health(ctx))
+    }
+    fn before_rollback(&mut self, ctx: &FaultContext) {
+        if let Some((_, f)) = &mut self.inner {
+            f.before_rollback(ctx)
+        }
+    }
+    fn verify_rollback(&mut self, ctx: &FaultContext) -> Result<(), FaultError> {
+        match &mut self.inner {
+            Some((_, f)) => f.verify_rollback(ctx),
+            None => Ok(()),
+        }
+    }
+    fn observations(&self) -> serde_json::Value {
+        match &self.inner {
+            Some((c, f)) => serde_json::json!({
+                "container": {"id": c.id, "name": c.name, "pid": c.pid},
+                "path_in_container": self.path,
+                "fault": f.observations(),
+            }),
+            None => serde_json::Value::Null,
+        }
     }
 }

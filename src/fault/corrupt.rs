@@ -212,6 +212,20 @@ struct Changed {
 }
 
 pub fn build_file_corrupt(s: &FileCorruptSpec) -> Box<dyn FaultImpl> {
+    if let Some(c) = &s.container {
+        let mut spec = s.clone();
+        // One seed for plan and run alike.
+        spec.seed = Some(s.seed.unwrap_or_else(|| rand::rng().next_u64()));
+        return Box::new(crate::fault::container::InContainerPath::new(
+            c.clone(),
+            s.path.clone(),
+            Box::new(move |p| {
+                let mut t = spec.clone();
+                (t.path, t.container) = (p.to_string(), None);
+                build_file_corrupt(&t)
+            }),
+        ));
+    }
     Box::new(FileCorrupt {
         seed: s.seed.unwrap_or_else(|| rand::rng().next_u64()),
         spec: s.clone(),

@@ -37,6 +37,18 @@ pub const MIN_RESERVE: u64 = 4 << 20;
 const MAX_FILE: u64 = 1 << 30;
 
 pub fn build_disk_fill(s: &DiskFillSpec) -> Box<dyn FaultImpl> {
+    if let Some(c) = &s.container {
+        let spec = s.clone();
+        return Box::new(crate::fault::container::InContainerPath::new(
+            c.clone(),
+            s.path.clone(),
+            Box::new(move |p| {
+                let mut t = spec.clone();
+                (t.path, t.container) = (p.to_string(), None);
+                build_disk_fill(&t)
+            }),
+        ));
+    }
     Box::new(DiskFill {
         spec: s.clone(),
         files: Vec::new(),

@@ -220,6 +220,12 @@ pub struct ProcessKill {
     restarts: Vec<Restart>,
     excluded: BTreeMap<i32, ExcludedProcess>,
     notes: Vec<String>,
+    /// With a container target: each container as resolved at injection,
+    /// and as the engine reported it before rollback.
+    containers: Vec<(
+        crate::fault::container::ContainerInfo,
+        Option<crate::fault::container::ContainerInfo>,
+    )>,
 }
 
 impl ProcessKill {
@@ -237,7 +243,55 @@ impl ProcessKill {
             restarts: Vec::new(),
             excluded: BTreeMap::new(),
             notes: Vec::new(),
+            containers: Vec::new(),
         }
+    }
+
+    /// The containers' restart policy and restarts, for the report.
+    fn container_report(&self) -> Vec<serde_json::Value> {
+        self.containers
+            .iter()
+            .map(|(b, a)| {
+                let (what, after_count, after_pid) = match a {
+                    Some(a) if a.restart_count > b.restart_count || a.pid != b.pid => (
+                        format!(
+                            "restarted by the engine (restart policy {}): main pid {} -> {}, restart count {} -> {}",
+                            b.restart_policy, b.pid, a.pid, b.restart_count, a.restart_count
+                        ),
+                        Some(a.restart_count),
+                        Some(a.pid),
+                    ),
+                    Some(a) => (
+                        "still running its original main process".to_string(),
+                        Some(a.restart_count),
+                        Some(a.pid),
+                    ),
+                    None if b.restart_policy == "no" => (
+                        "not running at rollback: its restart policy is `no`, so the engine does not restart it".to_string(),
+                        None,
+                        None,
+                    ),
+                    None => (
+                        format!(
+                            "not running at rollback (restart policy {}: not restarted yet, or removed)",
+                            b.restart_policy
+                        ),
+                        None,
+                        None,
+                    ),
+                };
+                json!({
+                    "id": b.id,
+                    "name": b.name,
+                    "restart_policy": b.restart_policy,
+                    "pid_before": b.pid,
+                    "pid_after": after_pid,
+                    "restart_count_before": b.restart_count,
+                    "restart_count_after": after_count,
+                    "outcome": what,
+                })
+            })
+            .collect()
     }
 
     fn sig(&self) -> Sig {
@@ -473,6 +527,14 @@ impl FaultImpl for ProcessKill {
             return Ok(());
         }
         self.started = Some((Instant::now(), Utc::now()));
+        if let Some(sel) =
+            crate::fault::container::ContainerFields::container_selector(&self.spec.target)
+        {
+            self.containers = crate::fault::container::resolve(&sel)?
+                .into_iter()
+                .map(|c| (c, None))
+                .collect();
+        }
         self.round(ctx, true)
     }
 
@@ -574,11 +636,15 @@ impl FaultImpl for ProcessKill {
 
     fn before_rollback(&mut self, ctx: &FaultContext) {
         self.poll_restarts(ctx);
+        for (b, a) in &mut self.containers {
+            *a = crate::sys::docker::inspect(&b.id).ok().flatten();
+        }
     }
 
     fn observations(&self) -> serde_json::Value {
         let not_restarted: Vec<i32> = self.pending.iter().map(|&i| self.hits[i].pid).collect();
         json!({
+            "containers": self.container_report(),
             "target": self.spec.target.describe(),
             "signal": self.sig().as_str(),
             "every": self.spec.every.map(|e| e.to_string()),

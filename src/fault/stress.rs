@@ -1,7 +1,9 @@
 //! Built-in stressors: `cpu_stress` and `memory_stress` (no stress-ng needed).
 
 use super::{FaultContext, FaultError, FaultImpl, PlannedOp, UndoLog};
+use crate::fault::container::ContainerFields;
 use crate::journal::undo::UndoOp;
+use crate::sys::cgroup::Cgroup;
 use crate::sys::proc;
 use crate::units::{Duration, Percent, Size};
 use schemars::JsonSchema;
@@ -63,17 +65,21 @@ pub struct MemoryStressSpec {
 }
 
 pub fn build_cpu_stress(s: &CpuStressSpec) -> Box<dyn FaultImpl> {
-    Box::new(Stress::new(Load::Cpu {
+    let mut f = Stress::new(Load::Cpu {
         workers: s.workers,
         load: s.load.map(|p| p.fraction()).unwrap_or(1.0),
-    }))
+    });
+    f.containers = crate::fault::network::ContainerSelectorOwned::of(s);
+    Box::new(f)
 }
 pub fn build_memory_stress(s: &MemoryStressSpec) -> Box<dyn FaultImpl> {
-    Box::new(Stress::new(Load::Memory {
+    let mut f = Stress::new(Load::Memory {
         size: s.size.map(|z| z.bytes()),
         percent: s.percent.map(|p| p.fraction()),
         ramp: s.ramp.map(|d| d.std()),
-    }))
+    });
+    f.containers = crate::fault::network::ContainerSelectorOwned::of(s);
+    Box::new(f)
 }
 
 // ---------------------------------------------------------------- /proc helpers
@@ -282,6 +288,11 @@ pub struct Stress {
     observations: serde_json::Map<String, serde_json::Value>,
     /// The previous health check: when, and each worker's CPU seconds then.
     last_health: Option<(Instant, Vec<f64>)>,
+    /// Run the workers inside these containers' cgroups (a set of workers
+    /// per container) instead of the runner's.
+    containers: Option<crate::fault::network::ContainerSelectorOwned>,
+    /// The containers the workers were put in, with their cgroups.
+    placed: Vec<(crate::fault::container::ContainerInfo, Vec<String>)>,
 }
 
 impl Stress {
@@ -293,6 +304,8 @@ impl Stress {
             target_bytes: 0,
             observations: serde_json::Map::new(),
             last_health: None,
+            containers: None,
+            placed: Vec::new(),
         }
     }
 
@@ -483,7 +496,10 @@ impl FaultImpl for Stress {
     }
 
     fn target(&self) -> String {
-        "this host".into()
+        match &self.containers {
+            Some(c) => format!("inside the cgroup of {}", c.describe()),
+            None => "this host".into(),
+        }
     }
 
     fn preflight(&mut self, _ctx: &FaultContext) -> Result<(), FaultError> {
@@ -503,7 +519,20 @@ impl FaultImpl for Stress {
                 )));
             }
         }
-        self.memory_target().map(|_| ())
+        self.memory_target()?;
+        if let Some(sel) = &self.containers {
+            let sel = sel.container_selector().expect("a container selector");
+            match crate::fault::container::resolve_some(&sel) {
+                Err(_) if _ctx.setup_pending => return Ok(()),
+                Err(e) => return Err(e),
+                Ok(list) => {
+                    for c in &list {
+                        crate::fault::container::all_cgroups(c)?;
+                    }
+                }
+            }
+        }
+        Ok(())
     }
 
     fn plan(&self, _ctx: &FaultContext) -> Vec<PlannedOp> {
@@ -529,11 +558,52 @@ impl FaultImpl for Stress {
                     .unwrap_or_default()
             ),
         };
-        vec![PlannedOp {
-            action: what,
-            command: Some(argv),
-            undo: Some("kill -KILL <each worker pid>".into()),
-        }]
+        let Some(sel) = &self.containers else {
+            return vec![PlannedOp {
+                action: what,
+                command: Some(argv),
+                undo: Some("kill -KILL <each worker pid>".into()),
+            }];
+        };
+        let sel = sel.container_selector().expect("a container selector");
+        let list = match crate::fault::container::resolve_some(&sel) {
+            Ok(l) => l,
+            Err(e) => {
+                return vec![PlannedOp {
+                    action: format!("cannot run: {e}"),
+                    command: None,
+                    undo: None,
+                }]
+            }
+        };
+        let mut ops = Vec::new();
+        for c in list {
+            ops.push(PlannedOp {
+                action: c.describe(),
+                command: None,
+                undo: None,
+            });
+            let cgs: Vec<String> = crate::fault::container::all_cgroups(&c)
+                .map(|v| {
+                    v.iter()
+                        .map(|g| g.procs_file().display().to_string())
+                        .collect()
+                })
+                .unwrap_or_default();
+            ops.push(PlannedOp {
+                action: format!(
+                    "{what}, then move each into container {}'s cgroups (write its pid to {})",
+                    c.label(),
+                    cgs.join(", ")
+                ),
+                command: Some(argv.clone()),
+                undo: Some(
+                    "kill -KILL <each worker pid> (a dead process leaves the container's cgroups)"
+                        .into(),
+                ),
+            });
+        }
+        ops
     }
 
     fn inject(&mut self, ctx: &FaultContext, undo: &mut dyn UndoLog) -> Result<(), FaultError> {
@@ -545,34 +615,65 @@ impl FaultImpl for Stress {
         }
         let args = self.worker_args();
         let kind = self.kind_name();
-        for _ in 0..self.worker_count() {
-            let child = match spawn_from_stable_thread(worker_command(&args)) {
-                Ok(c) => c,
-                Err(e) => {
+        // Where the workers go: the runner's own cgroups, or one set of
+        // workers inside each matching container's cgroups.
+        let mut groups: Vec<Option<(crate::fault::container::ContainerInfo, Vec<Cgroup>)>> =
+            vec![None];
+        if let Some(sel) = &self.containers {
+            let sel = sel.container_selector().expect("a container selector");
+            groups.clear();
+            for c in crate::fault::container::resolve_some(&sel)? {
+                let cgs = crate::fault::container::all_cgroups(&c)?;
+                groups.push(Some((c, cgs)));
+            }
+        }
+        for group in groups {
+            if let Some((c, cgs)) = &group {
+                self.placed.push((
+                    c.clone(),
+                    cgs.iter().map(|g| g.dir.display().to_string()).collect(),
+                ));
+            }
+            for _ in 0..self.worker_count() {
+                let child = match spawn_from_stable_thread(worker_command(&args)) {
+                    Ok(c) => c,
+                    Err(e) => {
+                        self.kill_all();
+                        return Err(FaultError::failed(format!(
+                            "{kind}: cannot start a worker ({} stress-worker): {e}",
+                            worker_executable().display()
+                        )));
+                    }
+                };
+                let pid = child.id() as i32;
+                let start_time = proc::start_time(pid).unwrap_or(0);
+                let cpu = cpu_seconds(pid).map_or(0.0, |c| c.0);
+                self.workers.push(Worker {
+                    child,
+                    pid,
+                    start_time,
+                    cpu_at_start: cpu,
+                });
+                if let Err(e) = undo.record(
+                    &format!("{kind} worker"),
+                    UndoOp::KillProcess { pid, start_time },
+                ) {
                     self.kill_all();
                     return Err(FaultError::failed(format!(
-                        "{kind}: cannot start a worker ({} stress-worker): {e}",
-                        worker_executable().display()
+                        "{kind}: cannot write the undo record: {e:#}"
                     )));
                 }
-            };
-            let pid = child.id() as i32;
-            let start_time = proc::start_time(pid).unwrap_or(0);
-            let cpu = cpu_seconds(pid).map_or(0.0, |c| c.0);
-            self.workers.push(Worker {
-                child,
-                pid,
-                start_time,
-                cpu_at_start: cpu,
-            });
-            if let Err(e) = undo.record(
-                &format!("{kind} worker"),
-                UndoOp::KillProcess { pid, start_time },
-            ) {
-                self.kill_all();
-                return Err(FaultError::failed(format!(
-                    "{kind}: cannot write the undo record: {e:#}"
-                )));
+                if let Some((c, cgs)) = &group {
+                    for cg in cgs {
+                        if let Err(e) = cg.add_process(pid) {
+                            self.kill_all();
+                            return Err(FaultError::failed(format!(
+                                "{kind}: cannot move worker {pid} into container {}'s cgroup: {e}",
+                                c.label()
+                            )));
+                        }
+                    }
+                }
             }
         }
         for w in &mut self.workers {
@@ -785,10 +886,28 @@ impl FaultImpl for Stress {
     }
 
     fn observations(&self) -> serde_json::Value {
-        if self.observations.is_empty() {
+        let mut obs = self.observations.clone();
+        if !self.placed.is_empty() {
+            obs.insert(
+                "containers".into(),
+                self.placed
+                    .iter()
+                    .map(|(c, cgs)| {
+                        serde_json::json!({
+                            "id": c.id,
+                            "name": c.name,
+                            "pid": c.pid,
+                            "cgroups": cgs,
+                        })
+                    })
+                    .collect::<Vec<_>>()
+                    .into(),
+            );
+        }
+        if obs.is_empty() {
             serde_json::Value::Null
         } else {
-            serde_json::Value::Object(self.observations.clone())
+            serde_json::Value::Object(obs)
         }
     }
 }

@@ -428,7 +428,11 @@ impl UndoOp {
                     && contents.trim_end().strip_prefix('-').is_some_and(|c| {
                         !c.is_empty() && c.chars().all(|c| c.is_ascii_lowercase() || c == '_')
                     });
-                if !clean_absolute(path) || !(in_ours || disable) || !on_cgroupfs(parent) {
+                let container = container_limit_write(path, contents);
+                if !clean_absolute(path)
+                    || !(in_ours || disable || container)
+                    || !on_cgroupfs(parent)
+                {
                     return Some(format!(
                         "writing {} is not an undo faultline records (only cgroup control files)",
                         path.display()
@@ -461,6 +465,42 @@ impl UndoOp {
             } => restore_out_of_bounds(path, backup, sha256, *mode, b),
         }
     }
+}
+
+/// A container cgroup limit's undo: one of the limit files `cpu_limit` and
+/// `memory_limit` write, in a cgroup whose name holds a 64-hex container id
+/// (`/docker/<id>`, `docker-<id>.scope`, `libpod-<id>.scope`), with a plain
+/// value (digits, `-1`, `max`, `max 100000`).
+fn container_limit_write(path: &std::path::Path, contents: &str) -> bool {
+    const FILES: [&str; 7] = [
+        "cpu.cfs_period_us",
+        "cpu.cfs_quota_us",
+        "cpu.max",
+        "memory.limit_in_bytes",
+        "memory.soft_limit_in_bytes",
+        "memory.max",
+        "memory.high",
+    ];
+    let Some(parent) = path.parent() else {
+        return false;
+    };
+    let dir = file_name(parent);
+    let has_id = dir
+        .split(['-', '.'])
+        .any(|w| w.len() == 64 && w.bytes().all(|c| c.is_ascii_hexdigit()));
+    let value = contents.trim_end();
+    FILES.contains(&file_name(path).as_ref())
+        && has_id
+        && !value.is_empty()
+        && value.len() <= 64
+        && value.split(' ').all(|w| {
+            w == "max"
+                || w.strip_prefix('-')
+                    .unwrap_or(w)
+                    .bytes()
+                    .all(|c| c.is_ascii_digit())
+                    && !w.is_empty()
+        })
 }
 
 /// Paths `file_corrupt` never touches (and so never restores).
@@ -566,6 +606,20 @@ fn command_out_of_bounds(argv: &[String], b: &RunBounds) -> Option<String> {
                 None
             } else {
                 refuse("nft may only delete this run's own table (inet faultline_<run>_...)")
+            }
+        }
+        ["ip", "netns", "delete", ns] => {
+            // The name a container network fault gave a container's
+            // namespace: `fl-<run slug, 24 at most>-<12 hex digits>`.
+            let mut run = run_slug(&b.run_id);
+            run.truncate(24);
+            let ok = ns
+                .strip_prefix(&format!("fl-{run}-"))
+                .is_some_and(|id| id.len() == 12 && id.bytes().all(|c| c.is_ascii_hexdigit()));
+            if ok {
+                None
+            } else {
+                refuse("ip netns delete may only remove this run's name for a container's namespace (fl-<run>-<container id>)")
             }
         }
         ["ip", rest @ ..] => {

@@ -49,6 +49,11 @@ pub struct ContainerInfo {
     /// Its labels.
     #[serde(skip)]
     pub labels: BTreeMap<String, String>,
+    /// Its root filesystem as the host sees it (the storage driver's merged
+    /// directory), when the engine says.
+    pub root_dir: Option<String>,
+    /// Its volumes and bind mounts: (path in the container, path on the host).
+    pub mounts: Vec<(String, String)>,
 }
 
 impl ContainerInfo {
@@ -280,7 +285,24 @@ pub fn inspect(name_or_id: &str) -> Result<Option<ContainerInfo>, String> {
         .and_then(|c| c.labels.clone())
         .map(|l| l.into_iter().collect())
         .unwrap_or_default();
+    let root_dir = c
+        .graph_driver
+        .as_ref()
+        .and_then(|g| g.data.get("MergedDir").cloned())
+        .filter(|d| !d.is_empty());
+    let mounts = c
+        .mounts
+        .as_ref()
+        .map(|ms| {
+            ms.iter()
+                .filter_map(|m| Some((m.destination.clone()?, m.source.clone()?)))
+                .filter(|(d, s)| !d.is_empty() && !s.is_empty())
+                .collect()
+        })
+        .unwrap_or_default();
     Ok(Some(ContainerInfo {
+        root_dir,
+        mounts,
         id: c.id.unwrap_or_default(),
         name: c
             .name
@@ -366,6 +388,8 @@ mod tests {
             started_at: String::new(),
             addresses: BTreeMap::new(),
             labels: BTreeMap::new(),
+            root_dir: None,
+            mounts: Vec::new(),
         };
         assert_eq!(c.cgroup_of("cpu"), Some("/docker/abc"));
         assert_eq!(c.cgroup_of("cpuacct"), Some("/docker/abc"));

@@ -202,3 +202,20 @@ pub fn wait_until(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
         std::thread::sleep(Duration::from_millis(20));
     }
 }
+
+/// The file lock every test that touches the host (netns, nft, tc, cgroups,
+/// containers, stressors) holds while it runs: /tmp/faultline-itest.lock.
+/// Released when the returned file is dropped.
+pub fn host_lock() -> std::fs::File {
+    use std::os::fd::AsRawFd;
+    let f = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open("/tmp/faultline-itest.lock")
+        .expect("open /tmp/faultline-itest.lock");
+    // SAFETY: flock on a descriptor we own; it blocks until the lock is free.
+    let r = unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX) };
+    assert_eq!(r, 0, "flock /tmp/faultline-itest.lock");
+    f
+}

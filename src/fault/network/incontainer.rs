@@ -56,7 +56,7 @@ impl Selector {
             compose: k.clone(),
         })
     }
-    fn describe(&self) -> String {
+    pub fn describe(&self) -> String {
         self.container_selector()
             .map(|s| s.describe())
             .unwrap_or_default()

@@ -11,7 +11,9 @@ mod spec;
 mod tbf;
 mod tc;
 
-pub use incontainer::{ns_name as container_netns_name, InContainers};
+pub use incontainer::{
+    ns_name as container_netns_name, InContainers, Selector as ContainerSelectorOwned,
+};
 pub use netem::{netem_args, NetemFault};
 pub use nft::NftFault;
 pub use spec::*;

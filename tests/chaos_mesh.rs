@@ -442,16 +442,18 @@ spec:
     - name: check-after
       templateType: StatusCheck
       deadline: 40s
-      statusCheck: {mode: Synchronous, type: HTTP, successThreshold: 3, http: {url: "http://127.0.0.1:9/", method: GET, criteria: {statusCode: "200-299"}}}
+      statusCheck: {mode: Synchronous, type: HTTP, successThreshold: 3, http: {url: "http://127.0.0.1:9/", method: GET, criteria: {statusCode: "200"}}}
 "#,
     );
     let o = faultline(&["plan", "--format", "json", wf.to_str().unwrap()]);
     let plan: Value = serde_json::from_slice(&o.stdout).unwrap_or_else(|_| panic!("{}", out(&o)));
-    let p = plan.to_string();
-    assert!(p.contains("25% loss") || p.contains("25%"), "{p}");
+    assert_eq!(plan["steps"][0]["kind"], "packet_loss", "{}", plan["steps"]);
+    assert!(plan["steps"][0]["detail"].to_string().contains("for 30s in the background"), "{}", plan["steps"]);
+    assert_eq!(plan["steps"][1]["kind"], "pause", "{}", plan["steps"]);
     assert_eq!(plan["probes"].as_array().unwrap().len(), 1, "{}", plan["probes"]);
     assert!(plan["abort"].to_string().contains("4 consecutive failures"), "{}", plan["abort"]);
-    assert!(plan["after"].to_string().contains("3 successes"), "{}", plan["after"]);
+    assert!(plan["after"].to_string().contains("3 successes in a row within 40s"), "{}", plan["after"]);
+    assert!(plan["probes"][0]["before"].to_string().contains("2 samples"), "{}", plan["probes"]);
 
     // A Task (a container image) is named as unsupported.
     let t = sb.write(

@@ -30,8 +30,20 @@ fn docker_ok(args: &[&str]) -> String {
     String::from_utf8_lossy(&o.stdout).trim().to_string()
 }
 
-/// Why these tests cannot run here, if they cannot.
+/// Why these tests cannot run here, if they cannot. With
+/// FAULTLINE_REQUIRE_DOCKER=1 (set by .ci/run) a missing engine fails the
+/// test instead.
 fn skip_reason() -> Option<String> {
+    let why = skip_reason_here();
+    if let Some(w) = &why {
+        if std::env::var("FAULTLINE_REQUIRE_DOCKER").as_deref() == Ok("1") {
+            panic!("FAULTLINE_REQUIRE_DOCKER=1 but {w}");
+        }
+    }
+    why
+}
+
+fn skip_reason_here() -> Option<String> {
     if !is_root() {
         return Some("needs root (cgroups, network namespaces)".into());
     }
@@ -663,4 +675,90 @@ method:
         text(&st)
     );
     snap.check();
+}
+
+/// `docker compose` (v2) or `docker-compose` (v1), whichever works.
+fn compose_available() -> bool {
+    Command::new("docker")
+        .args(["compose", "version"])
+        .output()
+        .is_ok_and(|o| o.status.success())
+        || Command::new("docker-compose")
+            .arg("version")
+            .output()
+            .is_ok_and(|o| o.status.success())
+}
+
+/// The compose-shop stack (experiments/compose-shop), taken down and its
+/// images removed on drop.
+struct Shop(PathBuf);
+
+impl Shop {
+    fn up() -> Shop {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("experiments/compose-shop");
+        let shop = Shop(dir);
+        let o = Command::new("sh")
+            .arg(shop.0.join("shop.sh"))
+            .arg("up")
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "shop.sh up: {}", text(&o));
+        shop
+    }
+}
+
+impl Drop for Shop {
+    fn drop(&mut self) {
+        let _ = Command::new("sh")
+            .arg(self.0.join("shop.sh"))
+            .arg("down")
+            .output();
+    }
+}
+
+/// The example experiments against the compose stack hold, as .ci/run
+/// runs them: packet loss on the service labelled `app: cache-service`
+/// (the web app falls back to its database) and a SIGKILL of the cache
+/// that its restart policy undoes.
+#[test]
+fn the_compose_shop_examples_hold() {
+    if let Some(why) = skip_reason() {
+        println!("skipped: {why}");
+        return;
+    }
+    if !compose_available() {
+        println!("skipped: neither `docker compose` nor `docker-compose` works");
+        return;
+    }
+    if !Path::new("/usr/bin/redis-server").exists() {
+        println!("skipped: redis-server missing (apt-get install redis-server)");
+        return;
+    }
+    let _lock = host_lock();
+    let _shop = Shop::up();
+    let snap = Unchanged::take("shop-cache");
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("experiments/compose-shop");
+    let sb = Sandbox::new();
+    let o = sb.run(&dir.join("cache-packet-loss.yaml"), &[]);
+    assert!(o.status.success(), "{}", text(&o));
+    let j = sb.journal();
+    let obs = &j["faults"][0]["observations"]["containers"];
+    assert_eq!(obs.as_array().unwrap().len(), 1, "{obs}");
+    assert_eq!(obs[0]["name"], "shop-cache", "{obs}");
+    let during = &j["probes"][0]["during"];
+    println!("item page during 50% cache loss: {during}");
+    snap.check();
+
+    let sb = Sandbox::new();
+    let o = sb.run(&dir.join("cache-crash.yaml"), &[]);
+    assert!(o.status.success(), "{}", text(&o));
+    let j = sb.journal();
+    let c = &j["faults"][0]["observations"]["containers"][0];
+    assert!(
+        c["outcome"]
+            .as_str()
+            .unwrap()
+            .contains("restarted by the engine"),
+        "{c}"
+    );
 }

@@ -763,7 +763,10 @@ impl<'a> Builder<'a> {
             }
             Fault::DiskFill(s) => {
                 if s.container.is_some() {
-                    self.drop(what, "Chaos Mesh has no disk fill inside a pod (chaosd fills a host path)");
+                    self.drop(
+                        what,
+                        "Chaos Mesh has no disk fill inside a pod (chaosd fills a host path)",
+                    );
                     return None;
                 }
                 let Some(size) = s.size else {
@@ -791,7 +794,10 @@ impl<'a> Builder<'a> {
                     d,
                 ))
             }
-            Fault::FileCorrupt(s) if s.container.is_some() && matches!(s.mode, CorruptMode::Zero | CorruptMode::Random) => {
+            Fault::FileCorrupt(s)
+                if s.container.is_some()
+                    && matches!(s.mode, CorruptMode::Zero | CorruptMode::Random) =>
+            {
                 let c = s.container.clone().unwrap_or_default();
                 let place = Place::Pods {
                     selector: json!({"pods": {self.opts.namespace.clone(): [c]}}),
@@ -807,7 +813,11 @@ impl<'a> Builder<'a> {
                     &what,
                     "IOChaos `mistake`: reads through a FUSE mount of the volume are garbled while the fault lasts; the file itself stays intact (file_corrupt changes its bytes and restores them)",
                 );
-                let filling = if s.mode == CorruptMode::Zero { "zero" } else { "random" };
+                let filling = if s.mode == CorruptMode::Zero {
+                    "zero"
+                } else {
+                    "random"
+                };
                 let mut mistake = json!({"filling": filling, "maxOccurrences": 1});
                 if let Some(l) = s.length {
                     mistake["maxLength"] = json!(l.bytes());
@@ -1038,7 +1048,10 @@ impl<'a> Builder<'a> {
                     h.port.unwrap_or(80),
                     h.path.as_deref().unwrap_or("/")
                 );
-                self.differs(what, format!("container `{c}` is requested as the Kubernetes Service `{c}` ({u})"));
+                self.differs(
+                    what,
+                    format!("container `{c}` is requested as the Kubernetes Service `{c}` ({u})"),
+                );
                 u
             }
             _ => h.url.clone(),

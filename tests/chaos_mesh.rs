@@ -161,8 +161,14 @@ fn yaml_files(dir: &Path) -> Vec<PathBuf> {
 #[test]
 fn every_example_exports_to_manifests_the_crds_accept() {
     let Some(crds) = crds_or_skip() else { return };
+    // Every example (experiments/invalid/ holds deliberately broken files).
     let mut files = yaml_files(&root().join("experiments"));
-    files.extend(yaml_files(&root().join("experiments/chaos-mesh")));
+    for d in std::fs::read_dir(root().join("experiments")).unwrap() {
+        let d = d.unwrap().path();
+        if d.is_dir() && d.file_name().is_some_and(|n| n != "invalid") {
+            files.extend(yaml_files(&d));
+        }
+    }
     files.extend(yaml_files(&root().join("tests/fixtures/chaos-mesh")));
     assert!(files.len() >= 10, "{files:?}");
     let mut kinds = BTreeMap::<String, usize>::new();
@@ -596,6 +602,34 @@ fn an_experiment_uses_a_manifest_as_a_step() {
         "{}",
         out(&o)
     );
+}
+
+#[test]
+fn exported_manifests_read_back() {
+    let sb = Sandbox::new();
+    for (fixture, kinds) in [
+        ("exact.yaml", vec!["packet_loss"]),
+        (
+            "containers.yaml",
+            vec!["packet_loss", "network", "partition", "bandwidth", "dns", "process_kill", "process_pause", "cpu_stress", "memory_stress", "file_corrupt"],
+        ),
+    ] {
+        let o = export(&root().join("tests/fixtures/chaos-mesh").join(fixture), &[]);
+        assert_eq!(o.status.code(), Some(0), "{}", out(&o));
+        let f = sb.write(fixture, &String::from_utf8_lossy(&o.stdout));
+        let o = faultline(&["validate", f.to_str().unwrap()]);
+        assert_eq!(o.status.code(), Some(0), "{fixture} does not read back: {}", out(&o));
+        let o = faultline(&["plan", "--format", "json", f.to_str().unwrap()]);
+        let plan: Value = serde_json::from_slice(&o.stdout).unwrap_or_else(|_| panic!("{}", out(&o)));
+        let got: Vec<&str> = plan["steps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|s| s["kind"].as_str())
+            .filter(|k| *k != "pause")
+            .collect();
+        assert_eq!(got, kinds, "{fixture}: {}", plan["steps"]);
+    }
 }
 
 // ------------------------------------------------------------------ live

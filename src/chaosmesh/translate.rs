@@ -1187,6 +1187,9 @@ impl Cx {
         if kind == "StatusCheck" {
             known.push("statusCheck");
         }
+        if kind == "Schedule" {
+            known.push("schedule");
+        }
         self.keys(t, &tp, &known, " (conditional branches, container tasks and nested schedules are not run by faultline)");
         let deadline = t
             .get("deadline")
@@ -1203,26 +1206,46 @@ impl Cx {
                 }
             }
             "Parallel" => {
-                // Chaos tasks start together: each in the background, then a
-                // pause as long as the longest; status checks watch meanwhile.
-                let before = self.t.method.len();
+                // Chaos tasks among the children start together, each in the
+                // background; status checks watch meanwhile; other children
+                // (a Serial, a Suspend) run in order after those started; a
+                // pause then waits for the longest background task.
                 let mut longest = std::time::Duration::ZERO;
-                for c in &children {
+                let mut in_order = std::time::Duration::ZERO;
+                let direct = |c: &str| {
+                    w.templates
+                        .get(c)
+                        .and_then(|(_, t)| t.get("templateType"))
+                        .and_then(s)
+                        .is_some_and(|k| field_of(k).is_some() || k == "StatusCheck" || k == "Schedule")
+                };
+                let (first, rest): (Vec<String>, Vec<String>) = children.iter().cloned().partition(|c| direct(c));
+                for c in first.iter().chain(&rest) {
+                    let background = first.contains(c);
                     let start = self.t.method.len();
-                    self.node(w, c, phase, true);
+                    self.node(w, c, phase, background);
                     for st in &mut self.t.method[start..] {
-                        if let Some(d) = st.get("duration").and_then(s).and_then(|d| d.parse::<Duration>().ok()) {
-                            longest = longest.max(d.std());
-                        }
-                        if st.get("fault").is_some() {
+                        let d = st
+                            .get("duration")
+                            .or_else(|| st.get("pause"))
+                            .and_then(s)
+                            .and_then(|d| d.parse::<Duration>().ok())
+                            .map(|d| d.std())
+                            .unwrap_or_default();
+                        if background && st.get("fault").is_some() {
                             st["background"] = json!(true);
+                            longest = longest.max(d);
+                        } else if st.get("background").is_none() {
+                            in_order += d;
                         }
                     }
                 }
-                if self.t.method.len() > before && !longest.is_zero() {
-                    self.t.method.push(json!({"name": format!("{name} (wait)"), "pause": Duration(longest).to_string()}));
+                let wait = longest.saturating_sub(in_order);
+                if !wait.is_zero() {
+                    self.t.method.push(json!({"name": format!("{name} (wait)"), "pause": Duration(wait).to_string()}));
                 }
             }
+            "Schedule" => self.crash_loop(t, &tp, name, deadline),
             "Suspend" => match deadline {
                 Some(d) => self.t.method.push(json!({"name": name, "pause": d.to_string()})),
                 None => self.err(&join(&tp, "deadline"), "missing: how long to suspend"),
@@ -1278,6 +1301,39 @@ impl Cx {
                 ),
             },
         }
+    }
+
+    /// A task that repeats a PodChaos kill `@every` N for its deadline: a
+    /// crash loop (`process_kill` with `every`).
+    fn crash_loop(&mut self, t: &Value, tp: &str, name: &str, deadline: Option<Duration>) {
+        let sp = join(tp, "schedule");
+        let sch = t.get("schedule").cloned().unwrap_or(json!({}));
+        self.keys(&sch, &sp, &["schedule", "type", "podChaos", "concurrencyPolicy", "historyLimit", "startingDeadlineSeconds"], " (in a workflow, faultline repeats a PodChaos kill only)");
+        let every = sch.get("schedule").and_then(s).and_then(|c| c.strip_prefix("@every ")).map(str::trim);
+        let Some(every) = every.and_then(|e| self.duration(&json!(e), &join(&sp, "schedule"))) else {
+            self.err(&join(&sp, "schedule"), "in a workflow, faultline repeats a kill `@every DURATION` (a crash loop)");
+            return;
+        };
+        if sch.get("type").and_then(s) != Some("PodChaos") {
+            self.err(&join(&sp, "type"), "in a workflow, faultline repeats a PodChaos kill only");
+            return;
+        }
+        let Some(d) = deadline else {
+            self.err(&join(tp, "deadline"), "missing: how long the kills repeat");
+            return;
+        };
+        let pc = sch.get("podChaos").cloned().unwrap_or(Value::Null);
+        let mut steps = self.pod(&pc, &join(&sp, "podChaos"), name, Some(d));
+        for st in &mut steps {
+            if let Some(k) = st.pointer_mut("/fault/process_kill") {
+                k["every"] = json!(every.to_string());
+                st["duration"] = json!(d.to_string());
+            } else {
+                self.err(&join(&sp, "podChaos.action"), "only pod-kill and container-kill repeat");
+            }
+        }
+        self.t.length = self.t.length.max(d.std());
+        self.t.method.extend(steps);
     }
 
     fn schedule(&mut self, spec: &Value, path: &str, name: &str) {

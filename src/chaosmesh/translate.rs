@@ -475,6 +475,10 @@ impl Cx {
                 vec![self.step(name, "packet_loss", Value::Object(out), d)]
             }
             "partition" => {
+                if peers.is_empty() {
+                    self.err(&join(path, "externalTargets"), "missing: faultline cuts the selected containers off from these addresses (CIDRs); it has no partition from everything");
+                    return vec![];
+                }
                 out.insert("direction".into(), json!(direction));
                 if !peers.is_empty() {
                     out.insert("peers".into(), json!(peers));

@@ -562,6 +562,19 @@ spec:
         plan["probes"]
     );
 
+    // Hostile nesting is refused, not followed until the stack ends.
+    let mut deep = String::from("apiVersion: chaos-mesh.org/v1alpha1\nkind: Workflow\nmetadata: {name: d}\nspec:\n  entry: t0\n  templates:\n");
+    for i in 0..5000 {
+        deep.push_str(&format!(
+            "    - {{name: t{i}, templateType: Serial, children: [t{}]}}\n",
+            i + 1
+        ));
+    }
+    let d = sb.write("deep.yaml", &deep);
+    let o = faultline(&["validate", d.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(64), "{}", out(&o));
+    assert!(out(&o).contains("nested more than 64 deep"), "{}", out(&o));
+
     // A Task (a container image) is named as unsupported.
     let t = sb.write(
         "task.yaml",
@@ -611,16 +624,33 @@ fn exported_manifests_read_back() {
         ("exact.yaml", vec!["packet_loss"]),
         (
             "containers.yaml",
-            vec!["packet_loss", "network", "partition", "bandwidth", "dns", "process_kill", "process_pause", "cpu_stress", "memory_stress", "file_corrupt"],
+            vec![
+                "packet_loss",
+                "network",
+                "partition",
+                "bandwidth",
+                "dns",
+                "process_kill",
+                "process_pause",
+                "cpu_stress",
+                "memory_stress",
+                "file_corrupt",
+            ],
         ),
     ] {
         let o = export(&root().join("tests/fixtures/chaos-mesh").join(fixture), &[]);
         assert_eq!(o.status.code(), Some(0), "{}", out(&o));
         let f = sb.write(fixture, &String::from_utf8_lossy(&o.stdout));
         let o = faultline(&["validate", f.to_str().unwrap()]);
-        assert_eq!(o.status.code(), Some(0), "{fixture} does not read back: {}", out(&o));
+        assert_eq!(
+            o.status.code(),
+            Some(0),
+            "{fixture} does not read back: {}",
+            out(&o)
+        );
         let o = faultline(&["plan", "--format", "json", f.to_str().unwrap()]);
-        let plan: Value = serde_json::from_slice(&o.stdout).unwrap_or_else(|_| panic!("{}", out(&o)));
+        let plan: Value =
+            serde_json::from_slice(&o.stdout).unwrap_or_else(|_| panic!("{}", out(&o)));
         let got: Vec<&str> = plan["steps"]
             .as_array()
             .unwrap()

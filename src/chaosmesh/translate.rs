@@ -1125,7 +1125,12 @@ struct Walk<'a> {
     path: String,
     checks: Vec<Check>,
     seen: Vec<String>,
+    /// How deep the walk is (a hostile file must not exhaust the stack).
+    depth: usize,
 }
+
+/// How deep Serial/Parallel tasks may nest.
+const MAX_DEPTH: usize = 64;
 
 impl Cx {
     fn workflow(&mut self, wf: &Value, path: &str) {
@@ -1140,6 +1145,7 @@ impl Cx {
             path: join(path, "templates"),
             checks: Vec::new(),
             seen: Vec::new(),
+            depth: 0,
         };
         for (i, t) in list.iter().enumerate() {
             if let Some(n) = t.get("name").and_then(s) {
@@ -1161,6 +1167,19 @@ impl Cx {
     }
 
     fn node(&mut self, w: &mut Walk, name: &str, phase: &mut Phase, parallel: bool) {
+        w.depth += 1;
+        if w.depth > MAX_DEPTH {
+            self.err(
+                &w.path,
+                format!("templates nested more than {MAX_DEPTH} deep"),
+            );
+        } else {
+            self.node_inner(w, name, phase, parallel);
+        }
+        w.depth -= 1;
+    }
+
+    fn node_inner(&mut self, w: &mut Walk, name: &str, phase: &mut Phase, parallel: bool) {
         let Some(&(i, t)) = w.templates.get(name) else {
             self.err(
                 &w.path,
@@ -1312,14 +1331,37 @@ impl Cx {
     fn crash_loop(&mut self, t: &Value, tp: &str, name: &str, deadline: Option<Duration>) {
         let sp = join(tp, "schedule");
         let sch = t.get("schedule").cloned().unwrap_or(json!({}));
-        self.keys(&sch, &sp, &["schedule", "type", "podChaos", "concurrencyPolicy", "historyLimit", "startingDeadlineSeconds"], " (in a workflow, faultline repeats a PodChaos kill only)");
-        let every = sch.get("schedule").and_then(s).and_then(|c| c.strip_prefix("@every ")).map(str::trim);
-        let Some(every) = every.and_then(|e| self.duration(&json!(e), &join(&sp, "schedule"))) else {
-            self.err(&join(&sp, "schedule"), "in a workflow, faultline repeats a kill `@every DURATION` (a crash loop)");
+        self.keys(
+            &sch,
+            &sp,
+            &[
+                "schedule",
+                "type",
+                "podChaos",
+                "concurrencyPolicy",
+                "historyLimit",
+                "startingDeadlineSeconds",
+            ],
+            " (in a workflow, faultline repeats a PodChaos kill only)",
+        );
+        let every = sch
+            .get("schedule")
+            .and_then(s)
+            .and_then(|c| c.strip_prefix("@every "))
+            .map(str::trim);
+        let Some(every) = every.and_then(|e| self.duration(&json!(e), &join(&sp, "schedule")))
+        else {
+            self.err(
+                &join(&sp, "schedule"),
+                "in a workflow, faultline repeats a kill `@every DURATION` (a crash loop)",
+            );
             return;
         };
         if sch.get("type").and_then(s) != Some("PodChaos") {
-            self.err(&join(&sp, "type"), "in a workflow, faultline repeats a PodChaos kill only");
+            self.err(
+                &join(&sp, "type"),
+                "in a workflow, faultline repeats a PodChaos kill only",
+            );
             return;
         }
         let Some(d) = deadline else {
@@ -1333,7 +1375,10 @@ impl Cx {
                 k["every"] = json!(every.to_string());
                 st["duration"] = json!(d.to_string());
             } else {
-                self.err(&join(&sp, "podChaos.action"), "only pod-kill and container-kill repeat");
+                self.err(
+                    &join(&sp, "podChaos.action"),
+                    "only pod-kill and container-kill repeat",
+                );
             }
         }
         self.t.length = self.t.length.max(d.std());

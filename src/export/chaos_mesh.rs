@@ -76,6 +76,8 @@ struct Builder<'a> {
     names: BTreeSet<String>,
     dropped: Vec<Dropped>,
     differences: Vec<String>,
+    /// Setup entry name -> its program's file name (a chaosd process name).
+    setups: std::collections::BTreeMap<String, String>,
 }
 
 /// Lowercase letters, digits and `-`, at most `max` long: a Kubernetes name.
@@ -423,9 +425,7 @@ impl<'a> Builder<'a> {
                         )
                     }
                     Place::Host => {
-                        let Some(p) = self.host_process(&s.target, &what) else {
-                            return None;
-                        };
+                        let p = self.host_process(&s.target, &what)?;
                         (
                             "PhysicalMachineChaos",
                             "physicalmachineChaos",
@@ -847,8 +847,13 @@ impl<'a> Builder<'a> {
             return Some(n.clone());
         }
         if let Some(s) = &t.setup {
-            self.differs(what, format!("target `setup: {s}`: chaosd kills the process by the setup entry's program name"));
-            return Some(format!("{s}"));
+            if let Some(prog) = self.setups.get(s).cloned() {
+                self.differs(
+                    what,
+                    format!("target `setup: {s}`: chaosd signals every process named `{prog}`"),
+                );
+                return Some(prog);
+            }
         }
         let sel = t.selectors().first().copied().unwrap_or("(none)");
         self.drop(
@@ -1096,6 +1101,16 @@ pub fn export(exp: &Experiment, opts: &Options) -> Export {
         names: BTreeSet::new(),
         dropped: Vec::new(),
         differences: Vec::new(),
+        setups: exp
+            .setup
+            .iter()
+            .filter_map(|s| {
+                let prog = s.start.first()?;
+                let base = std::path::Path::new(prog).file_name()?.to_str()?;
+                // The kernel's process name is at most 15 characters.
+                Some((s.name.clone(), base.chars().take(15).collect()))
+            })
+            .collect(),
     };
     b.names.insert("entry".into());
     for (i, s) in exp.setup.iter().enumerate() {
@@ -1335,4 +1350,46 @@ fn one_line(s: &str) -> String {
     s.chars()
         .map(|c| if c.is_control() { ' ' } else { c })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kubernetes_names() {
+        assert_eq!(
+            k8s_name("What happens when our cache sees 50% loss", 63),
+            "what-happens-when-our-cache-sees-50-loss"
+        );
+        assert_eq!(k8s_name("--", 63), "experiment");
+        assert_eq!(k8s_name(&"a".repeat(100), 63).len(), 63);
+        assert_eq!(k8s_name("ab-cd", 3), "ab");
+    }
+
+    #[test]
+    fn percentages_and_durations() {
+        assert_eq!(pct(Percent(50.0)), "50");
+        assert_eq!(pct(Percent(12.5)), "12.5");
+        assert_eq!(go_duration(Duration::from_secs(300)), "5m");
+        assert_eq!(go_duration(Duration::from_millis(1500)), "1500ms");
+        assert_eq!(whole_secs(Duration::from_millis(1500)), 2);
+        assert_eq!(whole_secs(Duration::from_millis(1)), 1);
+    }
+
+    #[test]
+    fn window_opens_as_cron() {
+        let s: crate::experiment::schedule::Schedule =
+            serde_yaml::from_str("window: Mon-Fri 09:30-17:00\ntimezone: UTC").unwrap();
+        let (cron, len, zone) = s.opening_cron().unwrap();
+        assert_eq!(cron, "30 9 * * 1,2,3,4,5");
+        assert_eq!(len, chrono::Duration::minutes(450));
+        assert_eq!(zone.as_deref(), Some("UTC"));
+        let s: crate::experiment::schedule::Schedule =
+            serde_yaml::from_str("window: Sun 22:00-02:00").unwrap();
+        assert_eq!(s.opening_cron().unwrap().0, "0 22 * * 0");
+        let s: crate::experiment::schedule::Schedule =
+            serde_yaml::from_str("cron: 0 14 * * 1-5\nduration: 1h").unwrap();
+        assert_eq!(s.opening_cron().unwrap().0, "0 14 * * 1-5");
+    }
 }

@@ -703,8 +703,18 @@ impl Drop for Container {
     }
 }
 
+/// A locally built image, removed on drop (after the containers using it:
+/// declare it first).
+struct Image(String);
+
+impl Drop for Image {
+    fn drop(&mut self) {
+        let _ = docker(&["rmi", "-f", &self.0]);
+    }
+}
+
 /// A FROM scratch image with busybox-static serving /www on port 8080.
-fn build_image(sb: &Sandbox) -> Option<String> {
+fn build_image(sb: &Sandbox) -> Option<Image> {
     let busybox = ["/bin/busybox", "/usr/bin/busybox"]
         .into_iter()
         .find(|p| Path::new(p).is_file())?;
@@ -720,7 +730,7 @@ fn build_image(sb: &Sandbox) -> Option<String> {
     let tag = "faultline-test/chaos-mesh-cache:1";
     let o = docker(&["build", "-q", "-t", tag, ctx.to_str().unwrap()]);
     assert!(o.status.success(), "docker build: {}", out(&o));
-    Some(tag.to_string())
+    Some(Image(tag.to_string()))
 }
 
 /// Share of `n` pings from the host that got no answer.
@@ -895,7 +905,7 @@ fn the_articles_manifest_drops_about_half_of_a_containers_packets() {
         "app=cache-service",
         "--label",
         "faultline-test=chaos-mesh",
-        &image,
+        &image.0,
     ]);
     let ip = docker_ok(&[
         "inspect",
@@ -985,7 +995,7 @@ fn a_manifest_step_runs_to_a_verdict_inside_an_experiment() {
         &name,
         "--label",
         "app=cache-service",
-        &image,
+        &image.0,
     ]);
     let pid = docker_ok(&["inspect", "-f", "{{.State.Pid}}", &name]);
     let manifest = root().join("experiments/chaos-mesh/cache-packet-loss.yaml");

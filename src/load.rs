@@ -319,3 +319,80 @@ fn expand_chaos_mesh_steps(mut loaded: Loaded) -> Result<Loaded, Vec<Diagnostic>
     loaded.experiment = exp;
     Ok(loaded)
 }
+
+#[cfg(test)]
+mod chaos_mesh_fuzz {
+    use super::*;
+
+    /// Mutated Chaos Mesh manifests never panic, and every problem has a
+    /// message and a line inside the file.
+    #[test]
+    fn mutated_manifests_fail_cleanly() {
+        let seeds = [
+            include_str!("../experiments/chaos-mesh/cache-packet-loss.yaml"),
+            include_str!("../experiments/chaos-mesh/cache-packet-loss-schedule.yaml"),
+            "apiVersion: chaos-mesh.org/v1alpha1\nkind: Workflow\nmetadata: {name: w}\nspec:\n  entry: e\n  templates:\n    - {name: e, templateType: Serial, children: [c, p, s]}\n    - {name: c, templateType: StatusCheck, deadline: 10s, statusCheck: {mode: Synchronous, type: HTTP, http: {url: \"http://x/\", method: GET, criteria: {statusCode: \"200\"}}}}\n    - {name: p, templateType: Parallel, children: [n, k]}\n    - {name: n, templateType: StressChaos, deadline: 5s, stressChaos: {mode: all, selector: {labelSelectors: {a: b}}, stressors: {memory: {workers: 2, size: 10MB}}}}\n    - {name: k, templateType: Schedule, deadline: 9s, schedule: {schedule: \"@every 2s\", type: PodChaos, podChaos: {action: pod-kill, mode: one, selector: {namespaces: [x]}}}}\n    - {name: s, templateType: Suspend, deadline: 3s}\n---\napiVersion: chaos-mesh.org/v1alpha1\nkind: IOChaos\nmetadata: {name: io}\nspec: {action: mistake, mode: all, volumePath: /data, path: '*.db', selector: {pods: {ns: [c]}}, duration: 5s, mistake: {filling: zero, maxLength: 10}}\n",
+        ];
+        let pieces: [&str; 12] = [
+            "\n",
+            ": ",
+            "- ",
+            "{",
+            "}",
+            "[",
+            "]",
+            "---\n",
+            "\"",
+            "0",
+            "-1",
+            "chaos-mesh.org/",
+        ];
+        let mut state: u64 = 0x5eed_cafe;
+        let mut next = move |n: usize| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state % n as u64) as usize
+        };
+        let inputs = crate::experiment::vars::Inputs::default();
+        let opts = chaostoolkit::Options::default();
+        for i in 0..1500 {
+            let mut text: Vec<u8> = seeds[i % seeds.len()].as_bytes().to_vec();
+            for _ in 0..1 + next(4) {
+                let at = next(text.len() + 1);
+                match next(3) {
+                    0 => {
+                        let end = (at + next(12)).min(text.len());
+                        text.drain(at..end);
+                    }
+                    1 => {
+                        let p = pieces[next(pieces.len())].as_bytes();
+                        text.splice(at..at, p.iter().copied());
+                    }
+                    _ => {
+                        let from = next(text.len().max(1));
+                        let end = (from + next(40)).min(text.len());
+                        let chunk: Vec<u8> = text[from..end].to_vec();
+                        text.splice(at..at, chunk);
+                    }
+                }
+            }
+            let lines = text.iter().filter(|b| **b == b'\n').count() + 1;
+            if let Err(ds) = load_bytes("m.yaml", &text, false, &opts, &inputs) {
+                assert!(
+                    !ds.is_empty(),
+                    "no diagnostics for:\n{}",
+                    String::from_utf8_lossy(&text)
+                );
+                for d in ds {
+                    assert!(!d.message.trim().is_empty(), "{d}");
+                    assert!(
+                        d.line >= 1 && d.line <= lines + 1,
+                        "{d} ({lines} lines):\n{}",
+                        String::from_utf8_lossy(&text)
+                    );
+                }
+            }
+        }
+    }
+}

@@ -104,6 +104,22 @@ fn go_duration(d: Duration) -> String {
     d.to_string()
 }
 
+/// Why a pod's incoming traffic cannot be impaired as faultline does it.
+const INGRESS_WHY: &str = "Chaos Mesh impairs a pod's incoming traffic (`from`, `both`) only towards a `target` selection of pods, not from everywhere; only `egress` is exported";
+
+/// A bandwidth as Chaos Mesh's bandwidth action takes it: a whole number
+/// with `bps`, `kbps` or `mbps` (bytes per second, as tc reads them).
+fn bytes_rate(bits_per_sec: u64) -> String {
+    let bytes = (bits_per_sec / 8).max(1);
+    if bytes.is_multiple_of(1_000_000) {
+        format!("{}mbps", bytes / 1_000_000)
+    } else if bytes.is_multiple_of(1000) {
+        format!("{}kbps", bytes / 1000)
+    } else {
+        format!("{bytes}bps")
+    }
+}
+
 /// Whole seconds, at least 1 (StatusCheck intervals and timeouts).
 fn whole_secs(d: Duration) -> u64 {
     (d.std().as_secs_f64().ceil() as u64).max(1)
@@ -533,6 +549,10 @@ impl<'a> Builder<'a> {
                 }
                 match place {
                     Place::Pods { .. } => {
+                        if s.direction != Direction::Egress {
+                            self.drop(what, INGRESS_WHY);
+                            return None;
+                        }
                         let mut extra = Map::new();
                         extra.insert("action".into(), json!("netem"));
                         extra.insert("direction".into(), json!(Self::direction(s.direction)));
@@ -552,6 +572,10 @@ impl<'a> Builder<'a> {
                 let dir = s.direction.unwrap_or_default();
                 match place {
                     Place::Pods { .. } => {
+                        if dir != Direction::Egress {
+                            self.drop(what, INGRESS_WHY);
+                            return None;
+                        }
                         let mut extra = json!({
                             "action": "loss",
                             "direction": Self::direction(dir),
@@ -658,7 +682,7 @@ impl<'a> Builder<'a> {
                 // tbf's queue limit in bytes: what the rate drains in `latency`, plus the bucket.
                 let limit =
                     (s.rate.bits_per_sec as f64 / 8.0 * latency.std().as_secs_f64()) as u64 + burst;
-                let bw = json!({"rate": s.rate.to_string(), "limit": limit, "buffer": burst});
+                let bw = json!({"rate": bytes_rate(s.rate.bits_per_sec), "limit": limit, "buffer": burst});
                 match place {
                     Place::Pods { .. } => {
                         let spec = Self::pod_spec(
@@ -1375,6 +1399,9 @@ mod tests {
         assert_eq!(go_duration(Duration::from_millis(1500)), "1500ms");
         assert_eq!(whole_secs(Duration::from_millis(1500)), 2);
         assert_eq!(whole_secs(Duration::from_millis(1)), 1);
+        assert_eq!(bytes_rate(1_000_000), "125kbps");
+        assert_eq!(bytes_rate(80_000_000), "10mbps");
+        assert_eq!(bytes_rate(12), "1bps");
     }
 
     #[test]

@@ -160,6 +160,7 @@ fn cgroup_settings(id: &str) -> Vec<(PathBuf, String)> {
         "peak",
         "procs",
         "tasks",
+        "threads",
         "events",
         "failcnt",
         "pressure",
@@ -397,6 +398,21 @@ method:
 "#
         ),
     );
+    // `plan` shows the container (pid, netns, cgroup) and the exact
+    // operations, and leaves nothing behind.
+    let plan = sb.cmd().arg("plan").arg(&file).output().unwrap();
+    let shown = String::from_utf8_lossy(&plan.stdout).to_string();
+    let c = info(&web);
+    for want in [
+        format!("main pid {}", c.pid),
+        format!("netns net:[{}]", c.netns_inode.unwrap()),
+        "cgroup /".to_string(),
+        format!("ip netns attach fl-plan-{}", c.short_id()),
+        "numgen random mod 200".to_string(),
+    ] {
+        assert!(shown.contains(&want), "plan shows {want}: {shown}");
+    }
+    assert!(run_netns_names(&c.id).is_empty(), "plan leaves no name");
     let o = sb.run(&file, &[]);
     assert!(o.status.success(), "{}", text(&o));
     let j = sb.journal();
@@ -533,9 +549,12 @@ method:
     let inside = stress_workers_in(&id);
     assert_eq!(inside.len(), 1, "one worker in the container's cgroup");
     let st = child.wait().unwrap();
+    // On a busy host the worker may fall short of its load: INCONCLUSIVE
+    // (5) says so honestly. Anything else is a failure.
     assert!(
-        st.success(),
-        "{}",
+        matches!(st.code(), Some(0) | Some(5)),
+        "exit {:?}: {}",
+        st.code(),
         std::fs::read_to_string(&events).unwrap_or_default()
     );
     let j = sb.journal();
@@ -668,11 +687,15 @@ method:
         "{}",
         text(&o)
     );
-    let st = sb.status();
+    // The watchdog finishes its replay (and exits) a moment after the
+    // host is back; then nothing is pending.
     assert!(
-        String::from_utf8_lossy(&st.stdout).contains("nothing pending"),
+        wait_until(Duration::from_secs(15), || String::from_utf8_lossy(
+            &sb.status().stdout
+        )
+        .contains("nothing pending")),
         "{}",
-        text(&st)
+        text(&sb.status())
     );
     snap.check();
 }
@@ -761,4 +784,133 @@ fn the_compose_shop_examples_hold() {
             .contains("restarted by the engine"),
         "{c}"
     );
+}
+
+/// Runs `file` in the background; once `n` faults are verified calls
+/// `meanwhile`, then waits for the run; returns its exit code.
+fn run_and_meanwhile(sb: &Sandbox, file: &Path, n: usize, meanwhile: impl FnOnce()) -> Option<i32> {
+    let mut child = sb
+        .cmd()
+        .arg("run")
+        .arg(file)
+        .args(["--journal", "journal.json", "--events", "events.jsonl"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let events = sb.path().join("events.jsonl");
+    assert!(
+        wait_until(Duration::from_secs(40), || std::fs::read_to_string(&events)
+            .is_ok_and(
+                |s| s.matches("\"event\":\"fault_verified\"").count() >= n
+            )),
+        "verified: {}",
+        std::fs::read_to_string(&events).unwrap_or_default()
+    );
+    meanwhile();
+    child.wait().unwrap().code()
+}
+
+/// A container restarted, then one removed and recreated under the same
+/// name, while a network fault and a cgroup limit are in it: the faults
+/// count as missing from then on (INCONCLUSIVE, never HELD), the report says
+/// what happened, nothing is applied to the new container, and everything
+/// is cleaned up.
+#[test]
+fn a_container_restarted_or_recreated_during_a_fault_is_reported() {
+    if let Some(why) = skip_reason() {
+        println!("skipped: {why}");
+        return;
+    }
+    if faultline::sys::exec::find_program("nft").is_none() {
+        println!("skipped: nft not installed (apt-get install nftables)");
+        return;
+    }
+    let _lock = host_lock();
+    let mut env = Env::new("restart");
+    let web = env.run("web", &["--cpus", "0.5"]);
+    let first = info(&web);
+    let snap = Unchanged::take(&web);
+    let experiment = format!(
+        r#"title: the container goes away under the faults
+hypothesis: faultline notices
+steady_state:
+  interval: 250ms
+  probes:
+    - name: web
+      tcp: {{container: {web}, port: 80}}
+      timeout: 1s
+      during: {{min_success: 0%}}
+      after: {{within: 20s, successes: 2}}
+method:
+  - name: limit
+    background: true
+    fault:
+      cpu_limit:
+        target: {{container: {web}}}
+        cpus: 0.2
+    duration: 6s
+  - name: loss
+    fault:
+      packet_loss: {{container: {web}, percent: 10%}}
+    duration: 6s
+"#
+    );
+    // 1. Restarted: same id, new main process, new namespace and cgroup.
+    let sb = Sandbox::new();
+    let file = sb.write("restart.yaml", &experiment);
+    let code = run_and_meanwhile(&sb, &file, 2, || {
+        docker_ok(&["restart", "-t", "0", &web]);
+    });
+    assert_eq!(code, Some(5), "INCONCLUSIVE: {}", sb.journal()["outcome"]);
+    let j = sb.journal();
+    let text_of = |v: &serde_json::Value| v.to_string();
+    let net = text_of(&j["faults"][1]["observations"]);
+    assert!(net.contains("restarted"), "{net}");
+    let lim = text_of(&j["faults"][0]["observations"]);
+    assert!(lim.contains("restarted"), "{lim}");
+    let second = info(&web);
+    assert_eq!(second.id, first.id);
+    assert_ne!(second.netns_inode, first.netns_inode, "a new namespace");
+    snap.check();
+
+    // 2. Removed and recreated under the same name: a different container.
+    let sb = Sandbox::new();
+    let file = sb.write("recreate.yaml", &experiment);
+    let tag = env.tag.clone();
+    let code = run_and_meanwhile(&sb, &file, 2, || {
+        docker_ok(&["rm", "-f", &web]);
+        docker_ok(&["run", "-d", "--name", &web, "--cpus", "0.5", &tag]);
+    });
+    assert_eq!(code, Some(5), "INCONCLUSIVE: {}", sb.journal()["outcome"]);
+    let j = sb.journal();
+    let net = text_of(&j["faults"][1]["observations"]);
+    assert!(
+        net.contains("a new container") && net.contains("took its name"),
+        "{net}"
+    );
+    let third = info(&web);
+    assert_ne!(third.id, first.id);
+    // The new container got none of it: its own namespace has no faultline
+    // table, its limit is the engine's.
+    let o = Command::new("nsenter")
+        .args(["-t", &third.pid.to_string(), "-n", "nft", "list", "tables"])
+        .output()
+        .unwrap();
+    assert!(!String::from_utf8_lossy(&o.stdout).contains("faultline"));
+    let fresh = Unchanged::take(&web);
+    assert!(
+        fresh
+            .cgroups
+            .iter()
+            .any(|(p, v)| p.ends_with("cpu.cfs_quota_us") && v.trim() == "50000")
+            || fresh
+                .cgroups
+                .iter()
+                .any(|(p, v)| p.ends_with("cpu.max") && v.starts_with("50000")),
+        "the new container keeps its own limit"
+    );
+    assert_eq!(host_rules(), snap.rules, "the host's rules are unchanged");
+    assert!(run_netns_names(&first.id).is_empty());
+    assert!(run_netns_names(&third.id).is_empty());
 }

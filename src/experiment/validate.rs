@@ -198,7 +198,7 @@ fn check_setup(c: &mut Checker, exp: &Experiment) -> Vec<String> {
             }
             c.at_least(&format!("{rp}.timeout"), r.timeout, MIN_TIMEOUT, "timeout");
             if let Some(h) = &r.http {
-                check_url(c, &format!("{rp}.http.url"), &h.url);
+                check_http_where(c, &format!("{rp}.http"), h);
             }
             if let Some(cmd) = &r.command {
                 c.argv(&format!("{rp}.command.run"), &cmd.run);

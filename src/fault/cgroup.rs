@@ -1385,11 +1385,18 @@ impl ContainerLimit {
                 c.info.restart_count,
                 now.restart_count
             ),
-            _ => format!(
-                "container {} stopped or was removed (main pid {} is gone)",
-                c.info.label(),
-                c.info.pid
-            ),
+            _ => match crate::sys::docker::inspect(&c.info.name).ok().flatten() {
+                Some(n) if n.id != c.info.id => format!(
+                    "container {} was removed and a new container {} took its name; the limit is not applied to the new one",
+                    c.info.label(),
+                    n.label()
+                ),
+                _ => format!(
+                    "container {} stopped or was removed (main pid {} is gone)",
+                    c.info.label(),
+                    c.info.pid
+                ),
+            },
         })
     }
 }
@@ -1532,11 +1539,12 @@ impl FaultImpl for ContainerLimit {
 
     fn before_rollback(&mut self, _ctx: &FaultContext) {
         for c in &mut self.done {
-            if c.event.is_none() {
-                c.event = Self::event_of(c);
-                if let Some(e) = &c.event {
-                    self.notes.push(e.clone());
-                }
+            // Looked at again: a container seen stopped mid-restart is
+            // running again by now, and the report should say "restarted".
+            let now = Self::event_of(c);
+            if now.is_some() && now != c.event {
+                self.notes.extend(now.clone());
+                c.event = now;
             }
         }
     }

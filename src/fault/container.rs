@@ -210,6 +210,27 @@ pub fn resolve_some(sel: &ContainerSelector) -> Result<Vec<ContainerInfo>, Fault
     Ok(found)
 }
 
+/// A network fault or stressor in every matching container: at most
+/// `limits.blast_radius.max_targets` containers (default 10).
+pub fn check_blast_radius(
+    kind: &str,
+    sel: &ContainerSelector,
+    n: usize,
+    ctx: &FaultContext,
+) -> Result<(), FaultError> {
+    let max = ctx
+        .blast_radius
+        .max_targets
+        .unwrap_or(crate::fault::target::DEFAULT_MAX_TARGETS);
+    if n > max as usize {
+        return Err(FaultError::precondition(format!(
+            "{kind}: {} matches {n} containers but the blast-radius limit is {max} (limits.blast_radius.max_targets); narrow the selector or raise the limit",
+            sel.describe()
+        )));
+    }
+    Ok(())
+}
+
 /// The container's cgroup in hierarchy `h`.
 pub fn cgroup_in(c: &ContainerInfo, layout: &Cgroups, h: &Hierarchy) -> Result<Cgroup, FaultError> {
     layout.cgroup_of(c.pid, h).map_err(|e| {
@@ -263,33 +284,6 @@ pub fn pids(c: &ContainerInfo) -> Result<Vec<i32>, FaultError> {
             c.label()
         ))
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn describes_and_filters() {
-        let mut l = BTreeMap::new();
-        l.insert("app".to_string(), "cache-service".to_string());
-        assert_eq!(
-            ContainerSelector::Labels(&l).describe(),
-            "labels={app=cache-service}"
-        );
-        let k = ComposeService {
-            project: Some("shop".into()),
-            service: "redis".into(),
-        };
-        assert_eq!(
-            ContainerSelector::Compose(&k).describe(),
-            "compose=shop/redis"
-        );
-        let f = ContainerSelector::Compose(&k).label_filter().unwrap();
-        assert_eq!(f[COMPOSE_SERVICE_LABEL], "redis");
-        assert_eq!(f[COMPOSE_PROJECT_LABEL], "shop");
-        assert_eq!(ContainerSelector::Container("web").label_filter(), None);
-    }
 }
 
 /// The host path of `path` (absolute, as the container sees it; may end in
@@ -497,5 +491,32 @@ impl FaultImpl for InContainerPath {
             }),
             None => serde_json::Value::Null,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn describes_and_filters() {
+        let mut l = BTreeMap::new();
+        l.insert("app".to_string(), "cache-service".to_string());
+        assert_eq!(
+            ContainerSelector::Labels(&l).describe(),
+            "labels={app=cache-service}"
+        );
+        let k = ComposeService {
+            project: Some("shop".into()),
+            service: "redis".into(),
+        };
+        assert_eq!(
+            ContainerSelector::Compose(&k).describe(),
+            "compose=shop/redis"
+        );
+        let f = ContainerSelector::Compose(&k).label_filter().unwrap();
+        assert_eq!(f[COMPOSE_SERVICE_LABEL], "redis");
+        assert_eq!(f[COMPOSE_PROJECT_LABEL], "shop");
+        assert_eq!(ContainerSelector::Container("web").label_filter(), None);
     }
 }

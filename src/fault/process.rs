@@ -154,7 +154,16 @@ fn plan_ops(
         command: None,
         undo: None,
     };
-    match target.select(ctx, &mut rng) {
+    // A container target: first the containers it resolves to.
+    let mut ops: Vec<PlannedOp> =
+        match crate::fault::container::ContainerFields::container_selector(target) {
+            Some(sel) => match crate::fault::container::resolve(&sel) {
+                Ok(list) => list.iter().map(|c| note(c.describe())).collect(),
+                Err(_) => Vec::new(),
+            },
+            None => Vec::new(),
+        };
+    ops.extend(match target.select(ctx, &mut rng) {
         Ok(Resolved::Now(sel)) if sel.chosen.is_empty() => vec![note(format!(
             "nothing: no process matches `{}` now (allow_none)",
             target.describe()
@@ -162,7 +171,8 @@ fn plan_ops(
         Ok(Resolved::Now(sel)) => sel.chosen.iter().map(op).collect(),
         Ok(Resolved::AtRunTime(_)) => vec![at_run_time],
         Err(e) => vec![note(format!("cannot run: {e}"))],
-    }
+    });
+    ops
 }
 
 fn ms_since(t: Option<(Instant, DateTime<Utc>)>) -> u64 {
@@ -637,7 +647,16 @@ impl FaultImpl for ProcessKill {
     fn before_rollback(&mut self, ctx: &FaultContext) {
         self.poll_restarts(ctx);
         for (b, a) in &mut self.containers {
-            *a = crate::sys::docker::inspect(&b.id).ok().flatten();
+            // A container its policy restarts may be between its stop and
+            // its start right now: give the engine up to 2 s to finish.
+            let until = Instant::now() + std::time::Duration::from_secs(2);
+            loop {
+                *a = crate::sys::docker::inspect(&b.id).ok().flatten();
+                if a.is_some() || b.restart_policy == "no" || Instant::now() >= until {
+                    break;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(100));
+            }
         }
     }
 

@@ -526,6 +526,12 @@ impl FaultImpl for Stress {
                 Err(_) if _ctx.setup_pending => return Ok(()),
                 Err(e) => return Err(e),
                 Ok(list) => {
+                    crate::fault::container::check_blast_radius(
+                        self.kind_name(),
+                        &sel,
+                        list.len(),
+                        _ctx,
+                    )?;
                     for c in &list {
                         crate::fault::container::all_cgroups(c)?;
                     }
@@ -622,7 +628,9 @@ impl FaultImpl for Stress {
         if let Some(sel) = &self.containers {
             let sel = sel.container_selector().expect("a container selector");
             groups.clear();
-            for c in crate::fault::container::resolve_some(&sel)? {
+            let found = crate::fault::container::resolve_some(&sel)?;
+            crate::fault::container::check_blast_radius(kind, &sel, found.len(), ctx)?;
+            for c in found {
                 let cgs = crate::fault::container::all_cgroups(&c)?;
                 groups.push(Some((c, cgs)));
             }

@@ -489,7 +489,7 @@ fn container_limit_write(path: &std::path::Path, contents: &str) -> bool {
         .split(['-', '.'])
         .any(|w| w.len() == 64 && w.bytes().all(|c| c.is_ascii_hexdigit()));
     let value = contents.trim_end();
-    FILES.contains(&file_name(path).as_ref())
+    FILES.contains(&file_name(path))
         && has_id
         && !value.is_empty()
         && value.len() <= 64
@@ -753,6 +753,44 @@ mod tests {
             argv: line.split(' ').map(String::from).collect(),
             gone_if: vec![],
         }
+    }
+
+    #[test]
+    fn container_undo_records_are_bounded() {
+        let b = bounds();
+        assert_eq!(
+            cmd("ip netns delete fl-20261202-101500-ab12-0123456789ab").out_of_bounds(&b, None),
+            None
+        );
+        for bad in [
+            "ip netns delete fl-othrun-0123456789ab",
+            "ip netns delete fl-20261202-101500-ab12-xyz",
+            "ip netns delete app",
+        ] {
+            assert!(cmd(bad).out_of_bounds(&b, None).is_some(), "{bad}");
+        }
+        let id = "a".repeat(64);
+        let ok = |file: &str, v: &str| {
+            container_limit_write(
+                std::path::Path::new(&format!("/sys/fs/cgroup/cpu/docker/{id}/{file}")),
+                v,
+            )
+        };
+        assert!(ok("cpu.cfs_quota_us", "-1"));
+        assert!(ok("cpu.cfs_quota_us", "70000\n"));
+        assert!(ok("cpu.max", "max 100000"));
+        assert!(!ok("cgroup.procs", "1"));
+        assert!(!ok("cpu.cfs_quota_us", "1; rm -rf /"));
+        assert!(!container_limit_write(
+            std::path::Path::new("/sys/fs/cgroup/cpu/system.slice/cpu.cfs_quota_us"),
+            "-1"
+        ));
+        assert!(container_limit_write(
+            std::path::Path::new(&format!(
+                "/sys/fs/cgroup/system.slice/docker-{id}.scope/memory.max"
+            )),
+            "max"
+        ));
     }
 
     #[test]

@@ -97,12 +97,14 @@ impl InContainers {
         }
     }
 
-    fn resolve(&self) -> Result<Vec<ContainerInfo>, FaultError> {
+    fn resolve(&self, ctx: &FaultContext) -> Result<Vec<ContainerInfo>, FaultError> {
         let sel = self
             .sel
             .container_selector()
             .expect("a container selector is set");
-        container::resolve_some(&sel)
+        let found = container::resolve_some(&sel)?;
+        container::check_blast_radius(self.kind, &sel, found.len(), ctx)?;
+        Ok(found)
     }
 }
 
@@ -244,7 +246,7 @@ impl FaultImpl for InContainers {
     fn preflight(&mut self, ctx: &FaultContext) -> Result<(), FaultError> {
         super::check_privileges()?;
         super::check_tool("ip", "iproute2")?;
-        let found = match self.resolve() {
+        let found = match self.resolve(ctx) {
             Err(e) if ctx.setup_pending => {
                 self.notes.push(format!("checked again after setup: {e}"));
                 return Ok(());
@@ -264,7 +266,7 @@ impl FaultImpl for InContainers {
     }
 
     fn plan(&self, ctx: &FaultContext) -> Vec<PlannedOp> {
-        let found = match self.resolve() {
+        let found = match self.resolve(ctx) {
             Ok(f) => f,
             Err(e) => {
                 return vec![PlannedOp {
@@ -307,7 +309,7 @@ impl FaultImpl for InContainers {
         if ctx.dry_run {
             return Ok(());
         }
-        let found = self.resolve()?;
+        let found = self.resolve(ctx)?;
         for c in found {
             let ns = ns_name(ctx, &c);
             let target = format!("{} netns of container {}", self.kind, c.label());
@@ -359,6 +361,7 @@ impl FaultImpl for InContainers {
     fn health(&mut self, ctx: &FaultContext) -> Option<FaultHealth> {
         let mut missing = Vec::new();
         let mut present = Vec::new();
+        let mut measured: Vec<FaultHealth> = Vec::new();
         for a in &mut self.inner {
             if a.event.is_none() {
                 a.event = what_happened(&a.info);
@@ -374,9 +377,18 @@ impl FaultImpl for InContainers {
                 Some(h) if !h.present => {
                     missing.push(format!("container {}: {}", a.info.label(), h.detail))
                 }
-                Some(h) => present.push(format!("container {}: {}", a.info.label(), h.detail)),
+                Some(h) => {
+                    measured.push(h.clone());
+                    present.push(format!("container {}: {}", a.info.label(), h.detail))
+                }
                 None => present.push(format!("container {}", a.info.label())),
             }
+        }
+        // One container: keep what its fault measured (achieved/target).
+        if missing.is_empty() && self.inner.len() == 1 && measured.len() == 1 {
+            let mut h = measured.remove(0);
+            h.detail = present.remove(0);
+            return Some(h);
         }
         Some(if missing.is_empty() {
             FaultHealth::present(present.join("; "))
@@ -387,11 +399,12 @@ impl FaultImpl for InContainers {
 
     fn before_rollback(&mut self, ctx: &FaultContext) {
         for a in &mut self.inner {
-            if a.event.is_none() {
-                a.event = what_happened(&a.info);
-                if let Some(e) = &a.event {
-                    self.notes.push(e.clone());
-                }
+            // Looked at again: a container seen stopped mid-restart is
+            // running again by now, and the report should say "restarted".
+            let now = what_happened(&a.info);
+            if now.is_some() && now != a.event {
+                self.notes.extend(now.clone());
+                a.event = now;
             }
             a.fault.before_rollback(ctx);
         }

@@ -113,6 +113,42 @@ in UTC; calendar programs show them in each reader's time zone.")]
         vars: VarArgs,
     },
 
+    /// Write the experiment in another engine's format: Kubernetes manifests
+    /// for Chaos Mesh. What has no equivalent is listed on stderr and in the
+    /// output; `--strict` makes that an error.
+    #[command(after_help = "Examples:
+  faultline export --to chaos-mesh experiments/cache-packet-loss.yaml
+  faultline export --to chaos-mesh exp.yaml -o manifests/   # manifests/<title>.yaml
+  faultline export --to chaos-mesh --strict exp.yaml        # exit 64 if anything is left out
+Mapping: docs/chaos-mesh.md")]
+    Export {
+        #[arg(value_name = "FILE")]
+        file: PathBuf,
+        /// The format to write.
+        #[arg(long, value_enum)]
+        to: ExportFormat,
+        /// A directory to write into (one file named after the experiment),
+        /// or `-` for standard output (the default).
+        #[arg(short, long, value_name = "DIR|-")]
+        output: Option<PathBuf>,
+        /// Fail (exit 64, nothing written) when any part of the experiment
+        /// has no equivalent.
+        #[arg(long)]
+        strict: bool,
+        /// Kubernetes namespace of the manifests (and of pods named by `container:`).
+        #[arg(long, default_value = "default", value_name = "NAMESPACE")]
+        namespace: String,
+        /// chaosd address for host faults (PhysicalMachineChaos), repeatable
+        /// (default: http://THIS-HOST:31767).
+        #[arg(long, value_name = "URL")]
+        chaosd_address: Vec<String>,
+        /// Read the file as a Chaos Toolkit experiment.
+        #[arg(long)]
+        chaostoolkit: bool,
+        #[command(flatten)]
+        vars: VarArgs,
+    },
+
     /// List faults still active on this host from any run; exit 1 when any is pending.
     #[command(after_help = "Examples:
   faultline status
@@ -396,6 +432,12 @@ pub struct VarArgs {
     /// `configuration`/`secrets`, or `.env`.
     #[arg(long = "var-file", value_name = "FILE")]
     pub var_files: Vec<PathBuf>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum ExportFormat {
+    /// Kubernetes manifests for Chaos Mesh (a Workflow, or a Schedule).
+    ChaosMesh,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]

@@ -8,11 +8,13 @@
 //! per output format), `commands` (one function per subcommand), `load`
 //! (faultline or Chaos Toolkit format), `chaostoolkit` (its reader).
 
+pub mod chaosmesh;
 pub mod chaostoolkit;
 pub mod cli;
 pub mod commands;
 pub mod exit;
 pub mod experiment;
+pub mod export;
 pub mod fault;
 pub mod journal;
 pub mod load;

@@ -904,6 +904,7 @@ fn help_of_every_subcommand_shows_an_example() {
         "recover",
         "report",
         "history",
+        "export",
         "schema",
         "completions",
         "man",

@@ -1,6 +1,7 @@
 //! One function per subcommand; each returns the process exit code.
 
 pub mod calendar;
+pub mod export;
 pub mod history;
 pub mod init;
 pub mod plan;
@@ -64,6 +65,26 @@ pub fn main(cli: Cli) -> i32 {
         } => {
             let (o, inputs) = var_inputs(&vars);
             calendar::run(&paths, output.as_deref(), days, &o, &inputs)
+        }
+        Command::Export {
+            file,
+            to,
+            output,
+            strict,
+            namespace,
+            chaosd_address,
+            chaostoolkit,
+            vars,
+        } => {
+            let (o, inputs) = var_inputs(&vars);
+            let args = export::Args {
+                to,
+                output,
+                strict,
+                namespace,
+                chaosd_addresses: chaosd_address,
+            };
+            export::run(&file, &args, chaostoolkit, &o, &inputs)
         }
         Command::Schema => {
             println!("{}", schema_json());

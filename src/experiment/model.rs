@@ -848,6 +848,13 @@ pub struct Step {
     /// Send an HTTP request (an action, e.g. an admin endpoint).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub http: Option<HttpAction>,
+    /// Run the chaos of a Chaos Mesh manifest file (NetworkChaos,
+    /// StressChaos, PodChaos, IOChaos, DNSChaos, Schedule or Workflow; a
+    /// path relative to this file) as this step, with this experiment's
+    /// probes around it; `duration` replaces the manifest's durations. See
+    /// docs/chaos-mesh.md.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub chaos_mesh: Option<String>,
     /// With `fault`: how long the fault stays active.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub duration: Option<Duration>,

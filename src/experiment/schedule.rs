@@ -228,6 +228,43 @@ impl Schedule {
         }
     }
 
+    /// A cron expression (crontab(5), 0 = Sunday) for the moments a window
+    /// opens, how long it stays open and the time zone when one is named:
+    /// what a scheduler that only knows cron (Chaos Mesh's `Schedule`) needs.
+    pub fn opening_cron(&self) -> Option<(String, chrono::Duration, Option<String>)> {
+        let zone = self
+            .timezone
+            .clone()
+            .filter(|z| !z.eq_ignore_ascii_case("local"));
+        match self.rule().ok()? {
+            Rule::Cron { length, .. } => {
+                Some((self.cron.clone()?.trim().to_string(), length, zone))
+            }
+            Rule::Weekly {
+                days,
+                start,
+                minutes,
+            } => {
+                use chrono::Timelike;
+                let dow = if days.0.iter().all(|d| *d) {
+                    "*".to_string()
+                } else {
+                    // days.0 starts at Monday; cron counts from Sunday = 0.
+                    (0..7)
+                        .filter(|i| days.0[*i])
+                        .map(|i| ((i + 1) % 7).to_string())
+                        .collect::<Vec<_>>()
+                        .join(",")
+                };
+                Some((
+                    format!("{} {} * * {dow}", start.minute(), start.hour()),
+                    chrono::Duration::minutes(minutes),
+                    zone,
+                ))
+            }
+        }
+    }
+
     /// `Mon-Fri 09:00-17:00 (Europe/Berlin)`, `cron 0 14 * * 1-5 for 1h (local time)`.
     pub fn describe(&self) -> String {
         let zone = self.timezone.as_deref().unwrap_or("local time");

@@ -601,6 +601,7 @@ fn check_method(c: &mut Checker, exp: &Experiment, setup_names: &[String]) {
             ("pause", s.pause.is_some()),
             ("command", s.command.is_some()),
             ("http", s.http.is_some()),
+            ("chaos_mesh", s.chaos_mesh.is_some()),
         ]
         .iter()
         .filter(|(_, b)| *b)
@@ -609,7 +610,7 @@ fn check_method(c: &mut Checker, exp: &Experiment, setup_names: &[String]) {
         match set.len() {
             0 => c.error(
                 &p,
-                "the step does nothing; give one of `fault`, `pause`, `command` or `http`",
+                "the step does nothing; give one of `fault`, `pause`, `command`, `http` or `chaos_mesh`",
             ),
             1 => {}
             _ => c.error(
@@ -692,6 +693,7 @@ fn check_method(c: &mut Checker, exp: &Experiment, setup_names: &[String]) {
                 "a fault needs a `duration` (how long it stays active), e.g. `duration: 30s`",
             ),
             (Some(_), Some(d)) => c.nonzero(&format!("{p}.duration"), d),
+            (None, Some(d)) if s.chaos_mesh.is_some() => c.nonzero(&format!("{p}.duration"), d),
             (None, Some(_)) => c.error(
                 &format!("{p}.duration"),
                 "`duration` applies to fault steps only; use `pause` to wait",

@@ -22,6 +22,9 @@ _faultline() {
             faultline,completions)
                 cmd="faultline__subcmd__completions"
                 ;;
+            faultline,export)
+                cmd="faultline__subcmd__export"
+                ;;
             faultline,halt)
                 cmd="faultline__subcmd__halt"
                 ;;
@@ -75,6 +78,9 @@ _faultline() {
                 ;;
             faultline__subcmd__help,completions)
                 cmd="faultline__subcmd__help__subcmd__completions"
+                ;;
+            faultline__subcmd__help,export)
+                cmd="faultline__subcmd__help__subcmd__export"
                 ;;
             faultline__subcmd__help,halt)
                 cmd="faultline__subcmd__help__subcmd__halt"
@@ -131,7 +137,7 @@ _faultline() {
 
     case "${cmd}" in
         faultline)
-            opts="-h -V --state-dir --color --help --version run validate plan calendar status recover stop halt report history init targets schema completions man watchdog stress-worker help"
+            opts="-h -V --state-dir --color --help --version run validate plan calendar export status recover stop halt report history init targets schema completions man watchdog stress-worker help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -216,6 +222,56 @@ _faultline() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        faultline__subcmd__export)
+            opts="-o -h -V --to --output --strict --namespace --chaosd-address --chaostoolkit --var --var-file --state-dir --color --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --to)
+                    COMPREPLY=($(compgen -W "chaos-mesh" -- "${cur}"))
+                    return 0
+                    ;;
+                --output)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -o)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --namespace)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --chaosd-address)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --var)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --var-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --state-dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --color)
+                    COMPREPLY=($(compgen -W "auto always never" -- "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         faultline__subcmd__halt)
             opts="-h -V --reason --clear --no-wait --timeout --state-dir --color --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
@@ -247,7 +303,7 @@ _faultline() {
             return 0
             ;;
         faultline__subcmd__help)
-            opts="run validate plan calendar status recover stop halt report history init targets schema completions man watchdog stress-worker help"
+            opts="run validate plan calendar export status recover stop halt report history init targets schema completions man watchdog stress-worker help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -275,6 +331,20 @@ _faultline() {
             return 0
             ;;
         faultline__subcmd__help__subcmd__completions)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        faultline__subcmd__help__subcmd__export)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )

@@ -969,7 +969,7 @@ _faultline() {
             return 0
             ;;
         faultline__subcmd__targets)
-            opts="-h -V --filter --format --state-dir --color --help --version processes ports interfaces cgroups units"
+            opts="-h -V --filter --format --state-dir --color --help --version processes ports interfaces cgroups units containers"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0

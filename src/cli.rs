@@ -279,7 +279,7 @@ The file is checked like `faultline validate` before it is written.")]
 
     /// List what an experiment can target on this host, with the selector to
     /// paste: processes, listening ports, interfaces and namespaces, cgroups,
-    /// systemd units. Reads only.
+    /// systemd units, containers. Reads only.
     #[command(after_help = "Examples:
   faultline targets                      # everything, as tables
   faultline targets processes ports --filter redis
@@ -521,6 +521,8 @@ pub enum TargetsKind {
     Interfaces,
     Cgroups,
     Units,
+    /// Running containers (Docker or Podman engine).
+    Containers,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]

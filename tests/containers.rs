@@ -972,3 +972,41 @@ method:
     assert!(!listing().contains(".faultline-fill-"), "{}", listing());
     assert_eq!(read("/www/index.html"), original, "restored exactly");
 }
+
+/// `faultline targets containers` lists a running container with the
+/// selector to paste, and a Compose service's selector from its labels.
+#[test]
+fn targets_lists_containers_with_their_selectors() {
+    if let Some(why) = skip_reason() {
+        println!("skipped: {why}");
+        return;
+    }
+    let mut env = Env::new("targets");
+    let web = env.run(
+        "web",
+        &[
+            "--label",
+            "com.docker.compose.project=shop",
+            "--label",
+            "com.docker.compose.service=web",
+        ],
+    );
+    let o = Command::new(env!("CARGO_BIN_EXE_faultline"))
+        .args(["targets", "containers", "--format", "json"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let row = v["containers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == web.as_str())
+        .unwrap_or_else(|| panic!("{web} is listed: {v}"));
+    assert_eq!(row["selector"], format!("{{container: {web}}}"));
+    assert_eq!(
+        row["compose_selector"],
+        "{compose: {project: shop, service: web}}"
+    );
+    assert_eq!(row["pid"], info(&web).pid);
+}

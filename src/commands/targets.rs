@@ -3,7 +3,7 @@
 
 use crate::cli::{TargetsFormat, TargetsKind};
 use crate::exit;
-use crate::sys::text::escape;
+use crate::sys::text::{escape, escape_text};
 use comfy_table::{presets, Cell, ContentArrangement, Table};
 use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet};
@@ -65,6 +65,19 @@ pub struct CgroupRow {
 }
 
 #[derive(Debug, Serialize)]
+pub struct ContainerRow {
+    pub name: String,
+    pub id: String,
+    pub pid: i32,
+    pub addresses: Vec<String>,
+    pub restart_policy: String,
+    /// What to paste under `target:` (and, with `compose`, the service's).
+    pub selector: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub compose_selector: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
 pub struct Inventory {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub processes: Option<Vec<ProcessGroup>>,
@@ -76,13 +89,35 @@ pub struct Inventory {
     pub cgroups: Option<Vec<CgroupRow>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub units: Option<Vec<CgroupRow>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub containers: Option<Vec<ContainerRow>>,
+    /// Why containers could not be listed (no engine answering).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub containers_unavailable: Option<String>,
 }
 
 pub fn run(kinds: &[TargetsKind], format: TargetsFormat, filter: Option<&str>) -> i32 {
     let want = |k: TargetsKind| kinds.is_empty() || kinds.contains(&k);
     let procs = Snapshot::take();
     let matches = |s: &str| filter.is_none_or(|f| s.contains(f));
+    let (containers, containers_unavailable) = if want(TargetsKind::Containers) {
+        match containers() {
+            Ok(c) => (
+                Some(
+                    c.into_iter()
+                        .filter(|c| matches(&c.name) || matches(&c.id))
+                        .collect(),
+                ),
+                None,
+            ),
+            Err(e) => (None, Some(e)),
+        }
+    } else {
+        (None, None)
+    };
     let inv = Inventory {
+        containers,
+        containers_unavailable,
         processes: want(TargetsKind::Processes).then(|| {
             procs
                 .groups()
@@ -333,6 +368,43 @@ fn quote(s: &str) -> String {
     }
 }
 
+/// The running containers of the Docker (or Podman) engine.
+fn containers() -> Result<Vec<ContainerRow>, String> {
+    crate::sys::docker::available()?;
+    let all = std::collections::BTreeMap::new();
+    let list =
+        crate::sys::docker::resolve(&crate::fault::container::ContainerSelector::Labels(&all))?;
+    Ok(list
+        .into_iter()
+        .map(|c| {
+            let compose = match (
+                c.labels.get("com.docker.compose.project"),
+                c.labels.get("com.docker.compose.service"),
+            ) {
+                (Some(p), Some(s)) => Some(format!(
+                    "{{compose: {{project: {}, service: {}}}}}",
+                    quote(p),
+                    quote(s)
+                )),
+                _ => None,
+            };
+            ContainerRow {
+                selector: format!("{{container: {}}}", quote(&c.name)),
+                compose_selector: compose,
+                addresses: c
+                    .addresses
+                    .iter()
+                    .map(|(net, a)| format!("{a} ({net})"))
+                    .collect(),
+                restart_policy: c.restart_policy.clone(),
+                pid: c.pid,
+                id: c.short_id().to_string(),
+                name: c.name,
+            }
+        })
+        .collect())
+}
+
 /// The host's interfaces and those of every named network namespace.
 fn interfaces() -> Vec<Interface> {
     let mut out = links(None);
@@ -511,6 +583,39 @@ fn render(inv: &Inventory) -> String {
                 ifs.len()
             ),
             ifs.is_empty(),
+            &t,
+        );
+    }
+    if let Some(why) = &inv.containers_unavailable {
+        out.push_str(&format!("Containers: none listed ({})\n\n", e(why)));
+    }
+    if let Some(cs) = &inv.containers {
+        let mut t = table(&[
+            "container",
+            "id",
+            "main pid",
+            "addresses",
+            "restart",
+            "target selector",
+        ]);
+        for c in cs {
+            let sel = match &c.compose_selector {
+                Some(cs) => format!("{}\nor {cs}", c.selector),
+                None => c.selector.clone(),
+            };
+            t.add_row(vec![
+                e(&c.name),
+                e(&c.id),
+                c.pid.to_string(),
+                e(&list(&c.addresses, 2)),
+                e(&c.restart_policy),
+                escape_text(&sel).into_owned(),
+            ]);
+        }
+        section(
+            &mut out,
+            &format!("Containers ({})", cs.len()),
+            cs.is_empty(),
             &t,
         );
     }

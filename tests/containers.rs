@@ -981,9 +981,10 @@ fn targets_lists_containers_with_their_selectors() {
         println!("skipped: {why}");
         return;
     }
+    let _lock = host_lock();
     let mut env = Env::new("targets");
     let web = env.run(
-        "web",
+        "listed",
         &[
             "--label",
             "com.docker.compose.project=shop",

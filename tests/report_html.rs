@@ -42,6 +42,40 @@ fn near(a: [u8; 3], b: [u8; 3], tol: i32) -> bool {
     (0..3).all(|i| (a[i] as i32 - b[i] as i32).abs() <= tol)
 }
 
+/// Opens `page` in headless Chromium and returns its screenshot, after
+/// checking the browser ran and logged no console error.
+fn screenshot(browser: &str, page: &Path, dir: &Path) -> std::path::PathBuf {
+    let shot = dir.join("shot.png");
+    // Bounded: a browser that hangs fails the test instead of stalling CI.
+    let o = Command::new("timeout")
+        .args(["120", browser])
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--hide-scrollbars",
+            "--window-size=1000,1100",
+            "--enable-logging=stderr",
+            "--v=0",
+        ])
+        .arg(format!("--screenshot={}", shot.display()))
+        .arg(format!("file://{}", page.display()))
+        .env("HOME", dir)
+        .output()
+        .unwrap();
+    let log = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "chromium: {log}");
+    let console_errors: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("CONSOLE") || l.contains("Uncaught"))
+        .collect();
+    assert!(
+        console_errors.is_empty(),
+        "console errors: {console_errors:?}"
+    );
+    shot
+}
+
 #[test]
 fn the_html_report_opens_in_chromium_and_shows_the_fault_window_and_the_latency_line() {
     if Command::new("python3").arg("--version").output().is_err() {
@@ -132,34 +166,7 @@ method:
         "samples failed while paused"
     );
 
-    let shot = dir.path().join("shot.png");
-    // Bounded: a browser that hangs fails the test instead of stalling CI.
-    let o = Command::new("timeout")
-        .args(["120", browser])
-        .args([
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--hide-scrollbars",
-            "--window-size=1000,1100",
-            "--enable-logging=stderr",
-            "--v=0",
-        ])
-        .arg(format!("--screenshot={}", shot.display()))
-        .arg(format!("file://{}", page.display()))
-        .env("HOME", dir.path())
-        .output()
-        .unwrap();
-    let log = String::from_utf8_lossy(&o.stderr);
-    assert!(o.status.success(), "chromium: {log}");
-    let console_errors: Vec<&str> = log
-        .lines()
-        .filter(|l| l.contains("CONSOLE") || l.contains("Uncaught"))
-        .collect();
-    assert!(
-        console_errors.is_empty(),
-        "console errors: {console_errors:?}"
-    );
+    let shot = screenshot(browser, &page, dir.path());
 
     let px = pixels(&shot);
     let shade = hex(faultline::report::html::FAULT_SHADE);
@@ -229,33 +236,7 @@ fn the_history_page_opens_in_chromium_and_shows_the_trends() {
         "the p95 trend is drawn"
     );
 
-    let shot = dir.path().join("shot.png");
-    let o = Command::new("timeout")
-        .args(["120", browser])
-        .args([
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--hide-scrollbars",
-            "--window-size=1000,1100",
-            "--enable-logging=stderr",
-            "--v=0",
-        ])
-        .arg(format!("--screenshot={}", shot.display()))
-        .arg(format!("file://{}", page.display()))
-        .env("HOME", dir.path())
-        .output()
-        .unwrap();
-    let log = String::from_utf8_lossy(&o.stderr);
-    assert!(o.status.success(), "chromium: {log}");
-    let console_errors: Vec<&str> = log
-        .lines()
-        .filter(|l| l.contains("CONSOLE") || l.contains("Uncaught"))
-        .collect();
-    assert!(
-        console_errors.is_empty(),
-        "console errors: {console_errors:?}"
-    );
+    let shot = screenshot(browser, &page, dir.path());
     let px = pixels(&shot);
     let line = hex(faultline::report::html::LATENCY_LINE);
     let held = hex("#188038");

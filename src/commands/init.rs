@@ -177,7 +177,9 @@ enum Need {
 
 fn needs(kind: &str) -> Need {
     match kind {
-        "process_kill" | "process_pause" | "cpu_limit" | "memory_limit" => Need::Target,
+        "process_kill" | "process_pause" | "cpu_limit" | "memory_limit" | "syscall_error" => {
+            Need::Target
+        }
         "io_limit" => Need::Device,
         "network" | "bandwidth" => Need::Interface,
         "disk_fill" | "file_corrupt" => Need::Path,
@@ -446,6 +448,13 @@ pub fn render(c: &Choices) -> Result<String, String> {
                 y,
                 "{ind}path: {}\n{ind}# flip_bits, zero, random, truncate or delete; restored byte-exact on rollback\n{ind}mode: flip_bits\n{ind}bits: 8\n",
                 q(path)
+            );
+        }
+        "syscall_error" => {
+            let _ = write!(
+                y,
+                "{ind}target: {}\n{ind}# System calls to fail, and with what (strace --inject; needs root and strace):\n{ind}syscalls: [fsync, fdatasync]\n{ind}errno: EIO\n{ind}# Every 4th matching call fails:\n{ind}percent: 25%\n",
+                target(c.target.as_deref(), &c.fault)?
             );
         }
         other => return Err(format!("init has no template for `{other}` yet")),

@@ -8,5 +8,6 @@ pub mod junit;
 pub mod markdown;
 pub mod persist;
 pub mod record;
+pub mod samples;
 pub mod summary;
 pub mod table;

@@ -56,6 +56,10 @@ pub struct RunRecord {
     /// last written.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_phase: Option<Phase>,
+    /// While the run goes on and until the final journal is written: every
+    /// sample, on disk (`probes[].samples` holds only the latest).
+    #[serde(skip)]
+    pub spool: Option<std::sync::Arc<super::samples::SampleSpool>>,
 }
 
 fn yes() -> bool {
@@ -360,8 +364,17 @@ pub struct ProbeRecord {
     /// After rollback: time from the end of rollback to recovery, if recovered.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub recovered_after_ms: Option<f64>,
-    /// Every sample, in order.
+    /// Every sample, in order. A journal written while the run was going
+    /// on holds only the latest (see `samples_omitted`).
     pub samples: Vec<SampleRecord>,
+    /// Earlier samples left out of `samples` (only in a journal written
+    /// while the run was going on: the final journal holds every sample).
+    #[serde(default, skip_serializing_if = "is_zero64")]
+    pub samples_omitted: u64,
+}
+
+fn is_zero64(n: &u64) -> bool {
+    *n == 0
 }
 
 impl ProbeRecord {

@@ -446,6 +446,7 @@ pub(crate) mod testdata {
                     detail: "200".into(),
                     output: None,
                 }],
+                samples_omitted: 0,
             }],
             steps: vec![StepRecord {
                 index: 0,
@@ -493,6 +494,7 @@ pub(crate) mod testdata {
             complete: true,
             ended_by: None,
             last_phase: None,
+            spool: None,
         }
     }
 

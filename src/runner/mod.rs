@@ -279,6 +279,16 @@ pub async fn run(
         &loaded.file,
         &host,
     )));
+    // Samples go to disk beside the journal (else the state directory):
+    // memory stays flat however long the run.
+    builder.lock().unwrap().spool_in(
+        opts.journal
+            .iter()
+            .filter(|j| j.atomic())
+            .filter_map(|j| j.path.parent().map(|d| d.to_path_buf()))
+            .chain([opts.state_dir.clone(), std::env::temp_dir()])
+            .collect(),
+    );
     let mut sinks = opts.sinks;
     sinks.push(Box::new(SharedBuilder(builder.clone())));
     // After the builder: a snapshot includes the event that asked for it.

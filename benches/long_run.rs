@@ -59,6 +59,8 @@ fn slope(points: &[(f64, f64)]) -> f64 {
     }
 }
 
+// The child is reaped by `wait4` (for its rusage), not by `Child::wait`.
+#[allow(clippy::zombie_processes)]
 fn main() {
     let secs = env_secs("FAULTLINE_BENCH_SECS", 1800);
     let every = env_secs("FAULTLINE_BENCH_EVERY", 5).max(1);
@@ -140,7 +142,11 @@ fn main() {
         .unwrap_or(0);
     let during: u64 = v["probes"]
         .as_array()
-        .map(|ps| ps.iter().map(|p| p["during"]["samples"].as_u64().unwrap_or(0)).sum())
+        .map(|ps| {
+            ps.iter()
+                .map(|p| p["during"]["samples"].as_u64().unwrap_or(0))
+                .sum()
+        })
         .unwrap_or(0);
 
     let loadavg = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
@@ -149,7 +155,11 @@ fn main() {
     println!(
         "exit code {code}, wall {:.1} min, load average at the end: {}",
         wall.as_secs_f64() / 60.0,
-        loadavg.split_whitespace().take(3).collect::<Vec<_>>().join(" ")
+        loadavg
+            .split_whitespace()
+            .take(3)
+            .collect::<Vec<_>>()
+            .join(" ")
     );
     println!("| minute | VmRSS (KiB) | RssAnon (KiB) |");
     println!("|---|---|---|");

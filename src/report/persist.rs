@@ -206,9 +206,8 @@ impl JournalFile {
         }
         let text = (self.render)(&r);
         drop(r);
-        let splice = |w: &mut dyn Write| {
-            super::samples::write_spliced(&text, nonce, &spooled, &spool, w)
-        };
+        let splice =
+            |w: &mut dyn Write| super::samples::write_spliced(&text, nonce, &spooled, &spool, w);
         match &self.direct {
             Some(f) => {
                 let mut w = std::io::BufWriter::with_capacity(64 * 1024, f);

@@ -212,11 +212,7 @@ impl SampleSpool {
     }
 
     /// Calls `f` with each spooled sample of probe `probe`, in order.
-    pub fn for_each(
-        &self,
-        probe: usize,
-        mut f: impl FnMut(SampleRecord),
-    ) -> std::io::Result<()> {
+    pub fn for_each(&self, probe: usize, mut f: impl FnMut(SampleRecord)) -> std::io::Result<()> {
         self.for_each_line(probe, |l| {
             f(serde_json::from_str(l)?);
             Ok(())
@@ -362,14 +358,20 @@ mod tests {
         let mut x: u64 = 12345;
         for _ in 0..50_000 {
             // A spread from 0.05 ms to about 5 s.
-            x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            x = x
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
             let ms = 0.05 * 10f64.powf((x >> 11) as f64 / (1u64 << 53) as f64 * 5.0);
             acc.record(ms);
             all.push(ms);
         }
         let got = acc.stats().unwrap();
         let want = crate::report::record::latency_stats(&all).unwrap();
-        for (g, w) in [(got.p50, want.p50), (got.p95, want.p95), (got.p99, want.p99)] {
+        for (g, w) in [
+            (got.p50, want.p50),
+            (got.p95, want.p95),
+            (got.p99, want.p99),
+        ] {
             assert!((g - w).abs() <= w * 0.001 + 0.001, "{g} vs {w}");
         }
         assert_eq!(got.max, want.max);

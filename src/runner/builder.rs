@@ -3,8 +3,8 @@
 
 use super::events::{Event, EventSink, TimedEvent};
 use crate::report::record::*;
-use chrono::{DateTime, Utc};
 use crate::report::samples::{LatencyAcc, SampleSpool, WINDOW};
+use chrono::{DateTime, Utc};
 use std::sync::{Arc, Mutex};
 
 pub struct RecordBuilder {

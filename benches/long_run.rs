@@ -86,7 +86,10 @@ fn main() {
             "    - name: p{i}\n      tcp: {{host: 127.0.0.1, port: {port}}}\n      timeout: 1s\n      before: {{samples: 1}}\n      after: {{successes: 1}}\n"
         ));
     }
-    exp.push_str(&format!("method:\n  - pause: {secs}s\n"));
+    exp.push_str(&format!(
+        "limits:\n  max_duration: {}s\nmethod:\n  - pause: {secs}s\n",
+        secs + 120
+    ));
     let file = dir.path().join("long.yaml");
     std::fs::write(&file, exp).unwrap();
     let journal = dir.path().join("journal.json");
@@ -104,7 +107,7 @@ fn main() {
         .env("FAULTLINE_STATE_DIR", &state)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stderr(std::fs::File::create(dir.path().join("stderr.txt")).unwrap())
         .spawn()
         .unwrap();
     let pid = child.id();
@@ -130,6 +133,10 @@ fn main() {
     };
     let wall = t0.elapsed();
 
+    if code != 0 {
+        let err = std::fs::read_to_string(dir.path().join("stderr.txt")).unwrap_or_default();
+        eprintln!("the run exited {code}:\n{err}");
+    }
     let text = std::fs::read_to_string(&journal).unwrap_or_default();
     let v: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
     let samples: usize = v["probes"]

@@ -139,6 +139,22 @@ fn anonymous_file(dir: &Path) -> std::io::Result<File> {
     }
 }
 
+/// Whether `dir` is on a tmpfs (or ramfs).
+fn on_tmpfs(dir: &Path) -> bool {
+    use std::os::unix::ffi::OsStrExt;
+    let Ok(c) = std::ffi::CString::new(dir.as_os_str().as_bytes()) else {
+        return false;
+    };
+    let mut st: libc::statfs = unsafe { std::mem::zeroed() };
+    // SAFETY: a valid C string and a zeroed statfs to fill.
+    if unsafe { libc::statfs(c.as_ptr(), &mut st) } != 0 {
+        return false;
+    }
+    const TMPFS_MAGIC: i64 = 0x0102_1994;
+    const RAMFS_MAGIC: i64 = 0x8584_58f6;
+    matches!(st.f_type as i64, TMPFS_MAGIC | RAMFS_MAGIC)
+}
+
 impl SampleSpool {
     /// A spool for `probes` probes, in `dir` (on disk, not tmpfs, ideally).
     pub fn create(dir: &Path, probes: usize) -> std::io::Result<SampleSpool> {
@@ -152,6 +168,15 @@ impl SampleSpool {
         Ok(SampleSpool {
             probes: Mutex::new(v),
         })
+    }
+
+    /// A spool in the first of `dirs` that takes it, preferring a disk to
+    /// a tmpfs (where the spool would sit in memory after all: the default
+    /// state directory /run/faultline is one).
+    pub fn create_in(dirs: &[std::path::PathBuf], probes: usize) -> Option<SampleSpool> {
+        let disk = dirs.iter().filter(|d| !on_tmpfs(d));
+        disk.chain(dirs.iter())
+            .find_map(|d| SampleSpool::create(d, probes).ok())
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Vec<ProbeSpool>> {
@@ -307,6 +332,20 @@ mod tests {
             detail: format!("ok {i} {{\"braces\"}}"),
             output: None,
         }
+    }
+
+    #[test]
+    fn a_spool_prefers_a_disk_to_a_tmpfs() {
+        if !on_tmpfs(Path::new("/dev/shm")) {
+            println!("skipped: /dev/shm is not a tmpfs here");
+            return;
+        }
+        let d = tempfile::tempdir_in("/var/tmp").unwrap();
+        assert!(!on_tmpfs(d.path()) || on_tmpfs(Path::new("/var/tmp")));
+        let s = SampleSpool::create_in(&["/dev/shm".into(), d.path().to_path_buf()], 1);
+        assert!(s.is_some());
+        // Only a tmpfs: used all the same.
+        assert!(SampleSpool::create_in(&["/dev/shm".into()], 1).is_some());
     }
 
     #[test]

@@ -157,11 +157,8 @@ impl RecordBuilder {
                     })
                     .collect();
                 self.acc = vec![Default::default(); probes.len()];
-                self.rec.spool = self
-                    .spool_dirs
-                    .iter()
-                    .find_map(|d| SampleSpool::create(d, probes.len()).ok())
-                    .map(Arc::new);
+                self.rec.spool =
+                    SampleSpool::create_in(&self.spool_dirs, probes.len()).map(Arc::new);
                 self.rec.steps = steps
                     .iter()
                     .enumerate()

@@ -286,7 +286,11 @@ pub async fn run(
             .iter()
             .filter(|j| j.atomic())
             .filter_map(|j| j.path.parent().map(|d| d.to_path_buf()))
-            .chain([opts.state_dir.clone(), std::env::temp_dir()])
+            .chain([
+                opts.state_dir.clone(),
+                std::path::PathBuf::from("/var/tmp"),
+                std::env::temp_dir(),
+            ])
             .collect(),
     );
     let mut sinks = opts.sinks;

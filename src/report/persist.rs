@@ -131,7 +131,12 @@ impl JournalFile {
     ) -> std::io::Result<JournalFile> {
         let shown = path.to_path_buf();
         let path = &std::path::absolute(path)?;
-        let special = std::fs::metadata(path).is_ok_and(|m| !m.is_file());
+        // `/dev/stdout` redirected to a file is a symlink to a regular
+        // file: renaming over it would replace the host's /dev/stdout.
+        // Nothing under /dev or /proc is ever replaced.
+        let special = std::fs::metadata(path).is_ok_and(|m| !m.is_file())
+            || path.starts_with("/dev")
+            || path.starts_with("/proc");
         if special {
             let f = OpenOptions::new().write(true).open(path)?;
             return Ok(JournalFile {
@@ -373,6 +378,27 @@ mod tests {
             .map(|e| e.unwrap().file_name())
             .collect();
         assert_eq!(names.len(), 1, "{names:?}");
+    }
+
+    /// `--journal /dev/stdout` with stdout redirected to a file: written
+    /// through, never renamed over (that replaced the host's /dev/stdout).
+    #[test]
+    fn a_path_under_dev_or_proc_is_written_through() {
+        let d = tempfile::tempdir().unwrap();
+        let f = File::create(d.path().join("out.json")).unwrap();
+        let fd = std::os::fd::AsRawFd::as_raw_fd(&f);
+        let p = PathBuf::from(format!("/proc/self/fd/{fd}"));
+        let render: Render = Arc::new(|r: &RunRecord| format!("{{\"run_id\":\"{}\"}}\n", r.run_id));
+        let stub = crate::runner::builder::RecordBuilder::new("r1", "e.yaml", "h").rec;
+        let j = JournalFile::open(&p, render, &stub, true).unwrap();
+        assert!(!j.atomic());
+        j.write_final(&stub).unwrap();
+        assert!(std::fs::symlink_metadata(&p)
+            .unwrap()
+            .file_type()
+            .is_symlink());
+        let text = std::fs::read_to_string(d.path().join("out.json")).unwrap();
+        assert_eq!(text, "{\"run_id\":\"r1\"}\n");
     }
 
     #[test]

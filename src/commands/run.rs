@@ -344,7 +344,9 @@ pub(super) fn run_file(p: Prepared, cx: &RunContext) -> RunOutcome {
     finished.record.warnings.extend(notify_warnings);
     provenance.apply(&mut finished.record);
     // Secrets never reach a report, whatever wrote them into the record.
-    if let Some(r) = loaded.redactor.serde(&finished.record) {
+    if let Some(mut r) = loaded.redactor.serde(&finished.record) {
+        // The spooled samples were redacted as they were emitted.
+        r.spool = finished.record.spool.take();
         finished.record = r;
     }
     write_outputs(
@@ -365,6 +367,8 @@ pub(super) fn run_file(p: Prepared, cx: &RunContext) -> RunOutcome {
         );
     }
     outcome.code = finished.exit_code;
+    // The journal has every sample: let go of the spool (its files vanish).
+    finished.record.spool = None;
     outcome.record = Some(finished.record);
     outcome
 }

@@ -95,7 +95,10 @@ fn probe_cases(rec: &RunRecord, classname: &str) -> Vec<TestCase> {
                         .filter(|x| x.phase == p && x.status != SampleStatus::Success)
                         .collect();
                     if !bad.is_empty() {
-                        desc.push(format!("failing samples ({}):", bad.len()));
+                        // The count from the statistics: a record still
+                        // in memory holds only the latest samples.
+                        let n = (s.failures + s.errors).max(bad.len() as u32);
+                        desc.push(format!("failing samples ({n}):"));
                         for x in bad.iter().take(10) {
                             desc.push(format!(
                                 "  {} {} after {}: {}",

@@ -8,6 +8,7 @@ pub mod junit;
 pub mod markdown;
 pub mod persist;
 pub mod record;
+pub mod samples;
 pub mod stats;
 pub mod summary;
 pub mod table;

@@ -53,16 +53,28 @@ pub fn write_atomic_unsynced(path: &Path, text: &str) -> std::io::Result<()> {
 }
 
 fn write_replacing(path: &Path, text: &str, durable: bool) -> std::io::Result<()> {
+    write_replacing_with(path, durable, |f| f.write_all(text.as_bytes()))
+}
+
+/// As [`write_replacing`], the content written by `write` (buffered).
+fn write_replacing_with(
+    path: &Path,
+    durable: bool,
+    write: impl FnOnce(&mut std::io::BufWriter<&File>) -> std::io::Result<()>,
+) -> std::io::Result<()> {
     let tmp = temp_path(path, std::process::id());
     // A leftover from a killed earlier write by a process with the same pid.
     let _ = std::fs::remove_file(&tmp);
     let result = (|| {
-        let mut f = OpenOptions::new()
+        let f = OpenOptions::new()
             .write(true)
             .create_new(true)
             .mode(0o600)
             .open(&tmp)?;
-        f.write_all(text.as_bytes())?;
+        let mut w = std::io::BufWriter::with_capacity(64 * 1024, &f);
+        write(&mut w)?;
+        w.flush()?;
+        drop(w);
         if durable {
             f.sync_all()?;
         }
@@ -98,6 +110,8 @@ pub struct JournalFile {
     /// The watchdog may mark this journal when the runner dies (it is a
     /// faultline journal, not a Chaos Toolkit one).
     pub watchdog_may_mark: bool,
+    /// A faultline journal (not a Chaos Toolkit one).
+    faultline_format: bool,
     render: Render,
     /// Set when the path is not a regular file (`/dev/stdout`, a FIFO): it
     /// cannot be replaced, so it is written once, at the end.
@@ -117,13 +131,19 @@ impl JournalFile {
     ) -> std::io::Result<JournalFile> {
         let shown = path.to_path_buf();
         let path = &std::path::absolute(path)?;
-        let special = std::fs::metadata(path).is_ok_and(|m| !m.is_file());
+        // `/dev/stdout` redirected to a file is a symlink to a regular
+        // file: renaming over it would replace the host's /dev/stdout.
+        // Nothing under /dev or /proc is ever replaced.
+        let special = std::fs::metadata(path).is_ok_and(|m| !m.is_file())
+            || path.starts_with("/dev")
+            || path.starts_with("/proc");
         if special {
             let f = OpenOptions::new().write(true).open(path)?;
             return Ok(JournalFile {
                 path: path.to_path_buf(),
                 shown,
                 watchdog_may_mark: false,
+                faultline_format,
                 render,
                 direct: Some(f),
             });
@@ -132,6 +152,7 @@ impl JournalFile {
             path: path.to_path_buf(),
             shown,
             watchdog_may_mark: faultline_format,
+            faultline_format,
             render,
             direct: None,
         };
@@ -154,15 +175,61 @@ impl JournalFile {
         write_atomic_unsynced(&self.path, &(self.render)(rec))
     }
 
-    /// The run's last write: the complete record.
+    /// The run's last write: the complete record. Spooled samples (see
+    /// `report::samples`) are copied from the spool into the file as it is
+    /// written, never all held in memory (the Chaos Toolkit format reads
+    /// them into memory first).
     pub fn write_final(&self, rec: &RunRecord) -> std::io::Result<()> {
-        let text = (self.render)(rec);
+        let Some(spool) = rec.spool.clone() else {
+            return self.write_text(&(self.render)(rec));
+        };
+        let mut r = rec.clone();
+        r.spool = None;
+        if !self.faultline_format {
+            for (i, p) in r.probes.iter_mut().enumerate() {
+                p.samples = spool.all(i)?;
+                p.samples_omitted = 0;
+            }
+            return self.write_text(&(self.render)(&r));
+        }
+        let nonce: u64 = rand::random();
+        let mut spooled = Vec::new();
+        for (i, p) in r.probes.iter_mut().enumerate() {
+            p.samples_omitted = 0;
+            p.samples.clear();
+            if spool.count(i) > 0 {
+                p.samples.push(super::record::SampleRecord {
+                    phase: super::record::SamplePhase::Before,
+                    at_ms: 0.0,
+                    latency_ms: 0.0,
+                    status: super::record::SampleStatus::Success,
+                    detail: super::samples::marker(nonce, i),
+                    output: None,
+                });
+                spooled.push(i);
+            }
+        }
+        let text = (self.render)(&r);
+        drop(r);
+        let splice =
+            |w: &mut dyn Write| super::samples::write_spliced(&text, nonce, &spooled, &spool, w);
+        match &self.direct {
+            Some(f) => {
+                let mut w = std::io::BufWriter::with_capacity(64 * 1024, f);
+                splice(&mut w)?;
+                w.flush()
+            }
+            None => write_replacing_with(&self.path, true, |w| splice(w)),
+        }
+    }
+
+    fn write_text(&self, text: &str) -> std::io::Result<()> {
         match &self.direct {
             Some(f) => {
                 let mut f: &File = f;
                 f.write_all(text.as_bytes()).and_then(|()| f.flush())
             }
-            None => write_atomic(&self.path, &text),
+            None => write_atomic(&self.path, text),
         }
     }
 }
@@ -314,6 +381,27 @@ mod tests {
             .map(|e| e.unwrap().file_name())
             .collect();
         assert_eq!(names.len(), 1, "{names:?}");
+    }
+
+    /// `--journal /dev/stdout` with stdout redirected to a file: written
+    /// through, never renamed over (that replaced the host's /dev/stdout).
+    #[test]
+    fn a_path_under_dev_or_proc_is_written_through() {
+        let d = tempfile::tempdir().unwrap();
+        let f = File::create(d.path().join("out.json")).unwrap();
+        let fd = std::os::fd::AsRawFd::as_raw_fd(&f);
+        let p = PathBuf::from(format!("/proc/self/fd/{fd}"));
+        let render: Render = Arc::new(|r: &RunRecord| format!("{{\"run_id\":\"{}\"}}\n", r.run_id));
+        let stub = crate::runner::builder::RecordBuilder::new("r1", "e.yaml", "h").rec;
+        let j = JournalFile::open(&p, render, &stub, true).unwrap();
+        assert!(!j.atomic());
+        j.write_final(&stub).unwrap();
+        assert!(std::fs::symlink_metadata(&p)
+            .unwrap()
+            .file_type()
+            .is_symlink());
+        let text = std::fs::read_to_string(d.path().join("out.json")).unwrap();
+        assert_eq!(text, "{\"run_id\":\"r1\"}\n");
     }
 
     #[test]

@@ -63,6 +63,10 @@ pub struct RunRecord {
     /// some probes have `group: control`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub groups: Vec<crate::report::stats::GroupComparison>,
+    /// While the run goes on and until the final journal is written: every
+    /// sample, on disk (`probes[].samples` holds only the latest).
+    #[serde(skip)]
+    pub spool: Option<std::sync::Arc<super::samples::SampleSpool>>,
 }
 
 /// An escalation: every level reached, how each was judged, and where the
@@ -513,8 +517,17 @@ pub struct ProbeRecord {
     /// experiment group.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub group: Option<String>,
-    /// Every sample, in order.
+    /// Every sample, in order. A journal written while the run was going
+    /// on holds only the latest (see `samples_omitted`).
     pub samples: Vec<SampleRecord>,
+    /// Earlier samples left out of `samples` (only in a journal written
+    /// while the run was going on: the final journal holds every sample).
+    #[serde(default, skip_serializing_if = "is_zero64")]
+    pub samples_omitted: u64,
+}
+
+fn is_zero64(n: &u64) -> bool {
+    *n == 0
 }
 
 impl ProbeRecord {

@@ -244,6 +244,23 @@ pub fn compare_samples(
 /// Every phase in which both groups have samples, compared; empty when no
 /// probe is in the control group.
 pub fn compare(rec: &RunRecord) -> Vec<GroupComparison> {
+    compare_with(rec, |i, phase| {
+        rec.probes[i]
+            .samples
+            .iter()
+            .filter(|x| x.phase == phase)
+            .map(|x| (x.latency_ms, x.status == SampleStatus::Success))
+            .collect()
+    })
+}
+
+/// [`compare`] with the samples of probe `i` in a phase, as (latency ms,
+/// success), from `samples_of` (while running, the builder reads them from
+/// its spool: the record holds only the latest).
+pub fn compare_with(
+    rec: &RunRecord,
+    samples_of: impl Fn(usize, SamplePhase) -> Vec<(f64, bool)>,
+) -> Vec<GroupComparison> {
     let is_control =
         |p: &&crate::report::record::ProbeRecord| p.group.as_deref() == Some("control");
     if !rec.probes.iter().any(|p| is_control(&p)) {
@@ -254,14 +271,14 @@ pub fn compare(rec: &RunRecord) -> Vec<GroupComparison> {
         let gather = |control: bool| {
             let mut names = Vec::new();
             let mut s = Vec::new();
-            for p in rec.probes.iter().filter(|p| is_control(p) == control) {
+            for (i, p) in rec
+                .probes
+                .iter()
+                .enumerate()
+                .filter(|(_, p)| is_control(p) == control)
+            {
                 names.push(p.name.clone());
-                s.extend(
-                    p.samples
-                        .iter()
-                        .filter(|x| x.phase == phase)
-                        .map(|x| (x.latency_ms, x.status == SampleStatus::Success)),
-                );
+                s.extend(samples_of(i, phase));
             }
             (names, s)
         };

@@ -447,6 +447,7 @@ pub(crate) mod testdata {
                     detail: "200".into(),
                     output: None,
                 }],
+                samples_omitted: 0,
             }],
             steps: vec![StepRecord {
                 index: 0,
@@ -496,6 +497,7 @@ pub(crate) mod testdata {
             last_phase: None,
             escalation: None,
             groups: vec![],
+            spool: None,
         }
     }
 

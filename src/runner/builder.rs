@@ -3,6 +3,7 @@
 
 use super::events::{Event, EventSink, TimedEvent};
 use crate::report::record::*;
+use crate::report::samples::{LatencyAcc, SampleSpool, WINDOW};
 use chrono::{DateTime, Utc};
 use std::sync::{Arc, Mutex};
 
@@ -11,6 +12,28 @@ pub struct RecordBuilder {
     open_phases: Vec<(Phase, DateTime<Utc>)>,
     first_injection_ms: Option<f64>,
     rollback_end_ms: Option<f64>,
+    /// Per probe, per [`SamplePhase`]: counts and latencies in fixed memory.
+    acc: Vec<[PhaseAcc; 3]>,
+    /// Where the spool goes (see [`RecordBuilder::spool_in`]).
+    spool_dirs: Vec<std::path::PathBuf>,
+}
+
+/// One probe's samples of one phase, counted as they come.
+#[derive(Clone, Debug, Default)]
+struct PhaseAcc {
+    samples: u32,
+    successes: u32,
+    failures: u32,
+    errors: u32,
+    latency: LatencyAcc,
+}
+
+fn phase_index(p: SamplePhase) -> usize {
+    match p {
+        SamplePhase::Before => 0,
+        SamplePhase::During => 1,
+        SamplePhase::After => 2,
+    }
 }
 
 impl RecordBuilder {
@@ -55,11 +78,22 @@ impl RecordBuilder {
                 last_phase: None,
                 escalation: None,
                 groups: vec![],
+                spool: None,
             },
             open_phases: vec![],
             first_injection_ms: None,
             rollback_end_ms: None,
+            acc: vec![],
+            spool_dirs: vec![],
         }
+    }
+
+    /// Spools samples to disk in the first of `dirs` that takes the files,
+    /// keeping only a window of them in memory (see `report::samples`).
+    /// Without it (or when no directory takes them) every sample stays in
+    /// memory.
+    pub fn spool_in(&mut self, dirs: Vec<std::path::PathBuf>) {
+        self.spool_dirs = dirs;
     }
 
     /// A fault record for a method step, with nothing measured yet.
@@ -122,8 +156,12 @@ impl RecordBuilder {
                         recovered_after_ms: None,
                         group: p.group.clone(),
                         samples: vec![],
+                        samples_omitted: 0,
                     })
                     .collect();
+                self.acc = vec![Default::default(); probes.len()];
+                self.rec.spool =
+                    SampleSpool::create_in(&self.spool_dirs, probes.len()).map(Arc::new);
                 self.rec.steps = steps
                     .iter()
                     .enumerate()
@@ -174,8 +212,18 @@ impl RecordBuilder {
                         self.rec.timings.time_to_detect_ms = Some(ms - first);
                     }
                 }
-                if let Some(p) = self.rec.probes.get_mut(*probe) {
-                    p.samples.push(SampleRecord {
+                if let Some(a) = self.acc.get_mut(*probe) {
+                    let a = &mut a[phase_index(*phase)];
+                    a.samples += 1;
+                    match status {
+                        SampleStatus::Success => a.successes += 1,
+                        SampleStatus::Failure => a.failures += 1,
+                        SampleStatus::Error => a.errors += 1,
+                    }
+                    a.latency.record(*latency_ms);
+                }
+                if *probe < self.rec.probes.len() {
+                    let s = SampleRecord {
                         phase: *phase,
                         at_ms: ms,
                         latency_ms: *latency_ms,
@@ -188,7 +236,25 @@ impl RecordBuilder {
                         } else {
                             output.clone()
                         },
-                    });
+                    };
+                    if let Some(sp) = &self.rec.spool {
+                        if let Err(e) = sp.append(*probe, &s) {
+                            // Keep every sample in memory from now on.
+                            self.rec.spool = None;
+                            self.rec.warnings.push(format!(
+                                "cannot spool samples to disk ({e}): the {} earlier samples of some probes are missing from the journal",
+                                self.rec.probes.iter().map(|p| p.samples_omitted).sum::<u64>()
+                            ));
+                        }
+                    }
+                    let p = &mut self.rec.probes[*probe];
+                    p.samples.push(s);
+                    // Spooled: keep the latest WINDOW to 2 * WINDOW.
+                    if self.rec.spool.is_some() && p.samples.len() >= 2 * WINDOW {
+                        let drop = p.samples.len() - WINDOW;
+                        p.samples.drain(..drop);
+                        p.samples_omitted += drop as u64;
+                    }
                 }
             }
             Event::Sampling {
@@ -438,28 +504,22 @@ impl RecordBuilder {
         }
     }
 
-    /// Computes per-phase statistics from the samples.
+    /// Puts the per-phase statistics (counted as the samples came) into
+    /// the record and returns a copy of it.
     pub fn finish(&mut self) -> RunRecord {
-        for p in &mut self.rec.probes {
+        for (i, p) in self.rec.probes.iter_mut().enumerate() {
             for phase in SamplePhase::ALL {
-                let samples: Vec<&SampleRecord> =
-                    p.samples.iter().filter(|s| s.phase == phase).collect();
-                let lat: Vec<f64> = samples.iter().map(|s| s.latency_ms).collect();
+                let a = self
+                    .acc
+                    .get(i)
+                    .map(|a| a[phase_index(phase)].clone())
+                    .unwrap_or_default();
                 let stats = PhaseStats {
-                    samples: samples.len() as u32,
-                    successes: samples
-                        .iter()
-                        .filter(|s| s.status == SampleStatus::Success)
-                        .count() as u32,
-                    failures: samples
-                        .iter()
-                        .filter(|s| s.status == SampleStatus::Failure)
-                        .count() as u32,
-                    errors: samples
-                        .iter()
-                        .filter(|s| s.status == SampleStatus::Error)
-                        .count() as u32,
-                    latency_ms: latency_stats(&lat),
+                    samples: a.samples,
+                    successes: a.successes,
+                    failures: a.failures,
+                    errors: a.errors,
+                    latency_ms: a.latency.stats(),
                     requirement: None,
                     met: None,
                     ..Default::default()
@@ -496,7 +556,7 @@ impl RecordBuilder {
             self.rec.timings.time_to_recover_ms =
                 recovered.iter().flatten().copied().reduce(f64::max);
         }
-        self.rec.groups = crate::report::stats::compare(&self.rec);
+        self.rec.groups = self.compare_groups();
         self.rec.clone()
     }
 
@@ -521,7 +581,25 @@ impl RecordBuilder {
 
     /// The samples of probe `probe` that finished in `phase`, as
     /// (start ms, latency ms, success), in the order they started.
+    /// Read from the spool when samples are spooled (one probe's phase in
+    /// memory at a time, 24 bytes a sample).
     pub fn phase_samples(&self, probe: usize, phase: SamplePhase) -> Vec<(f64, f64, bool)> {
+        if let Some(sp) = &self.rec.spool {
+            let mut v = Vec::new();
+            let read = sp.for_each(probe, |s| {
+                if s.phase == phase {
+                    v.push((
+                        s.at_ms - s.latency_ms,
+                        s.latency_ms,
+                        s.status == SampleStatus::Success,
+                    ));
+                }
+            });
+            if read.is_ok() {
+                v.sort_by(|a, b| a.0.total_cmp(&b.0));
+                return v;
+            }
+        }
         let mut v: Vec<(f64, f64, bool)> = self
             .rec
             .probes
@@ -542,6 +620,17 @@ impl RecordBuilder {
             .unwrap_or_default();
         v.sort_by(|a, b| a.0.total_cmp(&b.0));
         v
+    }
+
+    /// The experiment group against the control group per phase, on every
+    /// sample (read from the spool).
+    pub fn compare_groups(&self) -> Vec<crate::report::stats::GroupComparison> {
+        crate::report::stats::compare_with(&self.rec, |i, phase| {
+            self.phase_samples(i, phase)
+                .into_iter()
+                .map(|(_, latency, ok)| (latency, ok))
+                .collect()
+        })
     }
 
     /// Records the longest outage of a phase and the limit it had.

@@ -364,6 +364,20 @@ pub async fn run(
         &loaded.file,
         &host,
     )));
+    // Samples go to disk beside the journal (else the state directory):
+    // memory stays flat however long the run.
+    builder.lock().unwrap().spool_in(
+        opts.journal
+            .iter()
+            .filter(|j| j.atomic())
+            .filter_map(|j| j.path.parent().map(|d| d.to_path_buf()))
+            .chain([
+                opts.state_dir.clone(),
+                std::path::PathBuf::from("/var/tmp"),
+                std::env::temp_dir(),
+            ])
+            .collect(),
+    );
     let mut sinks = opts.sinks;
     sinks.push(Box::new(SharedBuilder(builder.clone())));
     // After the builder: a snapshot includes the event that asked for it.
@@ -887,7 +901,8 @@ fn control_state(ctx: &Ctx) -> (Vec<String>, Option<crate::report::stats::GroupC
         .filter(|p| p.group.as_deref() == Some("control") && p.during.met == Some(false))
         .map(|p| format!("`{}`", p.name))
         .collect();
-    let during = crate::report::stats::compare(&b.rec)
+    let during = b
+        .compare_groups()
         .into_iter()
         .find(|c| c.phase == SamplePhase::During);
     (degraded, during)

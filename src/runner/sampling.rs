@@ -211,9 +211,13 @@ pub(super) async fn sample_on_schedule(
         if count.is_some_and(|n| started >= n) {
             break;
         }
+        // The during phase always starts its first tick, even when the
+        // method was over before this task first ran (a method shorter
+        // than one sample on a busy host): `during` is never 0/0 by chance.
+        let may_stop = started > 0 || count.is_some();
         tokio::select! {
             biased;
-            _ = stop.wait_for(|v| *v) => break,
+            _ = stop.wait_for(|v| *v), if may_stop => break,
             Some(r) = running.join_next(), if !running.is_empty() => done(r, &mut in_flight),
             _ = tokio::time::sleep_until(next) => {
                 let now = tokio::time::Instant::now();

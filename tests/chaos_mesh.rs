@@ -664,23 +664,6 @@ fn exported_manifests_read_back() {
 
 // ------------------------------------------------------------------ live
 
-/// The host-wide test lock the other host-touching tests take.
-struct HostLock(#[allow(dead_code)] std::fs::File);
-
-fn host_lock() -> HostLock {
-    use std::os::fd::AsRawFd;
-    let f = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open("/tmp/faultline-itest.lock")
-        .unwrap();
-    // SAFETY: flock on a file descriptor we own.
-    let r = unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX) };
-    assert_eq!(r, 0, "flock");
-    HostLock(f)
-}
-
 fn docker(args: &[&str]) -> Output {
     Command::new("docker")
         .args(args)

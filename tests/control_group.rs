@@ -12,21 +12,6 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 use support::*;
 
-struct HostLock(#[allow(dead_code)] std::fs::File);
-
-fn host_lock() -> HostLock {
-    use std::os::fd::AsRawFd;
-    let f = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open("/tmp/faultline-itest.lock")
-        .unwrap();
-    // SAFETY: flock on a file descriptor we own; released when it closes.
-    unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX) };
-    HostLock(f)
-}
-
 /// A single-threaded HTTP server that burns 5 ms of CPU per request.
 const SERVER: &str = r#"
 import http.server, sys, time

@@ -15,22 +15,6 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 use support::*;
 
-/// The host lock every test that touches the host takes.
-struct HostLock(#[allow(dead_code)] std::fs::File);
-
-fn host_lock() -> HostLock {
-    use std::os::fd::AsRawFd;
-    let f = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open("/tmp/faultline-itest.lock")
-        .unwrap();
-    // SAFETY: flock on a file descriptor we own; released when it closes.
-    unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX) };
-    HostLock(f)
-}
-
 /// A single-threaded HTTP server that burns `cost` seconds of CPU per request.
 const CPU_SERVER: &str = r#"
 import http.server, sys, time

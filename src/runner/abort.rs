@@ -53,19 +53,35 @@ pub struct History {
     running: BTreeMap<u64, Instant>,
     /// A running sample older than this counts as failing so far.
     overdue_after: Duration,
+    /// How many slots to keep: the largest window the probe's conditions
+    /// look at, plus room for the samples that do not count yet.
+    keep: usize,
 }
 
-/// Keep at most this many samples per probe for windowed conditions.
-const MAX_WINDOW: usize = 10_000;
-
 impl History {
-    pub fn new(interval: Duration) -> Self {
+    /// `window` is the most samples any of the probe's conditions looks at
+    /// (0 when it has none). The samples that do not count (young or cut)
+    /// are at most the sampler's in-flight bound, so that many more slots
+    /// are kept: memory stays fixed however long the run.
+    pub fn new(interval: Duration, window: usize) -> Self {
         History {
             slots: VecDeque::new(),
             first: 0,
             running: BTreeMap::new(),
             overdue_after: interval,
+            keep: window + super::sampling::MAX_IN_FLIGHT + 1,
         }
+    }
+
+    /// The most samples `conds` look at.
+    pub fn window_for<'a>(conds: impl Iterator<Item = &'a AbortCondition>) -> usize {
+        conds
+            .map(|c| match c.consecutive_failures {
+                Some(n) => n as usize,
+                None => c.window(),
+            })
+            .max()
+            .unwrap_or(0)
     }
 
     fn slot(&mut self, seq: u64) -> Option<&mut Slot> {
@@ -85,7 +101,7 @@ impl History {
         }
         self.slots.push_back(Slot::Running(at));
         self.running.insert(seq, at);
-        while self.slots.len() > MAX_WINDOW {
+        while self.slots.len() > self.keep {
             self.slots.pop_front();
             self.running.remove(&self.first);
             self.first += 1;
@@ -222,7 +238,7 @@ mod tests {
     }
 
     fn hist() -> History {
-        History::new(Duration::from_millis(200))
+        History::new(Duration::from_millis(200), 10)
     }
 
     fn now() -> Instant {
@@ -346,6 +362,45 @@ mod tests {
         assert!(evaluate(&c, &h, now()).is_none(), "p50 is 20ms");
         h.push(SampleStatus::Success, 400.0);
         assert!(evaluate(&c, &h, now()).unwrap().contains("p50"));
+    }
+
+    /// A long run keeps only what the conditions look at: a window of 4
+    /// after 100,000 samples still judges the last 4, in fixed memory.
+    #[test]
+    fn memory_is_bounded_by_the_window() {
+        let c = AbortCondition {
+            failure_ratio: Some(Percent(50.0)),
+            window: Some(4),
+            ..cond()
+        };
+        let mut h = History::new(
+            Duration::from_millis(200),
+            History::window_for([&c].into_iter()),
+        );
+        for i in 0..100_000 {
+            let st = if i % 2 == 0 {
+                SampleStatus::Success
+            } else {
+                SampleStatus::Failure
+            };
+            h.push(st, 1.0);
+        }
+        assert!(h.slots.len() <= 4 + crate::runner::sampling::MAX_IN_FLIGHT + 1);
+        assert!(evaluate(&c, &h, now()).is_none(), "2 of 4");
+        h.push(SampleStatus::Failure, 1.0);
+        h.push(SampleStatus::Failure, 1.0);
+        assert!(evaluate(&c, &h, now()).is_some(), "3 of 4");
+        // Young running samples (the sampler's bound) do not push the
+        // window out.
+        let base = h.first + h.slots.len() as u64;
+        let t = Instant::now();
+        for k in 0..crate::runner::sampling::MAX_IN_FLIGHT as u64 {
+            h.started(base + k, t);
+        }
+        assert!(
+            evaluate(&c, &h, t).is_some(),
+            "still 3 of the last 4 finished"
+        );
     }
 
     /// An overdue sample's latency so far is its age.

@@ -24,8 +24,14 @@ pub(super) async fn method(ctx: &Arc<Ctx>, faults: Vec<Option<Box<dyn FaultImpl>
     tokio::pin!(exec);
 
     let interval = ctx.exp.steady_state.interval.std();
-    let mut histories: Vec<abort::History> = (0..ctx.probes.len())
-        .map(|_| abort::History::new(interval))
+    let mut histories: Vec<abort::History> = ctx
+        .probes
+        .iter()
+        .map(|p| {
+            let window =
+                abort::History::window_for(ctx.exp.abort.iter().filter(|c| c.probe == p.name));
+            abort::History::new(interval, window)
+        })
         .collect();
     // A running sample turning overdue counts as failing from then on: the
     // conditions are evaluated at each such moment after the last look (a

@@ -16,15 +16,17 @@
 //! directory is on disk (CARGO_TARGET_TMPDIR, under target/). Results go
 //! into docs/performance.md.
 
-use faultline::journal::store::{RunHeader, RunJournal};
+use faultline::journal::store::{RunHeader, RunJournal, UndoItem};
 use faultline::journal::undo::UndoOp;
+use faultline::sys::proc::Pinned;
 use std::fs::OpenOptions;
 use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-const ROUNDS: usize = 5;
+const ROUNDS: usize = 15;
 
 /// Forked children that wait in pause(2); killed on drop.
 struct Children(Vec<(i32, u64)>);
@@ -99,9 +101,20 @@ fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
 }
 
-/// (inject ms, rollback ms) with faultline's record path.
-fn faultline_path(state: &Path, kids: &Children, round: usize, one_by_one: bool) -> (f64, f64) {
+/// (pin ms, inject ms, rollback ms) with faultline's path. `pin` is what
+/// `process_pause` does for each chosen process before recording: open a
+/// pidfd and check, through /proc/PID/stat, that it is still the process
+/// with the recorded start time and not stopped already. `inject` is the
+/// undo records (one write, one fsync) and SIGSTOP through each pidfd;
+/// rollback is the runner's replay, SIGCONT through the pidfds.
+fn faultline_path(
+    state: &Path,
+    kids: &Children,
+    round: usize,
+    one_by_one: bool,
+) -> (f64, f64, f64) {
     let mut j = RunJournal::create(state, header(&format!("bench-{round}-{one_by_one}"))).unwrap();
+    let uid = unsafe { libc::getuid() };
     let t = Instant::now();
     if one_by_one {
         for (p, st) in &kids.0 {
@@ -118,33 +131,59 @@ fn faultline_path(state: &Path, kids: &Children, round: usize, one_by_one: bool)
             .unwrap();
             sig(*p, libc::SIGSTOP);
         }
-    } else {
-        let batch = kids
-            .0
-            .iter()
-            .map(|(p, st)| {
-                (
-                    format!("pid {p}"),
-                    UndoOp::ResumeProcess {
-                        pid: *p,
-                        start_time: *st,
-                    },
-                )
-            })
-            .collect();
-        j.record_batch(0, "pause", "process_pause", batch).unwrap();
-        for (p, _) in &kids.0 {
-            sig(*p, libc::SIGSTOP);
-        }
+        let inject = ms(t.elapsed());
+        let t = Instant::now();
+        let pending = j.pending();
+        let results = j.replay(&pending, "runner", 1);
+        let rollback = ms(t.elapsed());
+        assert!(results.iter().all(|r| r.result.is_ok()));
+        j.finish().unwrap();
+        return (0.0, inject, rollback);
+    }
+    faultline::sys::proc::make_fd_room(kids.0.len());
+    let pins: Vec<Arc<Pinned>> = kids
+        .0
+        .iter()
+        .map(|(p, st)| {
+            let (pin, state) = Pinned::open(*p, *st).expect("pinned");
+            assert_ne!(state, 'T');
+            Arc::new(pin)
+        })
+        .collect();
+    let pin_ms = ms(t.elapsed());
+    let t = Instant::now();
+    let batch = kids
+        .0
+        .iter()
+        .zip(&pins)
+        .map(|((p, st), pin)| UndoItem {
+            target: format!("pid {p}"),
+            op: UndoOp::ResumeProcess {
+                pid: *p,
+                start_time: *st,
+            },
+            uid: Some(uid),
+            pin: Some(pin.clone()),
+        })
+        .collect();
+    j.record_batch(0, "pause", "process_pause", batch).unwrap();
+    if std::env::var_os("UNDO_BENCH_SPLIT").is_some() {
+        eprintln!("faultline record {:.1}", ms(t.elapsed()));
+    }
+    for pin in &pins {
+        pin.signal(nix::sys::signal::Signal::SIGSTOP).unwrap();
     }
     let inject = ms(t.elapsed());
+    drop(pins);
     let t = Instant::now();
     let pending = j.pending();
     let results = j.replay(&pending, "runner", 1);
     let rollback = ms(t.elapsed());
-    assert!(results.iter().all(|r| r.result.is_ok()));
+    assert!(results
+        .iter()
+        .all(|r| matches!(r.result, Ok(faultline::journal::undo::Applied::Done))));
     j.finish().unwrap();
-    (inject, rollback)
+    (pin_ms, inject, rollback)
 }
 
 /// (inject ms, rollback ms) with the minimal durable loop.
@@ -163,6 +202,9 @@ fn durable_loop(dir: &Path, kids: &Children, round: usize) -> (f64, f64) {
     }
     f.write_all(buf.as_bytes()).unwrap();
     f.sync_data().unwrap();
+    if std::env::var_os("UNDO_BENCH_SPLIT").is_some() {
+        eprintln!("durable record {:.1}", ms(t.elapsed()));
+    }
     for (p, _) in &kids.0 {
         sig(*p, libc::SIGSTOP);
     }
@@ -200,8 +242,9 @@ fn main() {
         state.display()
     );
     println!(
-        "{:>7}  {:>22}  {:>22}  {:>14}  {:>22}",
+        "{:>7}  {:>8}  {:>22}  {:>22}  {:>14}  {:>22}",
         "N",
+        "pin",
         "faultline inject/rollb",
         "durable inject/rollb",
         "ratio (total)",
@@ -209,48 +252,53 @@ fn main() {
     );
     for n in sizes {
         let kids = Children::spawn(n);
-        let (mut fi, mut fr, mut di, mut dr, mut oi, mut or) =
-            (vec![], vec![], vec![], vec![], vec![], vec![]);
+        let (mut fp, mut fi, mut fr, mut di, mut dr, mut oi, mut or) =
+            (vec![], vec![], vec![], vec![], vec![], vec![], vec![]);
+        // Each round's own ratio: both paths ran back to back there, so a
+        // burst of load from elsewhere shifts both.
+        let (mut ri, mut rr, mut rt) = (vec![], vec![], vec![]);
         for round in 0..ROUNDS {
             // Alternate the order so neither gains from a warm cache.
-            if round % 2 == 0 {
-                let (a, b) = faultline_path(&state, &kids, round, false);
-                let (c, d) = durable_loop(&base, &kids, round);
-                fi.push(a);
-                fr.push(b);
-                di.push(c);
-                dr.push(d);
+            let (f, d) = if round % 2 == 0 {
+                let f = faultline_path(&state, &kids, round, false);
+                (f, durable_loop(&base, &kids, round))
             } else {
-                let (c, d) = durable_loop(&base, &kids, round);
-                let (a, b) = faultline_path(&state, &kids, round, false);
-                fi.push(a);
-                fr.push(b);
-                di.push(c);
-                dr.push(d);
-            }
+                let d = durable_loop(&base, &kids, round);
+                (faultline_path(&state, &kids, round, false), d)
+            };
+            ri.push(f.1 / d.0);
+            rr.push(f.2 / d.1);
+            rt.push((f.1 + f.2) / (d.0 + d.1));
+            fp.push(f.0);
+            fi.push(f.1);
+            fr.push(f.2);
+            di.push(d.0);
+            dr.push(d.1);
             if n <= 1_000 {
-                let (a, b) = faultline_path(&state, &kids, round, true);
+                let (_, a, b) = faultline_path(&state, &kids, round, true);
                 oi.push(a);
                 or.push(b);
             }
         }
-        let (fi, fr, di, dr) = (median(fi), median(fr), median(di), median(dr));
+        let (fp, fi, fr, di, dr) = (median(fp), median(fi), median(fr), median(di), median(dr));
         let obo = if oi.is_empty() {
             "—".to_string()
         } else {
             format!("{:.1} / {:.1}", median(oi), median(or))
         };
         println!(
-            "{n:>7}  {:>22}  {:>22}  {:>14}  {:>22}",
+            "{n:>7}  {:>8}  {:>22}  {:>22}  {:>14}  {:>22}",
+            format!("{fp:.1}"),
             format!("{fi:.1} / {fr:.1}"),
             format!("{di:.1} / {dr:.1}"),
-            format!("{:.2}x", (fi + fr) / (di + dr)),
+            format!("{:.2}x", median(rt)),
             obo
         );
         println!(
-            "         inject ratio {:.2}x, rollback ratio {:.2}x",
-            fi / di,
-            fr / dr
+            "         median of per-round ratios: inject {:.2}x, rollback {:.2}x; with pinning {:.2}x in all",
+            median(ri),
+            median(rr),
+            (fp + fi + fr) / (di + dr)
         );
     }
     let _ = std::fs::remove_dir_all(&base);

@@ -94,11 +94,12 @@ impl Protected {
 pub trait UndoLog {
     /// Appends `op` (with a human description of the target) and syncs it to disk.
     fn record(&mut self, target: &str, op: UndoOp) -> anyhow::Result<()>;
-    /// Records many operations (target description, op) at once, durable
-    /// before it returns; the journal syncs once for the whole batch.
-    fn record_batch(&mut self, items: Vec<(String, UndoOp)>) -> anyhow::Result<()> {
-        for (target, op) in items {
-            self.record(&target, op)?;
+    /// Records many operations at once, durable before it returns; the
+    /// journal syncs once for the whole batch and keeps pinned processes
+    /// for its rollback.
+    fn record_batch(&mut self, items: Vec<crate::journal::store::UndoItem>) -> anyhow::Result<()> {
+        for item in items {
+            self.record(&item.target, item.op)?;
         }
         Ok(())
     }

@@ -10,8 +10,9 @@
 use super::target::TargetRng;
 use crate::fault::target::{ExcludedProcess, ProcessTarget, Resolved, TargetProcess};
 use crate::fault::{FaultContext, FaultError, FaultImpl, PlannedOp, UndoLog};
+use crate::journal::store::UndoItem;
 use crate::journal::undo::UndoOp;
-use crate::sys::proc::{self as sysproc, SignalOutcome};
+use crate::sys::proc::{self as sysproc, PinError, Pinned, SignalOutcome};
 use crate::units::{Duration, Signal};
 use chrono::{DateTime, Utc};
 use nix::sys::signal::Signal as Sig;
@@ -19,6 +20,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 use std::time::Instant;
 
 #[derive(Clone, Debug, Deserialize, Serialize, JsonSchema)]
@@ -126,7 +128,16 @@ fn check_privileges(chosen: &[TargetProcess], sig: &str) -> Result<(), FaultErro
 /// Sends `sig` if `p` is still the same process: `Ok(true)` sent, `Ok(false)`
 /// it is gone (exited, or its pid reused) and was skipped.
 fn send(p: &TargetProcess, sig: Sig) -> Result<bool, FaultError> {
-    match sysproc::signal_if_same(p.pid, p.start_time, sig) {
+    send_via(p, None, sig)
+}
+
+/// [`send`], through the process's pidfd when it is pinned.
+fn send_via(p: &TargetProcess, pin: Option<&Pinned>, sig: Sig) -> Result<bool, FaultError> {
+    let sent = match pin {
+        Some(pin) => pin.signal(sig),
+        None => sysproc::signal_if_same(p.pid, p.start_time, sig),
+    };
+    match sent {
         Ok(SignalOutcome::Sent) => Ok(true),
         Ok(SignalOutcome::Gone) => Ok(false),
         Err(nix::errno::Errno::EPERM) => Err(privileges_error(p, sig.as_str())),
@@ -807,10 +818,18 @@ impl FaultImpl for ProcessPause {
             ));
         }
         // Every undo (SIGCONT) is recorded, in one synced batch, before the
-        // first SIGSTOP: one fsync for the fault, not one per process.
+        // first SIGSTOP: one fsync for the fault, not one per process. Each
+        // process is pinned by a pidfd first and then checked (start time,
+        // state): the pause and the runner's rollback signal through it.
+        sysproc::make_fd_room(sel.chosen.len());
         let mut chosen = Vec::with_capacity(sel.chosen.len());
         for p in sel.chosen {
-            match running_state(p.pid, p.start_time) {
+            let (state, pin) = match Pinned::open(p.pid, p.start_time) {
+                Ok((pin, state)) => (Some(state), Some(Arc::new(pin))),
+                Err(PinError::Gone) => (None, None),
+                Err(PinError::Unavailable(_)) => (running_state(p.pid, p.start_time), None),
+            };
+            match state {
                 None => {
                     self.notes.push(format!(
                         "pid {} exited before it could be paused; skipped",
@@ -825,19 +844,19 @@ impl FaultImpl for ProcessPause {
                     ));
                     continue;
                 }
-                Some(_) => chosen.push(p),
+                Some(_) => chosen.push((p, pin)),
             }
         }
         let batch = chosen
             .iter()
-            .map(|p| {
-                (
-                    format!("pid {}", p.label()),
-                    UndoOp::ResumeProcess {
-                        pid: p.pid,
-                        start_time: p.start_time,
-                    },
-                )
+            .map(|(p, pin)| UndoItem {
+                target: format!("pid {}", p.label()),
+                op: UndoOp::ResumeProcess {
+                    pid: p.pid,
+                    start_time: p.start_time,
+                },
+                uid: p.uids.map(|(real, _)| real),
+                pin: pin.clone(),
             })
             .collect();
         undo.record_batch(batch).map_err(|e| {
@@ -846,9 +865,9 @@ impl FaultImpl for ProcessPause {
                 chosen.len()
             ))
         })?;
-        for p in chosen {
+        for (p, pin) in chosen {
             let at = Utc::now();
-            if send(&p, Sig::SIGSTOP)? {
+            if send_via(&p, pin.as_deref(), Sig::SIGSTOP)? {
                 self.paused.push(Paused {
                     pid: p.pid,
                     name: p.name,

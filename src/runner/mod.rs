@@ -213,7 +213,7 @@ impl UndoLog for JournalLog<'_> {
             .record(self.fault, &self.label, &self.kind, target, op)
             .map(|_| ())
     }
-    fn record_batch(&mut self, items: Vec<(String, UndoOp)>) -> anyhow::Result<()> {
+    fn record_batch(&mut self, items: Vec<crate::journal::store::UndoItem>) -> anyhow::Result<()> {
         self.journal
             .lock()
             .unwrap()

@@ -24,10 +24,41 @@ pub fn proc_root() -> PathBuf {
     PathBuf::from("/proc")
 }
 
+/// Reads a small /proc file (`stat`, `status`) of `pid` into `buf`: one
+/// open, one read (a line-ended result is complete: the kernel writes these
+/// files in one go), one close. `fs::read_to_string` costs two more system
+/// calls per file, which matters when thousands of processes are checked.
+fn read_proc_file<'a>(pid: i32, name: &str, buf: &'a mut [u8]) -> Option<&'a str> {
+    use std::io::Read;
+    let mut f = fs::File::open(format!("/proc/{pid}/{name}")).ok()?;
+    let mut n = 0;
+    loop {
+        let got = f.read(&mut buf[n..]).ok()?;
+        n += got;
+        if got == 0 || buf[..n].ends_with(b"\n") || n == buf.len() {
+            break;
+        }
+    }
+    std::str::from_utf8(&buf[..n]).ok()
+}
+
 /// Parses /proc/PID/stat. `None` when the process does not exist (any more).
 pub fn info(pid: i32) -> Option<ProcInfo> {
-    let raw = fs::read_to_string(proc_root().join(pid.to_string()).join("stat")).ok()?;
-    parse_stat(&raw)
+    let mut buf = [0u8; 2048];
+    parse_stat(read_proc_file(pid, "stat", &mut buf)?)
+}
+
+/// State and start time from /proc/PID/stat, without allocating: the check
+/// made before every signal.
+pub fn state_and_start(pid: i32) -> Option<(char, u64)> {
+    let mut buf = [0u8; 2048];
+    let raw = read_proc_file(pid, "stat", &mut buf)?;
+    let rest = &raw[raw.rfind(')')? + 1..];
+    let mut fields = rest.split_ascii_whitespace();
+    let state = fields.next()?.chars().next()?;
+    // field 3 is the state; field 22 (the start time) comes 19 later.
+    let start_time = fields.nth(18)?.parse().ok()?;
+    Some((state, start_time))
 }
 
 /// Parses the text of /proc/PID/stat. The comm field may contain spaces and
@@ -55,7 +86,7 @@ pub fn parse_stat(raw: &str) -> Option<ProcInfo> {
 
 /// The start time of `pid`, if it exists.
 pub fn start_time(pid: i32) -> Option<u64> {
-    info(pid).map(|i| i.start_time)
+    state_and_start(pid).map(|(_, st)| st)
 }
 
 /// The full command line, arguments joined by spaces (empty for kernel threads).
@@ -86,8 +117,8 @@ pub enum SignalOutcome {
 /// `start_time` and has not exited (a zombie counts as gone: it can no longer
 /// act on a signal).
 pub fn signal_if_same(pid: i32, start_time: u64, sig: Signal) -> nix::Result<SignalOutcome> {
-    match info(pid) {
-        Some(i) if i.start_time == start_time && i.state != 'Z' && i.state != 'X' => {}
+    match state_and_start(pid) {
+        Some((state, st)) if st == start_time && state != 'Z' && state != 'X' => {}
         _ => return Ok(SignalOutcome::Gone),
     }
     match kill(Pid::from_raw(pid), sig) {
@@ -118,8 +149,8 @@ pub fn list() -> Vec<ProcInfo> {
 
 /// The user ids of a process from /proc/PID/status: real, effective, saved, filesystem.
 pub fn uids(pid: i32) -> Option<[u32; 4]> {
-    let raw = fs::read_to_string(proc_root().join(pid.to_string()).join("status")).ok()?;
-    parse_status_ids(&raw, "Uid:")
+    let mut buf = [0u8; 8192];
+    parse_status_ids(read_proc_file(pid, "status", &mut buf)?, "Uid:")
 }
 
 /// Parses a `Uid:`/`Gid:` line of /proc/PID/status.
@@ -384,6 +415,50 @@ pub fn current_user() -> (u32, Option<String>, Option<String>) {
 
 #[cfg(test)]
 mod tests {
+
+    /// A pinned process is signalled through its pidfd; its exit shows on
+    /// the pidfd, once reaped it is gone (even if its pid were reused), and a
+    /// wrong start time is never pinned.
+    #[test]
+    fn pinned_process_signals_and_sees_its_exit() {
+        let mut child = std::process::Command::new("sleep")
+            .arg("30")
+            .spawn()
+            .unwrap();
+        let pid = child.id() as i32;
+        let st = loop {
+            if let Some(st) = start_time(pid) {
+                break st;
+            }
+        };
+        assert_eq!(Pinned::open(pid, st + 1).unwrap_err(), PinError::Gone);
+        let (pin, state) = Pinned::open(pid, st).expect("pinned");
+        assert_ne!(state, 'T');
+        assert_eq!(pin.signal(Signal::SIGSTOP), Ok(SignalOutcome::Sent));
+        let stopped = (0..200).any(|_| {
+            std::thread::sleep(std::time::Duration::from_millis(5));
+            info(pid).is_some_and(|i| i.state == 'T')
+        });
+        assert!(stopped, "SIGSTOP through the pidfd stopped it");
+        assert_eq!(pin.signal(Signal::SIGCONT), Ok(SignalOutcome::Sent));
+        kill(Pid::from_raw(pid), Signal::SIGKILL).unwrap();
+        // Not reaped yet: a zombie, which counts as gone.
+        let gone = (0..400).any(|_| {
+            std::thread::sleep(std::time::Duration::from_millis(5));
+            pin.exited()
+        });
+        assert!(gone, "the pidfd reports the exit");
+        child.wait().unwrap();
+        assert_eq!(pin.signal(Signal::SIGCONT), Ok(SignalOutcome::Gone));
+    }
+
+    #[test]
+    fn state_and_start_agrees_with_the_full_parse() {
+        let me = std::process::id() as i32;
+        let i = info(me).unwrap();
+        assert_eq!(state_and_start(me), Some((i.state, i.start_time)));
+        assert!(uids(me).is_some());
+    }
     use super::*;
 
     #[test]
@@ -462,5 +537,114 @@ mod tests {
         let now = boot_time_ms();
         assert!(started <= now + 20, "started {started} now {now}");
         assert!(cgroups(me).is_some_and(|c| !c.is_empty()));
+    }
+}
+
+/// A process pinned by a pidfd (Linux 5.3+): a signal sent through it
+/// reaches that very process or none, never another that reused its pid.
+/// The runner keeps one per paused process, so rollback needs no /proc read
+/// per process and has no window in which a pid can be reused.
+#[derive(Debug)]
+pub struct Pinned {
+    fd: std::os::fd::OwnedFd,
+    pub pid: i32,
+}
+
+/// Why a process could not be pinned.
+#[derive(Debug, PartialEq, Eq)]
+pub enum PinError {
+    /// It exited, or its pid now belongs to a process with another start time.
+    Gone,
+    /// No pidfd could be opened (old kernel, file descriptor limit): the
+    /// caller falls back to checking the start time before each signal.
+    Unavailable(nix::errno::Errno),
+}
+
+impl std::os::fd::AsRawFd for Pinned {
+    fn as_raw_fd(&self) -> std::os::fd::RawFd {
+        self.fd.as_raw_fd()
+    }
+}
+
+impl Pinned {
+    /// Pins `pid` and checks, after the pidfd is open, that it is the
+    /// process that started at `start_time` and has not exited. Returns its
+    /// state letter too.
+    pub fn open(pid: i32, start_time: u64) -> Result<(Pinned, char), PinError> {
+        use std::os::fd::FromRawFd;
+        if pid <= 0 {
+            return Err(PinError::Gone);
+        }
+        // SAFETY: pidfd_open takes a pid and flags and returns a new fd.
+        let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+        if fd < 0 {
+            return Err(match nix::errno::Errno::last() {
+                nix::errno::Errno::ESRCH => PinError::Gone,
+                e => PinError::Unavailable(e),
+            });
+        }
+        // SAFETY: a fresh descriptor that nothing else owns.
+        let fd = unsafe { std::os::fd::OwnedFd::from_raw_fd(fd as i32) };
+        match state_and_start(pid) {
+            Some((state, st)) if st == start_time && state != 'Z' && state != 'X' => {
+                Ok((Pinned { fd, pid }, state))
+            }
+            _ => Err(PinError::Gone),
+        }
+    }
+
+    /// Has the process exited (a zombie counts)? The pidfd turns readable then.
+    pub fn exited(&self) -> bool {
+        use std::os::fd::AsRawFd;
+        let mut p = libc::pollfd {
+            fd: self.fd.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: one valid pollfd, no wait.
+        let n = unsafe { libc::poll(&mut p, 1, 0) };
+        n > 0 && p.revents & (libc::POLLIN | libc::POLLHUP) != 0
+    }
+
+    /// Sends `sig` to the pinned process; `Gone` once it has been reaped.
+    /// (A zombie not yet reaped takes the signal and ignores it: checking
+    /// [`Pinned::exited`] first would cost a system call per process.)
+    pub fn signal(&self, sig: Signal) -> nix::Result<SignalOutcome> {
+        use std::os::fd::AsRawFd;
+        // SAFETY: pidfd_send_signal(fd, sig, NULL info, 0 flags).
+        let r = unsafe {
+            libc::syscall(
+                libc::SYS_pidfd_send_signal,
+                self.fd.as_raw_fd(),
+                sig as i32,
+                std::ptr::null::<libc::siginfo_t>(),
+                0,
+            )
+        };
+        if r == 0 {
+            return Ok(SignalOutcome::Sent);
+        }
+        match nix::errno::Errno::last() {
+            nix::errno::Errno::ESRCH => Ok(SignalOutcome::Gone),
+            e => Err(e),
+        }
+    }
+}
+
+/// Makes room for `n` more open files: raises this process's soft limit
+/// (often 1,024) toward its hard limit when pinning `n` targets needs it.
+/// Left as it is otherwise, so the commands faultline runs inherit the usual
+/// limit. Errors are ignored: pinning then falls back per process.
+pub fn make_fd_room(n: usize) {
+    use nix::sys::resource::{getrlimit, setrlimit, Resource};
+    let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE) else {
+        return;
+    };
+    let open = fs::read_dir("/proc/self/fd")
+        .map(|d| d.count())
+        .unwrap_or(64) as u64;
+    let want = open + n as u64 + 256;
+    if want > soft {
+        let _ = setrlimit(Resource::RLIMIT_NOFILE, want.min(hard), hard);
     }
 }

@@ -322,8 +322,21 @@ fn crafted_journals_count_as_the_formula_says() {
         "o-experiment.json",
         r#"{"title": "a CTK experiment", "method": []}"#,
     );
+    // 65 MiB of zero bytes: streamed (past 8 MiB), and not JSON.
     let huge = std::fs::File::create(d.join("p-huge.json")).unwrap();
     huge.set_len(65 * 1024 * 1024).unwrap();
+    // A long run's journal (over 8 MiB with every sample) is streamed and
+    // counted like any other.
+    w(
+        "r-long.json",
+        &crafted(|j| {
+            at(j, 7);
+            j["experiment"]["title"] = json!("long game day");
+            let sample = j["probes"][0]["samples"][0].clone();
+            j["probes"][0]["samples"] = Value::Array(vec![sample; 120_000]);
+        }),
+    );
+    assert!(std::fs::metadata(d.join("r-long.json")).unwrap().len() > 8 * 1024 * 1024);
     nix::unistd::mkfifo(&d.join("q-fifo.json"), nix::sys::stat::Mode::S_IRWXU).unwrap();
     w("notes.txt", "not looked at");
 
@@ -336,7 +349,7 @@ fn crafted_journals_count_as_the_formula_says() {
         ("m-broken.json", "not valid JSON"),
         ("n-badfield.json", "outcome.verdict"),
         ("o-experiment.json", "not a journal"),
-        ("p-huge.json", "too large (65 MiB"),
+        ("p-huge.json", "not valid JSON"),
         ("q-fifo.json", "not a regular file"),
     ] {
         assert!(
@@ -344,7 +357,8 @@ fn crafted_journals_count_as_the_formula_says() {
             "{f}: {why} in {err}"
         );
     }
-    assert_eq!(h["journals_read"], 8);
+    assert_eq!(h["journals_read"], 9);
+    assert_eq!(experiment_titled(&h, "long game day")["verdicts"], "H");
     assert_eq!(h["skipped"].as_array().unwrap().len(), 5);
 
     let c = experiment_titled(&h, "crafted");

@@ -677,3 +677,81 @@ fn kb_files_an_entry_per_run_with_the_knowledge_base_sections_and_an_index() {
         "{index}"
     );
 }
+
+/// A long run's journal (60,000 samples of one probe, failing ones among
+/// them): `faultline report` streams it and thins the samples for every
+/// format but JSON, and renders the table, Markdown and JUnit exactly as
+/// from the whole record; the HTML plot says how many samples it shows.
+#[test]
+fn a_long_runs_journal_renders_the_same_from_thinned_samples() {
+    let mut j: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(fixture_path("journal-aborted.json")).unwrap(),
+    )
+    .unwrap();
+    let orig = j["probes"][0]["samples"].as_array().unwrap().clone();
+    let mut samples = Vec::with_capacity(60_000);
+    for i in 0..60_000usize {
+        let mut s = orig[i % orig.len()].clone();
+        s["at_ms"] = serde_json::json!(i as f64 * 50.0);
+        samples.push(s);
+    }
+    // The phases' counts, as the runner writes them, agree with the list.
+    for phase in ["before", "during", "after"] {
+        let of = |st: &str| {
+            samples
+                .iter()
+                .filter(|s| s["phase"] == phase && (st.is_empty() || s["status"] == st))
+                .count()
+        };
+        let ph = &mut j["probes"][0][phase];
+        ph["samples"] = serde_json::json!(of(""));
+        ph["successes"] = serde_json::json!(of("success"));
+        ph["failures"] = serde_json::json!(of("failure"));
+        ph["errors"] = serde_json::json!(of("error"));
+    }
+    j["probes"][0]["samples"] = serde_json::Value::Array(samples);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("long.json");
+    std::fs::write(&path, serde_json::to_string(&j).unwrap()).unwrap();
+    let full = json::parse(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    let failing = full.probes[0]
+        .samples
+        .iter()
+        .filter(|s| s.status != faultline::report::record::SampleStatus::Success)
+        .count();
+    assert!(failing > 1_000, "{failing} failing samples");
+    for (format, want) in [
+        ("table", table::render(&full, false)),
+        ("markdown", markdown::render(&full)),
+        ("junit", junit::render(&full)),
+        ("json", json::render(&full)),
+    ] {
+        let o = faultline(&[
+            "report",
+            path.to_str().unwrap(),
+            "--format",
+            format,
+            "--color",
+            "never",
+        ]);
+        assert_eq!(
+            o.status.code(),
+            Some(0),
+            "{format}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        assert_eq!(String::from_utf8_lossy(&o.stdout), want, "{format}");
+    }
+    let o = faultline(&["report", path.to_str().unwrap(), "--format", "html"]);
+    let html = String::from_utf8_lossy(&o.stdout);
+    let note = html
+        .lines()
+        .find(|l| l.contains("class=\"muted thinned\""))
+        .expect("the plot says it is thinned");
+    assert!(note.contains("of 60000 samples"), "{note}");
+    let circles = html.matches("class=\"failed-sample\"").count();
+    assert!(
+        (1_000..=3_000 + 8_000).contains(&circles),
+        "failing samples marked, up to the cap: {circles}"
+    );
+}

@@ -14,9 +14,11 @@ use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-/// Journals larger than this are skipped: a run journal with every sample of
-/// a long run is a few MiB.
-pub const MAX_JOURNAL_BYTES: u64 = 64 * 1024 * 1024;
+/// Journals up to this size are read into memory and parsed there (the
+/// fast path for the many small journals of a history); larger ones, such
+/// as a 4-hour game day's 700 MiB with every sample, are parsed as they
+/// stream from the file, so memory does not grow with their size.
+pub const IN_MEMORY_BYTES: u64 = 8 * 1024 * 1024;
 
 /// The journal files under `paths`: files as given, a directory's `*.json`
 /// files (its subdirectories too with `recursive`), in name order. Errors
@@ -59,9 +61,9 @@ fn walk(dir: &Path, recursive: bool, out: &mut Vec<PathBuf>) -> Result<(), Strin
     Ok(())
 }
 
-/// Reads at most `MAX_JOURNAL_BYTES` of a regular file, without blocking on
-/// a FIFO or a device.
-fn read_bounded(path: &Path) -> Result<Vec<u8>, String> {
+/// Summarizes a regular file (opened without blocking on a FIFO or a
+/// device): read whole when small, streamed when large.
+fn summarize_file(path: &Path) -> Result<RunSummary, String> {
     use std::os::unix::fs::OpenOptionsExt;
     let mut f = std::fs::OpenOptions::new()
         .read(true)
@@ -72,22 +74,20 @@ fn read_bounded(path: &Path) -> Result<Vec<u8>, String> {
     if !md.is_file() {
         return Err("not a regular file".into());
     }
-    if md.len() > MAX_JOURNAL_BYTES {
-        return Err(format!(
-            "too large ({} MiB; journals over {} MiB are skipped)",
-            md.len() / (1024 * 1024),
-            MAX_JOURNAL_BYTES / (1024 * 1024)
-        ));
+    if md.len() > IN_MEMORY_BYTES {
+        return history::summarize_reader(std::io::BufReader::with_capacity(1 << 20, f));
     }
     let mut buf = Vec::with_capacity(md.len() as usize);
     (&mut f)
-        .take(MAX_JOURNAL_BYTES + 1)
+        .take(IN_MEMORY_BYTES + 1)
         .read_to_end(&mut buf)
         .map_err(|e| format!("cannot read: {e}"))?;
-    if buf.len() as u64 > MAX_JOURNAL_BYTES {
-        return Err("grew past the size limit while being read".into());
+    if buf.len() as u64 > IN_MEMORY_BYTES {
+        // It grew while it was read: stream the rest.
+        let rest = std::io::Cursor::new(buf).chain(f);
+        return history::summarize_reader(std::io::BufReader::new(rest));
     }
-    Ok(buf)
+    history::summarize(&buf)
 }
 
 /// Summarizes every file, on as many threads as there are CPUs, in the
@@ -105,7 +105,7 @@ pub fn read_all(files: &[PathBuf]) -> (Vec<RunSummary>, Vec<Skipped>) {
                     loop {
                         let i = next.fetch_add(1, Ordering::Relaxed);
                         let Some(path) = files.get(i) else { break };
-                        let r = read_bounded(path).and_then(|b| history::summarize(&b));
+                        let r = summarize_file(path);
                         mine.push((i, r));
                     }
                     mine

@@ -22,11 +22,29 @@ pub fn render(rec: &RunRecord, format: ReportFormat, color: bool) -> String {
     }
 }
 
-/// Reads and parses a journal file, with an error naming the file.
+/// Points kept per probe for the HTML plot when a long run's journal is
+/// read for a report (see `report::thin`).
+pub const PLOT_POINTS: usize = 4_000;
+
+/// Reads and parses a journal file, with an error naming the file. Every
+/// sample is kept (what `--format json` writes back).
 pub fn load(journal: &Path) -> Result<RunRecord, String> {
-    let text = std::fs::read_to_string(journal)
-        .map_err(|e| format!("cannot read journal {}: {e}", journal.display()))?;
-    json::parse(&text).map_err(|e| format!("{}: {e}", journal.display()))
+    json::read_file(journal)
+}
+
+/// Reads a journal for a report in `format`: every sample for JSON; for the
+/// others a long run's samples are thinned as they are read (statistics,
+/// verdict and failing samples are unchanged), so memory stays bounded.
+pub fn load_for(journal: &Path, format: ReportFormat) -> Result<RunRecord, String> {
+    if format == ReportFormat::Json {
+        return load(journal);
+    }
+    let thinning = crate::report::thin::Thinning::start(PLOT_POINTS);
+    let mut rec = json::read_file(journal)?;
+    for (p, n) in rec.probes.iter_mut().zip(thinning.left_out()) {
+        p.samples_thinned = n;
+    }
+    Ok(rec)
 }
 
 /// `faultline report` with colour decided automatically (a terminal on
@@ -43,7 +61,7 @@ pub fn run_with_color(
     output: Option<&Path>,
     color: ColorChoice,
 ) -> i32 {
-    let rec = match load(journal) {
+    let rec = match load_for(journal, format) {
         Ok(r) => r,
         Err(e) => {
             eprintln!("faultline: {e}");
@@ -125,7 +143,7 @@ fn kb_summary(e: &crate::report::history::ExperimentHistory) -> String {
 /// knowledge-base sections) as `DIR/EXPERIMENT/RUN.md`, and `DIR/index.md`
 /// rebuilt from every entry there, newest first per experiment.
 pub fn file_in_kb(journal: &Path, dir: &Path) -> i32 {
-    let rec = match load(journal) {
+    let rec = match load_for(journal, ReportFormat::Markdown) {
         Ok(r) => r,
         Err(e) => {
             eprintln!("faultline: {e}");

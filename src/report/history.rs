@@ -354,7 +354,18 @@ fn ctk_time(s: &str) -> Option<DateTime<Utc>> {
 /// Reads one journal's bytes into its summary; `Err` says why it is not a
 /// journal history can read (one line).
 pub fn summarize(bytes: &[u8]) -> Result<RunSummary, String> {
-    let mut de = serde_json::Deserializer::from_slice(bytes);
+    summarize_from(serde_json::Deserializer::from_slice(bytes))
+}
+
+/// [`summarize`], parsing as the bytes stream in: memory does not grow with
+/// the journal's size (samples are skipped, not kept).
+pub fn summarize_reader(r: impl std::io::Read) -> Result<RunSummary, String> {
+    summarize_from(serde_json::Deserializer::from_reader(r))
+}
+
+fn summarize_from<'de, R: serde_json::de::Read<'de>>(
+    mut de: serde_json::Deserializer<R>,
+) -> Result<RunSummary, String> {
     let raw: Raw = serde_path_to_error::deserialize(&mut de).map_err(|e| {
         let path = e.path().to_string();
         let inner = e.into_inner();

@@ -227,6 +227,15 @@ table{{border-collapse:collapse}}td,th{{border:1px solid #dadce0;padding:4px 8px
             );
         }
         let _ = writeln!(h, "</svg>");
+        if p.samples_thinned > 0 {
+            let total = p.samples.len() as u64 + p.samples_thinned;
+            let _ = writeln!(
+                h,
+                "<p class=\"muted thinned\">The plot shows {} of {total} samples: the slowest of each stretch, and every failing sample (up to {} per phase). The statistics count all of them.</p>",
+                p.samples.len(),
+                crate::report::thin::FAILING_PER_PHASE
+            );
+        }
     }
 
     // Faults.

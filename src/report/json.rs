@@ -43,14 +43,7 @@ pub fn parse(text: &str) -> Result<RunRecord, String> {
             version
         ));
     };
-    if version > u64::from(SCHEMA_VERSION) {
-        return Err(format!(
-            "journal schema_version {version} is newer than this faultline understands (up to {SCHEMA_VERSION}); upgrade faultline to render it"
-        ));
-    }
-    if version == 0 {
-        return Err("not a faultline journal: `schema_version` is 0 (versions start at 1)".into());
-    }
+    check_version(version)?;
     if !obj.contains_key("run_id") {
         return Err("not a faultline journal: no `run_id` field".into());
     }
@@ -63,6 +56,70 @@ pub fn parse(text: &str) -> Result<RunRecord, String> {
             format!("invalid faultline journal at `{path}`: {inner}")
         }
     })
+}
+
+/// Journals up to this size are read into memory and checked field by field
+/// ([`parse`]) when they do not load; larger ones are streamed.
+const SMALL: u64 = 64 * 1024 * 1024;
+
+/// Reads a journal file without holding its text: the JSON is parsed as it
+/// streams from the file, straight into the record (while a
+/// [`super::thin::Thinning`] is alive, with thinned samples). A journal
+/// that does not load gets the same explanation as [`parse`] gives; a very
+/// large one gets the parser's own message with the field's path.
+pub fn read_file(path: &std::path::Path) -> Result<RunRecord, String> {
+    let open = || {
+        std::fs::File::open(path)
+            .map_err(|e| format!("cannot read journal {}: {e}", path.display()))
+    };
+    let file = open()?;
+    let size = file.metadata().map(|m| m.len()).unwrap_or(0);
+    let reader = std::io::BufReader::with_capacity(1 << 20, file);
+    let mut de = serde_json::Deserializer::from_reader(reader);
+    let loaded = serde_path_to_error::deserialize::<_, RunRecord>(&mut de)
+        .map_err(|e| {
+            let path = e.path().to_string();
+            (path, e.into_inner())
+        })
+        .and_then(|r| de.end().map(|()| r).map_err(|e| (String::new(), e)));
+    let with_path = |e: String| format!("{}: {e}", path.display());
+    match loaded {
+        Ok(rec) => check_version(u64::from(rec.schema_version))
+            .map(|()| rec)
+            .map_err(with_path),
+        Err(_) if size <= SMALL => {
+            use std::io::Read;
+            let mut text = String::new();
+            open()?
+                .read_to_string(&mut text)
+                .map_err(|e| format!("cannot read journal {}: {e}", path.display()))?;
+            // Explains what is wrong; it may also load (a thinned read
+            // that failed only on its own budget does not exist, but the
+            // full parse is the reference).
+            parse(&text).map_err(with_path)
+        }
+        Err((_, e)) if e.is_syntax() || e.is_eof() => Err(with_path(format!(
+            "not valid JSON ({e}); a faultline journal is the JSON file written by `faultline run --journal FILE`"
+        ))),
+        Err((field, e)) if field.is_empty() || field == "." => {
+            Err(with_path(format!("invalid faultline journal: {e}")))
+        }
+        Err((field, e)) => Err(with_path(format!(
+            "invalid faultline journal at `{field}`: {e}"
+        ))),
+    }
+}
+
+fn check_version(version: u64) -> Result<(), String> {
+    if version > u64::from(SCHEMA_VERSION) {
+        return Err(format!(
+            "journal schema_version {version} is newer than this faultline understands (up to {SCHEMA_VERSION}); upgrade faultline to render it"
+        ));
+    }
+    if version == 0 {
+        return Err("not a faultline journal: `schema_version` is 0 (versions start at 1)".into());
+    }
+    Ok(())
 }
 
 fn kind_of(v: &Value) -> &'static str {

@@ -12,3 +12,4 @@ pub mod samples;
 pub mod stats;
 pub mod summary;
 pub mod table;
+pub mod thin;

@@ -519,11 +519,16 @@ pub struct ProbeRecord {
     pub group: Option<String>,
     /// Every sample, in order. A journal written while the run was going
     /// on holds only the latest (see `samples_omitted`).
+    #[serde(deserialize_with = "super::thin::samples")]
     pub samples: Vec<SampleRecord>,
     /// Earlier samples left out of `samples` (only in a journal written
     /// while the run was going on: the final journal holds every sample).
     #[serde(default, skip_serializing_if = "is_zero64")]
     pub samples_omitted: u64,
+    /// Samples left out when the journal was read for a report in bounded
+    /// memory (see `report::thin`); never written.
+    #[serde(skip)]
+    pub samples_thinned: u64,
 }
 
 fn is_zero64(n: &u64) -> bool {

@@ -448,6 +448,7 @@ pub(crate) mod testdata {
                     output: None,
                 }],
                 samples_omitted: 0,
+                samples_thinned: 0,
             }],
             steps: vec![StepRecord {
                 index: 0,

@@ -157,6 +157,7 @@ impl RecordBuilder {
                         group: p.group.clone(),
                         samples: vec![],
                         samples_omitted: 0,
+                        samples_thinned: 0,
                     })
                     .collect();
                 self.acc = vec![Default::default(); probes.len()];

@@ -86,6 +86,17 @@ fn main() {
             "    - name: p{i}\n      tcp: {{host: 127.0.0.1, port: {port}}}\n      timeout: 1s\n      before: {{samples: 1}}\n      after: {{successes: 1}}\n"
         ));
     }
+    // Abort conditions as a real experiment has them: one per probe.
+    exp.push_str("abort:\n");
+    for i in 0..PROBES {
+        if i % 2 == 0 {
+            exp.push_str(&format!("  - {{probe: p{i}, consecutive_failures: 5}}\n"));
+        } else {
+            exp.push_str(&format!(
+                "  - {{probe: p{i}, failure_ratio: 50%, window: 100}}\n"
+            ));
+        }
+    }
     exp.push_str(&format!(
         "limits:\n  max_duration: {}s\nmethod:\n  - pause: {secs}s\n",
         secs + 120
@@ -137,24 +148,57 @@ fn main() {
         let err = std::fs::read_to_string(dir.path().join("stderr.txt")).unwrap_or_default();
         eprintln!("the run exited {code}:\n{err}");
     }
-    let text = std::fs::read_to_string(&journal).unwrap_or_default();
-    let v: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
-    let samples: usize = v["probes"]
-        .as_array()
-        .map(|ps| {
-            ps.iter()
-                .map(|p| p["samples"].as_array().map_or(0, |s| s.len()))
-                .sum()
-        })
-        .unwrap_or(0);
-    let during: u64 = v["probes"]
-        .as_array()
-        .map(|ps| {
-            ps.iter()
-                .map(|p| p["during"]["samples"].as_u64().unwrap_or(0))
-                .sum()
-        })
-        .unwrap_or(0);
+    // Counted as the journal streams by (it is 700 MiB after 4 hours).
+    #[derive(serde::Deserialize)]
+    struct J {
+        probes: Vec<P>,
+    }
+    #[derive(serde::Deserialize)]
+    struct P {
+        samples: Vec<serde::de::IgnoredAny>,
+        during: D,
+    }
+    #[derive(serde::Deserialize)]
+    struct D {
+        samples: u64,
+    }
+    let journal_bytes = std::fs::metadata(&journal).map_or(0, |m| m.len());
+    let parsed: Option<J> = std::fs::File::open(&journal)
+        .ok()
+        .and_then(|f| serde_json::from_reader(std::io::BufReader::new(f)).ok());
+    let (samples, during) = parsed.map_or((0, 0), |j| {
+        (
+            j.probes.iter().map(|p| p.samples.len()).sum::<usize>(),
+            j.probes.iter().map(|p| p.during.samples).sum::<u64>(),
+        )
+    });
+    // What a reader of the journal costs: `report` (table, HTML) and
+    // `history`, each its peak RSS and wall time.
+    let mut readers = Vec::new();
+    for (what, args) in [
+        ("report --format table", vec!["report", "--format", "table"]),
+        ("report --format html", vec!["report", "--format", "html"]),
+        ("history --format json", vec!["history", "--format", "json"]),
+    ] {
+        let t = Instant::now();
+        let c = Command::new(&bin)
+            .args(&args)
+            .arg(&journal)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut st = 0;
+        let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+        unsafe { libc::wait4(c.id() as i32, &mut st, 0, &mut ru) };
+        let ok = libc::WIFEXITED(st) && libc::WEXITSTATUS(st) == 0;
+        readers.push(format!(
+            "{what}: {}, peak RSS {:.1} MiB, {:.1} s",
+            if ok { "exit 0" } else { "FAILED" },
+            ru.ru_maxrss as f64 / 1024.0,
+            t.elapsed().as_secs_f64()
+        ));
+    }
 
     let loadavg = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
     println!("faultline long-run memory bench: {PROBES} tcp probes x 50ms, pause {secs}s");
@@ -181,9 +225,7 @@ fn main() {
     if let Some(&(m, k, a)) = series.last() {
         println!("| {m:.1} (last) | {k} | {a} |");
     }
-    // After the first minute, and over the second half (the abort
-    // conditions' window of 10,000 samples per probe fills in the first
-    // 8.3 minutes at 50ms).
+    // After the first minute, and over the second half.
     let half = series.last().map_or(0.0, |p| p.0) / 2.0;
     for (what, col, from) in [
         ("VmRSS", 1, 1.0),
@@ -221,7 +263,10 @@ fn main() {
     );
     println!(
         "journal: {:.1} MiB, {samples} samples in it ({during} during the method); last snapshot seen while running: {:.1} KiB",
-        text.len() as f64 / (1024.0 * 1024.0),
+        journal_bytes as f64 / (1024.0 * 1024.0),
         last_journal_size as f64 / 1024.0
     );
+    for r in readers {
+        println!("{r}");
+    }
 }

@@ -117,8 +117,9 @@ fn privileges_error(p: &TargetProcess, sig: &str) -> FaultError {
 
 /// Fails before anything is signalled when one of the processes may not be.
 fn check_privileges(chosen: &[TargetProcess], sig: &str) -> Result<(), FaultError> {
+    let rights = sysproc::SignalRights::mine();
     for p in chosen {
-        if sysproc::may_signal(p.pid) == Some(false) {
+        if rights.may_signal(p.pid) == Some(false) {
             return Err(privileges_error(p, sig));
         }
     }

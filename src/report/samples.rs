@@ -77,6 +77,34 @@ impl LatencyAcc {
         self.n
     }
 
+    /// The statistics of `values`.
+    pub fn from_values(values: &[f64]) -> LatencyAcc {
+        let mut a = LatencyAcc::default();
+        for v in values {
+            a.record(*v);
+        }
+        a
+    }
+
+    /// The `p`th percentile (nearest rank; within the tolerance above past
+    /// [`EXACT_UP_TO`] samples).
+    pub fn quantile(&self, p: u32) -> Option<f64> {
+        if self.n == 0 {
+            return None;
+        }
+        match &self.hist {
+            None => {
+                let mut v = self.exact.clone();
+                v.sort_by(|a, b| a.total_cmp(b));
+                let rank = ((f64::from(p) / 100.0) * v.len() as f64).ceil() as usize;
+                Some(v[rank.clamp(1, v.len()) - 1])
+            }
+            Some(h) => {
+                Some((h.value_at_quantile(f64::from(p) / 100.0) as f64 / 1000.0).min(self.max))
+            }
+        }
+    }
+
     /// p50/p95/p99 (nearest rank, within the tolerance above) and max.
     pub fn stats(&self) -> Option<LatencyStats> {
         let Some(h) = &self.hist else {

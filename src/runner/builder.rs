@@ -580,47 +580,96 @@ impl RecordBuilder {
         }
     }
 
-    /// The samples of probe `probe` that finished in `phase`, as
-    /// (start ms, latency ms, success), in the order they started.
-    /// Read from the spool when samples are spooled (one probe's phase in
-    /// memory at a time, 24 bytes a sample).
-    pub fn phase_samples(&self, probe: usize, phase: SamplePhase) -> Vec<(f64, f64, bool)> {
+    /// Calls `f` with every sample of probe `probe`, in the order they
+    /// finished: from the spool when samples are spooled (nothing held in
+    /// memory), else from the record.
+    fn each_sample(&self, probe: usize, mut f: impl FnMut(&SampleRecord)) {
         if let Some(sp) = &self.rec.spool {
-            let mut v = Vec::new();
-            let read = sp.for_each(probe, |s| {
-                if s.phase == phase {
-                    v.push((
-                        s.at_ms - s.latency_ms,
-                        s.latency_ms,
-                        s.status == SampleStatus::Success,
-                    ));
-                }
-            });
-            if read.is_ok() {
-                v.sort_by(|a, b| a.0.total_cmp(&b.0));
-                return v;
+            if sp.for_each(probe, |s| f(&s)).is_ok() {
+                return;
             }
         }
-        let mut v: Vec<(f64, f64, bool)> = self
-            .rec
-            .probes
-            .get(probe)
-            .map(|p| {
-                p.samples
-                    .iter()
-                    .filter(|s| s.phase == phase)
-                    .map(|s| {
-                        (
-                            s.at_ms - s.latency_ms,
-                            s.latency_ms,
-                            s.status == SampleStatus::Success,
-                        )
-                    })
-                    .collect()
-            })
-            .unwrap_or_default();
+        if let Some(p) = self.rec.probes.get(probe) {
+            p.samples.iter().for_each(f);
+        }
+    }
+
+    /// The samples of probe `probe` that finished in `phase` and started in
+    /// `[from_ms, to_ms)`, as (start ms, latency ms, success), in the order
+    /// they started.
+    fn samples_where(
+        &self,
+        probe: usize,
+        phase: SamplePhase,
+        from_ms: f64,
+        to_ms: f64,
+    ) -> Vec<(f64, f64, bool)> {
+        let mut v = Vec::new();
+        self.each_sample(probe, |s| {
+            let start = s.at_ms - s.latency_ms;
+            if s.phase == phase && start >= from_ms && start < to_ms {
+                v.push((start, s.latency_ms, s.status == SampleStatus::Success));
+            }
+        });
         v.sort_by(|a, b| a.0.total_cmp(&b.0));
         v
+    }
+
+    /// The samples of probe `probe` that finished in `phase`, as
+    /// (start ms, latency ms, success), in the order they started
+    /// (24 bytes a sample in memory; see [`RecordBuilder::scan_phase`] for
+    /// what needs no more than fixed memory).
+    pub fn phase_samples(&self, probe: usize, phase: SamplePhase) -> Vec<(f64, f64, bool)> {
+        self.samples_where(probe, phase, f64::NEG_INFINITY, f64::INFINITY)
+    }
+
+    /// One pass over probe `probe`'s samples of `phase` in fixed memory: the
+    /// longest outage (samples put back in start order through a small
+    /// buffer: at most the sampler's in-flight bound finish out of order)
+    /// and the latency statistics.
+    pub fn scan_phase(&self, probe: usize, phase: SamplePhase, end_ms: f64) -> PhaseScan {
+        use std::cmp::Reverse;
+        use std::collections::BinaryHeap;
+        /// Start time, ordered.
+        #[derive(PartialEq)]
+        struct Start(f64, bool);
+        impl Eq for Start {}
+        impl PartialOrd for Start {
+            fn partial_cmp(&self, o: &Self) -> Option<std::cmp::Ordering> {
+                Some(self.cmp(o))
+            }
+        }
+        impl Ord for Start {
+            fn cmp(&self, o: &Self) -> std::cmp::Ordering {
+                self.0.total_cmp(&o.0)
+            }
+        }
+        const REORDER: usize = 1024;
+        let mut heap: BinaryHeap<Reverse<Start>> = BinaryHeap::new();
+        let mut outage = OutageScan::default();
+        let mut latency = LatencyAcc::default();
+        self.each_sample(probe, |s| {
+            if s.phase != phase {
+                return;
+            }
+            latency.record(s.latency_ms);
+            heap.push(Reverse(Start(
+                s.at_ms - s.latency_ms,
+                s.status == SampleStatus::Success,
+            )));
+            if heap.len() > REORDER {
+                if let Some(Reverse(Start(at, ok))) = heap.pop() {
+                    outage.push(at, ok);
+                }
+            }
+        });
+        while let Some(Reverse(Start(at, ok))) = heap.pop() {
+            outage.push(at, ok);
+        }
+        PhaseScan {
+            longest_outage_ms: outage.finish(end_ms),
+            latency,
+        }
     }
 
     /// The experiment group against the control group per phase, on every
@@ -682,10 +731,7 @@ impl RecordBuilder {
     /// The samples of probe `probe` that started in `[from_ms, to_ms)`,
     /// as (start ms, latency ms, success).
     pub fn window_samples(&self, probe: usize, from_ms: f64, to_ms: f64) -> Vec<(f64, f64, bool)> {
-        self.phase_samples(probe, SamplePhase::During)
-            .into_iter()
-            .filter(|s| s.0 >= from_ms && s.0 < to_ms)
-            .collect()
+        self.samples_where(probe, SamplePhase::During, from_ms, to_ms)
     }
 
     pub fn rollback_end_ms(&self) -> Option<f64> {
@@ -706,24 +752,46 @@ impl EventSink for SharedBuilder {
 /// to the start of the next successful one, or to `end_ms` when none
 /// followed. `samples` are (start ms, success), in the order they started.
 pub fn longest_outage(samples: &[(f64, bool)], end_ms: f64) -> f64 {
-    let mut longest = 0.0f64;
-    let mut open: Option<f64> = None;
+    let mut o = OutageScan::default();
     for &(start, ok) in samples {
-        match (ok, open) {
-            (false, None) => open = Some(start),
+        o.push(start, ok);
+    }
+    o.finish(end_ms)
+}
+
+/// [`longest_outage`], one sample at a time (in start order).
+#[derive(Default)]
+pub struct OutageScan {
+    longest: f64,
+    open: Option<f64>,
+}
+
+impl OutageScan {
+    pub fn push(&mut self, start: f64, ok: bool) {
+        match (ok, self.open) {
+            (false, None) => self.open = Some(start),
             (true, Some(from)) => {
-                longest = longest.max(start - from);
-                open = None;
+                self.longest = self.longest.max(start - from);
+                self.open = None;
             }
             _ => {}
         }
     }
-    if let Some(from) = open {
-        longest = longest.max(end_ms - from);
+
+    pub fn finish(self, end_ms: f64) -> f64 {
+        let mut longest = self.longest;
+        if let Some(from) = self.open {
+            longest = longest.max(end_ms - from);
+        }
+        longest.max(0.0)
     }
-    longest.max(0.0)
 }
 
+/// What [`RecordBuilder::scan_phase`] finds.
+pub struct PhaseScan {
+    pub longest_outage_ms: f64,
+    pub latency: LatencyAcc,
+}
 /// The `p`th percentile (nearest rank, as the reports' latency figures).
 pub fn percentile(values: &[f64], p: u32) -> Option<f64> {
     if values.is_empty() {

@@ -244,7 +244,8 @@ fn judge_level(
             ..Default::default()
         };
         if let Some(req) = &spec.during {
-            match judge_during(req, taken, longest, &lat, &control) {
+            let acc = crate::report::samples::LatencyAcc::from_values(&lat);
+            match judge_during(req, taken, longest, &acc, &|| lat.clone(), &control) {
                 During::Judged(met, text) => {
                     lp.requirement = text;
                     lp.met = Some(met);

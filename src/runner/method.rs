@@ -6,6 +6,7 @@ use super::sampling::{sleep_or_cancel, spawn_samplers, SamplerMsg, Taken};
 use super::*;
 use crate::fault::health::{self, HealthPoint, HealthTracker};
 use crate::report::record::InconclusiveReason;
+use crate::report::samples::LatencyAcc;
 
 /// Runs the method with probes sampling and abort conditions checked.
 /// Returns whether the `during` requirements were met.
@@ -99,33 +100,40 @@ pub(super) async fn method(ctx: &Arc<Ctx>, faults: Vec<Option<Box<dyn FaultImpl>
     let mut ok = true;
     let escalation = ctx.exp.method.iter().find_map(|s| s.escalate.clone());
     let specs = &ctx.exp.steady_state.probes;
-    let all: Vec<Vec<(f64, f64, bool)>> = {
+    // One probe at a time, in fixed memory (a 4-hour method at 50 ms is
+    // 288,000 samples a probe). Only limits relative to the control group
+    // read every latency, of this probe and of the control's.
+    let latencies_of = |i: usize| -> Vec<f64> {
         let b = ctx.builder.lock().unwrap();
-        (0..specs.len())
-            .map(|i| b.phase_samples(i, SamplePhase::During))
+        b.phase_samples(i, SamplePhase::During)
+            .into_iter()
+            .map(|s| s.1)
             .collect()
     };
     let control = |of: &str| -> Vec<f64> {
         specs
             .iter()
-            .zip(&all)
-            .filter(|(p, _)| {
+            .enumerate()
+            .filter(|(_, p)| {
                 p.group == crate::experiment::model::ProbeGroup::Control
                     && (of == "control" || p.name == of)
             })
-            .flat_map(|(_, w)| w.iter().map(|s| s.1))
+            .flat_map(|(i, _)| latencies_of(i))
             .collect()
     };
     for (i, spec) in specs.iter().enumerate() {
-        let samples = &all[i];
-        let starts: Vec<(f64, bool)> = samples.iter().map(|s| (s.0, s.2)).collect();
-        let longest = super::builder::longest_outage(&starts, end_ms);
+        let scan = ctx
+            .builder
+            .lock()
+            .unwrap()
+            .scan_phase(i, SamplePhase::During, end_ms);
+        let longest = scan.longest_outage_ms;
         let max_ms = spec
             .during
             .as_ref()
             .and_then(|d| d.max_outage)
             .map(|d| d.std().as_secs_f64() * 1000.0);
-        if !samples.is_empty() {
+        if scan.latency.count() > 0 {
             ctx.builder
                 .lock()
                 .unwrap()
@@ -148,8 +156,14 @@ pub(super) async fn method(ctx: &Arc<Ctx>, faults: Vec<Option<Box<dyn FaultImpl>
                 .set_requirement(i, SamplePhase::During, text, met);
             continue;
         }
-        let latencies: Vec<f64> = samples.iter().map(|s| s.1).collect();
-        match judge_during(req, taken[i], longest, &latencies, &control) {
+        match judge_during(
+            req,
+            taken[i],
+            longest,
+            &scan.latency,
+            &|| latencies_of(i),
+            &control,
+        ) {
             During::Untested(text, why) => {
                 ctx.builder
                     .lock()
@@ -378,14 +392,17 @@ pub(super) fn judge_during(
     req: &crate::experiment::model::DuringRequirement,
     t: Taken,
     longest_outage_ms: f64,
-    latencies: &[f64],
+    latency: &LatencyAcc,
+    all_latencies: &dyn Fn() -> Vec<f64>,
     control: &dyn Fn(&str) -> Vec<f64>,
 ) -> During {
-    let base = during_verdict(req, t, longest_outage_ms, latencies);
+    let base = during_verdict(req, t, longest_outage_ms, latency);
     let rel = req.relative_limits();
     if rel.is_empty() || t.taken == 0 {
         return base;
     }
+    let latencies = all_latencies();
+    let latencies = latencies.as_slice();
     let (mut met, text, mut untested) = match base {
         During::Judged(m, text) => (m, text, vec![]),
         During::Untested(text, why) => (true, text, why),
@@ -418,9 +435,8 @@ fn during_verdict(
     req: &crate::experiment::model::DuringRequirement,
     t: Taken,
     longest_outage_ms: f64,
-    latencies: &[f64],
+    latency: &LatencyAcc,
 ) -> During {
-    use super::builder::percentile;
     use crate::experiment::model::min_samples_for_percentile;
     let mut texts = Vec::new();
     let mut untested = Vec::new();
@@ -465,7 +481,7 @@ fn during_verdict(
     }
     for (p, limit) in req.latency_limits() {
         let need = min_samples_for_percentile(p);
-        let n = latencies.len() as u32;
+        let n = latency.count() as u32;
         if n < need {
             texts.push(format!(
                 "p{p} latency at most {limit} (not judged: {n} samples)"
@@ -475,7 +491,7 @@ fn during_verdict(
             ));
             continue;
         }
-        let v = percentile(latencies, p).unwrap_or(0.0);
+        let v = latency.quantile(p).unwrap_or(0.0);
         let limit_ms = limit.std().as_secs_f64() * 1000.0;
         met &= v <= limit_ms + 1e-9;
         texts.push(format!(
@@ -1125,6 +1141,10 @@ pub(super) async fn run_action(
 
 #[cfg(test)]
 mod tests {
+
+    fn acc(v: &[f64]) -> LatencyAcc {
+        LatencyAcc::from_values(v)
+    }
     use super::*;
     use crate::experiment::model::DuringRequirement;
     use crate::units::Percent;
@@ -1150,7 +1170,7 @@ mod tests {
     }
 
     fn v(r: &DuringRequirement, t: Taken) -> During {
-        during_verdict(r, t, 0.0, &vec![1.0; t.taken as usize])
+        during_verdict(r, t, 0.0, &acc(&vec![1.0; t.taken as usize]))
     }
 
     /// `0/0` is never a failure: untested, whether or not samples were cut.
@@ -1188,12 +1208,12 @@ mod tests {
         r.min_success = None;
         r.max_outage = Some(crate::units::Duration::from_secs(5));
         let lat = vec![10.0; 30];
-        match during_verdict(&r, taken(30, 20, 0), 1200.0, &lat) {
+        match during_verdict(&r, taken(30, 20, 0), 1200.0, &acc(&lat)) {
             During::Judged(true, t) => assert_eq!(t, "longest outage 1.20s (max 5s)"),
             other => panic!("{other:?}"),
         }
         assert!(matches!(
-            during_verdict(&r, taken(30, 20, 0), 5001.0, &lat),
+            during_verdict(&r, taken(30, 20, 0), 5001.0, &acc(&lat)),
             During::Judged(false, _)
         ));
         r.max_outage = None;
@@ -1202,25 +1222,25 @@ mod tests {
         slow.extend([150.0, 150.0]);
         // Nearest rank of 20: the 19th value.
         assert!(matches!(
-            during_verdict(&r, taken(20, 20, 0), 0.0, &slow),
+            during_verdict(&r, taken(20, 20, 0), 0.0, &acc(&slow)),
             During::Judged(false, _)
         ));
         // One slow sample in 20 is the 5% above p95.
         let mut fast = vec![10.0; 19];
         fast.push(150.0);
         assert!(matches!(
-            during_verdict(&r, taken(20, 20, 0), 0.0, &fast),
+            during_verdict(&r, taken(20, 20, 0), 0.0, &acc(&fast)),
             During::Judged(true, _)
         ));
         // Too few samples for p95: not judged, whatever the latency.
-        match during_verdict(&r, taken(19, 19, 0), 0.0, &slow[..19]) {
+        match during_verdict(&r, taken(19, 19, 0), 0.0, &acc(&slow[..19])) {
             During::Untested(_, why) => assert!(why[0].contains("at least 20"), "{why:?}"),
             other => panic!("{other:?}"),
         }
         // A part that fails wins over one that could not be judged.
         r.max_outage = Some(crate::units::Duration::from_secs(1));
         assert!(matches!(
-            during_verdict(&r, taken(19, 19, 0), 2000.0, &slow[..19]),
+            during_verdict(&r, taken(19, 19, 0), 2000.0, &acc(&slow[..19])),
             During::Judged(false, _)
         ));
     }

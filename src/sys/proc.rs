@@ -187,16 +187,36 @@ pub const CAP_KILL_BIT: u64 = 1 << 5;
 /// kernel's rule: CAP_KILL, or our real or effective uid equals the target's
 /// real or saved uid. `None` when the target's uids cannot be read.
 pub fn may_signal(pid: i32) -> Option<bool> {
-    let target = uids(pid)?;
-    let ruid = nix::unistd::getuid().as_raw();
-    let euid = nix::unistd::geteuid().as_raw();
-    Some(may_signal_ids(
-        ruid,
-        euid,
-        own_effective_caps() & CAP_KILL_BIT != 0,
-        target[0],
-        target[2],
-    ))
+    SignalRights::mine().may_signal(pid)
+}
+
+/// This process's side of the kill(2) permission rule, read once for
+/// checking many targets.
+pub struct SignalRights {
+    ruid: u32,
+    euid: u32,
+    cap_kill: bool,
+}
+
+impl SignalRights {
+    pub fn mine() -> SignalRights {
+        SignalRights {
+            ruid: nix::unistd::getuid().as_raw(),
+            euid: nix::unistd::geteuid().as_raw(),
+            cap_kill: own_effective_caps() & CAP_KILL_BIT != 0,
+        }
+    }
+
+    /// [`may_signal`] for `pid` (no /proc read when we hold CAP_KILL).
+    pub fn may_signal(&self, pid: i32) -> Option<bool> {
+        if self.cap_kill {
+            return Some(true);
+        }
+        let target = uids(pid)?;
+        Some(may_signal_ids(
+            self.ruid, self.euid, false, target[0], target[2],
+        ))
+    }
 }
 
 /// The kernel's permission rule for kill(2) (SIGCONT within a session aside).

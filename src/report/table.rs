@@ -5,7 +5,7 @@
 //! the width is fixed (120 columns) so the output is the same with or without a
 //! terminal.
 
-use super::record::{RunRecord, SamplePhase, StepStatus, Verdict};
+use super::record::{RunRecord, SamplePhase, SampleStatus, StepStatus, Verdict};
 use super::summary::{
     fmt_counts, fmt_latency, fmt_ms, fmt_offset, fmt_opt_ms, fmt_success, fmt_time,
     held_throughout, observation_lines, verdict_text, PhaseResult, RollbackResult,
@@ -95,6 +95,13 @@ pub fn verdict_line(rec: &RunRecord, color: bool) -> String {
 /// Renders `rec` with every string from it escaped for the terminal
 /// (`sys::text`); colors are added after escaping.
 fn safe(rec: &RunRecord, color: bool, f: fn(&RunRecord, bool) -> String) -> String {
+    // The table shows no sample but whether any failed: escaping the
+    // others (a long run has thousands) would only cost memory.
+    let mut slim = rec.clone();
+    for p in &mut slim.probes {
+        p.samples.retain(|s| s.status != SampleStatus::Success);
+    }
+    let rec = &slim;
     match crate::sys::text::escape_strings(rec) {
         Some(rec) => f(&rec, color),
         None => crate::sys::text::escape_text(&f(rec, false)).into_owned(),

@@ -203,17 +203,52 @@ struct BatchUndoLine<'a> {
 #[derive(Serialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 enum LineRef<'a> {
+    /// `at` formatted as chrono writes it (see [`Stamp`]).
     Done {
         id: u64,
         result: Applied,
-        at: DateTime<Utc>,
+        at: &'a str,
         by: &'a str,
     },
     Failed {
         id: u64,
         error: &'a str,
-        at: DateTime<Utc>,
+        at: &'a str,
     },
+}
+
+/// The time for `done` lines, formatted at most once a millisecond: at
+/// 10,000 records formatting each time costs about a tenth of the rollback.
+struct Stamp {
+    at: std::time::Instant,
+    text: String,
+}
+
+impl Stamp {
+    fn new() -> Stamp {
+        let mut s = Stamp {
+            at: std::time::Instant::now(),
+            text: String::new(),
+        };
+        s.refresh();
+        s
+    }
+
+    fn refresh(&mut self) {
+        self.at = std::time::Instant::now();
+        self.text = serde_json::to_value(Utc::now())
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_string))
+            .unwrap_or_default();
+    }
+
+    /// Now, to the millisecond.
+    fn now(&mut self) -> &str {
+        if self.at.elapsed() >= std::time::Duration::from_millis(1) {
+            self.refresh();
+        }
+        &self.text
+    }
 }
 
 impl RunJournal {
@@ -589,6 +624,7 @@ fn replay_pinned(
     // (a command, a file restore) what is buffered is written, so the file
     // says what was undone before it if the runner dies in it.
     let mut lines: Vec<u8> = Vec::new();
+    let mut stamp = Stamp::new();
     let flush = |file: &mut File, lines: &mut Vec<u8>| {
         let _ = file.write_all(lines);
         lines.clear();
@@ -607,7 +643,7 @@ fn replay_pinned(
             (None, Some(p)) => with_retry(attempts, || apply_pinned(&r.op, p)),
             (None, None) => apply_with_retry(&r.op, attempts),
         };
-        let at = Utc::now();
+        let at = stamp.now();
         let line = match &result {
             Ok(a) => LineRef::Done {
                 id: r.id,

@@ -93,9 +93,7 @@ pub fn read_file(path: &std::path::Path) -> Result<RunRecord, String> {
             open()?
                 .read_to_string(&mut text)
                 .map_err(|e| format!("cannot read journal {}: {e}", path.display()))?;
-            // Explains what is wrong; it may also load (a thinned read
-            // that failed only on its own budget does not exist, but the
-            // full parse is the reference).
+            // The field-by-field checks say what is wrong.
             parse(&text).map_err(with_path)
         }
         Err((_, e)) if e.is_syntax() || e.is_eof() => Err(with_path(format!(

@@ -613,8 +613,11 @@ impl Pinned {
         }
     }
 
-    /// Has the process exited (a zombie counts)? The pidfd turns readable then.
-    pub fn exited(&self) -> bool {
+    /// Has the process exited (a zombie counts)? The pidfd turns readable
+    /// then. Only the tests ask: [`Pinned::signal`] does not, to save a
+    /// system call per process.
+    #[cfg(test)]
+    fn exited(&self) -> bool {
         use std::os::fd::AsRawFd;
         let mut p = libc::pollfd {
             fd: self.fd.as_raw_fd(),
@@ -628,7 +631,7 @@ impl Pinned {
 
     /// Sends `sig` to the pinned process; `Gone` once it has been reaped.
     /// (A zombie not yet reaped takes the signal and ignores it: checking
-    /// [`Pinned::exited`] first would cost a system call per process.)
+    /// for that first would cost a system call per process.)
     pub fn signal(&self, sig: Signal) -> nix::Result<SignalOutcome> {
         use std::os::fd::AsRawFd;
         // SAFETY: pidfd_send_signal(fd, sig, NULL info, 0 flags).
